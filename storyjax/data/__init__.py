@@ -1,0 +1,65 @@
+"""Corpora as tfds builders (array_record, read without TensorFlow) and packing.
+
+`load_corpus(data_cfg)` prepares the chosen builder once (cached under
+`data.tfds_dir`) and returns its random-access data sources per split.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Iterator
+
+import ml_collections
+import tensorflow_datasets as tfds
+
+from storyjax.data import babylm, common, tales, text_files, tinystories
+
+BUILDERS = {
+    "tales": tales.Tales,
+    "text_files": text_files.TextFiles,
+    "babylm_10m": babylm.Babylm10m,
+    "babylm_100m": babylm.Babylm100m,
+    "tinystories": tinystories.Tinystories,
+}
+
+
+def make_builder(data_cfg: ml_collections.ConfigDict) -> tfds.core.DatasetBuilder:
+    if data_cfg.name not in BUILDERS:
+        raise ValueError(f"data.name={data_cfg.name!r} is unknown; choose one of {sorted(BUILDERS)}.")
+    if data_cfg.name == "text_files" and not data_cfg.path:
+        raise ValueError("data.name='text_files' needs --config.data.path=DIR (a directory of .txt files).")
+    if data_cfg.on_bad_file not in ("error", "skip"):
+        raise ValueError(f"data.on_bad_file={data_cfg.on_bad_file!r}: use 'error' or 'skip'.")
+    config = common.source_config(
+        data_cfg.path, validation_files=tuple(data_cfg.validation_files),
+        validation_fraction=float(data_cfg.validation_fraction), unwrap_lines=bool(data_cfg.unwrap_lines),
+        on_bad_file=data_cfg.on_bad_file, num_docs=int(data_cfg.num_docs), seed=int(data_cfg.seed))
+    tfds_dir = os.path.expanduser(data_cfg.tfds_dir)
+    return BUILDERS[data_cfg.name](config=config, data_dir=tfds_dir, file_format="array_record")
+
+
+def load_corpus(data_cfg: ml_collections.ConfigDict) -> dict:
+    builder = make_builder(data_cfg)
+    download_config = tfds.download.DownloadConfig(register_checksums=bool(data_cfg.register_checksums))
+    builder.download_and_prepare(download_config=download_config)
+    sources = builder.as_data_source()
+    for split in ("train", "validation"):
+        if len(sources[split]) == 0:
+            raise ValueError(f"the {split} split of data.name={data_cfg.name!r} is empty; "
+                             "check data.path, data.validation_files and data.validation_fraction.")
+    return sources
+
+
+def iter_documents(source) -> Iterator[list[str]]:
+    """Yields each document as its list of text pieces, in corpus order."""
+    pieces, doc = [], None
+    for i in range(len(source)):
+        rec = source[i]
+        text = rec["text"].decode("utf-8") if isinstance(rec["text"], bytes) else rec["text"]
+        if doc is not None and rec["doc"] != doc:
+            yield pieces
+            pieces = []
+        pieces.append(text)
+        doc = rec["doc"]
+    if pieces:
+        yield pieces

@@ -1,0 +1,239 @@
+"""The student: a GPT-2 decoder as a pure function of its parameters.
+
+Linen rather than NNX: `Transformer(cfg).apply(params, ...)` is already the pure
+`params in, logits out` function the jitted/pmapped steps need, parameters are a
+plain nested dict (easy to checkpoint, replicate and map onto HF GPT-2 names for
+export), and there is no split/merge bookkeeping inside `pmap`/`while_loop`.
+
+Parameter names follow Hugging Face's GPT-2 (wte, wpe, h_0.attn.c_attn, ...)
+so conversion to and from `transformers` is a renaming, not a reshuffle.
+
+Two entry points share one set of weights:
+  * `forward`: full causal pass over `tokens_BxT` (training, scoring).
+  * `decode`: incremental pass that writes keys/values into a preallocated
+    `KVCache` at `cache.index` and attends over the valid cache slots; used by
+    the sampler (one prefill call, then one token at a time).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, NamedTuple, Optional
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+PRESETS = {
+    # The paper's student (DESIGN §1): 97,737,216 parameters at vocab 16,000.
+    "gpt2_small": dict(num_layers=12, d_model=768, num_heads=12, max_len=512),
+    # CPU-sized: trains at a few thousand tokens/s on two cores.
+    "tiny": dict(num_layers=4, d_model=256, num_heads=4, max_len=128),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    vocab_size: int = 16_000
+    num_layers: int = 12
+    d_model: int = 768
+    num_heads: int = 12
+    max_len: int = 512
+    mlp_ratio: int = 4
+    dropout: float = 0.1
+    init_std: float = 0.02
+    layer_norm_eps: float = 1e-5
+    # Activations/matmuls in this dtype; parameters always stay float32.
+    compute_dtype: str = "float32"
+
+    @property
+    def head_dim(self) -> int:
+        return self.d_model // self.num_heads
+
+    def validate(self) -> "ModelConfig":
+        if self.d_model % self.num_heads:
+            raise ValueError(
+                f"model.d_model={self.d_model} is not divisible by model.num_heads="
+                f"{self.num_heads}; pick num_heads that divides d_model.")
+        if self.compute_dtype not in ("float32", "bfloat16"):
+            raise ValueError(f"model.compute_dtype={self.compute_dtype!r}: use 'float32' or 'bfloat16'.")
+        return self
+
+
+def model_config_from(cfg: ml_collections.ConfigDict, vocab_size: int) -> ModelConfig:
+    """Builds the model config from the `model` section of a run config."""
+    if cfg.preset not in PRESETS:
+        raise ValueError(f"model.preset={cfg.preset!r} is unknown; choose one of {sorted(PRESETS)}.")
+    shape = dict(PRESETS[cfg.preset])
+    for key in ("num_layers", "d_model", "num_heads", "max_len"):
+        override = cfg.get(key)
+        if override:
+            shape[key] = override
+    return ModelConfig(vocab_size=vocab_size, dropout=cfg.dropout,
+                       compute_dtype=cfg.compute_dtype, **shape).validate()
+
+
+class KVCache(NamedTuple):
+    """Preallocated keys/values for every layer, shared write index.
+
+    Rows of a batch may hold prompts of different lengths (left-padded): a slot
+    is attended to only where `valid_BxS` is set, so padding never leaks in.
+    """
+    k_LxBxSxHxD: jax.Array
+    v_LxBxSxHxD: jax.Array
+    valid_BxS: jax.Array
+    index: jax.Array  # int32 scalar: next slot to write
+
+
+def init_cache(cfg: ModelConfig, batch: int, length: int, dtype=jnp.float32) -> KVCache:
+    if length > cfg.max_len:
+        raise ValueError(f"cache length {length} exceeds the model context {cfg.max_len}.")
+    shape = (cfg.num_layers, batch, length, cfg.num_heads, cfg.head_dim)
+    return KVCache(jnp.zeros(shape, dtype), jnp.zeros(shape, dtype),
+                   jnp.zeros((batch, length), bool), jnp.zeros((), jnp.int32))
+
+
+def _dense(cfg: ModelConfig, features: int, name: str, std: float) -> nn.Dense:
+    return nn.Dense(features, name=name, dtype=jnp.dtype(cfg.compute_dtype),
+                    param_dtype=jnp.float32,
+                    kernel_init=nn.initializers.normal(std), bias_init=nn.initializers.zeros)
+
+
+def _layer_norm(cfg: ModelConfig, name: str) -> nn.LayerNorm:
+    return nn.LayerNorm(epsilon=cfg.layer_norm_eps, name=name,
+                        dtype=jnp.dtype(cfg.compute_dtype), param_dtype=jnp.float32)
+
+
+class Attention(nn.Module):
+    cfg: ModelConfig
+
+    @nn.compact
+    def __call__(self, x_BxTxC, mask_BxTxS, deterministic, kv=None):
+        cfg = self.cfg
+        B, T, _ = x_BxTxC.shape
+        # GPT-2 scales the residual projections by 1/sqrt(2·layers) at init.
+        resid_std = cfg.init_std / (2 * cfg.num_layers) ** 0.5
+        qkv_BxTx3C = _dense(cfg, 3 * cfg.d_model, "c_attn", cfg.init_std)(x_BxTxC)
+        q, k, v = jnp.split(qkv_BxTx3C, 3, axis=-1)
+        heads = lambda a: a.reshape(B, T, cfg.num_heads, cfg.head_dim)
+        q_BxTxHxD, k_BxTxHxD, v_BxTxHxD = heads(q), heads(k), heads(v)
+        new_kv = None
+        if kv is not None:
+            k_cache, v_cache, index = kv
+            k_cache = jax.lax.dynamic_update_slice(k_cache, k_BxTxHxD.astype(k_cache.dtype), (0, index, 0, 0))
+            v_cache = jax.lax.dynamic_update_slice(v_cache, v_BxTxHxD.astype(v_cache.dtype), (0, index, 0, 0))
+            new_kv = (k_cache, v_cache)
+            k_BxTxHxD, v_BxTxHxD = k_cache.astype(q_BxTxHxD.dtype), v_cache.astype(q_BxTxHxD.dtype)
+        scores_BxHxTxS = jnp.einsum("bthd,bshd->bhts", q_BxTxHxD, k_BxTxHxD) / jnp.sqrt(cfg.head_dim).astype(q_BxTxHxD.dtype)
+        # Softmax in float32 even under bf16 compute: logits of long contexts overflow bf16 precision.
+        scores_BxHxTxS = jnp.where(mask_BxTxS[:, None], scores_BxHxTxS.astype(jnp.float32), -1e30)
+        probs_BxHxTxS = jax.nn.softmax(scores_BxHxTxS, axis=-1).astype(v_BxTxHxD.dtype)
+        probs_BxHxTxS = nn.Dropout(cfg.dropout)(probs_BxHxTxS, deterministic=deterministic)
+        out_BxTxC = jnp.einsum("bhts,bshd->bthd", probs_BxHxTxS, v_BxTxHxD).reshape(B, T, cfg.d_model)
+        out_BxTxC = _dense(cfg, cfg.d_model, "c_proj", resid_std)(out_BxTxC)
+        return nn.Dropout(cfg.dropout)(out_BxTxC, deterministic=deterministic), new_kv
+
+
+class MLP(nn.Module):
+    cfg: ModelConfig
+
+    @nn.compact
+    def __call__(self, x_BxTxC, deterministic):
+        cfg = self.cfg
+        resid_std = cfg.init_std / (2 * cfg.num_layers) ** 0.5
+        h = _dense(cfg, cfg.mlp_ratio * cfg.d_model, "c_fc", cfg.init_std)(x_BxTxC)
+        h = nn.gelu(h, approximate=True)
+        h = _dense(cfg, cfg.d_model, "c_proj", resid_std)(h)
+        return nn.Dropout(cfg.dropout)(h, deterministic=deterministic)
+
+
+class Block(nn.Module):
+    cfg: ModelConfig
+
+    @nn.compact
+    def __call__(self, x_BxTxC, mask_BxTxS, deterministic, kv=None):
+        attn, new_kv = Attention(self.cfg, name="attn")(
+            _layer_norm(self.cfg, "ln_1")(x_BxTxC), mask_BxTxS, deterministic, kv)
+        x_BxTxC = x_BxTxC + attn
+        x_BxTxC = x_BxTxC + MLP(self.cfg, name="mlp")(_layer_norm(self.cfg, "ln_2")(x_BxTxC), deterministic)
+        return x_BxTxC, new_kv
+
+
+class Transformer(nn.Module):
+    cfg: ModelConfig
+
+    @nn.compact
+    def __call__(self, tokens_BxT, positions_BxT, mask_BxTxS, deterministic=True,
+                 cache: Optional[KVCache] = None):
+        cfg = self.cfg
+        dtype = jnp.dtype(cfg.compute_dtype)
+        wte = nn.Embed(cfg.vocab_size, cfg.d_model, name="wte", param_dtype=jnp.float32,
+                       embedding_init=nn.initializers.normal(cfg.init_std))
+        wpe = nn.Embed(cfg.max_len, cfg.d_model, name="wpe", param_dtype=jnp.float32,
+                       embedding_init=nn.initializers.normal(cfg.init_std))
+        x_BxTxC = (wte(tokens_BxT) + wpe(positions_BxT)).astype(dtype)
+        x_BxTxC = nn.Dropout(cfg.dropout)(x_BxTxC, deterministic=deterministic)
+        new_k, new_v = [], []
+        for i in range(cfg.num_layers):
+            kv = None if cache is None else (cache.k_LxBxSxHxD[i], cache.v_LxBxSxHxD[i], cache.index)
+            x_BxTxC, layer_kv = Block(cfg, name=f"h_{i}")(x_BxTxC, mask_BxTxS, deterministic, kv)
+            if layer_kv is not None:
+                new_k.append(layer_kv[0])
+                new_v.append(layer_kv[1])
+        x_BxTxC = _layer_norm(cfg, "ln_f")(x_BxTxC)
+        # Tied output embedding; logits in float32 so the loss and sampling see full precision.
+        logits_BxTxV = wte.attend(x_BxTxC.astype(jnp.float32))
+        if cache is None:
+            return logits_BxTxV, None
+        return logits_BxTxV, (jnp.stack(new_k), jnp.stack(new_v))
+
+
+def init_params(cfg: ModelConfig, rng: jax.Array) -> Any:
+    tokens = jnp.zeros((1, 8), jnp.int32)
+    positions = jnp.arange(8)[None]
+    mask = jnp.tril(jnp.ones((1, 8, 8), bool))
+    return Transformer(cfg).init(rng, tokens, positions, mask)["params"]
+
+
+def count_params(params) -> int:
+    return sum(int(x.size) for x in jax.tree.leaves(params))
+
+
+def forward(cfg: ModelConfig, params, tokens_BxT, *, valid_BxT=None, rng=None):
+    """Full causal pass. `valid_BxT` marks real tokens in left-padded rows.
+
+    Positions count only valid tokens, so a left-padded prompt sees the same
+    positions as the unpadded one. Dropout is active iff `rng` is given.
+    """
+    B, T = tokens_BxT.shape
+    if T > cfg.max_len:
+        raise ValueError(f"sequence length {T} exceeds the model context {cfg.max_len}.")
+    if valid_BxT is None:
+        valid_BxT = jnp.ones((B, T), bool)
+    positions_BxT = jnp.maximum(jnp.cumsum(valid_BxT, axis=1) - 1, 0)
+    causal_TxT = jnp.tril(jnp.ones((T, T), bool))
+    mask_BxTxS = causal_TxT[None] & valid_BxT[:, None, :]
+    # A padding query row with nothing to attend to would give NaNs: let it see itself.
+    mask_BxTxS = mask_BxTxS | jnp.eye(T, dtype=bool)[None]
+    rngs = None if rng is None else {"dropout": rng}
+    logits_BxTxV, _ = Transformer(cfg).apply({"params": params}, tokens_BxT, positions_BxT, mask_BxTxS,
+                                             deterministic=rng is None, rngs=rngs)
+    return logits_BxTxV
+
+
+def decode(cfg: ModelConfig, params, tokens_BxT, positions_BxT, valid_BxT, cache: KVCache):
+    """Runs `tokens_BxT` at cache slots [index, index+T) and returns (logits, cache).
+
+    Works for the prefill (T = prompt length) and for single steps (T = 1).
+    """
+    B, T = tokens_BxT.shape
+    S = cache.valid_BxS.shape[1]
+    valid_BxS = jax.lax.dynamic_update_slice(cache.valid_BxS, valid_BxT, (0, cache.index))
+    slot_S = jnp.arange(S)
+    query_slot_T = cache.index + jnp.arange(T)
+    mask_BxTxS = (slot_S[None, None, :] <= query_slot_T[None, :, None]) & valid_BxS[:, None, :]
+    mask_BxTxS = mask_BxTxS | (slot_S[None, None, :] == query_slot_T[None, :, None])
+    logits_BxTxV, (k, v) = Transformer(cfg).apply({"params": params}, tokens_BxT, positions_BxT, mask_BxTxS,
+                                                  deterministic=True, cache=cache)
+    return logits_BxTxV, KVCache(k, v, valid_BxS, cache.index + T)

@@ -1,0 +1,40 @@
+"""What a run leaves in its workdir besides checkpoints: TensorBoard events, summary, checksum."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+
+import jax
+import numpy as np
+from tensorboardX import SummaryWriter
+
+
+def tensorboard(workdir: str) -> SummaryWriter:
+    return SummaryWriter(os.path.join(workdir, "tensorboard"))
+
+
+def log_scalars(writer: SummaryWriter, step: int, scalars: dict) -> None:
+    for k, v in scalars.items():
+        writer.add_scalar(k, float(v), step)
+    writer.flush()
+
+
+def param_checksum(params) -> str:
+    """sha256 over every parameter's path, dtype, shape and bytes, in a fixed order."""
+    h = hashlib.sha256()
+    leaves = jax.tree_util.tree_flatten_with_path(params)[0]
+    for path, leaf in sorted(leaves, key=lambda kv: jax.tree_util.keystr(kv[0])):
+        arr = np.ascontiguousarray(np.asarray(leaf))
+        h.update(f"{jax.tree_util.keystr(path)}|{arr.dtype}|{arr.shape}|".encode())
+        h.update(arr.tobytes())
+    return h.hexdigest()
+
+
+def write_summary(workdir: str, summary: dict) -> str:
+    path = os.path.join(workdir, "summary.json")
+    with open(path + ".tmp", "w") as f:
+        json.dump(summary, f, indent=2)
+    os.replace(path + ".tmp", path)
+    return path

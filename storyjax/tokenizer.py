@@ -1,0 +1,118 @@
+"""SentencePiece BPE tokenizer with byte fallback, trained on the training split.
+
+Ids follow the paper's tokenizer order: <s>=0, <pad>=1, </s>=2, <unk>=3.
+Identity normalization and kept whitespace make decode(encode(text)) == text
+for any UTF-8 text (unseen characters fall back to byte pieces).
+The model file lives in the run's workdir and is reused on resume.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io
+import json
+import os
+from typing import Iterable, Sequence
+
+import numpy as np
+import sentencepiece as spm
+
+BOS_ID, PAD_ID, EOS_ID, UNK_ID = 0, 1, 2, 3
+MODEL_FILE, META_FILE = "spm.model", "tokenizer.json"
+
+
+@dataclasses.dataclass(frozen=True)
+class Tokenizer:
+    processor: spm.SentencePieceProcessor
+    sha256: str
+
+    @property
+    def vocab_size(self) -> int:
+        return self.processor.get_piece_size()
+
+    bos_id, pad_id, eos_id, unk_id = BOS_ID, PAD_ID, EOS_ID, UNK_ID
+
+    def encode(self, texts: Sequence[str]) -> list[list[int]]:
+        return self.processor.encode(list(texts), num_threads=os.cpu_count() or 1)
+
+    def decode(self, ids: Sequence[Sequence[int]]) -> list[str]:
+        return self.processor.decode([list(map(int, x)) for x in ids])
+
+
+def _lines(documents: Iterable[str], max_lines: int) -> Iterable[str]:
+    n = 0
+    for doc in documents:
+        for line in doc.split("\n"):
+            if line.strip():
+                yield line
+                n += 1
+                if n >= max_lines:
+                    return
+
+
+def train(documents: Iterable[str], vocab_size: int, max_lines: int = 2_000_000, seed: int = 0) -> bytes:
+    """Returns the serialized model trained on (at most `max_lines` lines of) `documents`."""
+    spm.set_random_generator_seed(seed)  # sampling of input lines is the only randomness
+    model = io.BytesIO()
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(_lines(documents, max_lines)), model_writer=model,
+        model_type="bpe", vocab_size=vocab_size, byte_fallback=True,
+        bos_id=BOS_ID, pad_id=PAD_ID, eos_id=EOS_ID, unk_id=UNK_ID,
+        bos_piece="<s>", pad_piece="<pad>", eos_piece="</s>", unk_piece="<unk>",
+        user_defined_symbols=["<mask>"],
+        normalization_rule_name="identity", remove_extra_whitespaces=False,
+        split_digits=True, max_sentence_length=1 << 16, character_coverage=0.9995,
+        shuffle_input_sentence=True, num_threads=os.cpu_count() or 1,
+        minloglevel=2)
+    return model.getvalue()
+
+
+def from_bytes(model_bytes: bytes) -> Tokenizer:
+    proc = spm.SentencePieceProcessor(model_proto=model_bytes)
+    return Tokenizer(proc, hashlib.sha256(model_bytes).hexdigest())
+
+
+def load(directory: str) -> Tokenizer:
+    with open(os.path.join(directory, MODEL_FILE), "rb") as f:
+        return from_bytes(f.read())
+
+
+def _write_atomic(path: str, data: bytes) -> None:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path + ".tmp", "wb") as f:
+        f.write(data)
+    os.replace(path + ".tmp", path)
+
+
+def save(directory: str, model_bytes: bytes, meta: dict) -> None:
+    _write_atomic(os.path.join(directory, MODEL_FILE), model_bytes)
+    save_meta(directory, meta)
+
+
+def save_meta(directory: str, meta: dict) -> None:
+    _write_atomic(os.path.join(directory, META_FILE), json.dumps(meta, indent=2).encode())
+
+
+def load_meta(directory: str) -> dict:
+    with open(os.path.join(directory, META_FILE)) as f:
+        return json.load(f)
+
+
+def count_words(text: str) -> int:
+    """Whitespace words, the unit of BabyLM budgets."""
+    return len(text.split())
+
+
+def tokens_per_word(tok: Tokenizer, documents: Iterable[str]) -> float:
+    n_tokens = n_words = 0
+    for doc in documents:
+        n_tokens += len(tok.encode([doc])[0])
+        n_words += count_words(doc)
+    if n_words == 0:
+        raise ValueError("cannot measure tokens per word on an empty corpus.")
+    return n_tokens / n_words
+
+
+def as_array(ids: list[int]) -> np.ndarray:
+    return np.asarray(ids, dtype=np.int32)
