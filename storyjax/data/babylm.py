@@ -14,6 +14,7 @@ None could be recorded from this offline machine; the first online run with
 from __future__ import annotations
 
 import os
+import zipfile
 
 import tensorflow_datasets as tfds
 from etils import epath
@@ -34,6 +35,16 @@ def _find_dir(root: epath.Path, name: str) -> epath.Path | None:
     return None
 
 
+def _extract(archive: str, dest_root: str) -> epath.Path:
+    """Unzips with the standard library: tfds' own extractor needs TensorFlow."""
+    dest = os.path.join(dest_root, "extracted", os.path.basename(archive) + ".d")
+    if not os.path.isdir(dest):
+        with zipfile.ZipFile(archive) as z:
+            z.extractall(dest + ".tmp")
+        os.replace(dest + ".tmp", dest)
+    return epath.Path(dest)
+
+
 class _BabyLM(tfds.core.GeneratorBasedBuilder):
     VERSION = tfds.core.Version("1.0.0")
     BUILDER_CONFIGS = [common.SourceConfig(name="default")]
@@ -49,9 +60,9 @@ class _BabyLM(tfds.core.GeneratorBasedBuilder):
         if path:
             if not os.path.exists(path):
                 raise ValueError(f"data.path={path!r} does not exist; give the BabyLM zip or its extracted folder.")
-            root = epath.Path(dl_manager.extract(path) if os.path.isfile(path) else path)
+            root = _extract(path, os.fspath(dl_manager.download_dir)) if os.path.isfile(path) else epath.Path(path)
         else:
-            root = epath.Path(dl_manager.download_and_extract(BABYLM_2025_URL))
+            root = _extract(os.fspath(dl_manager.download(BABYLM_2025_URL)), os.fspath(dl_manager.download_dir))
         train, dev = _find_dir(root, self.TRAIN_DIR), _find_dir(root, "dev")
         if train is None or dev is None:
             raise ValueError(f"{root} has no '{self.TRAIN_DIR}' and 'dev' folders; is it the BabyLM text archive?")

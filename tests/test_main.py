@@ -1,0 +1,154 @@
+"""End-to-end runs of `python -m storyjax.main` on real prose, as a user runs it."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import ROOT
+
+ENV = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8", "JAX_PLATFORMS": "cpu"}
+
+
+def base_args(austen_dir, tfds_dir, **overrides):
+    settings = {
+        "data.name": "text_files", "data.path": str(austen_dir), "data.tfds_dir": tfds_dir,
+        "model.num_layers": 2, "model.d_model": 64, "model.num_heads": 2, "model.max_len": 64,
+        "tokenizer.vocab_size": 1000, "train.batch_size": 16, "train.num_steps": 60,
+        "checkpoint.every_steps": 5, "ledger.milestones": "(10000,20000,30000)",
+        "progress_bar": False, "eval_rows": 16, "log_every": 5,
+    }
+    settings.update(overrides)
+    return ["--config=configs/pretrain.py:tiny"] + [f"--config.{k}={v}" for k, v in settings.items()]
+
+
+def run_main(args, workdir, **kw):
+    return subprocess.run([sys.executable, "-m", "storyjax.main", *args, f"--workdir={workdir}"],
+                          cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=600, **kw)
+
+
+def start_main(args, workdir):
+    return subprocess.Popen([sys.executable, "-m", "storyjax.main", *args, f"--workdir={workdir}"],
+                            cwd=ROOT, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def summary(workdir):
+    with open(os.path.join(workdir, "summary.json")) as f:
+        return json.load(f)
+
+
+def checkpoint_steps(workdir):
+    latest = os.path.join(workdir, "latest")
+    return sorted(int(d) for d in os.listdir(latest) if d.isdigit()) if os.path.isdir(latest) else []
+
+
+def wait_for_checkpoint(workdir, proc, at_least):
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        steps = checkpoint_steps(workdir)
+        if steps and steps[-1] >= at_least:
+            return steps[-1]
+        assert proc.poll() is None, f"run ended before a checkpoint at step {at_least}: {proc.stderr.read()[-3000:]}"
+        time.sleep(0.02)
+    raise TimeoutError("no checkpoint appeared")
+
+
+@pytest.fixture(scope="module")
+def reference_run(austen_dir, tfds_dir, tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("ref")
+    proc = run_main(base_args(austen_dir, tfds_dir), workdir)
+    assert proc.returncode == 0, proc.stderr[-5000:]
+    return workdir
+
+
+def test_pretraining_on_austen_learns_and_writes_named_milestones(reference_run):
+    s = summary(reference_run)
+    assert s["steps"] == 60 and s["tokens"] == 60 * 16 * 64
+    assert 1.5 < s["tokens_per_word"] < 2.5  # a 1000-piece BPE on Austen: ~2 tokens per word
+    assert s["words"] == pytest.approx(s["tokens"] / s["tokens_per_word"])
+    assert s["loss_first"] > 6.5  # ≈ ln(1000) at init
+    assert s["loss_last"] < s["loss_first"] - 1.0
+    assert s["val_loss"] < s["loss_first"] - 0.75  # held-out tails of the novels
+    assert s["checkpoints"] == ["chck_10K", "chck_20K", "chck_30K"]
+    for name in s["checkpoints"]:
+        assert os.path.isdir(reference_run / "milestones" / name / "state")
+    events = [json.loads(line) for line in open(reference_run / "ledger.jsonl")]
+    assert events[0]["event"] == "start" and events[-1]["event"] == "end"
+    milestones = [e for e in events if e["event"] == "milestone"]
+    assert [e["name"] for e in milestones] == s["checkpoints"]
+    assert all(e["words_seen"] >= w for e, w in zip(milestones, (10_000, 20_000, 30_000)))
+    assert os.listdir(reference_run / "tensorboard")
+    assert (reference_run / "tokenizer" / "spm.model").exists()
+
+
+def test_sigkill_midway_then_rerun_gives_bit_identical_params(reference_run, austen_dir, tfds_dir, tmp_path):
+    args = base_args(austen_dir, tfds_dir)
+    proc = start_main(args, tmp_path)
+    killed_after = wait_for_checkpoint(tmp_path, proc, 10)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert killed_after < 60 and not (tmp_path / "summary.json").exists()
+    rerun = run_main(args, tmp_path)
+    assert rerun.returncode == 0, rerun.stderr[-5000:]
+    resumed, ref = summary(tmp_path), summary(reference_run)
+    assert resumed["param_checksum"] == ref["param_checksum"]
+    assert resumed["checkpoints"] == ref["checkpoints"]
+    assert resumed["words"] == ref["words"] and resumed["loss_first"] == ref["loss_first"]
+    events = [json.loads(line)["event"] for line in open(tmp_path / "ledger.jsonl")]
+    assert "resume" in events
+
+
+def test_sigterm_checkpoints_before_exit_and_resume_matches(reference_run, austen_dir, tfds_dir, tmp_path):
+    args = base_args(austen_dir, tfds_dir)
+    proc = start_main(args, tmp_path)
+    wait_for_checkpoint(tmp_path, proc, 5)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err[-3000:]
+    assert "rerun the same command to resume" in err
+    events = [json.loads(line) for line in open(tmp_path / "ledger.jsonl")]
+    assert events[-1]["event"] == "preempted"
+    assert checkpoint_steps(tmp_path)[-1] == events[-1]["step"]  # the state at the signal was saved
+    rerun = run_main(args, tmp_path)
+    assert rerun.returncode == 0, rerun.stderr[-5000:]
+    assert summary(tmp_path)["param_checksum"] == summary(reference_run)["param_checksum"]
+
+
+def test_nonfinite_loss_stops_and_keeps_the_last_good_checkpoint(austen_dir, tfds_dir, tmp_path):
+    first = run_main(base_args(austen_dir, tfds_dir, **{"train.num_steps": 10}), tmp_path)
+    assert first.returncode == 0, first.stderr[-3000:]
+    good = summary(tmp_path)["param_checksum"]
+    # Same workdir, longer run with an absurd learning rate: resumes at step 10, then diverges.
+    blowup = run_main(base_args(austen_dir, tfds_dir, **{"train.num_steps": 40, "train.lr": 1e37}), tmp_path)
+    assert blowup.returncode != 0
+    assert "non-finite loss" in blowup.stderr and "last good checkpoint (step 10)" in blowup.stderr
+    assert checkpoint_steps(tmp_path)[-1] == 10
+    assert summary(tmp_path)["param_checksum"] == good  # nothing written was lost or overwritten
+
+
+@pytest.mark.parametrize("override, message", [
+    ({"train.bogus": 1}, "bogus"),
+    ({"train.batch_size": "'sixteen'"}, "batch_size"),
+    ({"train.batch_size": 12}, "train.batch_size=12 must be divisible by devices"),
+    ({"data.path": "/nonexistent/corpus"}, "is not a directory"),
+    ({"ledger.max_epochs": 0.01}, "epoch cap"),
+])
+def test_bad_config_is_refused_with_the_cause_and_the_fix(austen_dir, tfds_dir, tmp_path, override, message):
+    proc = run_main(base_args(austen_dir, tfds_dir, **override), tmp_path)
+    assert proc.returncode != 0
+    assert message in proc.stderr, proc.stderr[-3000:]
+
+
+def test_workdir_of_another_model_is_refused_untouched(reference_run, austen_dir, tfds_dir):
+    before = {p: os.path.getmtime(os.path.join(dp, p)) for dp, _, fs in os.walk(reference_run) for p in fs}
+    proc = run_main(base_args(austen_dir, tfds_dir, **{"model.d_model": 32}), reference_run)
+    assert proc.returncode != 0
+    assert "different model or tokenizer" in proc.stderr and "d_model" in proc.stderr
+    after = {p: os.path.getmtime(os.path.join(dp, p)) for dp, _, fs in os.walk(reference_run) for p in fs}
+    assert before == after
+    proc = run_main(base_args(austen_dir, tfds_dir, **{"tokenizer.vocab_size": 900}), reference_run)
+    assert proc.returncode != 0 and "tokenizer of vocab 1000" in proc.stderr
