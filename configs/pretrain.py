@@ -5,7 +5,7 @@ tiny (default; CPU, minutes, the embedded `tales` corpus):
   On Austen (real prose):
   python -m storyjax.main --config=configs/pretrain.py:tiny --config.data.name=text_files \
       --config.data.path=../shared/data/corpora/austen --workdir=/tmp/sj_austen
-  Expect loss to fall from ~8.3 (ln 4000) to well under 5, milestones chck_100K ... chck_500K.
+  Expect loss to fall from ~7.3 (ln 1536) to about 4.5, milestones chck_100K ... chck_500K.
 
 gpt2_small (the paper's recipe, DESIGN §1; TPU/GPU):
   python -m storyjax.main --config=configs/pretrain.py:gpt2_small --config.data.name=babylm_100m \
@@ -33,7 +33,7 @@ def get_config(preset: str = "tiny") -> ml_collections.ConfigDict:
     c.model = ml_collections.ConfigDict(dict(
         preset=preset, num_layers=0, d_model=0, num_heads=0, max_len=0,  # 0: the preset's value
         dropout=0.1, compute_dtype="bfloat16" if paper else "float32"))
-    c.tokenizer = ml_collections.ConfigDict(dict(vocab_size=16_000 if paper else 4_000, max_lines=2_000_000))
+    c.tokenizer = ml_collections.ConfigDict(dict(vocab_size=16_000 if paper else 1_536, max_lines=2_000_000))
     c.data = ml_collections.ConfigDict(dict(
         name="babylm_100m" if paper else "tales", path="", tfds_dir="~/tensorflow_datasets",
         validation_files=(), validation_fraction=0.05, unwrap_lines=True, on_bad_file="error",

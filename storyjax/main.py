@@ -5,6 +5,8 @@ The config's `job` field says what runs. The same command, rerun, resumes.
 
 from __future__ import annotations
 
+import importlib.util
+import logging as std_logging
 import sys
 
 from absl import app, flags, logging
@@ -20,13 +22,49 @@ _QUIET = ("/orbax/", "/tensorflow_datasets/", "/etils/")
 
 
 def _quiet_libraries(record) -> bool:
-    return record.levelno >= logging.WARNING or not any(q in record.pathname for q in _QUIET)
+    return record.levelno >= std_logging.WARNING or not any(q in record.pathname for q in _QUIET)
+
+
+def _unknown_overrides(argv) -> list[str]:
+    """Names each `--config.KEY=` whose KEY the config file does not define, with the keys it does."""
+    spec = next((a.split("=", 1)[1] for a in argv if a.startswith("--config=")), None)
+    if spec is None:
+        return []
+    path, _, preset = spec.partition(":")
+    module_spec = importlib.util.spec_from_file_location("_storyjax_config", path)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    config = module.get_config(preset) if preset else module.get_config()
+    problems = []
+    for arg in argv:
+        if not arg.startswith("--config."):
+            continue
+        node, keys = config, arg[len("--config."):].split("=", 1)[0].split(".")
+        for depth, key in enumerate(keys):
+            if not hasattr(node, "keys") or key not in node:
+                where = ".".join(keys[:depth]) or "the top level"
+                options = sorted(node.keys()) if hasattr(node, "keys") else []
+                problems.append(f"--config.{'.'.join(keys)}: no key {key!r} at {where}; keys there: {options}")
+                break
+            node = node[key]
+    return problems
+
+
+def parse_flags(argv):
+    """absl flag parsing, with unknown config keys named instead of a bare AttributeError."""
+    try:
+        return flags.FLAGS(argv)
+    except (AttributeError, KeyError) as e:
+        problems = _unknown_overrides(argv) or [repr(e)]
+        sys.exit("Unknown config key:\n  " + "\n  ".join(problems))
 
 
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments {argv[1:]}; settings go in --config.KEY=VALUE.")
-    logging.get_absl_handler().addFilter(_quiet_libraries)
+    logging.get_absl_handler().python_handler.addFilter(_quiet_libraries)
+    import tensorflow_datasets as tfds
+    tfds.disable_progress_bar()  # per-split bars; our own bar shows the training progress
     config = flags.FLAGS.config
     if config.job not in JOBS:
         raise app.UsageError(f"config.job={config.job!r} is unknown; this build runs {JOBS}.")
@@ -42,4 +80,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=parse_flags)

@@ -107,13 +107,14 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
         params := model_lib.init_params(model_cfg, jax.random.key(config.seed)), optimizer.init(params))
     ckpts = ckpt_lib.Checkpoints(workdir, keep=config.checkpoint.keep)
     restored = ckpts.restore_latest(jax.eval_shape(init))
-    extra = {"loss_first": None}
+    extra = {"loss_first": None, "loss_last": None}
     jsonl = os.path.join(workdir, "ledger.jsonl")
     if restored is None:
         step, state = 0, init()
         ledger_lib.append_jsonl(jsonl, "start", ledger, total_steps=num_steps)
     else:
-        step, state, ledger_dict, extra = restored
+        step, state, ledger_dict, saved_extra = restored
+        extra.update(saved_extra)
         ledger = ledger_lib.Ledger.from_dict(ledger_dict)
         ledger_lib.append_jsonl(jsonl, "resume", ledger, total_steps=num_steps)
         logging.info("Resumed from step %d (%.0f words seen).", step, ledger.words_seen)
@@ -141,15 +142,19 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
     preempted = []
     previous_handler = signal.signal(signal.SIGTERM, lambda *_: preempted.append(True))
-    pending, loss_last, t_last, tokens_since = None, None, time.time(), 0
+    pending, t_last, tokens_since = None, time.time(), 0
 
     def check(step_no: int, metrics) -> dict:
+        """Fetches a step's metrics, stops on non-finite ones, records the loss in `extra`."""
         m = {k: float(v[0]) for k, v in jax.device_get(metrics).items()}
         if not (math.isfinite(m["loss"]) and math.isfinite(m["grad_norm"])):
             raise FloatingPointError(
                 f"non-finite loss/grad norm at step {step_no} ({m}). Stopped; the last good checkpoint "
                 f"(step {ckpts.latest_step()}) is kept in {workdir}/latest. Lower --config.train.lr or "
                 "check the data; rerunning resumes from that checkpoint.")
+        if extra["loss_first"] is None:
+            extra["loss_first"] = m["loss"]
+        extra["loss_last"] = m["loss"]
         return m
 
     bar = tqdm(total=num_steps, initial=step, unit="step", dynamic_ncols=True, disable=not config.progress_bar)
@@ -161,9 +166,6 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
             step += 1
             if pending is not None:
                 m = check(*pending)
-                if extra["loss_first"] is None:
-                    extra["loss_first"] = m["loss"]
-                loss_last = m["loss"]
                 if pending[0] % config.log_every == 0 or pending[0] == 1:
                     now = time.time()
                     tok_s = tokens_since / max(now - t_last, 1e-9)
@@ -181,9 +183,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
             bar.update(1)
             due = ledger.due_milestones(milestones)
             if due or step % config.checkpoint.every_steps == 0 or step == num_steps or preempted:
-                m = check(*pending)  # blocks: never checkpoint an unverified state
-                extra["loss_first"] = extra["loss_first"] if extra["loss_first"] is not None else m["loss"]
-                loss_last = m["loss"]
+                check(*pending)  # blocks: never checkpoint an unverified state
                 for words in due:
                     name = ledger_lib.milestone_name(words)
                     ledger.milestones_done.append(words)
@@ -195,7 +195,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
                                 config.eval_rows)
                 run_outputs.log_scalars(writer, step, {"val_loss": val})
         if pending is not None:
-            loss_last = check(*pending)["loss"]
+            check(*pending)
         ckpts.wait()
         if preempted:
             ledger_lib.append_jsonl(jsonl, "preempted", ledger, step=step)
@@ -213,7 +213,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     summary = {
         "job": "pretrain", "steps": step, "tokens": ledger.tokens_seen, "words": ledger.words_seen,
         "epochs": ledger.epochs, "tokens_per_word": ledger.tokens_per_word,
-        "loss_first": extra["loss_first"], "loss_last": loss_last, "val_loss": val,
+        "loss_first": extra["loss_first"], "loss_last": extra["loss_last"], "val_loss": val,
         "val_ppl": math.exp(val), "checkpoints": ckpts.milestones(), "latest_step": step,
         "num_params": model_lib.count_params(params), "param_checksum": run_outputs.param_checksum(params),
     }

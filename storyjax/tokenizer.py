@@ -13,6 +13,7 @@ import hashlib
 import io
 import json
 import os
+import re
 from typing import Iterable, Sequence
 
 import numpy as np
@@ -55,16 +56,24 @@ def train(documents: Iterable[str], vocab_size: int, max_lines: int = 2_000_000,
     """Returns the serialized model trained on (at most `max_lines` lines of) `documents`."""
     spm.set_random_generator_seed(seed)  # sampling of input lines is the only randomness
     model = io.BytesIO()
-    spm.SentencePieceTrainer.train(
-        sentence_iterator=iter(_lines(documents, max_lines)), model_writer=model,
-        model_type="bpe", vocab_size=vocab_size, byte_fallback=True,
-        bos_id=BOS_ID, pad_id=PAD_ID, eos_id=EOS_ID, unk_id=UNK_ID,
-        bos_piece="<s>", pad_piece="<pad>", eos_piece="</s>", unk_piece="<unk>",
-        user_defined_symbols=["<mask>"],
-        normalization_rule_name="identity", remove_extra_whitespaces=False,
-        split_digits=True, max_sentence_length=1 << 16, character_coverage=0.9995,
-        shuffle_input_sentence=True, num_threads=os.cpu_count() or 1,
-        minloglevel=2)
+    try:
+        spm.SentencePieceTrainer.train(
+            sentence_iterator=iter(_lines(documents, max_lines)), model_writer=model,
+            model_type="bpe", vocab_size=vocab_size, byte_fallback=True,
+            bos_id=BOS_ID, pad_id=PAD_ID, eos_id=EOS_ID, unk_id=UNK_ID,
+            bos_piece="<s>", pad_piece="<pad>", eos_piece="</s>", unk_piece="<unk>",
+            user_defined_symbols=["<mask>"],
+            normalization_rule_name="identity", remove_extra_whitespaces=False,
+            split_digits=True, max_sentence_length=1 << 16, character_coverage=0.9995,
+            shuffle_input_sentence=True, num_threads=os.cpu_count() or 1,
+            minloglevel=2)
+    except RuntimeError as e:
+        limit = re.search(r"<= (\d+)", str(e))
+        if limit is None:
+            raise
+        raise ValueError(f"tokenizer.vocab_size={vocab_size} is more pieces than this training text supports "
+                         f"(at most {limit.group(1)}); set --config.tokenizer.vocab_size={limit.group(1)} "
+                         "or lower.") from None
     return model.getvalue()
 
 

@@ -131,7 +131,7 @@ def test_nonfinite_loss_stops_and_keeps_the_last_good_checkpoint(austen_dir, tfd
 
 
 @pytest.mark.parametrize("override, message", [
-    ({"train.bogus": 1}, "bogus"),
+    ({"train.bogus": 1}, "no key 'bogus' at train; keys there"),
     ({"train.batch_size": "'sixteen'"}, "batch_size"),
     ({"train.batch_size": 12}, "train.batch_size=12 must be divisible by devices"),
     ({"data.path": "/nonexistent/corpus"}, "is not a directory"),
@@ -152,3 +152,11 @@ def test_workdir_of_another_model_is_refused_untouched(reference_run, austen_dir
     assert before == after
     proc = run_main(base_args(austen_dir, tfds_dir, **{"tokenizer.vocab_size": 900}), reference_run)
     assert proc.returncode != 0 and "tokenizer of vocab 1000" in proc.stderr
+
+
+def test_rerunning_a_finished_run_changes_nothing(reference_run, austen_dir, tfds_dir):
+    before = summary(reference_run)
+    proc = run_main(base_args(austen_dir, tfds_dir), reference_run)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    after = summary(reference_run)
+    assert after == before
