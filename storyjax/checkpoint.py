@@ -16,6 +16,7 @@ import os
 from typing import Any, Optional
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 
 META_FILE = "run_meta.json"
@@ -106,4 +107,6 @@ def check_run_meta(workdir: str, meta: dict) -> None:
 
 
 def unreplicate(tree):
-    return jax.tree.map(lambda x: x[0], tree)
+    """Host copy of device 0's replica. Reads the buffer directly: indexing (`x[0]`) would dispatch one
+    small XLA program per leaf, which on fake CPU devices can starve the collectives of a step in flight."""
+    return jax.tree.map(lambda x: np.asarray(x.addressable_data(0)).reshape(x.shape[1:]), tree)

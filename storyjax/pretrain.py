@@ -75,7 +75,7 @@ def eval_loss(eval_step, params, stream: packing.TokenStream, block_len: int, n_
     losses = []
     for start in range(0, tokens.shape[1], rows_per_call):
         chunk = tokens[:, start:start + rows_per_call]
-        losses.append((float(eval_step(params, chunk)[0]), chunk.shape[1]))
+        losses.append((float(jax.device_get(eval_step(params, chunk))[0]), chunk.shape[1]))
     return sum(l * w for l, w in losses) / sum(w for _, w in losses)
 
 
@@ -134,7 +134,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
         return rows.reshape(len(devices), grad_accum, micro_rows, block_len)
 
     def save(kind: str, name: str = ""):
-        host_state = jax.device_get(ckpt_lib.unreplicate(p_state))
+        host_state = ckpt_lib.unreplicate(p_state)
         if kind == "latest":
             ckpts.save_latest(step, host_state, ledger.to_dict(), extra)
         else:
@@ -208,7 +208,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
         writer.close()
 
     val = eval_loss(eval_step, p_state.params, data.validation, block_len, len(devices), config.eval_rows)
-    params = jax.device_get(ckpt_lib.unreplicate(p_state.params))
+    params = ckpt_lib.unreplicate(p_state.params)
     ledger_lib.append_jsonl(jsonl, "end", ledger, step=step, val_loss=val)
     summary = {
         "job": "pretrain", "steps": step, "tokens": ledger.tokens_seen, "words": ledger.words_seen,

@@ -1,0 +1,177 @@
+"""`python -m storyjax.bench [--preset=tiny|gpt2_small] [--out=FILE.json]`: storyjax beside HF, same run.
+
+Rows measured so far: pretraining tokens/s, MFU and peak memory of storyjax's pmapped train step and of
+Hugging Face's GPT2LMHeadModel + torch AdamW (eager, and torch.compile on GPU) at the same shape, dtype and
+batch. The rollout, REINFORCE and teacher rows come with the interactive-learning issue. HF needs the
+`bench` extra (torch, transformers); without it only storyjax's figures are written.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+
+from absl import app, flags
+
+flags.DEFINE_enum("preset", "tiny", ["tiny", "gpt2_small"], "Student shape to measure.")
+flags.DEFINE_string("out", "", "Write all figures to this JSON file.")
+flags.DEFINE_integer("steps", 0, "Timed steps per measurement (0: the preset's).")
+flags.DEFINE_list("batches", [], "Batch sizes (sequences per step) to measure (default: the preset's).")
+flags.DEFINE_bool("hf", True, "Also measure HF transformers (needs torch and transformers).")
+
+SHAPES = {
+    # vocab, layers, width, heads, seq, batches, steps, dtype
+    "tiny": dict(vocab=1536, preset="tiny", seq=128, batches=[16], steps=10, dtype="float32"),
+    "gpt2_small": dict(vocab=16_000, preset="gpt2_small", seq=512, batches=[16, 64], steps=20, dtype="bfloat16"),
+}
+
+
+def flops_per_token(num_layers: int, d_model: int, seq: int, n_matmul_params: int) -> float:
+    """Training FLOPs per token: 6·N for the matmuls (tied output layer included) + 12·L·d·T for attention."""
+    return 6 * n_matmul_params + 12 * num_layers * d_model * seq
+
+
+def peak_flops(device_kind: str) -> float | None:
+    kind = device_kind.lower()
+    if "h200" in kind or "h100" in kind:
+        return 790e12  # measured bf16 matmul ceiling on this workplace's H200 (DESIGN/issue figures)
+    return None
+
+
+def bench_storyjax(shape: dict, batch: int, steps: int) -> dict:
+    import jax
+    import jax.numpy as jnp
+    import ml_collections
+    import numpy as np
+
+    from storyjax import model as model_lib
+    from storyjax import pretrain_step
+
+    devices = jax.local_devices()
+    cfg = model_lib.ModelConfig(vocab_size=shape["vocab"], dropout=0.0, compute_dtype=shape["dtype"],
+                                **model_lib.PRESETS[shape["preset"]])
+    train_cfg = ml_collections.ConfigDict(dict(lr=5e-4, warmup_frac=0.01, b1=0.9, b2=0.999, eps=1e-8,
+                                               weight_decay=0.0, grad_clip=1.0))
+    opt = pretrain_step.make_optimizer(train_cfg, 10_000)
+    params = model_lib.init_params(cfg, jax.random.key(0))
+    state = pretrain_step.replicate(pretrain_step.TrainState(params, opt.init(params)), devices)
+    step_fn = pretrain_step.make_train_step(cfg, opt, pretrain_step.lr_schedule(train_cfg, 10_000), 0,
+                                            dropout=False, devices=devices)
+    D = len(devices)
+    if batch % D:
+        raise ValueError(f"batch {batch} is not divisible by {D} devices.")
+    rng = np.random.default_rng(0)
+    tokens = rng.integers(0, cfg.vocab_size, (D, 1, batch // D, shape["seq"]), dtype=np.int32)
+    tokens = jax.pmap(lambda x: x, devices=devices)(tokens)  # on the devices once, not every step
+    step_no = jnp.zeros((D,), jnp.int32)
+    for _ in range(3):  # compile + warm up
+        state, metrics = step_fn(state, tokens, step_no)
+    jax.block_until_ready(metrics)
+    t0 = time.perf_counter()
+    for i in range(steps):
+        state, metrics = step_fn(state, tokens, step_no)
+        if i % 8 == 7:
+            jax.block_until_ready(metrics)  # bounded dispatch queue
+    jax.block_until_ready(metrics)
+    dt = time.perf_counter() - t0
+    n_params = model_lib.count_params(params)
+    stats = devices[0].memory_stats() or {}
+    return {"tokens_per_s": batch * shape["seq"] * steps / dt, "step_s": dt / steps,
+            "num_params": n_params, "matmul_params": n_params - cfg.max_len * cfg.d_model,
+            "peak_bytes": stats.get("peak_bytes_in_use"), "device": devices[0].device_kind,
+            "num_devices": D, "final_loss": float(jax.device_get(metrics["loss"])[0])}
+
+
+def bench_hf(shape: dict, batch: int, steps: int, compile_model: bool) -> dict:
+    import torch
+    import transformers
+
+    from storyjax import model as model_lib
+
+    dims = model_lib.PRESETS[shape["preset"]]
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    config = transformers.GPT2Config(vocab_size=shape["vocab"], n_positions=dims["max_len"], n_embd=dims["d_model"],
+                                     n_layer=dims["num_layers"], n_head=dims["num_heads"], resid_pdrop=0.0,
+                                     embd_pdrop=0.0, attn_pdrop=0.0, tie_word_embeddings=True)
+    model = transformers.GPT2LMHeadModel(config).to(device)
+    model.train()
+    opt = torch.optim.AdamW(model.parameters(), lr=5e-4, fused=device == "cuda")
+    run = torch.compile(model) if compile_model else model
+    tokens = torch.randint(0, shape["vocab"], (batch, shape["seq"]), device=device)
+    autocast = torch.autocast(device, dtype=torch.bfloat16, enabled=shape["dtype"] == "bfloat16")
+
+    def step():
+        with autocast:
+            loss = run(input_ids=tokens, labels=tokens).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        return loss
+
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    for _ in range(3):
+        step()
+    sync()
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        loss = step()
+    sync()
+    dt = time.perf_counter() - t0
+    return {"tokens_per_s": batch * shape["seq"] * steps / dt, "step_s": dt / steps,
+            "peak_bytes": torch.cuda.max_memory_allocated() if device == "cuda" else None,
+            "device": torch.cuda.get_device_name() if device == "cuda" else platform.processor() or "cpu",
+            "final_loss": float(loss.detach()), "torch": torch.__version__, "transformers": transformers.__version__}
+
+
+def main(argv):
+    del argv
+    FLAGS = flags.FLAGS
+    shape = SHAPES[FLAGS.preset]
+    steps = FLAGS.steps or shape["steps"]
+    batches = [int(b) for b in FLAGS.batches] or shape["batches"]
+    import jax
+
+    from storyjax import model as model_lib
+    dims = model_lib.PRESETS[shape["preset"]]
+    results = {"preset": FLAGS.preset, "shape": shape, "steps": steps, "jax": jax.__version__,
+               "backend": jax.default_backend(), "rows": {}, "ratios": {}}
+    peers = []
+    if FLAGS.hf:
+        try:
+            import torch  # noqa: F401
+            import transformers  # noqa: F401
+            peers = [("hf_eager", False)] + ([("hf_compile", True)] if torch.cuda.is_available() else [])
+        except ImportError:
+            print("HF peer skipped: `pip install -e .[bench]` for torch and transformers.")
+    rows = []
+    for batch in batches:
+        sj = bench_storyjax(shape, batch, steps)
+        ceiling = peak_flops(sj["device"])
+        fpt = flops_per_token(dims["num_layers"], dims["d_model"], shape["seq"], sj["matmul_params"])
+        sj["mfu"] = sj["tokens_per_s"] * fpt / ceiling if ceiling else None
+        results["rows"][f"pretrain_b{batch}_storyjax"] = sj
+        rows.append((f"pretrain b{batch}", "storyjax", sj))
+        for name, compiled in peers:
+            hf = bench_hf(shape, batch, steps, compiled)
+            hf["mfu"] = hf["tokens_per_s"] * fpt / ceiling if ceiling else None
+            results["rows"][f"pretrain_b{batch}_{name}"] = hf
+            results["ratios"][f"pretrain_b{batch}_vs_{name}"] = sj["tokens_per_s"] / hf["tokens_per_s"]
+            rows.append((f"pretrain b{batch}", name, hf))
+    print(f"{'row':<16}{'impl':<12}{'tokens/s':>12}{'MFU':>8}{'peak GiB':>10}")
+    for row, impl, r in rows:
+        mfu = f"{100 * r['mfu']:.1f}%" if r.get("mfu") else "-"
+        mem = f"{r['peak_bytes'] / 2**30:.1f}" if r.get("peak_bytes") else "-"
+        print(f"{row:<16}{impl:<12}{r['tokens_per_s']:>12,.0f}{mfu:>8}{mem:>10}")
+    for k, v in results["ratios"].items():
+        print(f"ratio {k}: {v:.2f}x")
+    if FLAGS.out:
+        with open(FLAGS.out, "w") as f:
+            json.dump(results, f, indent=2)
+
+
+if __name__ == "__main__":
+    app.run(main)
