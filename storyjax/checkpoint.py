@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from typing import Any, Optional
 
 import jax
@@ -57,7 +58,9 @@ class Checkpoints:
         root = os.path.join(self.workdir, "milestones")
         if not os.path.isdir(root):
             return []
-        return sorted((n for n in os.listdir(root) if n.startswith("chck_")), key=_milestone_words)
+        # Only finished checkpoints: a save cut short leaves an orbax temporary folder beside them.
+        names = (n for n in os.listdir(root) if re.fullmatch(r"chck_\d+[KM]?", n))
+        return sorted(names, key=_milestone_words)
 
     def latest_step(self) -> Optional[int]:
         return self.latest.latest_step()

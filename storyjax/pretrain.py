@@ -103,8 +103,10 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     optimizer = pretrain_step.make_optimizer(config.train, num_steps)
     milestones = sorted(config.ledger.milestones or ledger_lib.BABYLM_MILESTONES)
 
-    init = lambda: pretrain_step.TrainState(
-        params := model_lib.init_params(model_cfg, jax.random.key(config.seed)), optimizer.init(params))
+    def init() -> pretrain_step.TrainState:
+        params = model_lib.init_params(model_cfg, jax.random.key(config.seed))
+        return pretrain_step.TrainState(params, optimizer.init(params))
+
     ckpts = ckpt_lib.Checkpoints(workdir, keep=config.checkpoint.keep)
     restored = ckpts.restore_latest(jax.eval_shape(init))
     extra = {"loss_first": None, "loss_last": None}
