@@ -1,0 +1,114 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from storyjax import model as M
+from storyjax import sampler as S
+
+CFG = M.ModelConfig(vocab_size=97, num_layers=2, d_model=64, num_heads=4, max_len=48, dropout=0.0)
+EOS, PAD = 2, 1
+
+
+@pytest.fixture(scope="module")
+def params():
+    return M.init_params(CFG, jax.random.key(0))
+
+
+def left_pad(prompts):
+    P = max(map(len, prompts))
+    toks = np.full((len(prompts), P), PAD, np.int32)
+    valid = np.zeros((len(prompts), P), bool)
+    for b, p in enumerate(prompts):
+        toks[b, P - len(p):], valid[b, P - len(p):] = p, True
+    return jnp.asarray(toks), jnp.asarray(valid)
+
+
+def run(params, prompts, rng=0, temperature=1.0, top_k=0, top_p=1.0, n=12, eos=EOS):
+    toks, valid = left_pad(prompts)
+    return S.sample(CFG, params, toks, valid, jax.random.key(rng), jnp.float32(temperature), jnp.int32(top_k),
+                    jnp.float32(top_p), max_new_tokens=n, eos_id=eos, pad_id=PAD)
+
+
+def naive(params, prompts, rng=0, temperature=1.0, top_k=0, top_p=1.0, n=12, eos=EOS):
+    """Recomputes the whole sequence every step: no cache, no loop state."""
+    toks, valid = map(np.asarray, left_pad(prompts))
+    B = len(prompts)
+    out, logps, mask = np.full((B, n), PAD), np.zeros((B, n)), np.zeros((B, n), bool)
+    done = np.zeros(B, bool)
+    for i in range(n):
+        if done.all():
+            break
+        logits = M.forward(CFG, params, jnp.asarray(toks), valid_BxT=jnp.asarray(valid))[:, -1]
+        tok, lp = S.choose(logits, jax.random.fold_in(jax.random.key(rng), i), temperature, top_k, top_p)
+        tok, lp = np.asarray(tok), np.asarray(lp)
+        live = ~done
+        out[:, i] = np.where(live, tok, PAD)
+        logps[:, i], mask[:, i] = np.where(live, lp, 0.0), live
+        done |= out[:, i] == eos
+        toks = np.concatenate([toks, out[:, i:i + 1]], 1)
+        valid = np.concatenate([valid, live[:, None]], 1)
+    return out, mask, logps
+
+
+PROMPTS = [[5, 6, 7, 8, 9, 10], [11, 12, 13], [20, 21, 22, 23]]
+
+
+@pytest.mark.parametrize("settings", [dict(), dict(temperature=0.7, top_k=5), dict(top_p=0.8, rng=3)])
+def test_cached_loop_matches_naive_full_recompute(params, settings):
+    got = run(params, PROMPTS, **settings)
+    want_tokens, want_mask, want_logps = naive(params, PROMPTS, **settings)
+    np.testing.assert_array_equal(got.tokens_BxN, want_tokens)
+    np.testing.assert_array_equal(got.mask_BxN, want_mask)
+    np.testing.assert_allclose(got.logprobs_BxN, want_logps, atol=1e-4)
+
+
+def test_rows_stop_at_end_of_text(params):
+    greedy = run(params, PROMPTS, top_k=1)
+    row_tokens = np.asarray(greedy.tokens_BxN[1])
+    eos = int(row_tokens[3])  # pretend this greedy token of row 1 ends the story
+    end = int(np.argmax(row_tokens == eos))  # its first occurrence
+    out = run(params, PROMPTS, top_k=1, eos=eos)
+    row = np.asarray(out.mask_BxN[1])
+    assert row[:end + 1].all() and not row[end + 1:].any()
+    assert (np.asarray(out.tokens_BxN[1, end + 1:]) == PAD).all()
+    np.testing.assert_array_equal(out.tokens_BxN[1, :end + 1], row_tokens[:end + 1])
+    assert float(np.asarray(out.logprobs_BxN[1, end + 1:]).sum()) == 0.0
+
+
+def test_left_padding_does_not_change_a_rows_story(params):
+    together = run(params, PROMPTS, top_k=1)
+    for b, p in enumerate(PROMPTS):
+        alone = run(params, [p], top_k=1)
+        np.testing.assert_array_equal(together.tokens_BxN[b], alone.tokens_BxN[0])
+        np.testing.assert_allclose(together.logprobs_BxN[b], alone.logprobs_BxN[0], atol=1e-5)
+
+
+def test_top_k_one_is_greedy_and_filters_leave_valid_distributions(params):
+    out = run(params, PROMPTS, top_k=1, n=1)
+    toks, valid = left_pad(PROMPTS)
+    first = np.argmax(np.asarray(M.forward(CFG, params, toks, valid_BxT=valid)[:, -1]), -1)
+    np.testing.assert_array_equal(out.tokens_BxN[:, 0], first)
+    logits = jax.random.normal(jax.random.key(9), (4, 50))
+    kept = np.isfinite(np.asarray(S.filter_logits(logits, 1.0, 7, 1.0))).sum(-1)
+    assert (kept == 7).all()
+    nucleus = np.asarray(S.filter_logits(logits, 1.0, 0, 0.5))
+    probs = np.asarray(jax.nn.softmax(logits))
+    for b in range(4):
+        order = np.argsort(-probs[b])
+        n_kept = np.isfinite(nucleus[b]).sum()
+        assert probs[b, order[:n_kept - 1]].sum() < 0.5 <= probs[b, order[:n_kept]].sum()
+
+
+def test_changing_settings_prompts_and_rng_never_recompiles(params):
+    run(params, PROMPTS)
+    size = S.sample._cache_size()
+    run(params, [[30, 31, 32, 33, 34, 35], [7], [8, 9]], rng=5, temperature=0.5, top_k=3, top_p=0.9)
+    run(params, PROMPTS, rng=11, temperature=1.3)
+    assert S.sample._cache_size() == size
+
+
+def test_prompt_plus_new_tokens_must_fit_the_context():
+    S.check_lengths(CFG, 16, 32)
+    with pytest.raises(ValueError, match="lower max_new_tokens to 32"):
+        S.check_lengths(CFG, 16, 33)
