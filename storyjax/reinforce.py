@@ -1,0 +1,157 @@
+"""REINFORCE with a baseline over batched teacher scores, as one jitted pure function of arrays.
+
+    loss = -(1/B) Σ_i A_i Σ_t log π(y_it | y_<it)  [+ β·KL(π‖π_ref) per token]  - η·H(π)
+
+A_i = r_i − b_i with b from an exponential moving average (default; carried in the state and
+checkpointed), the batch mean, or leave-one-out. A story the teacher could not score (reward NaN) gets
+A_i = 0 and is left out of every baseline and statistic. The KL to the frozen starting model uses the
+k1 or k3 estimator on the sampled tokens, either subtracted from the reward (trl PPO's way) or added to
+the loss; its coefficient is fixed or follows trl's adaptive controller (target, horizon).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+
+from storyjax import model as model_lib
+
+BASELINES = ("ema", "batch_mean", "leave_one_out")
+
+
+class RLState(NamedTuple):
+    params: Any
+    opt_state: Any
+    baseline: jax.Array  # EMA of the mean scored reward; NaN until the first scored batch
+    kl_coef: jax.Array
+
+
+def story_rewards(scores_Bx3, words_B, weights_3, length_bonus: float, length_norm: float):
+    """The paper's reward: ((Σ w_c s_c)/(3 Σ w_c) + bonus·min(words, norm)/norm) / (1 + bonus).
+
+    With unit weights and bonus 0.4, norm 90: ((R+N+C)/9 + 0.4·words/90)/1.4. NaN scores stay NaN.
+    """
+    weights_3 = jnp.asarray(weights_3, jnp.float32)
+    teacher_B = (scores_Bx3 * weights_3).sum(-1) / (3.0 * weights_3.sum())
+    bonus_B = length_bonus * jnp.minimum(words_B, length_norm) / length_norm
+    return (teacher_B + bonus_B) / (1.0 + length_bonus)
+
+
+def advantages(rewards_B, baseline, kind: str, ema_decay: float, whiten: bool):
+    """Returns (advantage_B, new EMA baseline); unscored rows (NaN reward) get 0 and are ignored."""
+    scored_B = jnp.isfinite(rewards_B)
+    n = scored_B.sum()
+    r_B = jnp.where(scored_B, rewards_B, 0.0)
+    mean = r_B.sum() / jnp.maximum(n, 1)
+    if kind == "ema":
+        b_B = jnp.where(jnp.isnan(baseline), mean, baseline) * jnp.ones_like(r_B)
+    elif kind == "batch_mean":
+        b_B = mean * jnp.ones_like(r_B)
+    elif kind == "leave_one_out":
+        b_B = (r_B.sum() - r_B) / jnp.maximum(n - 1, 1)
+    else:
+        raise ValueError(f"rl.baseline={kind!r} is unknown; choose one of {BASELINES}.")
+    adv_B = jnp.where(scored_B, r_B - b_B, 0.0)
+    if whiten:
+        centred_B = jnp.where(scored_B, adv_B - adv_B.sum() / jnp.maximum(n, 1), 0.0)
+        var = (centred_B ** 2).sum() / jnp.maximum(n - 1, 1)
+        adv_B = centred_B / jnp.sqrt(var + 1e-8)
+    ema = jnp.where(n > 0, jnp.where(jnp.isnan(baseline), mean, ema_decay * baseline + (1 - ema_decay) * mean),
+                    baseline)
+    return adv_B, ema
+
+
+def kl_per_token(logp, logp_ref, estimator: str):
+    """KL(π‖π_ref) estimated on tokens sampled from π: k1 = log π/π_ref, k3 = (ρ − 1) − log ρ, ρ = π_ref/π."""
+    if estimator == "k1":
+        return logp - logp_ref
+    if estimator == "k3":
+        log_ratio = logp_ref - logp
+        return jnp.expm1(log_ratio) - log_ratio
+    raise ValueError(f"rl.kl_estimator={estimator!r}: use 'k1' or 'k3'.")
+
+
+def adaptive_kl(kl_coef, kl_mean, target: float, horizon: float, batch: int):
+    """trl's AdaptiveKLController: nudges β so the observed KL tracks `target` over `horizon` samples."""
+    error = jnp.clip(kl_mean / target - 1.0, -0.2, 0.2)
+    return kl_coef * (1.0 + error * batch / horizon)
+
+
+def sequence_logprobs(cfg: model_lib.ModelConfig, params, tokens_BxL, valid_BxL):
+    """Teacher-forced log π(token_t | tokens_<t) for t ≥ 1, and the policy entropy there: [B, L-1] each."""
+    logits_BxTxV = model_lib.forward(cfg, params, tokens_BxL[:, :-1], valid_BxT=valid_BxL[:, :-1])
+    logp_all_BxTxV = jax.nn.log_softmax(logits_BxTxV)
+    logp_BxT = jnp.take_along_axis(logp_all_BxTxV, tokens_BxL[:, 1:, None], axis=-1)[..., 0]
+    entropy_BxT = -(jnp.exp(logp_all_BxTxV) * logp_all_BxTxV).sum(-1)
+    return logp_BxT, entropy_BxT
+
+
+def make_optimizer(rl_cfg: ml_collections.ConfigDict) -> optax.GradientTransformation:
+    return optax.chain(optax.clip_by_global_norm(rl_cfg.grad_clip),
+                       optax.adamw(rl_cfg.lr, b1=0.9, b2=0.999, eps=1e-8, weight_decay=0.0))
+
+
+def make_step(cfg: model_lib.ModelConfig, rl_cfg: ml_collections.ConfigDict,
+              optimizer: optax.GradientTransformation) -> Callable:
+    """Returns jit(step)(state, ref_params, tokens_BxL, valid_BxL, response_BxL, rewards_B) → (state, metrics).
+
+    `response_BxL` marks the sampled tokens (end-of-text included); `rewards_B` is NaN where unscorable.
+    """
+    if rl_cfg.baseline not in BASELINES:
+        raise ValueError(f"rl.baseline={rl_cfg.baseline!r} is unknown; choose one of {BASELINES}.")
+    if rl_cfg.kl_mode not in ("reward", "loss"):
+        raise ValueError(f"rl.kl_mode={rl_cfg.kl_mode!r}: use 'reward' (trl PPO's way) or 'loss'.")
+    kl_estimator = rl_cfg.kl_estimator
+    kl_per_token(jnp.zeros(()), jnp.zeros(()), kl_estimator)  # fail fast on a bad estimator name
+
+    def step(state: RLState, ref_params, tokens_BxL, valid_BxL, response_BxL, rewards_B):
+        mask_BxT = response_BxL[:, 1:].astype(jnp.float32)
+        logp_ref_BxT, _ = sequence_logprobs(cfg, ref_params, tokens_BxL, valid_BxL)
+        logp_ref_BxT = jax.lax.stop_gradient(logp_ref_BxT)
+        scored_B = jnp.isfinite(rewards_B)
+        B = tokens_BxL.shape[0]
+
+        def loss_fn(params):
+            logp_BxT, entropy_BxT = sequence_logprobs(cfg, params, tokens_BxL, valid_BxL)
+            kl_BxT = kl_per_token(logp_BxT, logp_ref_BxT, kl_estimator) * mask_BxT
+            kl_B = kl_BxT.sum(-1)
+            shaped_B = rewards_B
+            if rl_cfg.kl_mode == "reward":
+                shaped_B = rewards_B - state.kl_coef * jax.lax.stop_gradient(kl_B)
+            adv_B, ema = advantages(shaped_B, state.baseline, rl_cfg.baseline, rl_cfg.ema_decay, rl_cfg.whiten)
+            adv_B = jax.lax.stop_gradient(adv_B)
+            policy = -(adv_B * (logp_BxT * mask_BxT).sum(-1)).sum() / B
+            n_tokens = jnp.maximum(mask_BxT.sum(), 1.0)
+            entropy = (entropy_BxT * mask_BxT).sum() / n_tokens
+            loss = policy - rl_cfg.entropy_coef * entropy
+            if rl_cfg.kl_mode == "loss":
+                loss = loss + state.kl_coef * kl_BxT.sum() / B
+            aux = dict(policy_loss=policy, entropy=entropy, kl=kl_B.mean(), advantage_abs=jnp.abs(adv_B).mean(),
+                       ema=ema, reward_scored=jnp.where(scored_B, rewards_B, 0.0).sum() / jnp.maximum(scored_B.sum(), 1))
+            return loss, aux
+
+        (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        kl_coef = state.kl_coef
+        if rl_cfg.kl_target > 0:
+            kl_coef = adaptive_kl(kl_coef, aux["kl"], rl_cfg.kl_target, rl_cfg.kl_horizon, B)
+        metrics = dict(loss=loss, grad_norm=optax.tree.norm(grads), kl_coef=state.kl_coef,
+                       baseline=jnp.where(jnp.isnan(state.baseline), aux["ema"], state.baseline),
+                       scored=scored_B.sum(), **{k: v for k, v in aux.items() if k != "ema"})
+        new_baseline = aux["ema"] if rl_cfg.baseline == "ema" else state.baseline
+        return RLState(params, opt_state, new_baseline, kl_coef), metrics
+
+    return jax.jit(step, donate_argnums=(0,))
+
+
+def init_state(params, optimizer, rl_cfg) -> RLState:
+    """A fresh state on a *copy* of `params`: the step donates its state, the frozen reference must survive."""
+    params = jax.tree.map(jnp.copy, params)
+    return RLState(params, optimizer.init(params), jnp.asarray(np.nan, jnp.float32),
+                   jnp.asarray(rl_cfg.kl_coef, jnp.float32))

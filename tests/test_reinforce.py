@@ -1,0 +1,141 @@
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+
+from storyjax import model as M
+from storyjax import reinforce as R
+from storyjax import sampler as S
+
+CFG = M.ModelConfig(vocab_size=64, num_layers=2, d_model=64, num_heads=4, max_len=32, dropout=0.0)
+EOS, PAD = 2, 1
+
+
+def rl_cfg(**kw):
+    c = ml_collections.ConfigDict(dict(lr=1e-2, grad_clip=1.0, baseline="batch_mean", ema_decay=0.9, whiten=False,
+                                       kl_coef=0.0, kl_target=0.0, kl_horizon=10_000.0, kl_estimator="k3",
+                                       kl_mode="loss", entropy_coef=0.0))
+    c.update(kw)
+    return c
+
+
+def setup(**kw):
+    cfg = rl_cfg(**kw)
+    params = M.init_params(CFG, jax.random.key(0))
+    opt = R.make_optimizer(cfg)
+    return R.init_state(params, opt, cfg), params, R.make_step(CFG, cfg, opt)
+
+
+def rollouts(params, rng, B=32, N=10):
+    prompt = jnp.tile(jnp.asarray([[5, 6, 7, 8]], jnp.int32), (B, 1))
+    out = S.sample(CFG, params, prompt, jnp.ones_like(prompt, bool), jax.random.key(rng), jnp.float32(1.0),
+                   jnp.int32(0), jnp.float32(1.0), max_new_tokens=N, eos_id=EOS, pad_id=PAD)
+    tokens = jnp.concatenate([prompt, out.tokens_BxN], 1)
+    valid = jnp.concatenate([jnp.ones_like(prompt, bool), out.mask_BxN], 1)
+    response = jnp.concatenate([jnp.zeros_like(prompt, bool), out.mask_BxN], 1)
+    return tokens, valid, response, out
+
+
+def test_paper_reward_formula_with_configurable_weights():
+    scores = jnp.asarray([[1, 2, 3], [0, 0, 0], [3, 3, 3], [np.nan] * 3])
+    words = jnp.asarray([45.0, 0.0, 120.0, 30.0])
+    r = np.asarray(R.story_rewards(scores, words, (1, 1, 1), 0.4, 90.0))
+    expected = [((1 + 2 + 3) / 9 + 0.4 * 45 / 90) / 1.4, 0.0, (1 + 0.4) / 1.4]
+    np.testing.assert_allclose(r[:3], expected, rtol=1e-6)
+    assert np.isnan(r[3])
+    weighted = R.story_rewards(scores[:1], words[:1], (2, 1, 1), 0.0, 90.0)
+    np.testing.assert_allclose(weighted, [(2 * 1 + 2 + 3) / 12], rtol=1e-6)
+
+
+def test_baselines_against_numpy_and_unscored_rows_are_excluded():
+    r = np.asarray([0.2, np.nan, 0.8, 0.5, np.nan, 0.1], np.float32)
+    s = ~np.isnan(r)
+    rs = r[s]
+    adv, _ = R.advantages(jnp.asarray(r), jnp.nan, "leave_one_out", 0.9, False)
+    loo = rs - (rs.sum() - rs) / (len(rs) - 1)
+    np.testing.assert_allclose(np.asarray(adv)[s], loo, rtol=1e-6)
+    assert (np.asarray(adv)[~s] == 0).all()
+    adv, _ = R.advantages(jnp.asarray(r), jnp.nan, "batch_mean", 0.9, False)
+    np.testing.assert_allclose(np.asarray(adv)[s], rs - rs.mean(), rtol=1e-6, atol=1e-7)
+    # EMA over three batches, against the recurrence written out in numpy.
+    b, ref = jnp.asarray(np.nan, jnp.float32), None
+    for batch in ([0.2, 0.4, np.nan], [0.9, np.nan, 0.7], [np.nan, np.nan, np.nan], [0.1, 0.3, 0.2]):
+        batch = np.asarray(batch, np.float32)
+        adv, b = R.advantages(jnp.asarray(batch), b, "ema", 0.9, False)
+        fin = batch[~np.isnan(batch)]
+        used = (fin.mean() if ref is None else ref) if len(fin) else ref
+        np.testing.assert_allclose(np.asarray(adv)[~np.isnan(batch)], fin - used, rtol=1e-5, atol=1e-7)
+        if len(fin):
+            ref = fin.mean() if ref is None else 0.9 * ref + 0.1 * fin.mean()
+        np.testing.assert_allclose(float(b), ref, rtol=1e-6)
+    white, _ = R.advantages(jnp.asarray(r), jnp.nan, "batch_mean", 0.9, True)
+    w = np.asarray(white)[s]
+    assert abs(w.mean()) < 1e-6 and abs(w.std(ddof=1) - 1) < 1e-3
+
+
+def test_kl_estimators_and_adaptive_controller():
+    logp, logp_ref = jnp.asarray([-1.0, -2.0]), jnp.asarray([-1.5, -1.0])
+    np.testing.assert_allclose(R.kl_per_token(logp, logp_ref, "k1"), [0.5, -1.0])
+    k3 = np.asarray(R.kl_per_token(logp, logp_ref, "k3"))
+    np.testing.assert_allclose(k3, np.exp([-0.5, 1.0]) - 1 - np.array([-0.5, 1.0]), rtol=1e-6)
+    assert (k3 >= 0).all()
+    assert float(R.adaptive_kl(0.2, 12.0, 6.0, 10_000, 360)) == pytest.approx(0.2 * (1 + 0.2 * 360 / 10_000))
+    assert float(R.adaptive_kl(0.2, 3.0, 6.0, 10_000, 360)) == pytest.approx(0.2 * (1 - 0.2 * 360 / 10_000))
+
+
+def test_zero_advantage_gives_zero_policy_gradient():
+    state, params, step = setup()
+    tokens, valid, response, _ = rollouts(params, 0)
+    rewards = jnp.full((tokens.shape[0],), 0.5).at[3].set(jnp.nan)
+    before = jax.tree.map(np.asarray, params)
+    state, m = step(state, params, tokens, valid, response, rewards)
+    assert float(m["grad_norm"]) == 0.0 and float(m["advantage_abs"]) == 0.0
+    for a, b in zip(jax.tree.leaves(state.params), jax.tree.leaves(before)):
+        np.testing.assert_array_equal(a, b)
+    assert int(m["scored"]) == tokens.shape[0] - 1
+
+
+@pytest.mark.parametrize("estimator", ["k1", "k3"])
+def test_kl_term_is_zero_when_params_equal_the_reference(estimator):
+    state, params, step = setup(kl_coef=0.1, kl_estimator=estimator, kl_mode="reward")
+    tokens, valid, response, _ = rollouts(params, 0)
+    _, m = step(state, params, tokens, valid, response, jnp.linspace(0, 1, tokens.shape[0]))
+    assert abs(float(m["kl"])) < 1e-6  # two evaluations of the same function, float32 rounding only
+
+
+def test_rewarded_token_becomes_more_likely():
+    state, params, step = setup(baseline="ema")
+    ref = jax.tree.map(jnp.copy, params)
+    target = 9
+
+    def prob_of_target(p):
+        tokens, valid, _, _ = rollouts(params, 123)
+        logits = M.forward(CFG, p, tokens[:, :4])[:, -1]
+        return float(jax.nn.softmax(logits)[:, target].mean())
+
+    p0 = prob_of_target(params)
+    for k in range(6):
+        tokens, valid, response, out = rollouts(state.params, k)
+        rewards = (np.asarray(out.tokens_BxN) == target).mean(1) * 10
+        rewards = jnp.asarray(rewards, jnp.float32).at[0].set(jnp.nan)  # one unscorable story rides along
+        state, m = step(state, ref, tokens, valid, response, rewards)
+    assert prob_of_target(state.params) > 3 * p0
+    assert float(m["kl"]) > 0 and np.isfinite(float(state.baseline))
+
+
+def test_tokens_after_end_of_text_do_not_move_the_gradient():
+    state, params, step = setup()
+    tokens, valid, response, _ = rollouts(params, 1)
+    rewards = jnp.linspace(0, 1, tokens.shape[0])
+    _, m1 = step(R.init_state(params, R.make_optimizer(rl_cfg()), rl_cfg()), params, tokens, valid, response, rewards)
+    junk = jnp.where(response | valid, tokens, 17)  # rewrite only what is neither prompt nor response
+    _, m2 = step(R.init_state(params, R.make_optimizer(rl_cfg()), rl_cfg()), params, junk, valid, response, rewards)
+    assert float(m1["loss"]) == pytest.approx(float(m2["loss"]), abs=1e-6)
+
+
+def test_bad_settings_are_refused():
+    with pytest.raises(ValueError, match="rl.baseline"):
+        R.make_step(CFG, rl_cfg(baseline="median"), R.make_optimizer(rl_cfg()))
+    with pytest.raises(ValueError, match="rl.kl_estimator"):
+        R.make_step(CFG, rl_cfg(kl_estimator="k2"), R.make_optimizer(rl_cfg()))
