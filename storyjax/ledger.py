@@ -86,3 +86,79 @@ def append_jsonl(path: str, event: str, ledger: Ledger, **extra) -> None:
     record.pop("milestones_done", None)
     with open(path, "a") as f:
         f.write(json.dumps(record) + "\n")
+
+
+@dataclasses.dataclass
+class InteractiveLedger:
+    """Words of the interactive phase (DESIGN §1). Input words are what the student *takes in*: the prompt
+    (charged for every story of the first batch only, as the paper did — 16 × 360 — or for every story of
+    every batch) and the teacher's three score words for
+    each story it could grade; an unscorable story teaches nothing and is charged nothing. The student's own
+    words count against a separate cap. Budgets are checked before a batch goes to the teacher.
+    """
+    budget_words: int
+    prompt_words: int
+    charge_prompt: str = "once"       # "once" | "per_story"
+    answer_words_per_story: int = 3
+    generated_cap: int = 100_000_000
+    milestone_every: int = 100_000
+    steps: int = 0
+    stories: int = 0
+    unscorable: int = 0
+    input_words: int = 0
+    prompt_charged: bool = False
+    generated_words: int = 0
+    milestones_done: list = dataclasses.field(default_factory=list)
+
+    def __post_init__(self):
+        if self.charge_prompt not in ("once", "per_story"):
+            raise ValueError(f"charge_prompt={self.charge_prompt!r}: use 'once' (the paper) or 'per_story'.")
+
+    def batch_cost(self, batch: int) -> int:
+        """The most input words the next batch can charge (every story scored)."""
+        charged = self.charge_prompt == "per_story" or not self.prompt_charged
+        return self.prompt_words * batch * charged + self.answer_words_per_story * batch
+
+    def can_afford(self, batch: int) -> bool:
+        return self.input_words + self.batch_cost(batch) <= self.budget_words
+
+    def check_first_batch(self, batch: int) -> None:
+        if self.steps == 0 and not self.can_afford(batch):
+            raise ValueError(
+                f"budget_words={self.budget_words:,} is smaller than one batch of {batch} stories "
+                f"({self.batch_cost(batch):,} input words); raise --config.budget_words or lower "
+                "--config.batch_size.")
+
+    def charge(self, batch: int, scored: int, generated_words: int) -> None:
+        if self.generated_words + generated_words > self.generated_cap:
+            raise RuntimeError(f"the student's own words would exceed their cap of {self.generated_cap:,} "
+                               "(BabyLM: at most 100M generated words).")
+        if self.charge_prompt == "per_story" or not self.prompt_charged:
+            self.input_words += self.prompt_words * batch
+            self.prompt_charged = True
+        self.input_words += self.answer_words_per_story * scored
+        self.steps += 1
+        self.stories += batch
+        self.unscorable += batch - scored
+        self.generated_words += generated_words
+
+    def due_milestones(self) -> list[int]:
+        step = self.milestone_every
+        reached = [m for m in range(step, self.input_words + 1, step)] if step > 0 else []
+        return [m for m in reached if m not in self.milestones_done]
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "InteractiveLedger":
+        fields = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in fields})
+
+
+def dry_run(ledger: InteractiveLedger, batch: int) -> InteractiveLedger:
+    """Plays the budget out with every story scored: how many steps, stories and words a run gets."""
+    ledger.check_first_batch(batch)
+    while ledger.can_afford(batch):
+        ledger.charge(batch, batch, 0)
+    return ledger

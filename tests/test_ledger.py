@@ -47,3 +47,36 @@ def test_epoch_cap_is_enforced_unless_lifted():
     for _ in range(20):
         lifted.charge(30)
     assert lifted.epochs == pytest.approx(6.0)
+
+
+def test_paper_budget_gives_exactly_920_steps():
+    led = L.dry_run(L.InteractiveLedger(budget_words=1_000_000, prompt_words=16), batch=360)
+    assert (led.steps, led.stories, led.input_words) == (920, 331_200, 999_360)
+    assert led.input_words + led.batch_cost(360) == 1_000_440  # the refused batch
+
+
+def test_interactive_charges_prompt_once_or_per_story_and_only_scored_answers():
+    once = L.InteractiveLedger(budget_words=10_000, prompt_words=16)
+    once.charge(batch=10, scored=8, generated_words=500)
+    once.charge(batch=10, scored=10, generated_words=400)
+    assert once.input_words == 16 * 10 + 3 * 18 and once.unscorable == 2 and once.generated_words == 900
+    per = L.InteractiveLedger(budget_words=10_000, prompt_words=16, charge_prompt="per_story")
+    per.charge(batch=10, scored=10, generated_words=0)
+    per.charge(batch=10, scored=10, generated_words=0)
+    assert per.input_words == 2 * (160 + 30)
+    assert L.InteractiveLedger.from_dict(once.to_dict()) == once
+
+
+def test_interactive_budget_and_milestones():
+    led = L.InteractiveLedger(budget_words=100, prompt_words=3, milestone_every=40)
+    with pytest.raises(ValueError, match="smaller than one batch"):
+        L.InteractiveLedger(budget_words=40, prompt_words=16).check_first_batch(10)
+    led.charge(batch=10, scored=10, generated_words=0)  # 30 + 30 = 60 words
+    assert led.due_milestones() == [40]
+    led.milestones_done.append(40)
+    assert led.can_afford(10) is True and led.batch_cost(10) == 30
+    led.charge(batch=10, scored=10, generated_words=0)  # 90
+    assert not led.can_afford(10) and led.due_milestones() == [80]
+    capped = L.InteractiveLedger(budget_words=100, prompt_words=1, generated_cap=50)
+    with pytest.raises(RuntimeError, match="generated words"):
+        capped.charge(batch=1, scored=1, generated_words=51)
