@@ -113,3 +113,34 @@ def unreplicate(tree):
     """Host copy of device 0's replica. Reads the buffer directly: indexing (`x[0]`) would dispatch one
     small XLA program per leaf, which on fake CPU devices can starve the collectives of a step in flight."""
     return jax.tree.map(lambda x: np.asarray(x.addressable_data(0)).reshape(x.shape[1:]), tree)
+
+
+def read_run_meta(workdir: str) -> dict:
+    path = os.path.join(workdir, META_FILE)
+    if not os.path.exists(path):
+        raise ValueError(f"{workdir} holds no storyjax run ({META_FILE} missing); point init_checkpoint at a "
+                         "pretraining --workdir.")
+    with open(path) as f:
+        return json.load(f)
+
+
+def load_params(workdir: str, milestone: str = "") -> tuple[Any, dict]:
+    """Parameters of a run's milestone (e.g. 'chck_20M') or, with none named, of its latest checkpoint."""
+    read_run_meta(workdir)
+    ckpts = Checkpoints(workdir)
+    try:
+        raw = ocp.args.Composite(state=ocp.args.StandardRestore(), ledger=ocp.args.JsonRestore(),
+                                 extra=ocp.args.JsonRestore())
+        if milestone:
+            if milestone not in ckpts.milestones():
+                raise ValueError(f"{workdir} has no milestone {milestone!r}; it has {ckpts.milestones()}.")
+            out = ckpts._milestone_writer.restore(ckpts.milestone_path(milestone), args=raw)
+        else:
+            step = ckpts.latest_step()
+            if step is None:
+                raise ValueError(f"{workdir} has no checkpoint yet; finish or resume its pretraining first.")
+            out = ckpts.latest.restore(step, args=raw)
+    finally:
+        ckpts.close()
+    state = out.state
+    return (state["params"] if isinstance(state, dict) else state[0]), out.ledger

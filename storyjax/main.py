@@ -16,7 +16,7 @@ config_flags.DEFINE_config_file("config", None, "Config file, e.g. configs/pretr
 flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs and outputs (resumes if it holds a run).")
 flags.mark_flags_as_required(["config", "workdir"])
 
-JOBS = ("pretrain",)
+JOBS = ("pretrain", "interactive")
 # Libraries whose INFO chatter (one line per file written) buries the run's own log.
 _QUIET = ("/orbax/", "/tensorflow_datasets/", "/etils/")
 
@@ -70,13 +70,18 @@ def main(argv):
         raise app.UsageError(f"config.job={config.job!r} is unknown; this build runs {JOBS}.")
     logging.info("Config:\n%s", config)
     if config.job == "pretrain":
-        from storyjax import pretrain
-        try:
-            summary = pretrain.run(config, flags.FLAGS.workdir)
-        except pretrain.Preempted as e:
-            logging.warning("%s", e)
-            sys.exit(143)
-    print({k: summary[k] for k in ("steps", "words", "loss_first", "loss_last", "val_loss", "param_checksum")})
+        from storyjax import pretrain as job
+        shown = ("steps", "words", "loss_first", "loss_last", "val_loss", "param_checksum")
+    else:
+        from storyjax import interactive as job
+        shown = ("steps", "stories", "input_words", "unscorable", "heldout_score_start", "heldout_score_end",
+                 "param_checksum")
+    try:
+        summary = job.run(config, flags.FLAGS.workdir)
+    except job.Preempted as e:
+        logging.warning("%s", e)
+        sys.exit(143)
+    print({k: summary[k] for k in shown if k in summary})
 
 
 if __name__ == "__main__":

@@ -1,0 +1,225 @@
+"""Interactive learning: the student writes stories, the teacher grades them, REINFORCE learns from the grades.
+
+One step: sample a batch from the prompt (jitted sampler) → check the word budget → teacher grades
+[B,3] → ledger charges what the student takes in → rewards → jitted REINFORCE step. The RNG of step k
+is `fold_in(key(seed), k)` and everything else that evolves (params, optimizer, EMA baseline, KL
+coefficient, ledger) is in the checkpoint, so a killed run resumes exactly.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import time
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from absl import logging
+from tqdm import tqdm
+
+from storyjax import checkpoint as ckpt_lib
+from storyjax import ledger as ledger_lib
+from storyjax import model as model_lib
+from storyjax import reinforce, run_outputs, sampler
+from storyjax import tokenizer as tokenizer_lib
+from storyjax.interactive_logs import RunLogs
+from storyjax.prompts import HELDOUT_OPENINGS
+from storyjax.teachers import make_teacher
+
+
+class Preempted(SystemExit):
+    """Raised after SIGTERM once the latest checkpoint is written."""
+
+
+def student_source(config: ml_collections.ConfigDict, workdir: str) -> tuple[str, str]:
+    """The pretraining run to start from; with none named, pretrain the embedded default first."""
+    if config.init_checkpoint:
+        return config.init_checkpoint, config.init_milestone
+    from storyjax import pretrain
+    pre_dir = os.path.join(workdir, "pretrain")
+    logging.info("No init_checkpoint: pretraining a %s student on %s first (in %s).",
+                 config.pretrain.model.preset, config.pretrain.data.name, pre_dir)
+    pretrain.run(config.pretrain, pre_dir)
+    return pre_dir, ""
+
+
+def encode_prompts(tok, prompts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Left-padded prompt ids and their validity mask."""
+    ids = tok.encode(prompts)
+    P = max(map(len, ids))
+    toks, valid = np.full((len(ids), P), tok.pad_id, np.int32), np.zeros((len(ids), P), bool)
+    for b, row in enumerate(ids):
+        toks[b, P - len(row):], valid[b, P - len(row):] = row, True
+    return toks, valid
+
+
+def stories_of(tok, prompts: list[str], prompt_BxP, valid_BxP, samples: sampler.Samples):
+    """(full stories, continuations) as text. Prompt and continuation are decoded together so the space
+    between them survives (SentencePiece drops a leading space when a piece list is decoded alone)."""
+    tokens, mask = np.asarray(samples.tokens_BxN), np.asarray(samples.mask_BxN)
+    rows = [[int(t) for t, v in zip(p, pv) if v] + [int(t) for t, m in zip(r, k) if m and t != tok.eos_id]
+            for p, pv, r, k in zip(np.asarray(prompt_BxP), np.asarray(valid_BxP), tokens, mask)]
+    stories = tok.decode(rows)
+    return stories, [s[len(p):] for s, p in zip(stories, prompts)]
+
+
+def make_sample_fn(config, model_cfg, tok):
+    def sample(params, prompt_BxP, valid_BxP, rng):
+        return sampler.sample(model_cfg, params, jnp.asarray(prompt_BxP), jnp.asarray(valid_BxP), rng,
+                              jnp.float32(config.sampling.temperature), jnp.int32(config.sampling.top_k),
+                              jnp.float32(config.sampling.top_p), max_new_tokens=config.sampling.max_new_tokens,
+                              eos_id=tok.eos_id, pad_id=tok.pad_id)
+    return sample
+
+
+def heldout_score(config, sample, params, tok, teacher) -> dict:
+    """Mean teacher grades of stories continuing the held-out openings (same RNG before and after)."""
+    openings = list(HELDOUT_OPENINGS[:config.heldout.num_openings]) * config.heldout.stories_per_opening
+    if not openings:
+        return {}
+    toks, valid = encode_prompts(tok, openings)
+    out = sample(params, toks, valid, jax.random.key(config.seed + 1))
+    stories, _ = stories_of(tok, openings, toks, valid, out)
+    scores = teacher.grade_batch(openings, stories).scores_Bx3
+    scored = np.isfinite(scores).all(1)
+    return {"score": float(scores[scored].sum(1).mean()) if scored.any() else float("nan"),
+            **{c: float(scores[scored, i].mean()) for i, c in enumerate(("readability", "coherence", "creativity"))},
+            "unscorable": int((~scored).sum()), "stories": len(stories)}
+
+
+def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
+    workdir = os.path.abspath(workdir)
+    os.makedirs(workdir, exist_ok=True)
+    prompt_words = tokenizer_lib.count_words(config.prompt)
+    ledger = ledger_lib.InteractiveLedger(
+        budget_words=config.budget_words, prompt_words=prompt_words, charge_prompt=config.charge_prompt,
+        generated_cap=config.generated_words_cap, milestone_every=config.milestone_every_words)
+    B = config.batch_size
+    ledger.check_first_batch(B)
+    if config.ledger_only:
+        ledger_lib.dry_run(ledger, B)
+        summary = {"job": "interactive", "ledger_only": True, "steps": ledger.steps, "stories": ledger.stories,
+                   "input_words": ledger.input_words, "budget_words": ledger.budget_words,
+                   "milestones": [ledger_lib.milestone_name(m) for m in ledger.due_milestones()]}
+        run_outputs.write_summary(workdir, summary)
+        return summary
+
+    teacher = make_teacher(config.teacher)  # fails here, before any work, if the teacher is unusable
+    source_dir, milestone = student_source(config, workdir)
+    meta = ckpt_lib.read_run_meta(source_dir)
+    tok = tokenizer_lib.load(os.path.join(source_dir, "tokenizer"))
+    model_cfg = model_lib.ModelConfig(**{**meta["model"], "dropout": 0.0,
+                                         "compute_dtype": config.compute_dtype}).validate()
+    init_params, _ = ckpt_lib.load_params(source_dir, milestone)
+    expected = jax.eval_shape(lambda: model_lib.init_params(model_cfg, jax.random.key(0)))
+    if jax.tree.structure(expected) != jax.tree.structure(init_params):
+        raise ValueError(f"{source_dir} does not hold parameters of the model its run_meta.json describes.")
+    ref_params = jax.tree.map(jnp.asarray, init_params)
+
+    prompt_toks, prompt_valid = encode_prompts(tok, [config.prompt] * B)
+    sampler.check_lengths(model_cfg, prompt_toks.shape[1], config.sampling.max_new_tokens)
+    ckpt_lib.check_run_meta(workdir, {"student": meta["model"], "tokenizer_sha256": tok.sha256,
+                                      "init": os.path.abspath(source_dir), "init_milestone": milestone,
+                                      "prompt": config.prompt, "batch_size": B, "seed": config.seed})
+
+    optimizer = reinforce.make_optimizer(config.rl)
+    rl_step = reinforce.make_step(model_cfg, config.rl, optimizer)
+    sample = make_sample_fn(config, model_cfg, tok)
+    ckpts = ckpt_lib.Checkpoints(workdir, keep=2)
+    state = reinforce.init_state(ref_params, optimizer, config.rl)
+    restored = ckpts.restore_latest(jax.eval_shape(lambda: state))
+    logs = RunLogs(workdir)
+    jsonl = os.path.join(workdir, "ledger.jsonl")
+    if restored is None:
+        step, extra = 0, {"heldout_start": heldout_score(config, sample, ref_params, tok, teacher)}
+        logs.truncate_after(0)
+        ledger_lib.append_jsonl(jsonl, "start", ledger)
+    else:
+        step, state, ledger_dict, extra = restored
+        ledger = ledger_lib.InteractiveLedger.from_dict(ledger_dict)
+        logs.truncate_after(step)  # rows past the checkpoint are rewritten identically by the resumed steps
+        ledger_lib.append_jsonl(jsonl, "resume", ledger, step=step)
+        logging.info("Resumed interactive learning at step %d (%d counted words).", step, ledger.input_words)
+
+    weights = tuple(config.reward.weights)
+    preempted = []
+    previous = signal.signal(signal.SIGTERM, lambda *_: preempted.append(True))
+    max_steps = config.max_steps or None
+    bar = tqdm(total=config.budget_words, initial=ledger.input_words, unit="word", dynamic_ncols=True,
+               disable=not config.progress_bar)
+    t0 = time.time()
+    try:
+        while ledger.can_afford(B) and not preempted and (max_steps is None or step < max_steps):
+            rng = jax.random.fold_in(jax.random.key(config.seed), step)
+            out = sample(state.params, prompt_toks, prompt_valid, rng)
+            stories, texts = stories_of(tok, [config.prompt] * B, prompt_toks, prompt_valid, out)
+            grades = teacher.grade_batch([config.prompt] * B, stories)
+            scored = np.isfinite(grades.scores_Bx3).all(1)
+            words = np.asarray([tokenizer_lib.count_words(t) for t in texts], np.float32)
+            before = ledger.input_words
+            ledger.charge(B, int(scored.sum()), int(words.sum()))
+            scores = np.where(scored[:, None], grades.scores_Bx3, np.nan)
+            rewards = np.asarray(reinforce.story_rewards(jnp.asarray(scores), jnp.asarray(words), weights,
+                                                         config.reward.length_bonus, config.reward.length_norm))
+            tokens = jnp.concatenate([prompt_toks, out.tokens_BxN], 1)
+            valid = jnp.concatenate([prompt_valid, out.mask_BxN], 1)
+            response = jnp.concatenate([jnp.zeros_like(prompt_valid), out.mask_BxN], 1)
+            state, metrics = rl_step(state, ref_params, tokens, valid, response, jnp.asarray(rewards))
+            step += 1
+            m = {k: float(v) for k, v in jax.device_get(metrics).items()}
+            if not math.isfinite(m["loss"]):
+                raise FloatingPointError(f"non-finite REINFORCE loss at step {step}; the last good checkpoint "
+                                         f"(step {ckpts.latest_step()}) is kept. Lower --config.rl.lr.")
+            norm = config.reward.length_norm
+            bonus = config.reward.length_bonus * np.minimum(words, norm) / norm
+            row = logs.write_step(step, config.prompt, stories, grades, rewards, words, bonus, scored, m,
+                                  np.asarray(out.mask_BxN).sum(1), ledger, weights)
+            bar.update(ledger.input_words - before)
+            bar.set_postfix(reward=f"{row['reward_mean']:.3f}", teacher=f"{row['teacher_sum_mean']:.2f}/9")
+            if step % config.log_every == 0 or step == 1:
+                logs.tensorboard(step, row)
+                ledger_lib.append_jsonl(jsonl, "step", ledger, step=step, reward=row["reward_mean"])
+            due = ledger.due_milestones()
+            if due or step % config.checkpoint_every_steps == 0 or preempted:
+                for words_done in due:
+                    ledger.milestones_done.append(words_done)
+                    name = ledger_lib.milestone_name(words_done)
+                    ckpts.save_milestone(name, state, ledger.to_dict(), {**extra, "step": step})
+                    ledger_lib.append_jsonl(jsonl, "milestone", ledger, step=step, name=name)
+                ckpts.save_latest(step, state, ledger.to_dict(), extra)
+        if step == 0:
+            raise ValueError("no interactive step ran; check budget_words and max_steps.")
+        if ckpts.latest_step() != step:
+            ckpts.save_latest(step, state, ledger.to_dict(), extra)
+        ckpts.wait()
+        if preempted:
+            ledger_lib.append_jsonl(jsonl, "preempted", ledger, step=step)
+            raise Preempted(f"SIGTERM: checkpoint of step {step} written to {workdir}/latest; rerun to resume.")
+    finally:
+        bar.close()
+        signal.signal(signal.SIGTERM, previous)
+        ckpts.close()
+        logs.close()
+        teacher.close()
+
+    heldout_end = heldout_score(config, sample, state.params, tok, teacher)
+    params = jax.device_get(state.params)
+    ledger_lib.append_jsonl(jsonl, "end", ledger, step=step)
+    history = logs.read_batch_stats()
+    summary = {
+        "job": "interactive", "steps": step, "stories": ledger.stories, "input_words": ledger.input_words,
+        "generated_words": ledger.generated_words, "unscorable": ledger.unscorable,
+        "budget_words": ledger.budget_words, "teacher": teacher.name,
+        "heldout_score_start": extra["heldout_start"].get("score"), "heldout_score_end": heldout_end.get("score"),
+        "heldout_start": extra["heldout_start"], "heldout_end": heldout_end,
+        "train_teacher_sum_first10": float(np.mean([r["teacher_sum_mean"] for r in history[:10]])),
+        "train_teacher_sum_last10": float(np.mean([r["teacher_sum_mean"] for r in history[-10:]])),
+        "checkpoints": ckpts.milestones(), "seconds": time.time() - t0,
+        "param_checksum": run_outputs.param_checksum(params),
+    }
+    run_outputs.write_summary(workdir, summary)
+    return summary
+

@@ -1,0 +1,85 @@
+"""The interactive run's tables: `generated.csv` (one row per story) and `batch_stats.csv` (one per step).
+
+Columns follow the paper's logs (prompt, story, raw answer, scores, reward; batch reward statistics,
+KL, KL coefficient) plus ours (entropy, words in/out, unscorable rate, baseline). On resume, rows of
+steps after the restored checkpoint are dropped: the resumed run writes them again, identically.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+
+import numpy as np
+
+from storyjax import run_outputs
+from storyjax.teachers.base import CRITERIA, Grades
+
+GENERATED = ["step", "index", "prompt", "story", "answer", *CRITERIA, "scored", "words", "reward"]
+BATCH_STATS = ["step", "teacher_reward_mean", "teacher_reward_std", "teacher_sum_mean", *[f"{c}_mean" for c in CRITERIA],
+               "length_bonus_mean", "reward_mean", "reward_std", "kl", "kl_coef", "entropy", "baseline",
+               "loss", "grad_norm", "mean_length_tokens", "mean_words", "input_words", "generated_words",
+               "stories", "unscorable_rate"]
+
+
+class RunLogs:
+    def __init__(self, workdir: str):
+        self.paths = {"generated": os.path.join(workdir, "generated.csv"),
+                      "batch_stats": os.path.join(workdir, "batch_stats.csv")}
+        self.writer = run_outputs.tensorboard(workdir)
+
+    def truncate_after(self, step: int) -> None:
+        for name, columns in (("generated", GENERATED), ("batch_stats", BATCH_STATS)):
+            path = self.paths[name]
+            rows = []
+            if os.path.exists(path):
+                with open(path, newline="") as f:
+                    rows = [r for r in csv.DictReader(f) if int(r["step"]) <= step]
+            with open(path + ".tmp", "w", newline="") as f:
+                w = csv.DictWriter(f, columns)
+                w.writeheader()
+                w.writerows(rows)
+            os.replace(path + ".tmp", path)
+
+    def _append(self, name: str, columns: list, rows: list) -> None:
+        with open(self.paths[name], "a", newline="") as f:
+            csv.DictWriter(f, columns).writerows(rows)
+
+    def write_step(self, step, prompt, stories, grades: Grades, rewards, words, bonus, scored, metrics,
+                   lengths, ledger, weights) -> dict:
+        scores = grades.scores_Bx3
+        self._append("generated", GENERATED, [
+            {"step": step, "index": i, "prompt": prompt, "story": story, "answer": grades.answers[i],
+             **{c: ("" if np.isnan(scores[i, j]) else int(scores[i, j])) for j, c in enumerate(CRITERIA)},
+             "scored": int(scored[i]), "words": int(words[i]), "reward": "" if np.isnan(rewards[i]) else rewards[i]}
+            for i, story in enumerate(stories)])
+        ok = scores[scored]
+        w = np.asarray(weights, np.float32)
+        teacher = (ok * w).sum(1) / (3 * w.sum()) if len(ok) else np.zeros(0)
+        nan_mean = lambda x: float(np.mean(x)) if len(x) else float("nan")
+        row = {
+            "step": step, "teacher_reward_mean": nan_mean(teacher),
+            "teacher_reward_std": float(np.std(teacher)) if len(ok) else float("nan"),
+            "teacher_sum_mean": nan_mean(ok.sum(1)),
+            **{f"{c}_mean": nan_mean(ok[:, j]) for j, c in enumerate(CRITERIA)},
+            "length_bonus_mean": nan_mean(bonus[scored]),
+            "reward_mean": nan_mean(rewards[scored]), "reward_std": float(np.std(rewards[scored])) if len(ok) else 0.0,
+            "kl": metrics["kl"], "kl_coef": metrics["kl_coef"], "entropy": metrics["entropy"],
+            "baseline": metrics["baseline"], "loss": metrics["loss"], "grad_norm": metrics["grad_norm"],
+            "mean_length_tokens": float(np.mean(lengths)), "mean_words": float(np.mean(words)),
+            "input_words": ledger.input_words, "generated_words": ledger.generated_words,
+            "stories": ledger.stories, "unscorable_rate": float(1 - scored.mean()),
+        }
+        self._append("batch_stats", BATCH_STATS, [row])
+        return row
+
+    def tensorboard(self, step: int, row: dict) -> None:
+        run_outputs.log_scalars(self.writer, step, {k: v for k, v in row.items()
+                                                    if k != "step" and np.isfinite(v)})
+
+    def read_batch_stats(self) -> list[dict]:
+        with open(self.paths["batch_stats"], newline="") as f:
+            return [{k: float(v) for k, v in r.items()} for r in csv.DictReader(f)]
+
+    def close(self) -> None:
+        self.writer.close()
