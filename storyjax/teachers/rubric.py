@@ -21,7 +21,9 @@ import numpy as np
 
 from storyjax.teachers.base import Grades, Teacher
 
-_SENTENCE_END = re.compile(r"(?<=[.!?])[\"'”’)]*\s+")
+# A sentence ends at . ! or ? (and any closing quotes) before whitespace and a capital or an opening quote;
+# '"Why?" asked the owl.' stays one sentence.
+_SENTENCE_END = re.compile(r"(?:(?<=[.!?])|(?<=[.!?][\"'”’)]))\s+(?=[\"'“‘(]?[A-Z0-9])")
 _WORD = re.compile(r"[A-Za-z']+")
 
 DET = set("the a an this that these those my his her their our your its every each no".split())
@@ -29,10 +31,13 @@ PREP = set("of in on at to for with by from into onto upon about over under betw
 SUBJ = set("i he she they we".split())
 AUX = set("was were is are am be been had has have would could should will shall must might may did does".split())
 CONJ = set("and but or nor so yet".split())
+# Past-tense verbs: regular ones are recognised by "-ed"; these are the common irregular ones.
+PAST = set("was were had said went came saw took made found felt thought told gave ran sat stood knew got left "
+           "heard began became brought kept held met paid sent spoke wrote fell grew flew drew ate".split())
 # Word-class bigrams English grammar (almost) never allows.
 _BAD_PAIRS = {("DET", "DET"), ("DET", "PREP"), ("DET", "AUX"), ("DET", "SUBJ"), ("DET", "CONJ"),
               ("PREP", "PREP"), ("PREP", "AUX"), ("PREP", "CONJ"), ("SUBJ", "DET"), ("SUBJ", "SUBJ"),
-              ("SUBJ", "PREP"), ("CONJ", "CONJ"), ("AUX", "CONJ")}
+              ("SUBJ", "PREP"), ("CONJ", "CONJ"), ("AUX", "CONJ"), ("DET", "PAST"), ("PREP", "PAST")}
 _CLASSES = (("DET", DET), ("PREP", PREP), ("SUBJ", SUBJ), ("AUX", AUX), ("CONJ", CONJ))
 _STOP = DET | PREP | SUBJ | AUX | CONJ | set(
     "it him them me us you not as than then there here when what which who whom whose if all any some one "
@@ -69,7 +74,27 @@ def _word_class(w: str) -> str | None:
     for name, members in _CLASSES:
         if w in members:
             return name
+    if w in PAST or (len(w) > 4 and w.endswith("ed") and w not in _NOT_PAST):
+        return "PAST"
     return None
+
+
+_NOT_PAST = set("need feed seed speed indeed bed red bleed breed creed greed hundred sacred naked wicked "
+                "kindred wretched rugged ragged crooked learned beloved".split())
+
+
+def junk_rate(words: list[str]) -> float:
+    """Share of words that are no English word: not in the pronouncing dictionary (capitalised names
+    excepted), capitals inside a word ("catZo"), or a word straight after itself ("a a")."""
+    prons = _pronunciations()
+    bad = 0
+    for i, w in enumerate(words):
+        lower = w.lower().strip("'")
+        unknown = lower not in prons and not (w[0].isupper() and w[1:].islower())
+        inner_caps = any(c.isupper() for c in w[1:]) and not w.isupper()
+        stutter = i > 0 and lower == words[i - 1].lower()
+        bad += unknown or inner_caps or stutter
+    return bad / max(len(words), 1)
 
 
 def flesch_reading_ease(words: list[str], n_sentences: int) -> float:
@@ -182,13 +207,20 @@ def grade(story: str) -> tuple[int, int, int]:
     violations = grammar_violation_rate(sents)
     formed = well_formed_rate(sents)
     ease = flesch_reading_ease(words, len(sents))
-    # Readability: grammar first, then form, then how easy the prose is to read.
+    junk = junk_rate(words)
+    longest = max(len(_WORD.findall(x)) for x in sents)
+    # Readability: real words in allowed orders first, then sentence form, then ease of reading.
     grammar_pts = 2 if violations < 0.03 else 1 if violations < 0.07 else 0
-    readability = min(3, grammar_pts + (formed >= 0.8) + (grammar_pts == 2 and ease >= 50)) if grammar_pts else 0
-    readability = min(readability, 1 + (formed >= 0.5) + (violations < 0.03))
+    if junk > 0.12:
+        grammar_pts = 0
+    elif junk > 0.05 or longest > 80:
+        grammar_pts = min(grammar_pts, 1)
+    readability = grammar_pts + (grammar_pts == 2 and formed >= 0.8 and ease >= 50)
+    if formed < 0.5:
+        readability = min(readability, 1)
 
     # Coherence: a story needs a few sound sentences, told in an order that makes sense, that hang together.
-    if len(sents) < 2 or len(words) < 15 or violations >= 0.07:
+    if len(sents) < 2 or len(words) < 15 or violations >= 0.07 or junk > 0.12:
         coherence = 0
     else:
         first = (_WORD.findall(sents[0]) or [""])[0].lower()
@@ -210,12 +242,27 @@ def grade(story: str) -> tuple[int, int, int]:
     return readability, coherence, creativity
 
 
+def grade_story(prompt: str, story: str) -> tuple[int, int, int]:
+    """Grades a student's story told from `prompt`: the prose the student wrote sets the readability (a
+    clean prompt must not carry a garbled continuation), the whole story the coherence and creativity."""
+    continuation = story[len(prompt):] if story.startswith(prompt) else story
+    if len(_WORD.findall(continuation)) < 4 or not re.search(r"[.!?]", continuation):
+        return 0, 0, 0
+    readability, coherence, creativity = grade(story)
+    own = grade(continuation.strip())[0]
+    readability = min(readability, own)
+    if readability == 0:
+        return 0, 0, 0  # incomprehensible: no story, nothing creative
+    return readability, coherence, min(creativity, readability + 1)
+
+
 class RubricTeacher(Teacher):
     """Deterministic offline grader; its 'answer' text is the three integers, as an LLM teacher's would be."""
 
     name = "rubric"
 
     def grade_batch(self, prompts: list[str], stories: list[str]) -> Grades:
-        scores = np.asarray([grade(s) for s in stories], np.float32).reshape(len(stories), 3)
+        scores = np.asarray([grade_story(p, s) for p, s in zip(prompts, stories)], np.float32)
+        scores = scores.reshape(len(stories), 3)
         answers = [" ".join(str(int(x)) for x in row) for row in scores]
         return Grades(scores, answers)
