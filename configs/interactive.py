@@ -1,10 +1,12 @@
 """Interactive-learning configs: `--config=configs/interactive.py[:PRESET]`, PRESET in {default, paper}.
 
-default (the README quickstart; 2 CPU cores, offline, a few minutes):
+default (the README quickstart; 2 CPU cores, offline, about 5 minutes):
   python -m storyjax.main --config=configs/interactive.py --workdir=runs/quickstart
   With no init_checkpoint it first pretrains a tiny student on the synthetic `tales` corpus (in
-  WORKDIR/pretrain), then learns from the offline `rubric` teacher. summary.json reports the held-out
-  teacher score (sum of the three 0–3 grades, out of 9) before and after.
+  WORKDIR/pretrain, 120 steps), then learns from the offline `rubric` teacher for a 10,000-word budget
+  (98 steps of 32 stories). summary.json reports the held-out teacher score (sum of the three 0–3
+  grades, out of 9, on 52 openings the student never trains on) before and after: expect it to rise by
+  about a point (4.87 → 6.15 when written, 3m47s on 2 cores), mostly from coherence.
 
 paper (DESIGN §1): GPT-2-small student from a pretraining run, the fixed prompt, 360 stories per step,
 lr 1e-6, up to 90 new tokens with pure sampling, reward ((R+N+C)/9 + 0.4·words/90)/1.4, 1M counted input
@@ -51,16 +53,16 @@ def get_config(preset: str = "default") -> ml_collections.ConfigDict:
                                                 top_p=1.0))
     c.reward = ml_collections.ConfigDict(dict(weights=(1.0, 1.0, 1.0), length_bonus=0.4, length_norm=90.0))
     c.rl = ml_collections.ConfigDict(dict(
-        lr=1e-6 if paper else 3e-4, grad_clip=1.0, baseline="ema", ema_decay=0.9, whiten=False,
+        lr=1e-6 if paper else 3e-5, grad_clip=1.0, baseline="ema", ema_decay=0.9, whiten=False,
         kl_coef=0.2 if paper else 0.05, kl_target=6.0 if paper else 0.0, kl_horizon=10_000.0,
         kl_estimator="k1" if paper else "k3", kl_mode="reward", entropy_coef=0.0))
     c.teacher = ml_collections.ConfigDict(dict(name="openai" if paper else "rubric",
                                                base_url="http://127.0.0.1:8000/v1",
                                                model="meta-llama/Llama-3.1-8B-Instruct"))
-    c.budget_words = 1_000_000 if paper else 60_000
+    c.budget_words = 1_000_000 if paper else 10_000  # default: 98 steps of 32 stories
     c.charge_prompt = "once"
     c.generated_words_cap = 100_000_000
-    c.milestone_every_words = 100_000 if paper else 20_000
+    c.milestone_every_words = 100_000 if paper else 2_000
     c.max_steps = 0              # 0: until the budget is spent
     c.checkpoint_every_steps = 20 if paper else 10
     c.heldout = ml_collections.ConfigDict(dict(num_openings=52, stories_per_opening=2 if paper else 1))

@@ -1,0 +1,105 @@
+"""End-to-end interactive learning runs (rubric teacher), as a user runs them."""
+
+import csv
+import json
+import os
+import signal
+
+import pytest
+
+from test_main import checkpoint_steps, run_main, start_main, summary, wait_for_checkpoint
+
+B = 8
+
+
+@pytest.fixture(scope="module")
+def student(tfds_dir, tmp_path_factory):
+    """A small student pretrained on the embedded tales corpus."""
+    workdir = tmp_path_factory.mktemp("student")
+    args = ["--config=configs/pretrain.py:tiny", f"--config.data.tfds_dir={tfds_dir}", "--config.data.num_docs=2000",
+            "--config.model.num_layers=2", "--config.model.d_model=64", "--config.model.num_heads=2",
+            "--config.model.max_len=96", "--config.tokenizer.vocab_size=800", "--config.train.batch_size=16",
+            "--config.train.num_steps=40", "--config.train.seq_len=64", "--config.ledger.milestones=(5000,)",
+            "--config.progress_bar=False"]
+    proc = run_main(args, workdir)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return workdir
+
+
+def interactive_args(student, **overrides):
+    settings = {"init_checkpoint": str(student), "batch_size": B, "sampling.max_new_tokens": 24,
+                "budget_words": 100_000, "max_steps": 12, "checkpoint_every_steps": 3, "milestone_every_words": 200,
+                "heldout.num_openings": 10, "progress_bar": False, "log_every": 2}
+    settings.update(overrides)
+    return ["--config=configs/interactive.py"] + [f"--config.{k}={v}" for k, v in settings.items()]
+
+
+@pytest.fixture(scope="module")
+def reference(student, tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("interactive")
+    proc = run_main(interactive_args(student), workdir)
+    assert proc.returncode == 0, proc.stderr[-5000:]
+    return workdir
+
+
+def read_csv(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_run_writes_the_papers_logs_and_an_exact_ledger(reference):
+    s = summary(reference)
+    assert s["steps"] == 12 and s["stories"] == 12 * B
+    scored = s["stories"] - s["unscorable"]
+    assert s["input_words"] == 16 * B + 3 * scored  # prompt for the first batch, 3 answer words per graded story
+    assert s["heldout_score_start"] is not None and s["heldout_score_end"] is not None
+    assert s["checkpoints"][:2] == ["chck_200", "chck_400"]
+    generated = read_csv(reference / "generated.csv")
+    assert len(generated) == 12 * B
+    first = generated[0]
+    assert first["story"].startswith(first["prompt"]) and len(first["answer"].split()) == 3
+    assert sum(int(r["words"]) for r in generated) == s["generated_words"]
+    stats = read_csv(reference / "batch_stats.csv")
+    assert [int(r["step"]) for r in stats] == list(range(1, 13))
+    assert int(stats[-1]["input_words"]) == s["input_words"]
+    assert float(stats[0]["kl"]) < 1e-6  # the first step starts at the reference
+    events = [json.loads(line)["event"] for line in open(reference / "ledger.jsonl")]
+    assert events[0] == "start" and events[-1] == "end" and "milestone" in events
+
+
+def test_sigkill_midway_then_rerun_gives_the_same_params(reference, student, tmp_path):
+    args = interactive_args(student)
+    proc = start_main(args, tmp_path)
+    wait_for_checkpoint(tmp_path, proc, 6)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert checkpoint_steps(tmp_path)[-1] < 12
+    rerun = run_main(args, tmp_path)
+    assert rerun.returncode == 0, rerun.stderr[-5000:]
+    resumed, ref = summary(tmp_path), summary(reference)
+    for key in ("param_checksum", "input_words", "generated_words", "stories", "heldout_score_end"):
+        assert resumed[key] == ref[key], key
+    # The tables hold each step once, as an uninterrupted run writes them.
+    assert read_csv(tmp_path / "batch_stats.csv") == read_csv(reference / "batch_stats.csv")
+    assert read_csv(tmp_path / "generated.csv") == read_csv(reference / "generated.csv")
+
+
+def test_paper_preset_ledger_dry_run(tmp_path):
+    proc = run_main(["--config=configs/interactive.py:paper", "--config.ledger_only=True"], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    s = summary(tmp_path)
+    assert (s["steps"], s["stories"], s["input_words"]) == (920, 331_200, 999_360)
+
+
+@pytest.mark.parametrize("override, message", [
+    ({"budget_words": 100}, "smaller than one batch"),
+    ({"sampling.max_new_tokens": 90}, "exceeds the model context 96"),
+    ({"prompt": "'" + "once upon a time " * 30 + "'"}, "exceeds the model context 96"),
+    ({"teacher.name": "oracle"}, "teacher.name='oracle'"),
+    ({"init_checkpoint": "/nonexistent/run"}, "holds no storyjax run"),
+])
+def test_bad_input_is_refused_before_any_work(student, tmp_path, override, message):
+    proc = run_main(interactive_args(student, **override), tmp_path)
+    assert proc.returncode != 0
+    assert message in proc.stderr, proc.stderr[-3000:]
+    assert not os.path.exists(tmp_path / "generated.csv")
