@@ -56,9 +56,15 @@ def get_config(preset: str = "default") -> ml_collections.ConfigDict:
         lr=1e-6 if paper else 3e-5, grad_clip=1.0, baseline="ema", ema_decay=0.9, whiten=False,
         kl_coef=0.2 if paper else 0.05, kl_target=6.0 if paper else 0.0, kl_horizon=10_000.0,
         kl_estimator="k1" if paper else "k3", kl_mode="reward", entropy_coef=0.0))
-    c.teacher = ml_collections.ConfigDict(dict(name="openai" if paper else "rubric",
-                                               base_url="http://127.0.0.1:8000/v1",
-                                               model="meta-llama/Llama-3.1-8B-Instruct"))
+    c.teacher = ml_collections.ConfigDict(dict(
+        name="openai" if paper else "rubric",      # rubric | openai | replay
+        base_url="http://127.0.0.1:8000/v1", model="meta-llama/Llama-3.1-8B-Instruct",
+        template="",                               # empty: storyjax/teachers/templates/rubric_prompt.txt
+        api_key_env="OPENAI_API_KEY",              # the key is read from this variable, never logged
+        temperature=0.2, max_tokens=6, seed=0,     # the paper's teacher sampling; seed -1 sends none
+        constrain="none",                          # none | vllm | vllm_legacy | llama_cpp
+        concurrency=16, timeout_s=60.0, retries=3, backoff_s=1.0,
+        replay_from=""))                           # replay: a run's answers.jsonl
     c.budget_words = 1_000_000 if paper else 10_000  # default: 98 steps of 32 stories
     c.charge_prompt = "once"
     c.generated_words_cap = 100_000_000

@@ -107,7 +107,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
         run_outputs.write_summary(workdir, summary)
         return summary
 
-    teacher = make_teacher(config.teacher)  # fails here, before any work, if the teacher is unusable
+    teacher = make_teacher(config.teacher, workdir)  # fails here, before any work, if the teacher is unusable
     source_dir, milestone = student_source(config, workdir)
     meta = ckpt_lib.read_run_meta(source_dir)
     tok = tokenizer_lib.load(os.path.join(source_dir, "tokenizer"))
@@ -198,6 +198,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
         if preempted:
             ledger_lib.append_jsonl(jsonl, "preempted", ledger, step=step)
             raise Preempted(f"SIGTERM: checkpoint of step {step} written to {workdir}/latest; rerun to resume.")
+        heldout_end = heldout_score(config, sample, state.params, tok, teacher)
     finally:
         bar.close()
         signal.signal(signal.SIGTERM, previous)
@@ -205,7 +206,6 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
         logs.close()
         teacher.close()
 
-    heldout_end = heldout_score(config, sample, state.params, tok, teacher)
     params = jax.device_get(state.params)
     ledger_lib.append_jsonl(jsonl, "end", ledger, step=step)
     history = logs.read_batch_stats()

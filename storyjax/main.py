@@ -18,7 +18,7 @@ flags.mark_flags_as_required(["config", "workdir"])
 
 JOBS = ("pretrain", "interactive")
 # Libraries whose INFO chatter (one line per file written) buries the run's own log.
-_QUIET = ("/orbax/", "/tensorflow_datasets/", "/etils/")
+_QUIET = ("/orbax/", "/tensorflow_datasets/", "/etils/", "/httpx/")
 
 
 def _quiet_libraries(record) -> bool:

@@ -7,6 +7,7 @@ import signal
 
 import pytest
 
+from openai_server import FakeTeacherServer
 from test_main import checkpoint_steps, run_main, start_main, summary, wait_for_checkpoint
 
 B = 8
@@ -97,9 +98,29 @@ def test_paper_preset_ledger_dry_run(tmp_path):
     ({"prompt": "'" + "once upon a time " * 30 + "'"}, "exceeds the model context 96"),
     ({"teacher.name": "oracle"}, "teacher.name='oracle'"),
     ({"init_checkpoint": "/nonexistent/run"}, "holds no storyjax run"),
+    ({"teacher.name": "openai", "teacher.base_url": "http://127.0.0.1:9/v1"}, "is unreachable"),
 ])
 def test_bad_input_is_refused_before_any_work(student, tmp_path, override, message):
     proc = run_main(interactive_args(student, **override), tmp_path)
     assert proc.returncode != 0
     assert message in proc.stderr, proc.stderr[-3000:]
     assert not os.path.exists(tmp_path / "generated.csv")
+
+
+def test_a_failing_teacher_server_never_stops_the_run_or_corrupts_the_ledger(student, tmp_path):
+    """HTTP 500s, replies past the timeout, garbage and wrong score counts: masked, counted, logged."""
+    with FakeTeacherServer(hang_s=1.5) as server:
+        overrides = {"teacher.name": "openai", "teacher.base_url": server.url, "teacher.timeout_s": 0.5,
+                     "teacher.retries": 1, "teacher.backoff_s": 0.05, "max_steps": 6}
+        proc = run_main(interactive_args(student, **overrides), tmp_path)
+    assert proc.returncode == 0, proc.stderr[-5000:]
+    s = summary(tmp_path)
+    assert s["steps"] == 6 and s["unscorable"] > 0
+    assert s["input_words"] == 16 * B + 3 * (s["stories"] - s["unscorable"])
+    generated = read_csv(tmp_path / "generated.csv")
+    unscored = [r for r in generated if r["scored"] == "0"]
+    assert len(unscored) == s["unscorable"] and all(r["readability"] == "" for r in unscored)
+    answers = [json.loads(line) for line in open(tmp_path / "answers.jsonl")]
+    assert {a["status"] for a in answers} - {"ok"}  # failures were logged with their cause
+    stats = read_csv(tmp_path / "batch_stats.csv")
+    assert abs(sum(float(r["unscorable_rate"]) for r in stats) * B - s["unscorable"]) < 1e-6

@@ -1,0 +1,102 @@
+import json
+import os
+import socket
+
+import ml_collections
+import numpy as np
+import pytest
+
+from openai_server import FakeTeacherServer
+from storyjax.teachers import make_teacher
+from storyjax.teachers.openai_teacher import load_template, parse_answer
+
+
+def teacher_cfg(url, **kw):
+    c = ml_collections.ConfigDict(dict(
+        name="openai", base_url=url, model="fake-teacher", template="", api_key_env="STORYJAX_TEST_KEY",
+        temperature=0.2, max_tokens=6, seed=0, constrain="none", concurrency=4, timeout_s=1.0, retries=1,
+        backoff_s=0.05, replay_from=""))
+    c.update(kw)
+    return c
+
+
+@pytest.fixture
+def server():
+    with FakeTeacherServer(hang_s=2.5) as s:
+        yield s
+
+
+def test_parser_accepts_exactly_three_scores_0_to_3():
+    np.testing.assert_array_equal(parse_answer("2 1 3"), [2, 1, 3])
+    np.testing.assert_array_equal(parse_answer(" 0 0 0\n"), [0, 0, 0])
+    for bad in ["2 1", "2 1 3 1", "4 1 1", "2, 1, 3", "2 1 3.", "Readability: 2", "", "two one three", "-1 2 2"]:
+        assert np.isnan(parse_answer(bad)).all(), bad
+
+
+def test_template_must_hold_the_story(tmp_path):
+    assert "{story}" in load_template("")
+    bad = tmp_path / "t.txt"
+    bad.write_text("Grade this: {prompt}")
+    with pytest.raises(ValueError, match=r"lacks the placeholder\(s\) \['\{story\}'\]"):
+        load_template(str(bad))
+
+
+def test_unreachable_server_is_refused_before_any_work(tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # nothing listens here once closed
+    with pytest.raises(ValueError, match="is unreachable"):
+        make_teacher(teacher_cfg(f"http://127.0.0.1:{port}/v1"), str(tmp_path))
+
+
+def test_failures_are_masked_counted_logged_and_never_defaulted(server, tmp_path, monkeypatch):
+    monkeypatch.setenv("STORYJAX_TEST_KEY", "sk-secret-123")
+    teacher = make_teacher(teacher_cfg(server.url), str(tmp_path))
+    stories = ["A good story about a fox.", "FAIL500 story.", "GARBAGE story.", "TWO story.", "HANG story.",
+               "Another good story about a bear."]
+    grades = teacher.grade_batch(["Once upon a time"] * 6, stories)
+    ok = ~np.isnan(grades.scores_Bx3).any(1)
+    assert ok.tolist() == [True, False, False, False, False, True]
+    assert ((grades.scores_Bx3[ok] >= 0) & (grades.scores_Bx3[ok] <= 3)).all()
+    assert grades.answers[2] == "What a lovely story!" and grades.answers[3] == "2 1"
+    assert teacher.failures == 2  # the 500 (after a retry) and the timeout; garbage is answered, just unparsable
+    assert sum("FAIL500" in r["body"]["messages"][0]["content"] for r in server.requests) == 2  # retried once
+    log = [json.loads(line) for line in open(tmp_path / "answers.jsonl")]
+    assert len(log) == 6 and {r["status"] for r in log} >= {"ok"}
+    assert any(r["status"].startswith("failed after 2 attempts: HTTP 500") for r in log)
+    assert any("ReadTimeout" in r["status"] for r in log)
+    assert all(r["auth"] == "Bearer sk-secret-123" for r in server.requests)
+    assert "sk-secret-123" not in open(tmp_path / "answers.jsonl").read()
+    body = server.requests[0]["body"]
+    assert body["temperature"] == 0.2 and body["max_tokens"] == 6 and body["seed"] == 0
+    # The cache answers repeats without the server; failures are asked again.
+    n = len(server.requests)
+    again = teacher.grade_batch(["Once upon a time"] * 2, [stories[0], stories[5]])
+    np.testing.assert_array_equal(again.scores_Bx3, grades.scores_Bx3[[0, 5]])
+    assert len(server.requests) == n
+    teacher.close()
+
+
+@pytest.mark.parametrize("constrain, field", [("vllm", "structured_outputs"), ("vllm_legacy", "guided_regex"),
+                                              ("llama_cpp", "grammar")])
+def test_constrained_output_is_requested_in_the_servers_dialect(server, tmp_path, constrain, field):
+    teacher = make_teacher(teacher_cfg(server.url, constrain=constrain), str(tmp_path))
+    teacher.grade_batch(["p"], ["A story."])
+    assert field in server.requests[-1]["body"]
+    teacher.close()
+
+
+def test_replay_regrades_a_run_without_the_server(server, tmp_path):
+    os.makedirs(tmp_path / "run", exist_ok=True)
+    teacher = make_teacher(teacher_cfg(server.url), str(tmp_path / "run"))
+    stories = [f"Story number {i} about a dragon." for i in range(12)]
+    original = teacher.grade_batch(["p"] * 12, stories)
+    teacher.close()
+    replay = make_teacher(teacher_cfg("http://127.0.0.1:9/v1", name="replay",
+                                      replay_from=str(tmp_path / "run" / "answers.jsonl")), "")
+    again = replay.grade_batch(["p"] * 12, stories)
+    np.testing.assert_array_equal(np.isnan(again.scores_Bx3), np.isnan(original.scores_Bx3))
+    ok = ~np.isnan(original.scores_Bx3)
+    np.testing.assert_array_equal(again.scores_Bx3[ok], original.scores_Bx3[ok])
+    unseen = replay.grade_batch(["p"], ["A story never graded."])
+    assert np.isnan(unseen.scores_Bx3).all()
