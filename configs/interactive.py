@@ -42,6 +42,7 @@ def get_config(preset: str = "default") -> ml_collections.ConfigDict:
     c.ledger_only = False
     c.init_checkpoint = ""       # a pretraining --workdir; empty: pretrain `pretrain` below first
     c.init_milestone = ""        # e.g. chck_90M; empty: that run's latest checkpoint
+    c.auto_pretrain = not paper  # with no init_checkpoint: pretrain `pretrain` first (the CPU quickstart)
     c.pretrain = pretrain_config.get_config("tiny")
     c.pretrain.train.num_steps = 120
     c.pretrain.ledger.milestones = (100_000, 200_000)

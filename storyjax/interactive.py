@@ -38,6 +38,9 @@ def student_source(config: ml_collections.ConfigDict, workdir: str) -> tuple[str
     """The pretraining run to start from; with none named, pretrain the embedded default first."""
     if config.init_checkpoint:
         return config.init_checkpoint, config.init_milestone
+    if not config.auto_pretrain:
+        raise ValueError("this preset starts from a pretraining run: give --config.init_checkpoint=PRETRAIN_WORKDIR "
+                         "(and --config.init_milestone=chck_90M or another milestone of it).")
     from storyjax import pretrain
     pre_dir = os.path.join(workdir, "pretrain")
     logging.info("No init_checkpoint: pretraining a %s student on %s first (in %s).",
