@@ -1,9 +1,11 @@
 """`python -m storyjax.bench [--preset=tiny|gpt2_small] [--out=FILE.json]`: storyjax beside HF, same run.
 
-Rows measured so far: pretraining tokens/s, MFU and peak memory of storyjax's pmapped train step and of
-Hugging Face's GPT2LMHeadModel + torch AdamW (eager, and torch.compile on GPU) at the same shape, dtype and
-batch. The rollout, REINFORCE and teacher rows come with the interactive-learning issue. HF needs the
-`bench` extra (torch, transformers); without it only storyjax's figures are written.
+Rows: pretraining tokens/s, MFU and peak memory of storyjax's pmapped train step and of Hugging Face's
+GPT2LMHeadModel + torch AdamW (eager, and torch.compile on GPU) at the same shape, dtype and batch;
+rollouts (stories/s writing `new_tokens` after a `prompt_len`-token prompt, pure sampling) of storyjax's
+jitted sampler at the full batch against HF `generate` at batch 4 (trl's default, the paper's path) and at
+the full batch; and the REINFORCE update time per story. Random weights, so stories rarely stop early in
+either implementation. HF needs the `bench` extra (torch, transformers); without it only storyjax runs.
 """
 
 from __future__ import annotations
@@ -19,11 +21,14 @@ flags.DEFINE_string("out", "", "Write all figures to this JSON file.")
 flags.DEFINE_integer("steps", 0, "Timed steps per measurement (0: the preset's).")
 flags.DEFINE_list("batches", [], "Batch sizes (sequences per step) to measure (default: the preset's).")
 flags.DEFINE_bool("hf", True, "Also measure HF transformers (needs torch and transformers).")
+flags.DEFINE_list("rows", ["pretrain", "rollout"], "Which groups of rows to measure.")
 
 SHAPES = {
-    # vocab, layers, width, heads, seq, batches, steps, dtype
-    "tiny": dict(vocab=1536, preset="tiny", seq=128, batches=[16], steps=10, dtype="float32"),
-    "gpt2_small": dict(vocab=16_000, preset="gpt2_small", seq=512, batches=[16, 64], steps=20, dtype="bfloat16"),
+    # vocab, layers, width, heads, seq, batches, steps, dtype; rollout batch, prompt and new tokens
+    "tiny": dict(vocab=1536, preset="tiny", seq=128, batches=[16], steps=10, dtype="float32",
+                 stories=32, prompt_len=20, new_tokens=64),
+    "gpt2_small": dict(vocab=16_000, preset="gpt2_small", seq=512, batches=[16, 64], steps=20, dtype="bfloat16",
+                       stories=360, prompt_len=20, new_tokens=90),
 }
 
 
@@ -93,7 +98,8 @@ def bench_hf(shape: dict, batch: int, steps: int, compile_model: bool) -> dict:
     device = "cuda" if torch.cuda.is_available() else "cpu"
     config = transformers.GPT2Config(vocab_size=shape["vocab"], n_positions=dims["max_len"], n_embd=dims["d_model"],
                                      n_layer=dims["num_layers"], n_head=dims["num_heads"], resid_pdrop=0.0,
-                                     embd_pdrop=0.0, attn_pdrop=0.0, tie_word_embeddings=True)
+                                     embd_pdrop=0.0, attn_pdrop=0.0, tie_word_embeddings=True,
+                                     bos_token_id=0, eos_token_id=2, pad_token_id=1)
     model = transformers.GPT2LMHeadModel(config).to(device)
     model.train()
     opt = torch.optim.AdamW(model.parameters(), lr=5e-4, fused=device == "cuda")
@@ -127,6 +133,84 @@ def bench_hf(shape: dict, batch: int, steps: int, compile_model: bool) -> dict:
             "final_loss": float(loss.detach()), "torch": torch.__version__, "transformers": transformers.__version__}
 
 
+def _timed(fn, repeats: int) -> float:
+    fn()  # compile / warm up
+    t0 = time.perf_counter()
+    for _ in range(repeats):
+        fn()
+    return (time.perf_counter() - t0) / repeats
+
+
+def bench_rollout_storyjax(shape: dict, repeats: int) -> dict:
+    import jax
+    import jax.numpy as jnp
+    import ml_collections
+
+    from storyjax import model as model_lib
+    from storyjax import reinforce, sampler
+
+    cfg = model_lib.ModelConfig(vocab_size=shape["vocab"], dropout=0.0, compute_dtype=shape["dtype"],
+                                **model_lib.PRESETS[shape["preset"]])
+    params = model_lib.init_params(cfg, jax.random.key(0))
+    B, P, N = shape["stories"], shape["prompt_len"], shape["new_tokens"]
+    prompt = jax.random.randint(jax.random.key(1), (B, P), 4, cfg.vocab_size)
+    valid = jnp.ones((B, P), bool)
+    calls = iter(range(10**6))
+
+    def rollout():
+        out = sampler.sample(cfg, params, prompt, valid, jax.random.key(next(calls)), jnp.float32(1.0),
+                             jnp.int32(0), jnp.float32(1.0), max_new_tokens=N, eos_id=2, pad_id=1)
+        return jax.block_until_ready(out)
+
+    dt = _timed(rollout, repeats)
+    out = rollout()
+    rl_cfg = ml_collections.ConfigDict(dict(lr=1e-6, grad_clip=1.0, baseline="ema", ema_decay=0.9, whiten=False,
+                                            kl_coef=0.2, kl_target=6.0, kl_horizon=10_000.0, kl_estimator="k1",
+                                            kl_mode="reward", entropy_coef=0.0))
+    opt = reinforce.make_optimizer(rl_cfg)
+    step = reinforce.make_step(cfg, rl_cfg, opt)
+    tokens = jnp.concatenate([prompt, out.tokens_BxN], 1)
+    full_valid = jnp.concatenate([valid, out.mask_BxN], 1)
+    response = jnp.concatenate([jnp.zeros_like(valid), out.mask_BxN], 1)
+    rewards = jax.random.uniform(jax.random.key(2), (B,))
+    box = [reinforce.init_state(params, opt, rl_cfg)]
+
+    def update():
+        box[0], metrics = step(box[0], params, tokens, full_valid, response, rewards)
+        return jax.block_until_ready(metrics)
+
+    dt_rl = _timed(update, repeats)
+    return {"stories_per_s": B / dt, "rollout_s": dt, "mean_new_tokens": float(out.mask_BxN.sum(1).mean()),
+            "reinforce_s_per_story": dt_rl / B, "reinforce_step_s": dt_rl}
+
+
+def bench_rollout_hf(shape: dict, batch: int, repeats: int) -> dict:
+    import torch
+    import transformers
+
+    from storyjax import model as model_lib
+
+    dims = model_lib.PRESETS[shape["preset"]]
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    config = transformers.GPT2Config(vocab_size=shape["vocab"], n_positions=dims["max_len"], n_embd=dims["d_model"],
+                                     n_layer=dims["num_layers"], n_head=dims["num_heads"], bos_token_id=0,
+                                     eos_token_id=2, pad_token_id=1, tie_word_embeddings=True)
+    dtype = torch.bfloat16 if shape["dtype"] == "bfloat16" else torch.float32
+    model = transformers.GPT2LMHeadModel(config).to(device=device, dtype=dtype).eval()
+    prompt = torch.randint(4, shape["vocab"], (batch, shape["prompt_len"]), device=device)
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+
+    def rollout():
+        with torch.no_grad():
+            out = model.generate(prompt, attention_mask=torch.ones_like(prompt), do_sample=True, top_k=0, top_p=1.0,
+                                 temperature=1.0, max_new_tokens=shape["new_tokens"], pad_token_id=1, eos_token_id=2)
+        sync()
+        return out
+
+    dt = _timed(rollout, repeats)
+    return {"stories_per_s": batch / dt, "rollout_s": dt}
+
+
 def main(argv):
     del argv
     FLAGS = flags.FLAGS
@@ -148,7 +232,7 @@ def main(argv):
         except ImportError:
             print("HF peer skipped: `pip install -e .[bench]` for torch and transformers.")
     rows = []
-    for batch in batches:
+    for batch in batches if "pretrain" in FLAGS.rows else []:
         sj = bench_storyjax(shape, batch, steps)
         ceiling = peak_flops(sj["device"])
         fpt = flops_per_token(dims["num_layers"], dims["d_model"], shape["seq"], sj["matmul_params"])
@@ -166,6 +250,19 @@ def main(argv):
         mfu = f"{100 * r['mfu']:.1f}%" if r.get("mfu") else "-"
         mem = f"{r['peak_bytes'] / 2**30:.1f}" if r.get("peak_bytes") else "-"
         print(f"{row:<16}{impl:<12}{r['tokens_per_s']:>12,.0f}{mfu:>8}{mem:>10}")
+    if "rollout" in FLAGS.rows:
+        full = shape["stories"]
+        sj = bench_rollout_storyjax(shape, repeats=3)
+        results["rows"][f"rollout_b{full}_storyjax"] = sj
+        print(f"rollout b{full} storyjax: {sj['stories_per_s']:,.1f} stories/s "
+              f"({sj['mean_new_tokens']:.1f} new tokens each); REINFORCE update {1e3 * sj['reinforce_s_per_story']:.3f} "
+              f"ms/story")
+        if peers:
+            for batch in (4, full):
+                hf = bench_rollout_hf(shape, batch, repeats=1 if batch == 4 else 2)
+                results["rows"][f"rollout_b{batch}_hf_generate"] = hf
+                results["ratios"][f"rollout_b{full}_vs_hf_generate_b{batch}"] = sj["stories_per_s"] / hf["stories_per_s"]
+                print(f"rollout b{batch} hf_generate: {hf['stories_per_s']:,.1f} stories/s")
     for k, v in results["ratios"].items():
         print(f"ratio {k}: {v:.2f}x")
     if FLAGS.out:
