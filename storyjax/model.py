@@ -120,11 +120,14 @@ class Attention(nn.Module):
         q_BxTxHxD, k_BxTxHxD, v_BxTxHxD = heads(q), heads(k), heads(v)
         new_kv = None
         if kv is not None:
-            k_cache, v_cache, index = kv
-            k_cache = jax.lax.dynamic_update_slice(k_cache, k_BxTxHxD.astype(k_cache.dtype), (0, index, 0, 0))
-            v_cache = jax.lax.dynamic_update_slice(v_cache, v_BxTxHxD.astype(v_cache.dtype), (0, index, 0, 0))
-            new_kv = (k_cache, v_cache)
-            k_BxTxHxD, v_BxTxHxD = k_cache.astype(q_BxTxHxD.dtype), v_cache.astype(q_BxTxHxD.dtype)
+            # Write this layer's slice of the whole [L,B,S,H,D] cache in place: threading the full arrays
+            # through the layers (rather than slicing and re-stacking them) lets XLA update one buffer
+            # inside the sampler's while_loop instead of copying the cache every step.
+            k_all, v_all, layer, index = kv
+            k_all = jax.lax.dynamic_update_slice(k_all, k_BxTxHxD.astype(k_all.dtype)[None], (layer, 0, index, 0, 0))
+            v_all = jax.lax.dynamic_update_slice(v_all, v_BxTxHxD.astype(v_all.dtype)[None], (layer, 0, index, 0, 0))
+            new_kv = (k_all, v_all)
+            k_BxTxHxD, v_BxTxHxD = k_all[layer].astype(q_BxTxHxD.dtype), v_all[layer].astype(q_BxTxHxD.dtype)
         scores_BxHxTxS = jnp.einsum("bthd,bshd->bhts", q_BxTxHxD, k_BxTxHxD) / jnp.sqrt(cfg.head_dim).astype(q_BxTxHxD.dtype)
         # Softmax in float32 even under bf16 compute: logits of long contexts overflow bf16 precision.
         scores_BxHxTxS = jnp.where(mask_BxTxS[:, None], scores_BxHxTxS.astype(jnp.float32), -1e30)
@@ -174,19 +177,20 @@ class Transformer(nn.Module):
                        embedding_init=nn.initializers.normal(cfg.init_std))
         x_BxTxC = (wte(tokens_BxT) + wpe(positions_BxT)).astype(dtype)
         x_BxTxC = nn.Dropout(cfg.dropout)(x_BxTxC, deterministic=deterministic)
-        new_k, new_v = [], []
+        k_all = v_all = None
+        if cache is not None:
+            k_all, v_all = cache.k_LxBxSxHxD, cache.v_LxBxSxHxD
         for i in range(cfg.num_layers):
-            kv = None if cache is None else (cache.k_LxBxSxHxD[i], cache.v_LxBxSxHxD[i], cache.index)
+            kv = None if cache is None else (k_all, v_all, i, cache.index)
             x_BxTxC, layer_kv = Block(cfg, name=f"h_{i}")(x_BxTxC, mask_BxTxS, deterministic, kv)
             if layer_kv is not None:
-                new_k.append(layer_kv[0])
-                new_v.append(layer_kv[1])
+                k_all, v_all = layer_kv
         x_BxTxC = _layer_norm(cfg, "ln_f")(x_BxTxC)
         # Tied output embedding; logits in float32 so the loss and sampling see full precision.
         logits_BxTxV = wte.attend(x_BxTxC.astype(jnp.float32))
         if cache is None:
             return logits_BxTxV, None
-        return logits_BxTxV, (jnp.stack(new_k), jnp.stack(new_v))
+        return logits_BxTxV, (k_all, v_all)
 
 
 def init_params(cfg: ModelConfig, rng: jax.Array) -> Any:

@@ -28,8 +28,15 @@ class Samples(NamedTuple):
 
 
 def filter_logits(logits_BxV, temperature, top_k, top_p):
-    """Temperature, then top-k (0 = off), then nucleus top-p (1 = off); filtered entries get -inf."""
+    """Temperature, then top-k (0 = off), then nucleus top-p (1 = off); filtered entries get -inf.
+
+    The vocabulary sort both filters need is skipped (lax.cond) under pure sampling, the paper's setting.
+    """
     logits_BxV = logits_BxV / jnp.maximum(temperature, 1e-6)
+    return jax.lax.cond((top_k > 0) | (top_p < 1.0), _top_k_top_p, lambda x, k, p: x, logits_BxV, top_k, top_p)
+
+
+def _top_k_top_p(logits_BxV, top_k, top_p):
     sorted_BxV = jnp.sort(logits_BxV, axis=-1)[:, ::-1]
     V = logits_BxV.shape[-1]
     kth_Bx1 = sorted_BxV[:, jnp.clip(top_k - 1, 0, V - 1)][:, None]
