@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 import os
-import signal
 import time
 
 import jax
@@ -23,15 +22,12 @@ from tqdm import tqdm
 from storyjax import checkpoint as ckpt_lib
 from storyjax import ledger as ledger_lib
 from storyjax import model as model_lib
-from storyjax import reinforce, run_outputs, sampler
+from storyjax import preemption, reinforce, run_outputs, sampler
 from storyjax import tokenizer as tokenizer_lib
 from storyjax.interactive_logs import RunLogs
 from storyjax.prompts import HELDOUT_OPENINGS
 from storyjax.teachers import make_teacher
 
-
-class Preempted(SystemExit):
-    """Raised after SIGTERM once the latest checkpoint is written."""
 
 
 def student_source(config: ml_collections.ConfigDict, workdir: str) -> tuple[str, str]:
@@ -148,8 +144,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
         logging.info("Resumed interactive learning at step %d (%d counted words).", step, ledger.input_words)
 
     weights = tuple(config.reward.weights)
-    preempted = []
-    previous = signal.signal(signal.SIGTERM, lambda *_: preempted.append(True))
+    preempted = preemption.SigtermWatch()
     max_steps = config.max_steps or None
     bar = tqdm(total=config.budget_words, initial=ledger.input_words, unit="word", dynamic_ncols=True,
                disable=not config.progress_bar)
@@ -200,11 +195,12 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
         ckpts.wait()
         if preempted:
             ledger_lib.append_jsonl(jsonl, "preempted", ledger, step=step)
-            raise Preempted(f"SIGTERM: checkpoint of step {step} written to {workdir}/latest; rerun to resume.")
+            raise preemption.Preempted(f"SIGTERM: checkpoint of step {step} written to {workdir}/latest; "
+                                       "rerun the same command to resume.")
         heldout_end = heldout_score(config, sample, state.params, tok, teacher)
     finally:
         bar.close()
-        signal.signal(signal.SIGTERM, previous)
+        preempted.close()
         ckpts.close()
         logs.close()
         teacher.close()

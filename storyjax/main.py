@@ -69,6 +69,7 @@ def main(argv):
     if config.job not in JOBS:
         raise app.UsageError(f"config.job={config.job!r} is unknown; this build runs {JOBS}.")
     logging.info("Config:\n%s", config)
+    from storyjax import preemption
     if config.job == "pretrain":
         from storyjax import pretrain as job
         shown = ("steps", "words", "loss_first", "loss_last", "val_loss", "param_checksum")
@@ -78,7 +79,7 @@ def main(argv):
                  "param_checksum")
     try:
         summary = job.run(config, flags.FLAGS.workdir)
-    except job.Preempted as e:
+    except preemption.Preempted as e:
         logging.warning("%s", e)
         sys.exit(143)
     print({k: summary[k] for k in shown if k in summary})

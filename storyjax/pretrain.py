@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 import os
-import signal
 import time
 
 import jax
@@ -22,13 +21,10 @@ from tqdm import tqdm
 from storyjax import checkpoint as ckpt_lib
 from storyjax import ledger as ledger_lib
 from storyjax import model as model_lib
-from storyjax import pretrain_step, run_outputs
+from storyjax import preemption, pretrain_step, run_outputs
 from storyjax.data import packing
 from storyjax.data.prepare import prepare
 
-
-class Preempted(SystemExit):
-    """Raised after SIGTERM once the latest checkpoint is safely written."""
 
 
 def batch_layout(train_cfg: ml_collections.ConfigDict, n_devices: int, n_processes: int) -> tuple[int, int]:
@@ -142,9 +138,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
         else:
             ckpts.save_milestone(name, host_state, ledger.to_dict(), {**extra, "step": step})
 
-    preempted = []
-    previous_handler = signal.signal(signal.SIGTERM, lambda *_: preempted.append(True))
-    pending, t_last, tokens_since = None, time.time(), 0
+    preempted = preemption.SigtermWatch()
+    pending, pending_ledger, t_last, tokens_since = None, None, time.time(), 0
 
     def check(step_no: int, metrics) -> dict:
         """Fetches a step's metrics, stops on non-finite ones, records the loss in `extra`."""
@@ -201,11 +196,11 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
         ckpts.wait()
         if preempted:
             ledger_lib.append_jsonl(jsonl, "preempted", ledger, step=step)
-            raise Preempted(f"SIGTERM: checkpoint of step {step} written to {workdir}/latest; "
+            raise preemption.Preempted(f"SIGTERM: checkpoint of step {step} written to {workdir}/latest; "
                             "rerun the same command to resume.")
     finally:
         bar.close()
-        signal.signal(signal.SIGTERM, previous_handler)
+        preempted.close()
         ckpts.close()
         writer.close()
 

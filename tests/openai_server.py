@@ -8,7 +8,6 @@ timeout. Stories containing FAIL500 / GARBAGE / TWO / HANG get that fault explic
 import hashlib
 import http.server
 import json
-import re
 import threading
 import time
 

@@ -1,0 +1,30 @@
+"""SIGTERM (TPU preemption) handling shared by the training loops.
+
+The handler only notes the signal; the loop finishes its step, writes the latest checkpoint and raises
+`Preempted`, which `main` turns into exit code 143. Rerunning the same command resumes.
+"""
+
+from __future__ import annotations
+
+import signal
+
+
+class Preempted(SystemExit):
+    """Raised after SIGTERM once the latest checkpoint is safely written."""
+
+
+class SigtermWatch:
+    """Truthy once SIGTERM has arrived; `close()` restores the previous handler."""
+
+    def __init__(self):
+        self.raised = False
+        self._previous = signal.signal(signal.SIGTERM, self._note)
+
+    def _note(self, *_):
+        self.raised = True
+
+    def __bool__(self) -> bool:
+        return self.raised
+
+    def close(self) -> None:
+        signal.signal(signal.SIGTERM, self._previous)
