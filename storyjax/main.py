@@ -16,7 +16,7 @@ config_flags.DEFINE_config_file("config", None, "Config file, e.g. configs/pretr
 flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs and outputs (resumes if it holds a run).")
 flags.mark_flags_as_required(["config", "workdir"])
 
-JOBS = ("pretrain", "interactive")
+JOBS = ("pretrain", "interactive", "evaluate")
 # Libraries whose INFO chatter (one line per file written) buries the run's own log.
 _QUIET = ("/orbax/", "/tensorflow_datasets/", "/etils/", "/httpx/")
 
@@ -73,10 +73,13 @@ def main(argv):
     if config.job == "pretrain":
         from storyjax import pretrain as job
         shown = ("steps", "words", "loss_first", "loss_last", "val_loss", "param_checksum")
-    else:
+    elif config.job == "interactive":
         from storyjax import interactive as job
         shown = ("steps", "stories", "input_words", "unscorable", "heldout_score_start", "heldout_score_end",
                  "param_checksum")
+    else:
+        from storyjax import evaluate as job
+        shown = ("blimp", "perplexity")
     try:
         summary = job.run(config, flags.FLAGS.workdir)
     except preemption.Preempted as e:

@@ -160,3 +160,21 @@ def test_rerunning_a_finished_run_changes_nothing(reference_run, austen_dir, tfd
     assert proc.returncode == 0, proc.stderr[-3000:]
     after = summary(reference_run)
     assert after == before
+
+
+def test_evaluate_writes_blimp_per_paradigm_and_perplexity(reference_run, austen_dir, tfds_dir, tmp_path):
+    from conftest import BLIMP
+    args = ["--config=configs/evaluate.py", f"--config.checkpoint={reference_run}/milestones/chck_30K",
+            f"--config.blimp_dir={BLIMP}", "--config.data.name=text_files", f"--config.data.path={austen_dir}",
+            f"--config.data.tfds_dir={tfds_dir}", "--config.max_val_blocks=32"]
+    proc = run_main(args, tmp_path)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    blimp = json.load(open(tmp_path / "eval" / "blimp.json"))
+    paradigms = sorted(p.stem for p in BLIMP.glob("*.jsonl"))
+    assert sorted(k for k in blimp if k != "overall") == paradigms and len(paradigms) == 10
+    assert all(0.0 <= v <= 1.0 for v in blimp.values())
+    assert blimp["overall"] > 0.55  # 10,000 pairs; chance is 0.5
+    ppl = json.load(open(tmp_path / "eval" / "perplexity.json"))
+    assert 1 < ppl["ppl_per_token"] < 1000 and ppl["ppl_per_word"] > ppl["ppl_per_token"]
+    bad = run_main(["--config=configs/evaluate.py", "--config.checkpoint=/nonexistent"], tmp_path / "x")
+    assert bad.returncode != 0 and "holds no storyjax run" in bad.stderr

@@ -1,0 +1,157 @@
+"""Evaluation of a student checkpoint: BLiMP minimal pairs, validation perplexity, held-out stories.
+
+`python -m storyjax.main --config=configs/evaluate.py --config.checkpoint=PATH --workdir=DIR` where PATH is
+a pretraining or interactive workdir (its latest checkpoint) or a milestone inside one
+(`.../milestones/chck_2M`). Writes DIR/eval/{blimp,perplexity,stories}.json and DIR/summary.json.
+"""
+
+from __future__ import annotations
+
+import functools
+import glob
+import json
+import math
+import os
+import tempfile
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from absl import logging
+
+from storyjax import checkpoint as ckpt_lib
+from storyjax import model as model_lib
+from storyjax import run_outputs
+from storyjax import tokenizer as tokenizer_lib
+
+SCORE_BATCH = 128          # fixed batch shape: one compilation per length bucket
+BUCKETS = (16, 32, 64, 128, 256, 512)
+
+
+def resolve_student(path: str, compute_dtype: str = "float32"):
+    """(model config, params, tokenizer) of a pretraining or interactive run, or of one of its milestones."""
+    path = os.path.abspath(path)
+    milestone = ""
+    if os.path.basename(os.path.dirname(path)) == "milestones":
+        path, milestone = os.path.dirname(os.path.dirname(path)), os.path.basename(path)
+    meta = ckpt_lib.read_run_meta(path)
+    shape = meta.get("model") or meta.get("student")  # pretraining | interactive run
+    tok_dir = os.path.join(path, "tokenizer") if "model" in meta else os.path.join(meta["init"], "tokenizer")
+    cfg = model_lib.ModelConfig(**{**shape, "dropout": 0.0, "compute_dtype": compute_dtype}).validate()
+    params, _ = ckpt_lib.load_params(path, milestone)
+    return cfg, jax.tree.map(jnp.asarray, params), tokenizer_lib.load(tok_dir)
+
+
+@functools.partial(jax.jit, static_argnames=("cfg",))
+def sequence_logprob(cfg: model_lib.ModelConfig, params, tokens_BxL, valid_BxL):
+    """Σ_t log p(token_t | tokens_<t) over valid tokens t ≥ 1 (right-padded rows): [B]."""
+    logits_BxTxV = model_lib.forward(cfg, params, tokens_BxL[:, :-1])
+    logp_BxTxV = jax.nn.log_softmax(logits_BxTxV)
+    logp_BxT = jnp.take_along_axis(logp_BxTxV, tokens_BxL[:, 1:, None], axis=-1)[..., 0]
+    return jnp.where(valid_BxL[:, 1:], logp_BxT, 0.0).sum(-1)
+
+
+def score_texts(cfg, params, tok, texts: list[str]) -> np.ndarray:
+    """Total log-probability of each text after an end-of-text (the document boundary the student saw)."""
+    ids = [[tok.eos_id] + row for row in tok.encode(texts)]
+    longest = max(map(len, ids))
+    L = next((b for b in BUCKETS if b >= longest and b <= cfg.max_len), None)
+    if L is None:
+        raise ValueError(f"a text of {longest} tokens does not fit the model context {cfg.max_len}.")
+    out = np.zeros(len(ids), np.float64)
+    for start in range(0, len(ids), SCORE_BATCH):
+        chunk = ids[start:start + SCORE_BATCH]
+        toks = np.full((SCORE_BATCH, L), tok.pad_id, np.int32)
+        valid = np.zeros((SCORE_BATCH, L), bool)
+        for i, row in enumerate(chunk):
+            toks[i, :len(row)], valid[i, :len(row)] = row, True
+        out[start:start + len(chunk)] = np.asarray(sequence_logprob(cfg, params, toks, valid))[:len(chunk)]
+    return out
+
+
+def read_minimal_pairs(path: str) -> tuple[list[str], list[str]]:
+    good, bad = [], []
+    with open(path) as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            rec = json.loads(line)
+            if "sentence_good" not in rec or "sentence_bad" not in rec:
+                raise ValueError(f"{path}:{n} lacks sentence_good/sentence_bad (BLiMP jsonl fields).")
+            good.append(rec["sentence_good"])
+            bad.append(rec["sentence_bad"])
+    return good, bad
+
+
+def blimp(cfg, params, tok, directory: str) -> dict:
+    """Accuracy per paradigm file (good sentence more probable than bad) and overall."""
+    files = sorted(glob.glob(os.path.join(directory, "*.jsonl")))
+    if not files:
+        raise ValueError(f"blimp_dir={directory!r} holds no .jsonl files of minimal pairs.")
+    result, right, total = {}, 0, 0
+    for path in files:
+        good, bad = read_minimal_pairs(path)
+        scores = score_texts(cfg, params, tok, good + bad)
+        correct = scores[:len(good)] > scores[len(good):]
+        result[os.path.splitext(os.path.basename(path))[0]] = float(correct.mean())
+        right, total = right + int(correct.sum()), total + len(good)
+    result["overall"] = right / total
+    return result
+
+
+def perplexity(cfg, params, tok, data_cfg: ml_collections.ConfigDict, max_blocks: int) -> dict:
+    """Validation perplexity per token and per whitespace word on the configured corpus."""
+    from storyjax.data import load_corpus, packing  # tfds only when perplexity is asked for
+    source = load_corpus(data_cfg)["validation"]
+    with tempfile.TemporaryDirectory() as cache:
+        stream = packing.tokenize_split(source, tok, cache, "validation")
+        L = cfg.max_len
+        n = min(packing.num_blocks(stream, L), max_blocks)
+        if n == 0:
+            raise ValueError(f"the validation split has fewer than {L} tokens.")
+        blocks = np.asarray(stream.tokens[:n * L]).reshape(n, L)
+        nll = -score_blocks(cfg, params, blocks)
+        tokens_scored = n * (L - 1)
+        words = tokens_scored / stream.tokens_per_word
+    return {"tokens": tokens_scored, "nll_per_token": nll / tokens_scored,
+            "ppl_per_token": math.exp(nll / tokens_scored), "ppl_per_word": math.exp(nll / words),
+            "words": words, "blocks": n}
+
+
+def score_blocks(cfg, params, blocks: np.ndarray) -> float:
+    total = 0.0
+    for start in range(0, len(blocks), 16):
+        chunk = blocks[start:start + 16]
+        pad = 16 - len(chunk)
+        toks = np.concatenate([chunk, np.zeros((pad, chunk.shape[1]), np.int32)]) if pad else chunk
+        valid = np.ones_like(toks, bool)
+        total += float(np.asarray(sequence_logprob(cfg, params, toks, valid))[:len(chunk)].sum())
+    return total
+
+
+def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
+    if not config.checkpoint:
+        raise ValueError("give the student to evaluate: --config.checkpoint=RUN_WORKDIR "
+                         "or RUN_WORKDIR/milestones/chck_N.")
+    out_dir = os.path.join(os.path.abspath(workdir), "eval")
+    os.makedirs(out_dir, exist_ok=True)
+    cfg, params, tok = resolve_student(config.checkpoint)
+    summary = {"job": "evaluate", "checkpoint": os.path.abspath(config.checkpoint)}
+    if config.blimp_dir:
+        summary["blimp"] = blimp(cfg, params, tok, config.blimp_dir)
+        _write(out_dir, "blimp.json", summary["blimp"])
+        logging.info("BLiMP overall accuracy %.3f", summary["blimp"]["overall"])
+    if config.perplexity:
+        summary["perplexity"] = perplexity(cfg, params, tok, config.data, config.max_val_blocks)
+        _write(out_dir, "perplexity.json", summary["perplexity"])
+    summary["param_checksum"] = run_outputs.param_checksum(jax.device_get(params))
+    run_outputs.write_summary(workdir, summary)
+    return summary
+
+
+def _write(directory: str, name: str, payload: dict) -> None:
+    path = os.path.join(directory, name)
+    with open(path + ".tmp", "w") as f:
+        json.dump(payload, f, indent=2)
+    os.replace(path + ".tmp", path)

@@ -1,0 +1,33 @@
+import jax
+import jax.numpy as jnp
+
+from storyjax import evaluate as E
+from storyjax import model as M
+from storyjax import tokenizer as T
+
+
+def test_padded_batched_scores_equal_one_sequence_at_a_time(austen_dir):
+    tok = T.from_bytes(T.train([(austen_dir / "persuasion.txt").read_text()], 600))
+    cfg = M.ModelConfig(vocab_size=tok.vocab_size, num_layers=2, d_model=64, num_heads=4, max_len=64, dropout=0.0)
+    params = M.init_params(cfg, jax.random.key(0))
+    texts = ["Anne was sorry.", "The sisters walked to Uppercross in the rain, talking of Captain Wentworth.", "No."]
+    got = E.score_texts(cfg, params, tok, texts)
+    for text, score in zip(texts, got):
+        ids = jnp.asarray([[tok.eos_id] + tok.encode([text])[0]])
+        logp = jax.nn.log_softmax(M.forward(cfg, params, ids[:, :-1]))
+        want = float(jnp.take_along_axis(logp, ids[:, 1:, None], -1).sum())
+        assert abs(score - want) < 1e-3 * max(1.0, abs(want))
+    assert E.sequence_logprob._cache_size() <= 2  # one bucket shape per call size, no recompiles per text
+
+
+def test_minimal_pair_reader_names_a_bad_line(tmp_path):
+    f = tmp_path / "p.jsonl"
+    f.write_text('{"sentence_good": "A cat sleeps.", "sentence_bad": "A cat sleep."}\n{"good": "x"}\n')
+    try:
+        E.read_minimal_pairs(str(f))
+    except ValueError as e:
+        assert "p.jsonl:2" in str(e)
+    else:
+        raise AssertionError("a line without the BLiMP fields was accepted")
+    f.write_text('{"sentence_good": "A cat sleeps.", "sentence_bad": "A cat sleep."}\n\n')
+    assert E.read_minimal_pairs(str(f)) == (["A cat sleeps."], ["A cat sleep."])
