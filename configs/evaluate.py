@@ -5,7 +5,10 @@ PATH is a pretraining or interactive run's workdir (its latest checkpoint) or on
   python -m storyjax.main --config=configs/evaluate.py --config.checkpoint=runs/austen \
       --config.blimp_dir=../shared/data/blimp --config.data.name=text_files \
       --config.data.path=../shared/data/corpora/austen --workdir=runs/austen_eval
-writes eval/blimp.json (accuracy per paradigm file and overall) and eval/perplexity.json.
+writes eval/blimp.json (accuracy per paradigm file and overall), eval/perplexity.json and
+eval/stories.json (teacher grades with 95% intervals, unscorable rate, lengths, distinct-1/2, repetition,
+entropy per word: the student's surprisal of its own stories per whitespace word). Set
+--config.stories.num_openings=0 to skip the stories, --config.teacher.* to grade with an LLM.
 """
 
 import os
@@ -14,6 +17,7 @@ import sys
 import ml_collections
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import interactive as interactive_config  # noqa: E402  (the sampling and teacher sections)
 import pretrain as pretrain_config  # noqa: E402  (the data section: which corpus to measure perplexity on)
 
 
@@ -25,5 +29,11 @@ def get_config() -> ml_collections.ConfigDict:
     c.perplexity = True          # validation perplexity on `data`
     c.max_val_blocks = 256
     c.data = pretrain_config.get_config("tiny").data
+    c.seed = 1234
+    # Held-out story evaluation: our 52 openings plus the paper's prompt, `per_opening` stories each.
+    c.stories = ml_collections.ConfigDict(dict(num_openings=53, per_opening=4, batch=128))
+    c.sampling = interactive_config.get_config("default").sampling
+    c.sampling.max_new_tokens = 64
+    c.teacher = interactive_config.get_config("default").teacher
     c.progress_bar = True
     return c

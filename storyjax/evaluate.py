@@ -22,7 +22,7 @@ from absl import logging
 
 from storyjax import checkpoint as ckpt_lib
 from storyjax import model as model_lib
-from storyjax import run_outputs
+from storyjax import run_outputs, sampler
 from storyjax import tokenizer as tokenizer_lib
 
 SCORE_BATCH = 128          # fixed batch shape: one compilation per length bucket
@@ -130,6 +130,72 @@ def score_blocks(cfg, params, blocks: np.ndarray) -> float:
     return total
 
 
+def _mean_ci(x: np.ndarray) -> dict:
+    """Mean and the half-width of its normal-approximation 95% confidence interval."""
+    x = np.asarray(x, np.float64)
+    if len(x) == 0:
+        return {"mean": float("nan"), "ci95": float("nan"), "n": 0}
+    half = 1.96 * x.std(ddof=1) / math.sqrt(len(x)) if len(x) > 1 else float("nan")
+    return {"mean": float(x.mean()), "ci95": float(half), "n": int(len(x))}
+
+
+def distinct_n(texts: list[str], n: int) -> float:
+    grams = [tuple(w[i:i + n]) for w in (t.split() for t in texts) for i in range(len(w) - n + 1)]
+    return len(set(grams)) / len(grams) if grams else 0.0
+
+
+def repetition_rate(text: str, n: int = 3) -> float:
+    """Share of a story's word n-grams that already occurred earlier in the same story."""
+    words = text.split()
+    grams = [tuple(words[i:i + n]) for i in range(len(words) - n + 1)]
+    return 1 - len(set(grams)) / len(grams) if grams else 0.0
+
+
+def stories(config, cfg, params, tok, workdir: str) -> dict:
+    """Held-out openings (ours plus the paper's prompt), k stories each, graded by the configured teacher."""
+    from storyjax.interactive import encode_prompts, make_sample_fn, stories_of
+    from storyjax.prompts import HELDOUT_OPENINGS, PAPER_PROMPT
+    from storyjax.teachers import make_teacher
+    from storyjax.teachers.base import CRITERIA
+
+    openings = [o for o in (*HELDOUT_OPENINGS, PAPER_PROMPT)][:config.stories.num_openings]
+    prompts = [o for o in openings for _ in range(config.stories.per_opening)]
+    longest = max(len(ids) for ids in tok.encode(openings))
+    sampler.check_lengths(cfg, longest, config.sampling.max_new_tokens)
+    sample = make_sample_fn(config, cfg, tok)
+    teacher = make_teacher(config.teacher, workdir)
+    full, texts, surprisal, n_tokens = [], [], [], []
+    try:
+        for start in range(0, len(prompts), config.stories.batch):
+            chunk = prompts[start:start + config.stories.batch]
+            toks, valid = encode_prompts(tok, chunk)
+            out = sample(params, toks, valid, jax.random.fold_in(jax.random.key(config.seed), start))
+            s, t = stories_of(tok, chunk, toks, valid, out)
+            full += s
+            texts += t
+            surprisal += list(-np.asarray(out.logprobs_BxN).sum(1))
+            n_tokens += list(np.asarray(out.mask_BxN).sum(1))
+        grades = teacher.grade_batch(prompts, full)
+    finally:
+        teacher.close()
+    scores = grades.scores_Bx3
+    ok = ~np.isnan(scores).any(1)
+    words = np.asarray([len(t.split()) for t in texts], np.float64)
+    surprisal, n_tokens = np.asarray(surprisal), np.asarray(n_tokens, np.float64)
+    has_words = words > 0
+    return {
+        "teacher": teacher.name, "stories": len(prompts), "openings": len(openings),
+        "sum": _mean_ci(scores[ok].sum(1)), **{c: _mean_ci(scores[ok, i]) for i, c in enumerate(CRITERIA)},
+        "unscorable_rate": float(1 - ok.mean()), "mean_words": float(words.mean()),
+        "mean_tokens": float(n_tokens.mean()), "distinct_1": distinct_n(texts, 1), "distinct_2": distinct_n(texts, 2),
+        "repetition_rate": float(np.mean([repetition_rate(t) for t in texts])),
+        # The paper's "entropy per word": the student's surprisal of its own stories per whitespace word.
+        "entropy_per_word": float(surprisal[has_words].sum() / words[has_words].sum()) if has_words.any() else None,
+        "entropy_per_token": float(surprisal.sum() / max(n_tokens.sum(), 1)),
+        "examples": [{"prompt": p, "story": f, "answer": a} for p, f, a in list(zip(prompts, full, grades.answers))[:8]],
+    }
+
+
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     if not config.checkpoint:
         raise ValueError("give the student to evaluate: --config.checkpoint=RUN_WORKDIR "
@@ -142,6 +208,12 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
         summary["blimp"] = blimp(cfg, params, tok, config.blimp_dir)
         _write(out_dir, "blimp.json", summary["blimp"])
         logging.info("BLiMP overall accuracy %.3f", summary["blimp"]["overall"])
+    if config.stories.num_openings:
+        summary["stories"] = stories(config, cfg, params, tok, workdir)
+        _write(out_dir, "stories.json", summary["stories"])
+        summary["stories_sum"] = summary["stories"]["sum"]
+        logging.info("Held-out stories: teacher sum %.2f ± %.2f of 9", summary["stories"]["sum"]["mean"],
+                     summary["stories"]["sum"]["ci95"])
     if config.perplexity:
         summary["perplexity"] = perplexity(cfg, params, tok, config.data, config.max_val_blocks)
         _write(out_dir, "perplexity.json", summary["perplexity"])

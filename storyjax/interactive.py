@@ -120,6 +120,9 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
     prompt_toks, prompt_valid = encode_prompts(tok, [config.prompt] * B)
     sampler.check_lengths(model_cfg, prompt_toks.shape[1], config.sampling.max_new_tokens)
+    if config.heldout.num_openings:  # checked now, not when the held-out score is due after the run
+        longest = max(len(ids) for ids in tok.encode(list(HELDOUT_OPENINGS[:config.heldout.num_openings])))
+        sampler.check_lengths(model_cfg, longest, config.sampling.max_new_tokens)
     ckpt_lib.check_run_meta(workdir, {"student": meta["model"], "tokenizer_sha256": tok.sha256,
                                       "init": os.path.abspath(source_dir), "init_milestone": milestone,
                                       "prompt": config.prompt, "batch_size": B, "seed": config.seed})

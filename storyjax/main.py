@@ -79,7 +79,7 @@ def main(argv):
                  "param_checksum")
     else:
         from storyjax import evaluate as job
-        shown = ("blimp", "perplexity")
+        shown = ("blimp", "perplexity", "stories_sum")  # the full story report is DIR/eval/stories.json
     try:
         summary = job.run(config, flags.FLAGS.workdir)
     except preemption.Preempted as e:

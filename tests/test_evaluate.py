@@ -1,5 +1,6 @@
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from storyjax import evaluate as E
 from storyjax import model as M
@@ -31,3 +32,11 @@ def test_minimal_pair_reader_names_a_bad_line(tmp_path):
         raise AssertionError("a line without the BLiMP fields was accepted")
     f.write_text('{"sentence_good": "A cat sleeps.", "sentence_bad": "A cat sleep."}\n\n')
     assert E.read_minimal_pairs(str(f)) == (["A cat sleeps."], ["A cat sleep."])
+
+
+def test_story_statistics_against_hand_counts():
+    assert E.distinct_n(["a b a b", "a c"], 1) == 3 / 6
+    assert E.distinct_n(["a b a b"], 2) == 2 / 3
+    assert E.repetition_rate("the cat sat the cat sat") == 1 - 3 / 4
+    ci = E._mean_ci(np.asarray([1.0, 2.0, 3.0, 4.0]))
+    assert ci["mean"] == 2.5 and abs(ci["ci95"] - 1.96 * np.std([1, 2, 3, 4], ddof=1) / 2) < 1e-12

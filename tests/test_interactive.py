@@ -124,3 +124,20 @@ def test_a_failing_teacher_server_never_stops_the_run_or_corrupts_the_ledger(stu
     assert {a["status"] for a in answers} - {"ok"}  # failures were logged with their cause
     stats = read_csv(tmp_path / "batch_stats.csv")
     assert abs(sum(float(r["unscorable_rate"]) for r in stats) * B - s["unscorable"]) < 1e-6
+
+
+def test_evaluate_an_interactive_run_on_held_out_stories(reference, tmp_path):
+    args = ["--config=configs/evaluate.py", f"--config.checkpoint={reference}", "--config.perplexity=False",
+            "--config.stories.num_openings=8", "--config.stories.per_opening=3"]
+    too_long = run_main(args, tmp_path / "too_long")  # 64 new tokens do not fit this student's 96-token context
+    assert too_long.returncode != 0 and "lower max_new_tokens to" in too_long.stderr
+    proc = run_main(args + ["--config.sampling.max_new_tokens=24"], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    report = json.load(open(tmp_path / "eval" / "stories.json"))
+    assert report["stories"] == 24 and report["sum"]["n"] + round(24 * report["unscorable_rate"]) == 24
+    assert 0 <= report["sum"]["mean"] <= 9 and report["sum"]["ci95"] >= 0
+    for c in ("readability", "coherence", "creativity"):
+        assert 0 <= report[c]["mean"] <= 3
+    assert 0 < report["distinct_1"] <= 1 and 0 <= report["repetition_rate"] <= 1
+    assert report["entropy_per_word"] > 0 and report["entropy_per_token"] > 0
+    assert report["examples"][0]["story"].startswith(report["examples"][0]["prompt"])

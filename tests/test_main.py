@@ -166,7 +166,7 @@ def test_evaluate_writes_blimp_per_paradigm_and_perplexity(reference_run, austen
     from conftest import BLIMP
     args = ["--config=configs/evaluate.py", f"--config.checkpoint={reference_run}/milestones/chck_30K",
             f"--config.blimp_dir={BLIMP}", "--config.data.name=text_files", f"--config.data.path={austen_dir}",
-            f"--config.data.tfds_dir={tfds_dir}", "--config.max_val_blocks=32"]
+            f"--config.data.tfds_dir={tfds_dir}", "--config.max_val_blocks=32", "--config.stories.num_openings=0"]
     proc = run_main(args, tmp_path)
     assert proc.returncode == 0, proc.stderr[-4000:]
     blimp = json.load(open(tmp_path / "eval" / "blimp.json"))
