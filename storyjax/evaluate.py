@@ -22,7 +22,7 @@ from absl import logging
 
 from storyjax import checkpoint as ckpt_lib
 from storyjax import model as model_lib
-from storyjax import run_outputs, sampler
+from storyjax import reinforce, run_outputs, sampler
 from storyjax import tokenizer as tokenizer_lib
 
 SCORE_BATCH = 128          # fixed batch shape: one compilation per length bucket
@@ -46,9 +46,7 @@ def resolve_student(path: str, compute_dtype: str = "float32"):
 @functools.partial(jax.jit, static_argnames=("cfg",))
 def sequence_logprob(cfg: model_lib.ModelConfig, params, tokens_BxL, valid_BxL):
     """Σ_t log p(token_t | tokens_<t) over valid tokens t ≥ 1 (right-padded rows): [B]."""
-    logits_BxTxV = model_lib.forward(cfg, params, tokens_BxL[:, :-1])
-    logp_BxTxV = jax.nn.log_softmax(logits_BxTxV)
-    logp_BxT = jnp.take_along_axis(logp_BxTxV, tokens_BxL[:, 1:, None], axis=-1)[..., 0]
+    logp_BxT, _ = reinforce.sequence_logprobs(cfg, params, tokens_BxL, valid_BxL)  # entropy: dead, dropped by XLA
     return jnp.where(valid_BxL[:, 1:], logp_BxT, 0.0).sum(-1)
 
 

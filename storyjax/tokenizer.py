@@ -113,15 +113,5 @@ def count_words(text: str) -> int:
     return len(text.split())
 
 
-def tokens_per_word(tok: Tokenizer, documents: Iterable[str]) -> float:
-    n_tokens = n_words = 0
-    for doc in documents:
-        n_tokens += len(tok.encode([doc])[0])
-        n_words += count_words(doc)
-    if n_words == 0:
-        raise ValueError("cannot measure tokens per word on an empty corpus.")
-    return n_tokens / n_words
-
-
 def as_array(ids: list[int]) -> np.ndarray:
     return np.asarray(ids, dtype=np.int32)
