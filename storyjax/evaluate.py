@@ -151,7 +151,7 @@ def repetition_rate(text: str, n: int = 3) -> float:
 
 def stories(config, cfg, params, tok, workdir: str) -> dict:
     """Held-out openings (ours plus the paper's prompt), k stories each, graded by the configured teacher."""
-    from storyjax.interactive import encode_prompts, make_sample_fn, stories_of
+    from storyjax.interactive import make_sample_fn, sample_stories
     from storyjax.prompts import HELDOUT_OPENINGS, PAPER_PROMPT
     from storyjax.teachers import make_teacher
     from storyjax.teachers.base import CRITERIA
@@ -162,24 +162,16 @@ def stories(config, cfg, params, tok, workdir: str) -> dict:
     sampler.check_lengths(cfg, longest, config.sampling.max_new_tokens)
     sample = make_sample_fn(config, cfg, tok)
     teacher = make_teacher(config.teacher, workdir)
-    full, texts, surprisal, n_tokens = [], [], [], []
     try:
-        for start in range(0, len(prompts), config.stories.batch):
-            chunk = prompts[start:start + config.stories.batch]
-            toks, valid = encode_prompts(tok, chunk)
-            out = sample(params, toks, valid, jax.random.fold_in(jax.random.key(config.seed), start))
-            s, t = stories_of(tok, chunk, toks, valid, out)
-            full += s
-            texts += t
-            surprisal += list(-np.asarray(out.logprobs_BxN).sum(1))
-            n_tokens += list(np.asarray(out.mask_BxN).sum(1))
+        full, texts, surprisal, n_tokens = sample_stories(
+            sample, params, tok, prompts, lambda start: jax.random.fold_in(jax.random.key(config.seed), start),
+            config.stories.batch)
         grades = teacher.grade_batch(prompts, full)
     finally:
         teacher.close()
     scores = grades.scores_Bx3
     ok = ~np.isnan(scores).any(1)
     words = np.asarray([len(t.split()) for t in texts], np.float64)
-    surprisal, n_tokens = np.asarray(surprisal), np.asarray(n_tokens, np.float64)
     has_words = words > 0
     return {
         "teacher": teacher.name, "stories": len(prompts), "openings": len(openings),

@@ -74,14 +74,31 @@ def make_sample_fn(config, model_cfg, tok):
     return sample
 
 
+def sample_stories(sample, params, tok, prompts: list[str], rng_for_chunk, batch: int):
+    """Stories for `prompts` in chunks of `batch`: (full stories, continuations, surprisal_B, new tokens_B).
+
+    `rng_for_chunk(start)` gives the key of the chunk starting at prompt `start`.
+    """
+    full, texts, surprisal, n_tokens = [], [], [], []
+    for start in range(0, len(prompts), batch):
+        chunk = prompts[start:start + batch]
+        toks, valid = encode_prompts(tok, chunk)
+        out = sample(params, toks, valid, rng_for_chunk(start))
+        s, t = stories_of(tok, chunk, toks, valid, out)
+        full += s
+        texts += t
+        surprisal += list(-np.asarray(out.logprobs_BxN).sum(1))
+        n_tokens += list(np.asarray(out.mask_BxN).sum(1))
+    return full, texts, np.asarray(surprisal), np.asarray(n_tokens, np.float64)
+
+
 def heldout_score(config, sample, params, tok, teacher) -> dict:
     """Mean teacher grades of stories continuing the held-out openings (same RNG before and after)."""
     openings = list(HELDOUT_OPENINGS[:config.heldout.num_openings]) * config.heldout.stories_per_opening
     if not openings:
         return {}
-    toks, valid = encode_prompts(tok, openings)
-    out = sample(params, toks, valid, jax.random.key(config.seed + 1))
-    stories, _ = stories_of(tok, openings, toks, valid, out)
+    stories, _, _, _ = sample_stories(sample, params, tok, openings, lambda _: jax.random.key(config.seed + 1),
+                                      batch=len(openings))
     scores = teacher.grade_batch(openings, stories).scores_Bx3
     scored = np.isfinite(scores).all(1)
     return {"score": float(scores[scored].sum(1).mean()) if scored.any() else float("nan"),
