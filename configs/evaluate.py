@@ -25,6 +25,7 @@ def get_config() -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
     c.job = "evaluate"
     c.checkpoint = ""
+    c.init_from_hf = ""          # or: a transformers GPT-2 folder (config.json, model.safetensors, tokenizer.json)
     c.blimp_dir = ""             # a directory of BLiMP-style .jsonl files (sentence_good / sentence_bad)
     c.perplexity = True          # validation perplexity on `data`
     c.max_val_blocks = 256

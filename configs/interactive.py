@@ -42,6 +42,8 @@ def get_config(preset: str = "default") -> ml_collections.ConfigDict:
     c.ledger_only = False
     c.init_checkpoint = ""       # a pretraining --workdir; empty: pretrain `pretrain` below first
     c.init_milestone = ""        # e.g. chck_90M; empty: that run's latest checkpoint
+    c.init_from_hf = ""          # or: a transformers GPT-2 folder (e.g. the paper's chck_90M), tokenizer included
+    c.export_hf = paper          # also write each milestone as a transformers folder, WORKDIR/hf/chck_N
     c.auto_pretrain = not paper  # with no init_checkpoint: pretrain `pretrain` first (the CPU quickstart)
     c.pretrain = pretrain_config.get_config("tiny")
     c.pretrain.train.num_steps = 120
@@ -73,4 +75,7 @@ def get_config(preset: str = "default") -> ml_collections.ConfigDict:
     c.max_steps = 0              # 0: until the budget is spent
     c.checkpoint_every_steps = 20 if paper else 10
     c.heldout = ml_collections.ConfigDict(dict(num_openings=52, stories_per_opening=2 if paper else 1))
+    # At each milestone: the held-out score above and/or BLiMP accuracy on a directory of minimal pairs,
+    # into WORKDIR/milestone_eval.jsonl and TensorBoard (and `python -m storyjax.report`'s figures).
+    c.milestone_eval = ml_collections.ConfigDict(dict(heldout=True, blimp_dir=""))
     return c

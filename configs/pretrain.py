@@ -30,6 +30,12 @@ def get_config(preset: str = "tiny") -> ml_collections.ConfigDict:
     c.log_every = 10 if not paper else 50
     c.eval_every = 0          # steps between validation losses (0: only at the end)
     c.eval_rows = 64 if not paper else 1024  # validation blocks per evaluation
+    # A transformers GPT-2 folder to start from (its shape and tokenizer replace `model`/`tokenizer`).
+    c.init_from_hf = ""
+    c.export_hf = paper          # also write each milestone as a transformers folder, WORKDIR/hf/chck_N
+    # At each milestone: validation loss and/or BLiMP accuracy on a directory of minimal pairs, into
+    # WORKDIR/milestone_eval.jsonl and TensorBoard.
+    c.milestone_eval = ml_collections.ConfigDict(dict(val=True, blimp_dir=""))
 
     c.model = ml_collections.ConfigDict(dict(
         preset=preset, num_layers=0, d_model=0, num_heads=0, max_len=0,  # 0: the preset's value
@@ -44,9 +50,14 @@ def get_config(preset: str = "tiny") -> ml_collections.ConfigDict:
         batch_size=256 if paper else 32, grad_accum=1,
         num_steps=0 if paper else 200, num_epochs=10.0 if paper else 0.0, max_words=0,
         lr=5e-4 if paper else 2e-3, warmup_frac=0.01 if paper else 0.05,
-        b1=0.9, b2=0.999, eps=1e-8, weight_decay=0.0, grad_clip=1.0))
+        b1=0.9, b2=0.999, eps=1e-8, weight_decay=0.0, grad_clip=1.0,
+        grad_reduce="mean"))      # "ordered": bit-identical whatever the split of devices over hosts
     c.ledger = ml_collections.ConfigDict(dict(
         max_epochs=10.0,          # BabyLM's cap; 0 lifts it
         milestones=() if paper else (100_000, 200_000, 300_000, 400_000, 500_000)))  # (): BabyLM schedule
+    # Multi-host: coordinator "host:port" + num_processes + process_id, or auto=True on TPU pods / SLURM;
+    # local_devices: use the first N devices of each process (0: all).
+    c.distributed = ml_collections.ConfigDict(dict(coordinator="", num_processes=0, process_id=0, auto=False,
+                                                   timeout_s=300, local_devices=0))
     c.checkpoint = ml_collections.ConfigDict(dict(every_steps=1000 if paper else 25, keep=2))
     return c

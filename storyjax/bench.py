@@ -60,7 +60,7 @@ def bench_storyjax(shape: dict, batch: int, steps: int) -> dict:
                                                weight_decay=0.0, grad_clip=1.0))
     opt = pretrain_step.make_optimizer(train_cfg, 10_000)
     params = model_lib.init_params(cfg, jax.random.key(0))
-    state = pretrain_step.replicate(pretrain_step.TrainState(params, opt.init(params)), devices)
+    state = pretrain_step.replicate(pretrain_step.TrainState(params, opt.init(params)), devices, len(devices))
     step_fn = pretrain_step.make_train_step(cfg, opt, pretrain_step.lr_schedule(train_cfg, 10_000), 0,
                                             dropout=False, devices=devices)
     D = len(devices)

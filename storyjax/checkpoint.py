@@ -124,6 +124,23 @@ def read_run_meta(workdir: str) -> dict:
         return json.load(f)
 
 
+def resolve_student(path: str, compute_dtype: str = "float32"):
+    """(model config, params, tokenizer, tokenizer dir) of a pretraining or interactive run, or of one of
+    its milestones (`RUN/milestones/chck_2M`)."""
+    from storyjax import model as model_lib
+    from storyjax import tokenizer as tokenizer_lib
+    path = os.path.abspath(path)
+    milestone = ""
+    if os.path.basename(os.path.dirname(path)) == "milestones":
+        path, milestone = os.path.dirname(os.path.dirname(path)), os.path.basename(path)
+    meta = read_run_meta(path)
+    shape = meta.get("model") or meta.get("student")  # pretraining | interactive run
+    tok_dir = os.path.join(path, "tokenizer") if "model" in meta else os.path.join(meta["init"], "tokenizer")
+    cfg = model_lib.ModelConfig(**{**shape, "dropout": 0.0, "compute_dtype": compute_dtype}).validate()
+    params, _ = load_params(path, milestone)
+    return cfg, jax.tree.map(jax.numpy.asarray, params), tokenizer_lib.load(tok_dir), tok_dir
+
+
 def load_params(workdir: str, milestone: str = "") -> tuple[Any, dict]:
     """Parameters of a run's milestone (e.g. 'chck_20M') or, with none named, of its latest checkpoint."""
     read_run_meta(workdir)

@@ -23,24 +23,9 @@ from absl import logging
 from storyjax import checkpoint as ckpt_lib
 from storyjax import model as model_lib
 from storyjax import reinforce, run_outputs, sampler
-from storyjax import tokenizer as tokenizer_lib
 
 SCORE_BATCH = 128          # fixed batch shape: one compilation per length bucket
 BUCKETS = (16, 32, 64, 128, 256, 512)
-
-
-def resolve_student(path: str, compute_dtype: str = "float32"):
-    """(model config, params, tokenizer) of a pretraining or interactive run, or of one of its milestones."""
-    path = os.path.abspath(path)
-    milestone = ""
-    if os.path.basename(os.path.dirname(path)) == "milestones":
-        path, milestone = os.path.dirname(os.path.dirname(path)), os.path.basename(path)
-    meta = ckpt_lib.read_run_meta(path)
-    shape = meta.get("model") or meta.get("student")  # pretraining | interactive run
-    tok_dir = os.path.join(path, "tokenizer") if "model" in meta else os.path.join(meta["init"], "tokenizer")
-    cfg = model_lib.ModelConfig(**{**shape, "dropout": 0.0, "compute_dtype": compute_dtype}).validate()
-    params, _ = ckpt_lib.load_params(path, milestone)
-    return cfg, jax.tree.map(jnp.asarray, params), tokenizer_lib.load(tok_dir)
 
 
 @functools.partial(jax.jit, static_argnames=("cfg",))
@@ -80,6 +65,13 @@ def read_minimal_pairs(path: str) -> tuple[list[str], list[str]]:
             good.append(rec["sentence_good"])
             bad.append(rec["sentence_bad"])
     return good, bad
+
+
+def check_blimp_dir(directory: str) -> None:
+    """Refuses a BLiMP directory up front, not at the first milestone an hour in."""
+    if directory and not glob.glob(os.path.join(directory, "*.jsonl")):
+        raise ValueError(f"milestone_eval.blimp_dir={directory!r} holds no .jsonl files of minimal pairs "
+                         "(sentence_good / sentence_bad); fix the path or set it to ''.")
 
 
 def blimp(cfg, params, tok, directory: str) -> dict:
@@ -187,13 +179,18 @@ def stories(config, cfg, params, tok, workdir: str) -> dict:
 
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
-    if not config.checkpoint:
-        raise ValueError("give the student to evaluate: --config.checkpoint=RUN_WORKDIR "
-                         "or RUN_WORKDIR/milestones/chck_N.")
+    if bool(config.checkpoint) == bool(config.init_from_hf):
+        raise ValueError("give one student to evaluate: --config.checkpoint=RUN_WORKDIR (or "
+                         "RUN_WORKDIR/milestones/chck_N), or --config.init_from_hf=HF_MODEL_DIR.")
     out_dir = os.path.join(os.path.abspath(workdir), "eval")
     os.makedirs(out_dir, exist_ok=True)
-    cfg, params, tok = resolve_student(config.checkpoint)
-    summary = {"job": "evaluate", "checkpoint": os.path.abspath(config.checkpoint)}
+    if config.init_from_hf:
+        from storyjax import export
+        cfg, params, tok, _ = export.load_hf(config.init_from_hf)
+        summary = {"job": "evaluate", "init_from_hf": os.path.abspath(config.init_from_hf)}
+    else:
+        cfg, params, tok, _ = ckpt_lib.resolve_student(config.checkpoint)
+        summary = {"job": "evaluate", "checkpoint": os.path.abspath(config.checkpoint)}
     if config.blimp_dir:
         summary["blimp"] = blimp(cfg, params, tok, config.blimp_dir)
         _write(out_dir, "blimp.json", summary["blimp"])

@@ -32,6 +32,12 @@ from storyjax.teachers import make_teacher
 
 def student_source(config: ml_collections.ConfigDict, workdir: str) -> tuple[str, str]:
     """The pretraining run to start from; with none named, pretrain the embedded default first."""
+    if config.init_from_hf:
+        if config.init_checkpoint:
+            raise ValueError("give one student to start from: --config.init_checkpoint (a storyjax run) or "
+                             "--config.init_from_hf (a transformers folder), not both.")
+        from storyjax import export
+        return export.import_as_run(config.init_from_hf, os.path.join(workdir, "hf_init")), ""
     if config.init_checkpoint:
         return config.init_checkpoint, config.init_milestone
     if not config.auto_pretrain:
@@ -106,6 +112,21 @@ def heldout_score(config, sample, params, tok, teacher) -> dict:
             "unscorable": int((~scored).sum()), "stories": len(stories)}
 
 
+def milestone_eval(config, model_cfg, sample, params, tok, teacher) -> dict:
+    """The evaluations `config.milestone_eval` asks for at a milestone: held-out stories, BLiMP."""
+    record = {}
+    if config.milestone_eval.heldout:
+        held = heldout_score(config, sample, params, tok, teacher)
+        record.update({"heldout_score": held["score"], **{c: held[c] for c in ("readability", "coherence",
+                                                                                 "creativity")},
+                       "heldout_unscorable": held["unscorable"]})
+    if config.milestone_eval.blimp_dir:
+        from storyjax import evaluate
+        record["blimp"] = evaluate.blimp(model_cfg, params, tok, config.milestone_eval.blimp_dir)
+        record["blimp_overall"] = record["blimp"]["overall"]
+    return record
+
+
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     workdir = os.path.abspath(workdir)
     os.makedirs(workdir, exist_ok=True)
@@ -123,6 +144,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
         run_outputs.write_summary(workdir, summary)
         return summary
 
+    from storyjax.evaluate import check_blimp_dir
+    check_blimp_dir(config.milestone_eval.blimp_dir)
     teacher = make_teacher(config.teacher, workdir)  # fails here, before any work, if the teacher is unusable
     source_dir, milestone = student_source(config, workdir)
     meta = ckpt_lib.read_run_meta(source_dir)
@@ -193,8 +216,9 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
                                          f"(step {ckpts.latest_step()}) is kept. Lower --config.rl.lr.")
             norm = config.reward.length_norm
             bonus = config.reward.length_bonus * np.minimum(words, norm) / norm
+            surprisal = -np.asarray(out.logprobs_BxN).sum(1)
             row = logs.write_step(step, config.prompt, stories, grades, rewards, words, bonus, scored, m,
-                                  np.asarray(out.mask_BxN).sum(1), ledger, weights)
+                                  np.asarray(out.mask_BxN).sum(1), surprisal, ledger, weights)
             bar.update(ledger.input_words - before)
             bar.set_postfix(reward=f"{row['reward_mean']:.3f}", teacher=f"{row['teacher_sum_mean']:.2f}/9")
             if step % config.log_every == 0 or step == 1:
@@ -206,6 +230,16 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
                     ledger.milestones_done.append(words_done)
                     name = ledger_lib.milestone_name(words_done)
                     ckpts.save_milestone(name, state, ledger.to_dict(), {**extra, "step": step})
+                    if config.export_hf:
+                        from storyjax import export
+                        export.export_milestone(workdir, name, model_cfg, jax.device_get(state.params), tok,
+                                         os.path.join(source_dir, "tokenizer"))
+                    if config.milestone_eval.heldout or config.milestone_eval.blimp_dir:
+                        record = milestone_eval(config, model_cfg, sample, state.params, tok, teacher)
+                        ledger_lib.append_jsonl(os.path.join(workdir, "milestone_eval.jsonl"), "milestone_eval",
+                                                ledger, step=step, name=name, words=words_done, **record)
+                        run_outputs.log_scalars(logs.writer, step, {f"milestone/{k}": v for k, v in record.items()
+                                                                    if isinstance(v, (int, float))})
                     ledger_lib.append_jsonl(jsonl, "milestone", ledger, step=step, name=name)
                 ckpts.save_latest(step, state, ledger.to_dict(), extra)
         if step == 0:

@@ -1,7 +1,7 @@
 """The interactive run's tables: `generated.csv` (one row per story) and `batch_stats.csv` (one per step).
 
 Columns follow the paper's logs (prompt, story, raw answer, scores, reward; batch reward statistics,
-KL, KL coefficient) plus ours (entropy, words in/out, unscorable rate, baseline). On resume, rows of
+KL, KL coefficient) plus ours (entropy, entropy per word, words in/out, unscorable rate, baseline). On resume, rows of
 steps after the restored checkpoint are dropped: the resumed run writes them again, identically.
 """
 
@@ -19,7 +19,7 @@ GENERATED = ["step", "index", "prompt", "story", "answer", *CRITERIA, "scored", 
 BATCH_STATS = ["step", "teacher_reward_mean", "teacher_reward_std", "teacher_sum_mean", *[f"{c}_mean" for c in CRITERIA],
                "length_bonus_mean", "reward_mean", "reward_std", "kl", "kl_coef", "entropy", "baseline",
                "loss", "grad_norm", "mean_length_tokens", "mean_words", "input_words", "generated_words",
-               "stories", "unscorable_rate"]
+               "stories", "unscorable_rate", "entropy_per_word"]
 
 
 class RunLogs:
@@ -46,7 +46,8 @@ class RunLogs:
             csv.DictWriter(f, columns).writerows(rows)
 
     def write_step(self, step, prompt, stories, grades: Grades, rewards, words, bonus, scored, metrics,
-                   lengths, ledger, weights) -> dict:
+                   lengths, surprisal, ledger, weights) -> dict:
+        """`surprisal`: each story's −Σ log p of its own sampled tokens (the paper's entropy, summed)."""
         scores = grades.scores_Bx3
         self._append("generated", GENERATED, [
             {"step": step, "index": i, "prompt": prompt, "story": story, "answer": grades.answers[i],
@@ -69,6 +70,7 @@ class RunLogs:
             "mean_length_tokens": float(np.mean(lengths)), "mean_words": float(np.mean(words)),
             "input_words": ledger.input_words, "generated_words": ledger.generated_words,
             "stories": ledger.stories, "unscorable_rate": float(1 - scored.mean()),
+            "entropy_per_word": float(np.sum(surprisal) / max(np.sum(words), 1.0)),
         }
         self._append("batch_stats", BATCH_STATS, [row])
         return row
@@ -79,7 +81,9 @@ class RunLogs:
 
     def read_batch_stats(self) -> list[dict]:
         with open(self.paths["batch_stats"], newline="") as f:
-            return [{k: float(v) for k, v in r.items()} for r in csv.DictReader(f)]
+            # A column added after an older run's rows were written reads as NaN there.
+            return [{k: float(v) if v not in ("", None) else float("nan") for k, v in r.items()}
+                    for r in csv.DictReader(f)]
 
     def close(self) -> None:
         self.writer.close()

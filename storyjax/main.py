@@ -68,8 +68,10 @@ def main(argv):
     config = flags.FLAGS.config
     if config.job not in JOBS:
         raise app.UsageError(f"config.job={config.job!r} is unknown; this build runs {JOBS}.")
-    logging.info("Config:\n%s", config)
-    from storyjax import preemption
+    from storyjax import distributed, preemption
+    distributed.initialize(config.get("distributed"))  # before any computation touches a device
+    if distributed.is_primary():
+        logging.info("Config:\n%s", config)
     if config.job == "pretrain":
         from storyjax import pretrain as job
         shown = ("steps", "words", "loss_first", "loss_last", "val_loss", "param_checksum")
@@ -85,7 +87,9 @@ def main(argv):
     except preemption.Preempted as e:
         logging.warning("%s", e)
         sys.exit(143)
-    print({k: summary[k] for k in shown if k in summary})
+    distributed.barrier("job done")
+    if distributed.is_primary():
+        print({k: summary[k] for k in shown if k in summary})
 
 
 if __name__ == "__main__":

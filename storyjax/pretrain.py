@@ -21,7 +21,7 @@ from tqdm import tqdm
 from storyjax import checkpoint as ckpt_lib
 from storyjax import ledger as ledger_lib
 from storyjax import model as model_lib
-from storyjax import preemption, pretrain_step, run_outputs
+from storyjax import distributed, preemption, pretrain_step, run_outputs
 from storyjax.data import packing
 from storyjax.data.prepare import prepare
 
@@ -78,17 +78,41 @@ def eval_loss(eval_step, params, stream: packing.TokenStream, block_len: int, n_
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     workdir = os.path.abspath(workdir)
     os.makedirs(workdir, exist_ok=True)
-    devices = jax.local_devices()
+    from storyjax.evaluate import check_blimp_dir
+    check_blimp_dir(config.milestone_eval.blimp_dir)
+    devices, pmap_devices = distributed.train_devices(config.distributed.local_devices)
     grad_accum, micro_rows = batch_layout(config.train, len(devices), jax.process_count())
-    data = prepare(config, workdir)
-    model_cfg = model_lib.model_config_from(config.model, data.tokenizer.vocab_size)
+    hf_params = None
+    if config.init_from_hf:
+        from storyjax import export
+        hf_cfg, hf_params, hf_tok, hf_json = export.load_hf(config.init_from_hf, config.model.compute_dtype,
+                                                            config.model.dropout)
+        logging.info("Starting from the transformers checkpoint %s (its shape and tokenizer; model.preset and "
+                     "tokenizer.vocab_size are not used).", config.init_from_hf)
+        imported = (hf_tok, hf_json, os.path.abspath(config.init_from_hf))
+    else:
+        imported = None
+    # Process 0 builds the corpus, trains the tokenizer and tokenizes; the others then read what it wrote
+    # (or, where the tfds folder is per host, build the same thing: every step is deterministic).
+    if distributed.is_primary():
+        data = prepare(config, workdir, imported)
+    distributed.barrier("data prepared")
+    if not distributed.is_primary():
+        data = prepare(config, workdir, imported)
+    model_cfg = hf_cfg if imported else model_lib.model_config_from(config.model, data.tokenizer.vocab_size)
     block_len = config.train.seq_len or model_cfg.max_len
     if block_len > model_cfg.max_len:
         raise ValueError(f"train.seq_len={block_len} exceeds the model context {model_cfg.max_len}.")
-    ckpt_lib.check_run_meta(workdir, {
+    run_meta = {
         "model": {k: v for k, v in vars(model_cfg).items() if k not in ("dropout", "compute_dtype")},
         "tokenizer_sha256": data.tokenizer.sha256, "block_len": block_len,
-        "data": config.data.name, "seed": config.seed})
+        "data": config.data.name, "seed": config.seed,
+        **({"init_from_hf": os.path.abspath(config.init_from_hf)} if config.init_from_hf else {})}
+    if distributed.is_primary():
+        ckpt_lib.check_run_meta(workdir, run_meta)
+    distributed.barrier("run meta")
+    if not distributed.is_primary():
+        ckpt_lib.check_run_meta(workdir, run_meta)  # now only a check: the file is there
 
     tokens_per_step = config.train.batch_size * block_len
     ledger = ledger_lib.Ledger(tokens_per_word=data.tokens_per_word,
@@ -100,7 +124,10 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     milestones = sorted(config.ledger.milestones or ledger_lib.BABYLM_MILESTONES)
 
     def init() -> pretrain_step.TrainState:
-        params = model_lib.init_params(model_cfg, jax.random.key(config.seed))
+        if hf_params is not None:
+            params = jax.tree.map(jnp.asarray, hf_params)
+        else:
+            params = model_lib.init_params(model_cfg, jax.random.key(config.seed))
         return pretrain_step.TrainState(params, optimizer.init(params))
 
     ckpts = ckpt_lib.Checkpoints(workdir, keep=config.checkpoint.keep)
@@ -119,11 +146,12 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     logging.info("Model: %s, %d parameters; %d steps of %d tokens on %d devices.", model_cfg,
                  model_lib.count_params(state.params), num_steps, tokens_per_step, len(devices))
 
-    p_state = pretrain_step.replicate(state, devices)
+    p_state = pretrain_step.replicate(state, pmap_devices, len(devices))
     del state
     train_step = pretrain_step.make_train_step(model_cfg, optimizer, schedule, config.seed,
-                                               dropout=model_cfg.dropout > 0, devices=devices)
-    eval_step = pretrain_step.make_eval_step(model_cfg, devices=devices)
+                                               dropout=model_cfg.dropout > 0, devices=pmap_devices,
+                                               grad_reduce=config.train.grad_reduce)
+    eval_step = pretrain_step.make_eval_step(model_cfg, devices=pmap_devices)
     writer = run_outputs.tensorboard(workdir)
 
     def batch_for(k: int):
@@ -137,6 +165,24 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
             ckpts.save_latest(step, host_state, ledger.to_dict(), extra)
         else:
             ckpts.save_milestone(name, host_state, ledger.to_dict(), {**extra, "step": step})
+            if config.milestone_eval.val or config.milestone_eval.blimp_dir:
+                record = {}
+                if config.milestone_eval.val:
+                    record["val_loss"] = eval_loss(eval_step, p_state.params, data.validation, block_len,
+                                                   len(devices), config.eval_rows)
+                if config.milestone_eval.blimp_dir and distributed.is_primary():
+                    from storyjax import evaluate
+                    record["blimp"] = evaluate.blimp(model_cfg, jax.tree.map(jnp.asarray, host_state.params),
+                                                     data.tokenizer, config.milestone_eval.blimp_dir)
+                    record["blimp_overall"] = record["blimp"]["overall"]
+                ledger_lib.append_jsonl(os.path.join(workdir, "milestone_eval.jsonl"), "milestone_eval", ledger,
+                                        step=step, name=name, words=ledger.words_seen, **record)
+                run_outputs.log_scalars(writer, step, {f"milestone/{k}": v for k, v in record.items()
+                                                       if isinstance(v, (int, float))})
+            if config.export_hf and distributed.is_primary():
+                from storyjax import export
+                export.export_milestone(workdir, name, model_cfg, host_state.params, data.tokenizer,
+                                        os.path.join(workdir, "tokenizer"))
 
     preempted = preemption.SigtermWatch()
     pending, pending_ledger, t_last, tokens_since = None, None, time.time(), 0
@@ -154,7 +200,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
         extra["loss_last"] = m["loss"]
         return m
 
-    bar = tqdm(total=num_steps, initial=step, unit="step", dynamic_ncols=True, disable=not config.progress_bar)
+    bar = tqdm(total=num_steps, initial=step, unit="step", dynamic_ncols=True,
+               disable=not (config.progress_bar and distributed.is_primary()))
     try:
         while step < num_steps and not preempted:
             batch = batch_for(step)

@@ -1,4 +1,4 @@
-"""The pretraining step: a pure function of (state, batch, step), pmapped over local devices.
+"""The pretraining step: a pure function of (state, batch, step), pmapped over the devices of all hosts.
 
 Gradient accumulation is a `lax.scan` over micro-batches inside the step, so
 one optimizer update sees the whole global batch; gradients and the loss are
@@ -52,9 +52,25 @@ def next_token_loss(model_cfg: model_lib.ModelConfig, params, tokens_BxT, rng=No
     return optax.softmax_cross_entropy_with_integer_labels(logits_BxTxV, tokens_BxT[:, 1:]).mean()
 
 
+def global_mean(tree, how: str = "mean"):
+    """Mean over the device axis. "mean": lax.pmean (an all-reduce; the sum's order depends on how devices
+    are spread over hosts, so 2 hosts × 2 devices and 1 host × 4 differ in the last bits). "ordered": gather
+    every device's copy and sum them in device order: bit-identical for any split of the same devices over
+    hosts, at the cost of D gathered copies (for verification runs and small device counts)."""
+    if how == "mean":
+        return jax.lax.pmean(tree, AXIS)
+    if how == "ordered":
+        n = jax.lax.psum(1, AXIS)
+        return jax.tree.map(lambda x: jax.lax.all_gather(x, AXIS).sum(0) / n, tree)
+    raise ValueError(f"unknown reduction {how!r}")
+
+
 def make_train_step(model_cfg: model_lib.ModelConfig, optimizer: optax.GradientTransformation,
-                    schedule: optax.Schedule, seed: int, dropout: bool = True, devices=None) -> Callable:
+                    schedule: optax.Schedule, seed: int, dropout: bool = True, devices=None,
+                    grad_reduce: str = "mean") -> Callable:
     """Returns the pmapped step: (state, tokens_DxAxBxT, step_D) → (state, metrics)."""
+    if grad_reduce not in ("mean", "ordered"):  # fail here, not inside the trace
+        raise ValueError(f"train.grad_reduce={grad_reduce!r}: use 'mean' or 'ordered'.")
 
     def step_fn(state: TrainState, tokens_AxBxT, step):
         rng = jax.random.fold_in(jax.random.fold_in(jax.random.key(seed), step), jax.lax.axis_index(AXIS))
@@ -69,8 +85,8 @@ def make_train_step(model_cfg: model_lib.ModelConfig, optimizer: optax.GradientT
         A = tokens_AxBxT.shape[0]
         zeros = jax.tree.map(jnp.zeros_like, state.params)
         (loss_sum, grad_sum), _ = jax.lax.scan(micro, (jnp.zeros(()), zeros), (tokens_AxBxT, jnp.arange(A)))
-        grads = jax.lax.pmean(jax.tree.map(lambda g: g / A, grad_sum), AXIS)
-        loss = jax.lax.pmean(loss_sum / A, AXIS)
+        grads = global_mean(jax.tree.map(lambda g: g / A, grad_sum), grad_reduce)
+        loss = global_mean(loss_sum / A, grad_reduce)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         metrics = {"loss": loss, "grad_norm": optax.tree.norm(grads), "lr": schedule(step)}
@@ -88,6 +104,6 @@ def make_eval_step(model_cfg: model_lib.ModelConfig, devices=None) -> Callable:
     return jax.pmap(eval_fn, axis_name=AXIS, devices=devices)
 
 
-def replicate(tree, devices):
-    """Puts one copy of `tree` on each device, as pmap expects."""
-    return jax.pmap(lambda _, t: t, in_axes=(0, None), devices=devices)(jnp.arange(len(devices)), tree)
+def replicate(tree, devices, n_local: int):
+    """Puts one copy of `tree` on each of this process's `n_local` devices (`devices`: pmap's argument)."""
+    return jax.pmap(lambda _, t: t, in_axes=(0, None), devices=devices)(jnp.arange(n_local), tree)

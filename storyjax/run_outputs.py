@@ -11,7 +11,22 @@ import numpy as np
 from tensorboardX import SummaryWriter
 
 
-def tensorboard(workdir: str) -> SummaryWriter:
+class _NoWriter:
+    """What processes other than 0 log to: nothing (process 0 writes the run's events)."""
+
+    def add_scalar(self, *args, **kwargs):
+        pass
+
+    def flush(self):
+        pass
+
+    def close(self):
+        pass
+
+
+def tensorboard(workdir: str):
+    if jax.process_index() != 0:
+        return _NoWriter()
     return SummaryWriter(os.path.join(workdir, "tensorboard"))
 
 
@@ -34,6 +49,8 @@ def param_checksum(params) -> str:
 
 def write_summary(workdir: str, summary: dict) -> str:
     path = os.path.join(workdir, "summary.json")
+    if jax.process_index() != 0:  # every process holds the same summary; process 0 writes it
+        return path
     with open(path + ".tmp", "w") as f:
         json.dump(summary, f, indent=2)
     os.replace(path + ".tmp", path)

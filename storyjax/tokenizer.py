@@ -1,9 +1,13 @@
-"""SentencePiece BPE tokenizer with byte fallback, trained on the training split.
+"""Tokenizers of a run: SentencePiece BPE trained on the training split, or a Hugging Face one imported.
 
-Ids follow the paper's tokenizer order: <s>=0, <pad>=1, </s>=2, <unk>=3.
-Identity normalization and kept whitespace make decode(encode(text)) == text
-for any UTF-8 text (unseen characters fall back to byte pieces).
-The model file lives in the run's workdir and is reused on resume.
+SentencePiece (the default): ids follow the paper's tokenizer order: <s>=0, <pad>=1, </s>=2, <unk>=3.
+Identity normalization and kept whitespace make decode(encode(text)) == text for any UTF-8 text (unseen
+characters fall back to byte pieces). The model file lives in the run's workdir and is reused on resume.
+
+Hugging Face (`init_from_hf`): the imported checkpoint's `tokenizer.json` (for instance the paper's
+byte-level BPE), run by the `tokenizers` library exactly as transformers runs it, with the special ids the
+checkpoint declares. Both expose the same small interface: encode, decode, vocab_size, the four special
+ids and a sha256 naming the tokenizer.
 """
 
 from __future__ import annotations
@@ -14,13 +18,14 @@ import io
 import json
 import os
 import re
-from typing import Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 import sentencepiece as spm
 
 BOS_ID, PAD_ID, EOS_ID, UNK_ID = 0, 1, 2, 3
 MODEL_FILE, META_FILE = "spm.model", "tokenizer.json"
+HF_FILE = "hf_tokenizer.json"  # an imported tokenizers file (META_FILE already holds our metadata)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,6 +44,38 @@ class Tokenizer:
 
     def decode(self, ids: Sequence[Sequence[int]]) -> list[str]:
         return self.processor.decode([list(map(int, x)) for x in ids])
+
+
+@dataclasses.dataclass(frozen=True)
+class HFTokenizer:
+    """A `tokenizers` tokenizer with the special ids of the checkpoint it came with."""
+    backend: Any  # a tokenizers.Tokenizer (imported lazily: only imported students need it)
+    sha256: str
+    bos_id: int
+    pad_id: int
+    eos_id: int
+    unk_id: int
+
+    @property
+    def vocab_size(self) -> int:
+        return self.backend.get_vocab_size(with_added_tokens=True)
+
+    def encode(self, texts: Sequence[str]) -> list[list[int]]:
+        # No special tokens added: documents are joined with end-of-text by the packer, as for SentencePiece.
+        return [e.ids for e in self.backend.encode_batch(list(texts), add_special_tokens=False)]
+
+    def decode(self, ids: Sequence[Sequence[int]]) -> list[str]:
+        return self.backend.decode_batch([list(map(int, x)) for x in ids], skip_special_tokens=True)
+
+
+def hf_from_bytes(json_bytes: bytes, special_ids: dict) -> HFTokenizer:
+    """`special_ids`: bos_id, pad_id, eos_id, unk_id and optionally split_special_tokens (transformers'
+    tokenizer_config flag: special-token strings in text are read as plain text)."""
+    import tokenizers
+    backend = tokenizers.Tokenizer.from_str(json_bytes.decode("utf-8"))
+    backend.encode_special_tokens = bool(special_ids.get("split_special_tokens", False))
+    return HFTokenizer(backend, hashlib.sha256(json_bytes).hexdigest(),
+                       **{k: int(special_ids[k]) for k in ("bos_id", "pad_id", "eos_id", "unk_id")})
 
 
 def _lines(documents: Iterable[str], max_lines: int) -> Iterable[str]:
@@ -82,9 +119,25 @@ def from_bytes(model_bytes: bytes) -> Tokenizer:
     return Tokenizer(proc, hashlib.sha256(model_bytes).hexdigest())
 
 
-def load(directory: str) -> Tokenizer:
-    with open(os.path.join(directory, MODEL_FILE), "rb") as f:
-        return from_bytes(f.read())
+def load(directory: str) -> "Tokenizer | HFTokenizer":
+    """The run's tokenizer: SentencePiece if `spm.model` is there, else an imported Hugging Face one."""
+    spm_path, hf_path = os.path.join(directory, MODEL_FILE), os.path.join(directory, HF_FILE)
+    if os.path.exists(spm_path):
+        with open(spm_path, "rb") as f:
+            return from_bytes(f.read())
+    if os.path.exists(hf_path):
+        with open(hf_path, "rb") as f:
+            return hf_from_bytes(f.read(), load_meta(directory))
+    raise ValueError(f"{directory} holds no tokenizer ({MODEL_FILE} or {HF_FILE}).")
+
+
+def exists(directory: str) -> bool:
+    return any(os.path.exists(os.path.join(directory, f)) for f in (MODEL_FILE, HF_FILE))
+
+
+def save_hf(directory: str, json_bytes: bytes, meta: dict) -> None:
+    _write_atomic(os.path.join(directory, HF_FILE), json_bytes)
+    save_meta(directory, meta)
 
 
 def _write_atomic(path: str, data: bytes) -> None:

@@ -83,6 +83,9 @@ def test_pretraining_on_austen_learns_and_writes_named_milestones(reference_run)
     assert all(e["words_seen"] >= w for e, w in zip(milestones, (10_000, 20_000, 30_000)))
     assert os.listdir(reference_run / "tensorboard")
     assert (reference_run / "tokenizer" / "spm.model").exists()
+    evals = [json.loads(line) for line in open(reference_run / "milestone_eval.jsonl")]
+    assert [e["name"] for e in evals] == s["checkpoints"]
+    assert evals[-1]["val_loss"] < evals[0]["val_loss"] < s["loss_first"]
 
 
 def test_sigkill_midway_then_rerun_gives_bit_identical_params(reference_run, austen_dir, tfds_dir, tmp_path):
@@ -178,3 +181,69 @@ def test_evaluate_writes_blimp_per_paradigm_and_perplexity(reference_run, austen
     assert 1 < ppl["ppl_per_token"] < 1000 and ppl["ppl_per_word"] > ppl["ppl_per_token"]
     bad = run_main(["--config=configs/evaluate.py", "--config.checkpoint=/nonexistent"], tmp_path / "x")
     assert bad.returncode != 0 and "holds no storyjax run" in bad.stderr
+
+
+def test_export_cli_then_transformers_logits_and_the_export_evaluates_like_the_checkpoint(
+        reference_run, austen_dir, tfds_dir, tmp_path):
+    import numpy as np
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    from conftest import BLIMP
+    milestone = f"{reference_run}/milestones/chck_30K"
+    proc = subprocess.run([sys.executable, "-m", "storyjax.export", f"--checkpoint={milestone}",
+                           f"--out={tmp_path / 'hf'}"], cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    again = subprocess.run([sys.executable, "-m", "storyjax.export", f"--checkpoint={milestone}",
+                            f"--out={tmp_path / 'hf'}"], cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300)
+    assert again.returncode != 0 and "already exists" in again.stderr
+
+    from storyjax import checkpoint, model
+    cfg, params, tok, _ = checkpoint.resolve_student(milestone)
+    text = (austen_dir / "persuasion.txt").read_text()[50_000:52_000]
+    hf_tok = transformers.AutoTokenizer.from_pretrained(tmp_path / "hf")
+    ids = [tok.eos_id] + hf_tok(text)["input_ids"][:63]
+    assert ids[1:] == tok.encode([text])[0][:63]
+    hf_model = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "hf").eval()
+    with torch.no_grad():
+        got = hf_model(torch.tensor([ids])).logits.numpy()
+    np.testing.assert_allclose(got, np.asarray(model.forward(cfg, params, np.asarray([ids], np.int32))), atol=1e-4)
+
+    # The evaluation pipeline sees the same student through the export: identical BLiMP accuracies.
+    blimp = tmp_path / "blimp"
+    blimp.mkdir()
+    for f in sorted(BLIMP.glob("*.jsonl"))[:2]:
+        (blimp / f.name).write_text(f.read_text())
+    common = [f"--config.blimp_dir={blimp}", "--config.perplexity=False", "--config.stories.num_openings=0"]
+    results = []
+    for student in (f"--config.checkpoint={milestone}", f"--config.init_from_hf={tmp_path / 'hf'}"):
+        proc = run_main(["--config=configs/evaluate.py", student, *common], tmp_path / student[9:20])
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        results.append(json.load(open(tmp_path / student[9:20] / "eval" / "blimp.json")))
+    assert results[0] == results[1] and len(results[0]) == 3
+
+
+def test_pretraining_continues_from_a_transformers_folder_and_exports_milestones(
+        reference_run, austen_dir, tfds_dir, tmp_path):
+    pytest.importorskip("transformers")
+    from conftest import BLIMP
+    from storyjax import export
+    export.export_checkpoint(str(reference_run), str(tmp_path / "hf"))
+    blimp = tmp_path / "blimp"
+    blimp.mkdir()
+    paradigm = sorted(BLIMP.glob("*.jsonl"))[0]
+    (blimp / paradigm.name).write_text(paradigm.read_text())
+    args = base_args(austen_dir, tfds_dir, **{"train.num_steps": 10, "init_from_hf": tmp_path / "hf",
+                                              "export_hf": True, "ledger.milestones": "(5000,)",
+                                              "milestone_eval.blimp_dir": blimp,
+                                              "model.num_layers": 7})  # ignored: the folder gives the shape
+    proc = run_main(args, tmp_path / "run")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    s, ref = summary(tmp_path / "run"), summary(reference_run)
+    assert s["num_params"] == ref["num_params"]
+    assert s["loss_first"] < ref["loss_last"] + 0.5  # starts where the reference ended, not at ln(1000)
+    assert (tmp_path / "run" / "tokenizer" / "hf_tokenizer.json").exists()
+    assert not (tmp_path / "run" / "tokenizer" / "spm.model").exists()
+    assert sorted(os.listdir(tmp_path / "run" / "hf" / "chck_5K")) == sorted(os.listdir(tmp_path / "hf"))
+    [record] = [json.loads(line) for line in open(tmp_path / "run" / "milestone_eval.jsonl")]
+    assert record["name"] == "chck_5K" and set(record["blimp"]) == {paradigm.stem, "overall"}
+    assert 0 < record["blimp_overall"] < 1 and record["val_loss"] < ref["loss_first"]

@@ -17,7 +17,7 @@ def _setup(devices):
     params = M.init_params(CFG, jax.random.key(0))
     state = P.TrainState(params, opt.init(params))
     step = P.make_train_step(CFG, opt, P.lr_schedule(TRAIN, 100), seed=0, dropout=False, devices=devices)
-    return P.replicate(state, devices), step
+    return P.replicate(state, devices, len(devices)), step
 
 
 def _run(devices, tokens_NxT, accum=1, steps=3):

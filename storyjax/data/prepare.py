@@ -20,12 +20,17 @@ class RunData:
     tokens_per_word: float
 
 
-def prepare(config: ml_collections.ConfigDict, workdir: str) -> RunData:
+def prepare(config: ml_collections.ConfigDict, workdir: str, imported=None) -> RunData:
+    """`imported`: (HFTokenizer, its tokenizer.json bytes, source) of an `init_from_hf` checkpoint, used
+    instead of training one."""
     sources = load_corpus(config.data)
     tok_dir = os.path.join(workdir, "tokenizer")
-    if os.path.exists(os.path.join(tok_dir, tokenizer_lib.MODEL_FILE)):
+    if imported is not None and not tokenizer_lib.exists(tok_dir):
+        from storyjax import export
+        export.install_tokenizer(tok_dir, *imported)
+    if tokenizer_lib.exists(tok_dir):
         tok = tokenizer_lib.load(tok_dir)
-        if tok.vocab_size != config.tokenizer.vocab_size:
+        if imported is None and tok.vocab_size != config.tokenizer.vocab_size:
             raise ValueError(
                 f"workdir {workdir} has a tokenizer of vocab {tok.vocab_size}, the config asks for "
                 f"{config.tokenizer.vocab_size}. Use a new --workdir or --config.tokenizer.vocab_size="

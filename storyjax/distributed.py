@@ -1,0 +1,78 @@
+"""Multi-host runs: `jax.distributed` from the config or the platform, and who writes what.
+
+Every process runs the same loop on its own devices; pmap spans the devices of all processes, so the
+gradient mean is global. Each process reads its own rows of the global batch (`packing.global_batch`).
+Process 0 alone writes logs, summaries, exports and the tokenizer; orbax checkpoints are written by all
+processes together (orbax coordinates them). The workdir must be one folder every process sees (a shared
+file system or a gs:// bucket).
+
+`distributed.coordinator` ("host:port"), `num_processes` and `process_id` start it explicitly (SLURM
+without auto-detection, the CPU test on 127.0.0.1); `distributed.auto=True` lets JAX read the platform
+(TPU pod metadata, SLURM variables); neither: one process.
+"""
+
+from __future__ import annotations
+
+import jax
+import ml_collections
+from absl import logging
+
+_INITIALIZED = False
+
+
+def initialize(cfg: ml_collections.ConfigDict) -> None:
+    """Starts jax.distributed once, before any computation, when the config asks for several processes."""
+    global _INITIALIZED
+    if _INITIALIZED or cfg is None:
+        return
+    if cfg.coordinator:
+        if not (cfg.num_processes and 0 <= cfg.process_id < cfg.num_processes):
+            raise ValueError(
+                f"distributed.coordinator={cfg.coordinator!r} needs distributed.num_processes (got "
+                f"{cfg.num_processes}) and a distributed.process_id in [0, num_processes) (got {cfg.process_id}).")
+        jax.distributed.initialize(cfg.coordinator, cfg.num_processes, cfg.process_id,
+                                   initialization_timeout=cfg.timeout_s)
+    elif cfg.auto:
+        jax.distributed.initialize(initialization_timeout=cfg.timeout_s)
+    else:
+        return
+    _INITIALIZED = True
+    logging.info("Process %d of %d: %d local devices of %d.", jax.process_index(), jax.process_count(),
+                 jax.local_device_count(), jax.device_count())
+
+
+def is_primary() -> bool:
+    return jax.process_index() == 0
+
+
+def train_devices(per_process: int = 0):
+    """(this process's devices, pmap's `devices` argument) using the first `per_process` local devices of
+    every process (0: all of them). Several processes: pmap spans the chosen devices of all of them, each
+    process feeding its own."""
+    available = jax.local_device_count()
+    per = per_process or available
+    if per > available:
+        raise ValueError(f"distributed.local_devices={per_process} but this process has {available} devices; "
+                         f"use at most {available} (0: all).")
+    local = jax.local_devices()[:per]
+    if jax.process_count() == 1:
+        return local, local
+    if per == available:
+        return local, None
+    chosen = [d for p in range(jax.process_count())
+              for d in sorted((d for d in jax.devices() if d.process_index == p), key=lambda d: d.id)[:per]]
+    return local, chosen
+
+
+def barrier(name: str) -> None:
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+        multihost_utils.sync_global_devices(name)
+
+
+def broadcast(tree):
+    """Process 0's values of `tree` (numpy arrays) on every process."""
+    if jax.process_count() == 1:
+        return tree
+    from jax.experimental import multihost_utils
+    return jax.device_get(multihost_utils.broadcast_one_to_all(tree))

@@ -1,0 +1,197 @@
+"""Plotted reports of runs: `python -m storyjax.report --workdir=DIR [--workdir=DIR2 ...] --out=OUT`.
+
+Interactive runs (their `batch_stats.csv`) are drawn against counted input words, as the paper draws its
+figures: the teacher's grade per criterion, the sum out of 9, story length, KL to the start model, the
+student's entropy per word of its own stories, and the reward; held-out scores measured at milestones
+(`milestone_eval.jsonl`) are drawn too. Pretraining runs (their `ledger.jsonl`) give the training loss
+against words seen. Several workdirs share the axes (e.g. students pretrained on different amounts).
+`OUT/report.md` links the PNGs and tables start and end values: means over the first and last 10 batches,
+the paper's summary.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+
+import numpy as np
+
+FIRST_LAST = 10
+# (file stem, title, [(batch_stats column, label)], y label)
+INTERACTIVE_FIGURES = [
+    ("scores", "Teacher grade per criterion", [("readability_mean", "readability"), ("coherence_mean", "coherence"),
+                                               ("creativity_mean", "creativity")], "mean grade (0-3)"),
+    ("teacher_sum", "Teacher grade sum", [("teacher_sum_mean", "sum")], "mean sum of grades (0-9)"),
+    ("length", "Story length", [("mean_words", "words")], "words per story"),
+    ("kl", "KL to the start model", [("kl", "KL")], "nats per story"),
+    ("entropy_per_word", "Entropy per word", [("entropy_per_word", "entropy")], "nats per word"),
+    ("reward", "Reward", [("reward_mean", "reward")], "mean reward"),
+]
+TABLE = [("teacher_sum_mean", "teacher sum /9"), ("readability_mean", "readability"),
+         ("coherence_mean", "coherence"), ("creativity_mean", "creativity"), ("mean_words", "words/story"),
+         ("kl", "KL"), ("entropy_per_word", "entropy/word"), ("reward_mean", "reward"),
+         ("unscorable_rate", "unscorable")]
+
+
+def read_batch_stats(workdir: str) -> dict[str, np.ndarray]:
+    with open(os.path.join(workdir, "batch_stats.csv"), newline="") as f:
+        rows = list(csv.DictReader(f))
+    if not rows:
+        raise ValueError(f"{workdir}/batch_stats.csv has no steps yet; run the interactive job first.")
+    return {k: np.asarray([float(r[k]) if r.get(k) not in (None, "") else np.nan for r in rows])
+            for k in rows[0]}
+
+
+def read_jsonl(path: str) -> list[dict]:
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def milestone_evals(workdir: str) -> list[dict]:
+    """One record per milestone (a rerun that evaluated a milestone again keeps the latest record)."""
+    by_name = {r["name"]: r for r in read_jsonl(os.path.join(workdir, "milestone_eval.jsonl"))}
+    return sorted(by_name.values(), key=lambda r: r["words"])
+
+
+def smooth(y: np.ndarray, window: int) -> np.ndarray:
+    """Trailing mean over the last `window` finite values (NaN batches, with nothing graded, are skipped)."""
+    out = np.full_like(y, np.nan, dtype=np.float64)
+    for i in range(len(y)):
+        part = y[max(0, i - window + 1):i + 1]
+        part = part[np.isfinite(part)]
+        if len(part):
+            out[i] = part.mean()
+    return out
+
+
+def _kind(workdir: str) -> str:
+    if os.path.exists(os.path.join(workdir, "batch_stats.csv")):
+        return "interactive"
+    if os.path.exists(os.path.join(workdir, "ledger.jsonl")):
+        return "pretrain"
+    raise ValueError(f"{workdir} holds neither an interactive run (batch_stats.csv) nor a pretraining run "
+                     "(ledger.jsonl); pass the --workdir of a storyjax run.")
+
+
+def _figure(path: str, title: str, ylabel: str, xlabel: str, series) -> None:
+    """`series`: (label, x, y raw or None, y smoothed, marker?) per line."""
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
+    for n, (label, x, raw, line, marker) in enumerate(series):
+        color = f"C{n % 10}"
+        if raw is not None:
+            ax.plot(x, raw, color=color, alpha=0.2, linewidth=0.8)
+        ax.plot(x, line, color=color, label=label, linewidth=1.8, marker=marker)
+    ax.set_title(title)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def _label(workdir: str, labels: list[str], i: int) -> str:
+    return labels[i] if i < len(labels) else os.path.basename(os.path.normpath(workdir))
+
+
+def write_report(workdirs: list[str], out: str, labels: list[str] = (), window: int = 10) -> str:
+    import matplotlib
+    matplotlib.use("Agg")
+    if not workdirs:
+        raise ValueError("give at least one --workdir.")
+    os.makedirs(out, exist_ok=True)
+    runs = [(os.path.abspath(w), _label(w, list(labels), i), _kind(os.path.abspath(w))) for i, w in enumerate(workdirs)]
+    interactive = [(w, label, read_batch_stats(w)) for w, label, kind in runs if kind == "interactive"]
+    pretrain = [(w, label) for w, label, kind in runs if kind == "pretrain"]
+    figures, lines = [], ["# storyjax report", ""]
+    lines += ["Runs: " + ", ".join(f"`{label}` ({kind}, {w})" for w, label, kind in runs), ""]
+
+    for stem, title, columns, ylabel in INTERACTIVE_FIGURES if interactive else []:
+        series = []
+        for _, label, stats in interactive:
+            for column, name in columns:
+                if column not in stats:
+                    continue  # a run logged before this column existed
+                y = stats[column]
+                series.append((label if len(columns) == 1 else f"{label}: {name}", stats["input_words"], y,
+                               smooth(y, window), None))
+        if series:
+            _figure(os.path.join(out, f"{stem}.png"), f"{title} (trailing mean of {window} batches)", ylabel,
+                    "counted input words", series)
+            figures.append((stem, title))
+    heldout = [(label, milestone_evals(w)) for w, label, _ in interactive]
+    heldout = [(label, recs) for label, recs in heldout if any("heldout_score" in r for r in recs)]
+    if heldout:
+        series = [(label, [r["words"] for r in recs], None, [r.get("heldout_score", np.nan) for r in recs], "o")
+                  for label, recs in heldout]
+        _figure(os.path.join(out, "heldout_score.png"), "Held-out teacher sum at milestones", "mean sum (0-9)",
+                "counted input words", series)
+        figures.append(("heldout_score", "Held-out teacher sum at milestones"))
+    if pretrain:
+        series = []
+        for w, label in pretrain:
+            steps = [e for e in read_jsonl(os.path.join(w, "ledger.jsonl")) if e.get("event") == "step"]
+            if steps:
+                x = np.asarray([e["words_seen"] for e in steps])
+                y = np.asarray([e["loss"] for e in steps])
+                series.append((label, x, y, smooth(y, max(1, window // 2)), None))
+        if series:
+            _figure(os.path.join(out, "pretrain_loss.png"), "Pretraining loss", "next-token loss (nats)",
+                    "words seen", series)
+            figures.append(("pretrain_loss", "Pretraining loss"))
+
+    for stem, title in figures:
+        lines += [f"## {title}", "", f"![{title}]({stem}.png)", ""]
+    if interactive:
+        lines += [f"## Start and end (means over the first and last {FIRST_LAST} batches)", "",
+                  "| run | steps | input words | " + " | ".join(name for _, name in TABLE) + " |",
+                  "|---|---|---|" + "---|" * len(TABLE)]
+        for _, label, stats in interactive:
+            cells = []
+            for column, _ in TABLE:
+                y = stats.get(column)
+                if y is None:
+                    cells.append("—")
+                    continue
+                first, last = np.nanmean(y[:FIRST_LAST]), np.nanmean(y[-FIRST_LAST:])
+                cells.append(f"{first:.3g} → {last:.3g}")
+            lines.append(f"| {label} | {len(stats['step'])} | {int(stats['input_words'][-1]):,} | "
+                         + " | ".join(cells) + " |")
+        lines.append("")
+    for w, label, _ in interactive:
+        recs = milestone_evals(w)
+        if recs:
+            keys = [k for k in ("heldout_score", "readability", "coherence", "creativity", "blimp_overall")
+                    if any(k in r for r in recs)]
+            lines += [f"### Milestone evaluations: {label}", "", "| milestone | words | " + " | ".join(keys) + " |",
+                      "|---|---|" + "---|" * len(keys)]
+            lines += [f"| {r['name']} | {r['words']:,} | " + " | ".join(
+                f"{r[k]:.3f}" if isinstance(r.get(k), (int, float)) else "—" for k in keys) + " |" for r in recs]
+            lines.append("")
+    path = os.path.join(out, "report.md")
+    with open(path + ".tmp", "w") as f:
+        f.write("\n".join(lines))
+    os.replace(path + ".tmp", path)
+    return path
+
+
+def main(argv):
+    del argv
+    from absl import flags
+    path = write_report(flags.FLAGS.workdir, flags.FLAGS.out, flags.FLAGS.label or [], flags.FLAGS.smooth)
+    print(f"Wrote {path}")
+
+
+if __name__ == "__main__":
+    from absl import app, flags
+    flags.DEFINE_multi_string("workdir", None, "A run's --workdir; repeat to draw several runs on the same axes.")
+    flags.DEFINE_multi_string("label", None, "Legend label per --workdir, in order (default: folder names).")
+    flags.DEFINE_string("out", None, "Folder for the PNGs and report.md.")
+    flags.DEFINE_integer("smooth", 10, "Trailing-mean window in batches.")
+    flags.mark_flags_as_required(["workdir", "out"])
+    app.run(main)
