@@ -49,6 +49,9 @@ def get_config(preset: str = "default") -> ml_collections.ConfigDict:
     c.pretrain.train.num_steps = 120
     c.pretrain.ledger.milestones = (100_000, 200_000)
     c.compute_dtype = "bfloat16" if paper else "float32"
+    # Several processes (see configs/pretrain.py): each samples and updates the same student, process 0
+    # asks the teacher and broadcasts the scores.
+    c.distributed = pretrain_config.get_config("tiny").distributed
 
     c.prompt = PAPER_PROMPT
     c.batch_size = 360 if paper else 32

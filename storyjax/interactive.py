@@ -22,11 +22,12 @@ from tqdm import tqdm
 from storyjax import checkpoint as ckpt_lib
 from storyjax import ledger as ledger_lib
 from storyjax import model as model_lib
-from storyjax import preemption, reinforce, run_outputs, sampler
+from storyjax import distributed, preemption, reinforce, run_outputs, sampler
 from storyjax import tokenizer as tokenizer_lib
 from storyjax.interactive_logs import RunLogs
 from storyjax.prompts import HELDOUT_OPENINGS
 from storyjax.teachers import make_teacher
+from storyjax.teachers.base import Grades
 
 
 
@@ -37,7 +38,11 @@ def student_source(config: ml_collections.ConfigDict, workdir: str) -> tuple[str
             raise ValueError("give one student to start from: --config.init_checkpoint (a storyjax run) or "
                              "--config.init_from_hf (a transformers folder), not both.")
         from storyjax import export
-        return export.import_as_run(config.init_from_hf, os.path.join(workdir, "hf_init")), ""
+        run_dir = os.path.join(workdir, "hf_init")
+        if distributed.is_primary():
+            export.import_as_run(config.init_from_hf, run_dir)
+        distributed.barrier("imported")
+        return run_dir, ""
     if config.init_checkpoint:
         return config.init_checkpoint, config.init_milestone
     if not config.auto_pretrain:
@@ -98,6 +103,18 @@ def sample_stories(sample, params, tok, prompts: list[str], rng_for_chunk, batch
     return full, texts, np.asarray(surprisal), np.asarray(n_tokens, np.float64)
 
 
+def grade(teacher, prompts: list[str], stories: list[str]) -> Grades:
+    """The teacher's grades on every process. With several processes (each has sampled the same stories
+    from the same parameters and key), process 0 alone asks the teacher, once per story, and broadcasts
+    the scores; the raw answers stay with process 0, which logs them."""
+    if jax.process_count() == 1:
+        return teacher.grade_batch(prompts, stories)
+    grades = teacher.grade_batch(prompts, stories) if teacher is not None else None
+    mine = grades.scores_Bx3 if grades is not None else np.zeros((len(stories), 3), np.float32)
+    scores = np.asarray(distributed.broadcast(np.asarray(mine, np.float32)))
+    return grades if grades is not None else Grades(scores, [""] * len(stories))
+
+
 def heldout_score(config, sample, params, tok, teacher) -> dict:
     """Mean teacher grades of stories continuing the held-out openings (same RNG before and after)."""
     openings = list(HELDOUT_OPENINGS[:config.heldout.num_openings]) * config.heldout.stories_per_opening
@@ -105,7 +122,7 @@ def heldout_score(config, sample, params, tok, teacher) -> dict:
         return {}
     stories, _, _, _ = sample_stories(sample, params, tok, openings, lambda _: jax.random.key(config.seed + 1),
                                       batch=len(openings))
-    scores = teacher.grade_batch(openings, stories).scores_Bx3
+    scores = grade(teacher, openings, stories).scores_Bx3
     scored = np.isfinite(scores).all(1)
     return {"score": float(scores[scored].sum(1).mean()) if scored.any() else float("nan"),
             **{c: float(scores[scored, i].mean()) for i, c in enumerate(("readability", "coherence", "creativity"))},
@@ -146,7 +163,9 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
     from storyjax.evaluate import check_blimp_dir
     check_blimp_dir(config.milestone_eval.blimp_dir)
-    teacher = make_teacher(config.teacher, workdir)  # fails here, before any work, if the teacher is unusable
+    # Fails here, before any work, if the teacher is unusable. Several processes: process 0 grades for all.
+    teacher = make_teacher(config.teacher, workdir) if distributed.is_primary() else None
+    teacher_name = teacher.name if teacher is not None else config.teacher.name
     source_dir, milestone = student_source(config, workdir)
     meta = ckpt_lib.read_run_meta(source_dir)
     tok = tokenizer_lib.load(os.path.join(source_dir, "tokenizer"))
@@ -163,14 +182,21 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     if config.heldout.num_openings:  # checked now, not when the held-out score is due after the run
         longest = max(len(ids) for ids in tok.encode(list(HELDOUT_OPENINGS[:config.heldout.num_openings])))
         sampler.check_lengths(model_cfg, longest, config.sampling.max_new_tokens)
-    ckpt_lib.check_run_meta(workdir, {"student": meta["model"], "tokenizer_sha256": tok.sha256,
-                                      "init": os.path.abspath(source_dir), "init_milestone": milestone,
-                                      "prompt": config.prompt, "batch_size": B, "seed": config.seed})
+    run_meta = {"student": meta["model"], "tokenizer_sha256": tok.sha256, "init": os.path.abspath(source_dir),
+                "init_milestone": milestone, "prompt": config.prompt, "batch_size": B, "seed": config.seed}
+    if distributed.is_primary():
+        ckpt_lib.check_run_meta(workdir, run_meta)
+    distributed.barrier("run meta")
+    if not distributed.is_primary():
+        ckpt_lib.check_run_meta(workdir, run_meta)
 
     optimizer = reinforce.make_optimizer(config.rl)
     rl_step = reinforce.make_step(model_cfg, config.rl, optimizer)
     sample = make_sample_fn(config, model_cfg, tok)
     ckpts = ckpt_lib.Checkpoints(workdir, keep=2)
+    # Several processes each hold their own single-device copy: checkpoint host copies (orbax then writes
+    # them from process 0) rather than arrays that look like shards of one global array.
+    saved = (lambda tree: tree) if jax.process_count() == 1 else jax.device_get
     state = reinforce.init_state(ref_params, optimizer, config.rl)
     restored = ckpts.restore_latest(jax.eval_shape(lambda: state))
     logs = RunLogs(workdir)
@@ -190,14 +216,14 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     preempted = preemption.SigtermWatch()
     max_steps = config.max_steps or None
     bar = tqdm(total=config.budget_words, initial=ledger.input_words, unit="word", dynamic_ncols=True,
-               disable=not config.progress_bar)
+               disable=not (config.progress_bar and distributed.is_primary()))
     t0 = time.time()
     try:
         while ledger.can_afford(B) and not preempted and (max_steps is None or step < max_steps):
             rng = jax.random.fold_in(jax.random.key(config.seed), step)
             out = sample(state.params, prompt_toks, prompt_valid, rng)
             stories, texts = stories_of(tok, [config.prompt] * B, prompt_toks, prompt_valid, out)
-            grades = teacher.grade_batch([config.prompt] * B, stories)
+            grades = grade(teacher, [config.prompt] * B, stories)
             scored = np.isfinite(grades.scores_Bx3).all(1)
             words = np.asarray([tokenizer_lib.count_words(t) for t in texts], np.float32)
             before = ledger.input_words
@@ -229,8 +255,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
                 for words_done in due:
                     ledger.milestones_done.append(words_done)
                     name = ledger_lib.milestone_name(words_done)
-                    ckpts.save_milestone(name, state, ledger.to_dict(), {**extra, "step": step})
-                    if config.export_hf:
+                    ckpts.save_milestone(name, saved(state), ledger.to_dict(), {**extra, "step": step})
+                    if config.export_hf and distributed.is_primary():
                         from storyjax import export
                         export.export_milestone(workdir, name, model_cfg, jax.device_get(state.params), tok,
                                          os.path.join(source_dir, "tokenizer"))
@@ -241,11 +267,11 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
                         run_outputs.log_scalars(logs.writer, step, {f"milestone/{k}": v for k, v in record.items()
                                                                     if isinstance(v, (int, float))})
                     ledger_lib.append_jsonl(jsonl, "milestone", ledger, step=step, name=name)
-                ckpts.save_latest(step, state, ledger.to_dict(), extra)
+                ckpts.save_latest(step, saved(state), ledger.to_dict(), extra)
         if step == 0:
             raise ValueError("no interactive step ran; check budget_words and max_steps.")
         if ckpts.latest_step() != step:
-            ckpts.save_latest(step, state, ledger.to_dict(), extra)
+            ckpts.save_latest(step, saved(state), ledger.to_dict(), extra)
         ckpts.wait()
         if preempted:
             ledger_lib.append_jsonl(jsonl, "preempted", ledger, step=step)
@@ -257,15 +283,17 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
         preempted.close()
         ckpts.close()
         logs.close()
-        teacher.close()
+        if teacher is not None:
+            teacher.close()
 
     params = jax.device_get(state.params)
     ledger_lib.append_jsonl(jsonl, "end", ledger, step=step)
+    distributed.barrier("logs written")  # process 0's last rows are in before anyone reads them
     history = logs.read_batch_stats()
     summary = {
         "job": "interactive", "steps": step, "stories": ledger.stories, "input_words": ledger.input_words,
         "generated_words": ledger.generated_words, "unscorable": ledger.unscorable,
-        "budget_words": ledger.budget_words, "teacher": teacher.name,
+        "budget_words": ledger.budget_words, "teacher": teacher_name,
         "heldout_score_start": extra["heldout_start"].get("score"), "heldout_score_end": heldout_end.get("score"),
         "heldout_start": extra["heldout_start"], "heldout_end": heldout_end,
         "train_teacher_sum_first10": float(np.mean([r["teacher_sum_mean"] for r in history[:10]])),

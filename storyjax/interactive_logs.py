@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import os
 
+import jax
 import numpy as np
 
 from storyjax import run_outputs
@@ -27,8 +28,11 @@ class RunLogs:
         self.paths = {"generated": os.path.join(workdir, "generated.csv"),
                       "batch_stats": os.path.join(workdir, "batch_stats.csv")}
         self.writer = run_outputs.tensorboard(workdir)
+        self.writes = jax.process_index() == 0  # several processes keep the same tables; process 0 writes
 
     def truncate_after(self, step: int) -> None:
+        if not self.writes:
+            return
         for name, columns in (("generated", GENERATED), ("batch_stats", BATCH_STATS)):
             path = self.paths[name]
             rows = []
@@ -42,6 +46,8 @@ class RunLogs:
             os.replace(path + ".tmp", path)
 
     def _append(self, name: str, columns: list, rows: list) -> None:
+        if not self.writes:
+            return
         with open(self.paths[name], "a", newline="") as f:
             csv.DictWriter(f, columns).writerows(rows)
 

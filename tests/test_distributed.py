@@ -11,6 +11,8 @@ import socket
 import subprocess
 import sys
 
+import pytest
+
 from conftest import ROOT
 from test_main import base_args
 
@@ -34,16 +36,27 @@ def finish(proc, timeout=600):
     return out
 
 
-def test_two_processes_end_with_the_params_of_one(austen_dir, tfds_dir, tmp_path):
-    args = base_args(austen_dir, tfds_dir, **{"train.num_steps": 12, "train.grad_reduce": "ordered",
-                                              "ledger.milestones": "(5000,)"})
-    finish(launch(args, tmp_path / "one"))
+def two_processes(args, workdir, local_devices=2):
     port = free_port()
     procs = [launch(args + [f"--config.distributed.coordinator=127.0.0.1:{port}",
                             "--config.distributed.num_processes=2", f"--config.distributed.process_id={i}",
-                            "--config.distributed.local_devices=2"], tmp_path / "two") for i in range(2)]
-    outs = [finish(p) for p in procs]
-    one, two = (json.load(open(tmp_path / d / "summary.json")) for d in ("one", "two"))
+                            f"--config.distributed.local_devices={local_devices}"], workdir) for i in range(2)]
+    return [finish(p) for p in procs]
+
+
+PRETRAIN = {"train.num_steps": 12, "train.grad_reduce": "ordered", "ledger.milestones": "(5000,)"}
+
+
+@pytest.fixture(scope="module")
+def one_process_run(austen_dir, tfds_dir, tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("one")
+    finish(launch(base_args(austen_dir, tfds_dir, **PRETRAIN), workdir))
+    return workdir
+
+
+def test_two_processes_end_with_the_params_of_one(one_process_run, austen_dir, tfds_dir, tmp_path):
+    outs = two_processes(base_args(austen_dir, tfds_dir, **PRETRAIN), tmp_path / "two")
+    one, two = (json.load(open(d / "summary.json")) for d in (one_process_run, tmp_path / "two"))
     assert two["param_checksum"] == one["param_checksum"]
     assert two["loss_last"] == one["loss_last"] and two["steps"] == 12
     assert "param_checksum" in outs[0] and "param_checksum" not in outs[1]  # process 0 reports
@@ -52,3 +65,23 @@ def test_two_processes_end_with_the_params_of_one(austen_dir, tfds_dir, tmp_path
     assert events.count("start") == 1 and events.count("end") == 1
     assert len(os.listdir(tmp_path / "two" / "tensorboard")) == 1
     assert os.path.isdir(tmp_path / "two" / "milestones" / "chck_5K" / "state")
+
+
+def test_interactive_on_two_processes_grades_each_story_once_and_matches_one(one_process_run, tmp_path):
+    from openai_server import FakeTeacherServer
+    with FakeTeacherServer() as server:
+        args = ["--config=configs/interactive.py", f"--config.init_checkpoint={one_process_run}",
+                "--config.batch_size=8", "--config.sampling.max_new_tokens=24", "--config.max_steps=4",
+                "--config.checkpoint_every_steps=2", "--config.milestone_every_words=100",
+                "--config.heldout.num_openings=4", "--config.progress_bar=False", "--config.teacher.name=openai",
+                f"--config.teacher.base_url={server.url}", "--config.teacher.concurrency=4",
+                "--config.teacher.timeout_s=0.5", "--config.teacher.retries=1", "--config.teacher.backoff_s=0.01"]
+        finish(launch(args, tmp_path / "one"))
+        asked_by_one = len(server.requests)
+        two_processes(args, tmp_path / "two", local_devices=4)
+        asked_by_two = len(server.requests) - asked_by_one
+    one, two = (json.load(open(tmp_path / d / "summary.json")) for d in ("one", "two"))
+    assert two["param_checksum"] == one["param_checksum"] and two["input_words"] == one["input_words"]
+    assert asked_by_two == asked_by_one  # process 0 alone asked: once per story, as one process does
+    rows = lambda d: open(tmp_path / d / "generated.csv").read()
+    assert rows("two") == rows("one")
