@@ -4,15 +4,19 @@ Rows: pretraining tokens/s, MFU and peak memory of storyjax's pmapped train step
 GPT2LMHeadModel + torch AdamW (eager, and torch.compile on GPU) at the same shape, dtype and batch;
 rollouts (stories/s writing `new_tokens` after a `prompt_len`-token prompt, pure sampling) of storyjax's
 jitted sampler at the full batch against HF `generate` at batch 4 (trl's default, the paper's path) and at
-the full batch; and the REINFORCE update time per story. Random weights, so stories rarely stop early in
+the full batch; the REINFORCE update time per story; and, with `--teacher=rubric|openai`, the teacher's
+scoring stories/s (the same client and settings as an interactive run). Random weights, so stories rarely stop early in
 either implementation. HF needs the `bench` extra (torch, transformers); without it only storyjax runs.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import platform
 import time
+
+import numpy as np
 
 from absl import app, flags
 
@@ -21,7 +25,11 @@ flags.DEFINE_string("out", "", "Write all figures to this JSON file.")
 flags.DEFINE_integer("steps", 0, "Timed steps per measurement (0: the preset's).")
 flags.DEFINE_list("batches", [], "Batch sizes (sequences per step) to measure (default: the preset's).")
 flags.DEFINE_bool("hf", True, "Also measure HF transformers (needs torch and transformers).")
-flags.DEFINE_list("rows", ["pretrain", "rollout"], "Which groups of rows to measure.")
+flags.DEFINE_list("rows", ["pretrain", "rollout", "teacher"], "Which groups of rows to measure.")
+flags.DEFINE_enum("teacher", "none", ["none", "rubric", "openai"],
+                  "Teacher whose scoring to time (the teacher row; none: skip it).")
+flags.DEFINE_string("teacher_url", "http://127.0.0.1:8000/v1", "openai teacher: the server's base URL.")
+flags.DEFINE_string("teacher_model", "meta-llama/Llama-3.1-8B-Instruct", "openai teacher: the served model.")
 
 SHAPES = {
     # vocab, layers, width, heads, seq, batches, steps, dtype; rollout batch, prompt and new tokens
@@ -211,6 +219,37 @@ def bench_rollout_hf(shape: dict, batch: int, repeats: int) -> dict:
     return {"stories_per_s": batch / dt, "rollout_s": dt}
 
 
+def bench_teacher(shape: dict, name: str, url: str, model: str) -> dict:
+    """Teacher scoring throughput on `shape["stories"]` synthetic tales cut to the paper's story length,
+    through the same client and settings an interactive run uses (configs/interactive.py)."""
+    import importlib.util
+    import tempfile
+
+    from storyjax.data.tales_generator import make_tale
+    from storyjax.prompts import PAPER_PROMPT
+    from storyjax.teachers import make_teacher
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "configs", "interactive.py")
+    spec = importlib.util.spec_from_file_location("_interactive_config", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    cfg = module.get_config("default").teacher
+    cfg.name, cfg.base_url, cfg.model = name, url, model
+    stories = [PAPER_PROMPT + " " + " ".join(make_tale(7, i).split()[:70]) for i in range(shape["stories"])]
+    with tempfile.TemporaryDirectory() as workdir:
+        teacher = make_teacher(cfg, workdir)
+        try:
+            warm = [PAPER_PROMPT + " " + make_tale(8, i) for i in range(4)]  # not cached for the timed call
+            teacher.grade_batch([PAPER_PROMPT] * 4, warm)  # warm-up: connections, dictionaries
+            t0 = time.perf_counter()
+            grades = teacher.grade_batch([PAPER_PROMPT] * len(stories), stories)
+            seconds = time.perf_counter() - t0
+        finally:
+            teacher.close()
+    scored = int(np.isfinite(grades.scores_Bx3).all(1).sum())
+    return {"teacher": teacher.name, "stories": len(stories), "scored": scored, "seconds": seconds,
+            "stories_per_s": len(stories) / seconds}
+
+
 def main(argv):
     del argv
     FLAGS = flags.FLAGS
@@ -263,6 +302,10 @@ def main(argv):
                 results["rows"][f"rollout_b{batch}_hf_generate"] = hf
                 results["ratios"][f"rollout_b{full}_vs_hf_generate_b{batch}"] = sj["stories_per_s"] / hf["stories_per_s"]
                 print(f"rollout b{batch} hf_generate: {hf['stories_per_s']:,.1f} stories/s")
+    if "teacher" in FLAGS.rows and FLAGS.teacher != "none":
+        t = bench_teacher(shape, FLAGS.teacher, FLAGS.teacher_url, FLAGS.teacher_model)
+        results["rows"][f"teacher_{FLAGS.teacher}"] = t
+        print(f"teacher {t['teacher']}: {t['stories_per_s']:,.1f} stories/s ({t['scored']}/{t['stories']} scored)")
     for k, v in results["ratios"].items():
         print(f"ratio {k}: {v:.2f}x")
     if FLAGS.out:

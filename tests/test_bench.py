@@ -1,0 +1,28 @@
+"""`python -m storyjax.bench` runs end to end on CPU and writes every row the JSON promises (speeds are
+compared in the benchmark itself, never asserted in tests)."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ROOT
+from test_main import ENV
+
+
+def test_bench_tiny_writes_rows_ratios_and_the_teacher_row(tmp_path):
+    pytest.importorskip("transformers")
+    out = tmp_path / "bench.json"
+    proc = subprocess.run([sys.executable, "-m", "storyjax.bench", "--preset=tiny", "--steps=2", "--teacher=rubric",
+                           f"--out={out}"], cwd=ROOT, env={**ENV, "XLA_FLAGS": ""}, capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(out.read_text())
+    assert set(result["ratios"]) == {"pretrain_b16_vs_hf_eager", "rollout_b32_vs_hf_generate_b4",
+                                     "rollout_b32_vs_hf_generate_b32"}
+    assert all(v > 0 for v in result["ratios"].values())
+    rows = result["rows"]
+    assert rows["pretrain_b16_storyjax"]["tokens_per_s"] > 0 and rows["rollout_b32_storyjax"]["reinforce_s_per_story"] > 0
+    assert rows["teacher_rubric"]["scored"] == rows["teacher_rubric"]["stories"] == 32
+    assert "ratio rollout_b32_vs_hf_generate_b4" in proc.stdout
