@@ -64,6 +64,14 @@ def train_devices(per_process: int = 0):
     return local, chosen
 
 
+def primary_first(name: str, fn):
+    """`fn()` on process 0, then (after it finished) on the others: process 0 writes what the others
+    then only read or check (the tokenizer, token caches, run_meta.json). Returns this process's result."""
+    result = fn() if is_primary() else None
+    barrier(name)
+    return result if is_primary() else fn()
+
+
 def barrier(name: str) -> None:
     if jax.process_count() > 1:
         from jax.experimental import multihost_utils

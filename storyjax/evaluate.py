@@ -74,6 +74,24 @@ def check_blimp_dir(directory: str) -> None:
                          "(sentence_good / sentence_bad); fix the path or set it to ''.")
 
 
+def blimp_record(cfg, params, tok, directory: str) -> dict:
+    """BLiMP fields of a milestone evaluation (none without a directory). Process 0 alone scores: the
+    others would only repeat it, and only process 0 writes the record."""
+    if not directory or jax.process_index() != 0:
+        return {}
+    result = blimp(cfg, jax.tree.map(jnp.asarray, params), tok, directory)
+    return {"blimp": result, "blimp_overall": result["overall"]}
+
+
+def log_milestone_eval(workdir: str, writer, ledger, step: int, name: str, words: float, record: dict) -> None:
+    """One line of WORKDIR/milestone_eval.jsonl (read by `storyjax.report`) and its scalars in TensorBoard."""
+    from storyjax import ledger as ledger_lib
+    ledger_lib.append_jsonl(os.path.join(workdir, "milestone_eval.jsonl"), "milestone_eval", ledger,
+                            step=step, name=name, words=words, **record)
+    run_outputs.log_scalars(writer, step, {f"milestone/{k}": v for k, v in record.items()
+                                           if isinstance(v, (int, float))})
+
+
 def blimp(cfg, params, tok, directory: str) -> dict:
     """Accuracy per paradigm file (good sentence more probable than bad) and overall."""
     files = sorted(glob.glob(os.path.join(directory, "*.jsonl")))

@@ -240,9 +240,10 @@ def _read_json(path: str) -> dict:
 
 
 def _special_ids(hf_dir: str, backend, config: dict) -> dict:
+    files = {f: _read_json(os.path.join(hf_dir, f)) for f in ("special_tokens_map.json", "tokenizer_config.json")}
     names = {}
-    for fname in ("special_tokens_map.json", "tokenizer_config.json"):
-        for key, value in _read_json(os.path.join(hf_dir, fname)).items():
+    for content in files.values():
+        for key, value in content.items():
             if key in ("bos_token", "eos_token", "pad_token", "unk_token") and value:
                 names.setdefault(key, value["content"] if isinstance(value, dict) else value)
     ids = {}
@@ -258,8 +259,7 @@ def _special_ids(hf_dir: str, backend, config: dict) -> dict:
                          "eos_token_id in config.json); the student needs one to end stories.")
     # GPT-2 has no pad token: padding is always masked, so the end-of-text id serves.
     out = {f"{role}_id": int(ids[role] if ids[role] is not None else ids["eos"]) for role in ids}
-    split = _read_json(os.path.join(hf_dir, "tokenizer_config.json")).get("split_special_tokens", False)
-    return {**out, "split_special_tokens": bool(split)}
+    return {**out, "split_special_tokens": bool(files["tokenizer_config.json"].get("split_special_tokens", False))}
 
 
 def _read_tensors(hf_dir: str) -> dict[str, np.ndarray]:

@@ -27,7 +27,7 @@ from storyjax import tokenizer as tokenizer_lib
 from storyjax.interactive_logs import RunLogs
 from storyjax.prompts import HELDOUT_OPENINGS
 from storyjax.teachers import make_teacher
-from storyjax.teachers.base import Grades
+from storyjax.teachers.base import CRITERIA, Grades
 
 
 
@@ -125,22 +125,19 @@ def heldout_score(config, sample, params, tok, teacher) -> dict:
     scores = grade(teacher, openings, stories).scores_Bx3
     scored = np.isfinite(scores).all(1)
     return {"score": float(scores[scored].sum(1).mean()) if scored.any() else float("nan"),
-            **{c: float(scores[scored, i].mean()) for i, c in enumerate(("readability", "coherence", "creativity"))},
+            **{c: float(scores[scored, i].mean()) for i, c in enumerate(CRITERIA)},
             "unscorable": int((~scored).sum()), "stories": len(stories)}
 
 
 def milestone_eval(config, model_cfg, sample, params, tok, teacher) -> dict:
     """The evaluations `config.milestone_eval` asks for at a milestone: held-out stories, BLiMP."""
+    from storyjax import evaluate
     record = {}
-    if config.milestone_eval.heldout:
+    if config.milestone_eval.heldout:  # every process takes part: the scores are broadcast
         held = heldout_score(config, sample, params, tok, teacher)
-        record.update({"heldout_score": held["score"], **{c: held[c] for c in ("readability", "coherence",
-                                                                                 "creativity")},
+        record.update({"heldout_score": held["score"], **{c: held[c] for c in CRITERIA},
                        "heldout_unscorable": held["unscorable"]})
-    if config.milestone_eval.blimp_dir:
-        from storyjax import evaluate
-        record["blimp"] = evaluate.blimp(model_cfg, params, tok, config.milestone_eval.blimp_dir)
-        record["blimp_overall"] = record["blimp"]["overall"]
+    record.update(evaluate.blimp_record(model_cfg, params, tok, config.milestone_eval.blimp_dir))
     return record
 
 
@@ -184,11 +181,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
         sampler.check_lengths(model_cfg, longest, config.sampling.max_new_tokens)
     run_meta = {"student": meta["model"], "tokenizer_sha256": tok.sha256, "init": os.path.abspath(source_dir),
                 "init_milestone": milestone, "prompt": config.prompt, "batch_size": B, "seed": config.seed}
-    if distributed.is_primary():
-        ckpt_lib.check_run_meta(workdir, run_meta)
-    distributed.barrier("run meta")
-    if not distributed.is_primary():
-        ckpt_lib.check_run_meta(workdir, run_meta)
+    distributed.primary_first("run meta", lambda: ckpt_lib.check_run_meta(workdir, run_meta))
 
     optimizer = reinforce.make_optimizer(config.rl)
     rl_step = reinforce.make_step(model_cfg, config.rl, optimizer)
@@ -261,11 +254,9 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
                         export.export_milestone(workdir, name, model_cfg, jax.device_get(state.params), tok,
                                          os.path.join(source_dir, "tokenizer"))
                     if config.milestone_eval.heldout or config.milestone_eval.blimp_dir:
+                        from storyjax import evaluate
                         record = milestone_eval(config, model_cfg, sample, state.params, tok, teacher)
-                        ledger_lib.append_jsonl(os.path.join(workdir, "milestone_eval.jsonl"), "milestone_eval",
-                                                ledger, step=step, name=name, words=words_done, **record)
-                        run_outputs.log_scalars(logs.writer, step, {f"milestone/{k}": v for k, v in record.items()
-                                                                    if isinstance(v, (int, float))})
+                        evaluate.log_milestone_eval(workdir, logs.writer, ledger, step, name, words_done, record)
                     ledger_lib.append_jsonl(jsonl, "milestone", ledger, step=step, name=name)
                 ckpts.save_latest(step, saved(state), ledger.to_dict(), extra)
         if step == 0:

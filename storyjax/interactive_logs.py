@@ -23,6 +23,14 @@ BATCH_STATS = ["step", "teacher_reward_mean", "teacher_reward_std", "teacher_sum
                "stories", "unscorable_rate", "entropy_per_word"]
 
 
+def read_batch_stats(path: str) -> list[dict]:
+    """Rows of a batch_stats.csv as floats. A column added after an older run's rows were written reads as
+    NaN there."""
+    with open(path, newline="") as f:
+        return [{k: float(v) if v not in ("", None) else float("nan") for k, v in r.items()}
+                for r in csv.DictReader(f)]
+
+
 class RunLogs:
     def __init__(self, workdir: str):
         self.paths = {"generated": os.path.join(workdir, "generated.csv"),
@@ -86,10 +94,7 @@ class RunLogs:
                                                     if k != "step" and np.isfinite(v)})
 
     def read_batch_stats(self) -> list[dict]:
-        with open(self.paths["batch_stats"], newline="") as f:
-            # A column added after an older run's rows were written reads as NaN there.
-            return [{k: float(v) if v not in ("", None) else float("nan") for k, v in r.items()}
-                    for r in csv.DictReader(f)]
+        return read_batch_stats(self.paths["batch_stats"])
 
     def close(self) -> None:
         self.writer.close()

@@ -94,11 +94,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
         imported = None
     # Process 0 builds the corpus, trains the tokenizer and tokenizes; the others then read what it wrote
     # (or, where the tfds folder is per host, build the same thing: every step is deterministic).
-    if distributed.is_primary():
-        data = prepare(config, workdir, imported)
-    distributed.barrier("data prepared")
-    if not distributed.is_primary():
-        data = prepare(config, workdir, imported)
+    data = distributed.primary_first("data prepared", lambda: prepare(config, workdir, imported))
     model_cfg = hf_cfg if imported else model_lib.model_config_from(config.model, data.tokenizer.vocab_size)
     block_len = config.train.seq_len or model_cfg.max_len
     if block_len > model_cfg.max_len:
@@ -108,11 +104,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
         "tokenizer_sha256": data.tokenizer.sha256, "block_len": block_len,
         "data": config.data.name, "seed": config.seed,
         **({"init_from_hf": os.path.abspath(config.init_from_hf)} if config.init_from_hf else {})}
-    if distributed.is_primary():
-        ckpt_lib.check_run_meta(workdir, run_meta)
-    distributed.barrier("run meta")
-    if not distributed.is_primary():
-        ckpt_lib.check_run_meta(workdir, run_meta)  # now only a check: the file is there
+    distributed.primary_first("run meta", lambda: ckpt_lib.check_run_meta(workdir, run_meta))
 
     tokens_per_step = config.train.batch_size * block_len
     ledger = ledger_lib.Ledger(tokens_per_word=data.tokens_per_word,
@@ -166,19 +158,14 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
         else:
             ckpts.save_milestone(name, host_state, ledger.to_dict(), {**extra, "step": step})
             if config.milestone_eval.val or config.milestone_eval.blimp_dir:
+                from storyjax import evaluate
                 record = {}
-                if config.milestone_eval.val:
+                if config.milestone_eval.val:  # pmapped: every process takes part
                     record["val_loss"] = eval_loss(eval_step, p_state.params, data.validation, block_len,
                                                    len(devices), config.eval_rows)
-                if config.milestone_eval.blimp_dir and distributed.is_primary():
-                    from storyjax import evaluate
-                    record["blimp"] = evaluate.blimp(model_cfg, jax.tree.map(jnp.asarray, host_state.params),
-                                                     data.tokenizer, config.milestone_eval.blimp_dir)
-                    record["blimp_overall"] = record["blimp"]["overall"]
-                ledger_lib.append_jsonl(os.path.join(workdir, "milestone_eval.jsonl"), "milestone_eval", ledger,
-                                        step=step, name=name, words=ledger.words_seen, **record)
-                run_outputs.log_scalars(writer, step, {f"milestone/{k}": v for k, v in record.items()
-                                                       if isinstance(v, (int, float))})
+                record.update(evaluate.blimp_record(model_cfg, host_state.params, data.tokenizer,
+                                                    config.milestone_eval.blimp_dir))
+                evaluate.log_milestone_eval(workdir, writer, ledger, step, name, ledger.words_seen, record)
             if config.export_hf and distributed.is_primary():
                 from storyjax import export
                 export.export_milestone(workdir, name, model_cfg, host_state.params, data.tokenizer,

@@ -11,7 +11,6 @@ the paper's summary.
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 
@@ -35,12 +34,12 @@ TABLE = [("teacher_sum_mean", "teacher sum /9"), ("readability_mean", "readabili
 
 
 def read_batch_stats(workdir: str) -> dict[str, np.ndarray]:
-    with open(os.path.join(workdir, "batch_stats.csv"), newline="") as f:
-        rows = list(csv.DictReader(f))
+    """batch_stats.csv as one array per column."""
+    from storyjax.interactive_logs import read_batch_stats as read_rows
+    rows = read_rows(os.path.join(workdir, "batch_stats.csv"))
     if not rows:
         raise ValueError(f"{workdir}/batch_stats.csv has no steps yet; run the interactive job first.")
-    return {k: np.asarray([float(r[k]) if r.get(k) not in (None, "") else np.nan for r in rows])
-            for k in rows[0]}
+    return {k: np.asarray([r[k] for r in rows]) for k in rows[0]}
 
 
 def read_jsonl(path: str) -> list[dict]:
