@@ -39,7 +39,10 @@ def get_config(preset: str = "tiny") -> ml_collections.ConfigDict:
 
     c.model = ml_collections.ConfigDict(dict(
         preset=preset, num_layers=0, d_model=0, num_heads=0, max_len=0,  # 0: the preset's value
-        dropout=0.1, compute_dtype="bfloat16" if paper else "float32"))
+        dropout=0.1, compute_dtype="bfloat16" if paper else "float32",
+        # auto: cuDNN flash attention where it compiles (GPU, bf16) and attention dropout is off (dropout=0);
+        # xla: einsum attention (with dropout); cudnn: insist on cuDNN (needs dropout=0).
+        attention="auto"))
     c.tokenizer = ml_collections.ConfigDict(dict(vocab_size=16_000 if paper else 1_536, max_lines=2_000_000))
     c.data = ml_collections.ConfigDict(dict(
         name="babylm_100m" if paper else "tales", path="", tfds_dir="~/tensorflow_datasets",

@@ -315,7 +315,7 @@ def import_as_run(hf_dir: str, run_dir: str) -> str:
     with open(os.path.join(os.path.abspath(hf_dir), WEIGHTS), "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
-    meta = {"model": {k: v for k, v in vars(cfg).items() if k not in ("dropout", "compute_dtype")},
+    meta = {"model": cfg.shape_dict(),
             "tokenizer_sha256": tok.sha256, "imported_from_hf": os.path.abspath(hf_dir),
             "weights_sha256": digest.hexdigest()}
     ckpt_lib.check_run_meta(run_dir, meta)

@@ -18,6 +18,7 @@ Two entry points share one set of weights:
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any, NamedTuple, Optional
 
 import flax.linen as nn
@@ -46,6 +47,17 @@ class ModelConfig:
     layer_norm_eps: float = 1e-5
     # Activations/matmuls in this dtype; parameters always stay float32.
     compute_dtype: str = "float32"
+    # Training-time causal attention: "xla" (einsum + float32 softmax, attention dropout), "cudnn" (fused
+    # flash attention, no attention dropout), "auto" (cudnn where it compiles: GPU, bfloat16, no attention
+    # dropout; else xla). Decoding and left-padded batches always take the xla path.
+    attention: str = "auto"
+
+    # Fields that are run-time choices, not the architecture (not written into run_meta.json).
+    RUNTIME = ("dropout", "compute_dtype", "attention")
+
+    def shape_dict(self) -> dict:
+        """The architecture: what run_meta.json records and a checkpoint must match."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if k not in self.RUNTIME}
 
     @property
     def head_dim(self) -> int:
@@ -58,6 +70,11 @@ class ModelConfig:
                 f"{self.num_heads}; pick num_heads that divides d_model.")
         if self.compute_dtype not in ("float32", "bfloat16"):
             raise ValueError(f"model.compute_dtype={self.compute_dtype!r}: use 'float32' or 'bfloat16'.")
+        if self.attention not in ("auto", "xla", "cudnn"):
+            raise ValueError(f"model.attention={self.attention!r}: use 'auto', 'xla' or 'cudnn'.")
+        if self.attention == "cudnn" and self.dropout > 0:
+            raise ValueError(f"model.attention='cudnn' has no attention dropout but model.dropout={self.dropout}; "
+                             "set model.dropout=0, or model.attention='auto' (cuDNN when dropout is off).")
         return self
 
 
@@ -70,18 +87,20 @@ def model_config_from(cfg: ml_collections.ConfigDict, vocab_size: int) -> ModelC
         override = cfg.get(key)
         if override:
             shape[key] = override
-    return ModelConfig(vocab_size=vocab_size, dropout=cfg.dropout,
-                       compute_dtype=cfg.compute_dtype, **shape).validate()
+    return ModelConfig(vocab_size=vocab_size, dropout=cfg.dropout, compute_dtype=cfg.compute_dtype,
+                       attention=cfg.get("attention", "auto"), **shape).validate()
 
 
 class KVCache(NamedTuple):
     """Preallocated keys/values for every layer, shared write index.
 
-    Rows of a batch may hold prompts of different lengths (left-padded): a slot
-    is attended to only where `valid_BxS` is set, so padding never leaks in.
+    Heads before slots ([.., B, H, S, D]) so each decoding step's attention is a batched matmul over
+    (B, H) as laid out: a [B, S, H, D] cache made XLA transpose every layer's whole cache every step.
+    Rows of a batch may hold prompts of different lengths (left-padded): a slot is attended to only
+    where `valid_BxS` is set, so padding never leaks in.
     """
-    k_LxBxSxHxD: jax.Array
-    v_LxBxSxHxD: jax.Array
+    k_LxBxHxSxD: jax.Array
+    v_LxBxHxSxD: jax.Array
     valid_BxS: jax.Array
     index: jax.Array  # int32 scalar: next slot to write
 
@@ -89,7 +108,7 @@ class KVCache(NamedTuple):
 def init_cache(cfg: ModelConfig, batch: int, length: int, dtype=jnp.float32) -> KVCache:
     if length > cfg.max_len:
         raise ValueError(f"cache length {length} exceeds the model context {cfg.max_len}.")
-    shape = (cfg.num_layers, batch, length, cfg.num_heads, cfg.head_dim)
+    shape = (cfg.num_layers, batch, cfg.num_heads, length, cfg.head_dim)
     return KVCache(jnp.zeros(shape, dtype), jnp.zeros(shape, dtype),
                    jnp.zeros((batch, length), bool), jnp.zeros((), jnp.int32))
 
@@ -105,11 +124,54 @@ def _layer_norm(cfg: ModelConfig, name: str) -> nn.LayerNorm:
                         dtype=jnp.dtype(cfg.compute_dtype), param_dtype=jnp.float32)
 
 
+def _matmul_f32(equation: str, a, b, compute_dtype: str):
+    """einsum with a float32 result: under bfloat16 compute the inputs (and, in the backward pass, the
+    incoming gradient) are bfloat16 and only accumulation is float32, so the big matmuls whose results
+    must stay float32 (attention scores, the output layer) run at bfloat16 speed in both directions."""
+    if compute_dtype == "bfloat16":
+        return jnp.einsum(equation, a.astype(jnp.bfloat16), b.astype(jnp.bfloat16),
+                          precision=jax.lax.DotAlgorithmPreset.BF16_BF16_F32, preferred_element_type=jnp.float32)
+    return jnp.einsum(equation, a.astype(jnp.float32), b.astype(jnp.float32))
+
+
+@functools.lru_cache(maxsize=None)
+def cudnn_attention_compiles(seq_len: int, head_dim: int) -> bool:
+    """Whether cuDNN's fused causal attention (forward and backward) compiles here at this shape.
+
+    Probed once per shape on abstract inputs, so "auto" falls back to xla on CPU, TPU, GPUs or cuDNN
+    builds without it, and shapes it refuses, instead of failing the run."""
+    if jax.default_backend() != "gpu":
+        return False
+    spec = jax.ShapeDtypeStruct((1, seq_len, 1, head_dim), jnp.bfloat16)
+
+    def loss(q):
+        return jax.nn.dot_product_attention(q, q, q, is_causal=True, implementation="cudnn").astype(
+            jnp.float32).sum()
+
+    try:
+        jax.jit(jax.grad(loss)).lower(spec).compile()
+        return True
+    except Exception:  # noqa: BLE001 - any refusal (no cuDNN, old GPU, shape) means: use xla
+        return False
+
+
+def use_cudnn_attention(cfg: ModelConfig, seq_len: int, deterministic: bool) -> bool:
+    """The causal full-sequence pass takes cuDNN flash attention when the config allows it (see
+    ModelConfig.attention); attention dropout, which cuDNN's public entry point lacks, keeps xla."""
+    dropout_active = not deterministic and cfg.dropout > 0
+    if cfg.attention == "xla" or dropout_active:
+        return False
+    if cfg.attention == "cudnn":
+        return True
+    return cfg.compute_dtype == "bfloat16" and cudnn_attention_compiles(seq_len, cfg.head_dim)
+
+
 class Attention(nn.Module):
     cfg: ModelConfig
 
     @nn.compact
     def __call__(self, x_BxTxC, mask_BxTxS, deterministic, kv=None):
+        """`mask_BxTxS=None` means plain causal attention over an unpadded batch (training)."""
         cfg = self.cfg
         B, T, _ = x_BxTxC.shape
         # GPT-2 scales the residual projections by 1/sqrt(2·layers) at init.
@@ -117,25 +179,40 @@ class Attention(nn.Module):
         qkv_BxTx3C = _dense(cfg, 3 * cfg.d_model, "c_attn", cfg.init_std)(x_BxTxC)
         q, k, v = jnp.split(qkv_BxTx3C, 3, axis=-1)
         heads = lambda a: a.reshape(B, T, cfg.num_heads, cfg.head_dim)
-        q_BxTxHxD, k_BxTxHxD, v_BxTxHxD = heads(q), heads(k), heads(v)
+        new_kv = None
+        if kv is None and mask_BxTxS is None and use_cudnn_attention(cfg, T, deterministic):
+            out_BxTxHxD = jax.nn.dot_product_attention(heads(q), heads(k), heads(v), is_causal=True,
+                                                       implementation="cudnn")
+        else:
+            out_BxTxHxD, new_kv = self._xla_attention(heads(q), heads(k), heads(v), mask_BxTxS, deterministic, kv)
+        out_BxTxC = _dense(cfg, cfg.d_model, "c_proj", resid_std)(out_BxTxHxD.reshape(B, T, cfg.d_model))
+        return nn.Dropout(cfg.dropout)(out_BxTxC, deterministic=deterministic), new_kv
+
+    def _xla_attention(self, q_BxTxHxD, k_BxTxHxD, v_BxTxHxD, mask_BxTxS, deterministic, kv):
+        cfg = self.cfg
+        T = q_BxTxHxD.shape[1]
+        to_heads_first = lambda a: a.transpose(0, 2, 1, 3)
+        q_BxHxTxD, k_BxHxSxD, v_BxHxSxD = map(to_heads_first, (q_BxTxHxD, k_BxTxHxD, v_BxTxHxD))
         new_kv = None
         if kv is not None:
-            # Write this layer's slice of the whole [L,B,S,H,D] cache in place: threading the full arrays
+            # Write this layer's slice of the whole [L,B,H,S,D] cache in place: threading the full arrays
             # through the layers (rather than slicing and re-stacking them) lets XLA update one buffer
             # inside the sampler's while_loop instead of copying the cache every step.
             k_all, v_all, layer, index = kv
-            k_all = jax.lax.dynamic_update_slice(k_all, k_BxTxHxD.astype(k_all.dtype)[None], (layer, 0, index, 0, 0))
-            v_all = jax.lax.dynamic_update_slice(v_all, v_BxTxHxD.astype(v_all.dtype)[None], (layer, 0, index, 0, 0))
+            k_all = jax.lax.dynamic_update_slice(k_all, k_BxHxSxD.astype(k_all.dtype)[None], (layer, 0, 0, index, 0))
+            v_all = jax.lax.dynamic_update_slice(v_all, v_BxHxSxD.astype(v_all.dtype)[None], (layer, 0, 0, index, 0))
             new_kv = (k_all, v_all)
-            k_BxTxHxD, v_BxTxHxD = k_all[layer].astype(q_BxTxHxD.dtype), v_all[layer].astype(q_BxTxHxD.dtype)
-        scores_BxHxTxS = jnp.einsum("bthd,bshd->bhts", q_BxTxHxD, k_BxTxHxD) / jnp.sqrt(cfg.head_dim).astype(q_BxTxHxD.dtype)
-        # Softmax in float32 even under bf16 compute: logits of long contexts overflow bf16 precision.
-        scores_BxHxTxS = jnp.where(mask_BxTxS[:, None], scores_BxHxTxS.astype(jnp.float32), -1e30)
-        probs_BxHxTxS = jax.nn.softmax(scores_BxHxTxS, axis=-1).astype(v_BxTxHxD.dtype)
+            k_BxHxSxD, v_BxHxSxD = k_all[layer], v_all[layer]
+        if mask_BxTxS is None:
+            mask_BxTxS = jnp.tril(jnp.ones((T, T), bool))[None]
+        # Scores and softmax in float32 even under bf16 compute: logits of long contexts overflow bf16 precision.
+        scores_BxHxTxS = _matmul_f32("bhtd,bhsd->bhts", q_BxHxTxD, k_BxHxSxD, cfg.compute_dtype) / jnp.sqrt(
+            jnp.float32(cfg.head_dim))
+        scores_BxHxTxS = jnp.where(mask_BxTxS[:, None], scores_BxHxTxS, -1e30)
+        probs_BxHxTxS = jax.nn.softmax(scores_BxHxTxS, axis=-1).astype(jnp.dtype(cfg.compute_dtype))
         probs_BxHxTxS = nn.Dropout(cfg.dropout)(probs_BxHxTxS, deterministic=deterministic)
-        out_BxTxC = jnp.einsum("bhts,bshd->bthd", probs_BxHxTxS, v_BxTxHxD).reshape(B, T, cfg.d_model)
-        out_BxTxC = _dense(cfg, cfg.d_model, "c_proj", resid_std)(out_BxTxC)
-        return nn.Dropout(cfg.dropout)(out_BxTxC, deterministic=deterministic), new_kv
+        out_BxTxHxD = jnp.einsum("bhts,bhsd->bthd", probs_BxHxTxS, v_BxHxSxD.astype(probs_BxHxTxS.dtype))
+        return out_BxTxHxD, new_kv
 
 
 class MLP(nn.Module):
@@ -179,7 +256,7 @@ class Transformer(nn.Module):
         x_BxTxC = nn.Dropout(cfg.dropout)(x_BxTxC, deterministic=deterministic)
         k_all = v_all = None
         if cache is not None:
-            k_all, v_all = cache.k_LxBxSxHxD, cache.v_LxBxSxHxD
+            k_all, v_all = cache.k_LxBxHxSxD, cache.v_LxBxHxSxD
         for i in range(cfg.num_layers):
             kv = None if cache is None else (k_all, v_all, i, cache.index)
             x_BxTxC, layer_kv = Block(cfg, name=f"h_{i}")(x_BxTxC, mask_BxTxS, deterministic, kv)
@@ -187,7 +264,7 @@ class Transformer(nn.Module):
                 k_all, v_all = layer_kv
         x_BxTxC = _layer_norm(cfg, "ln_f")(x_BxTxC)
         # Tied output embedding; logits in float32 so the loss and sampling see full precision.
-        logits_BxTxV = wte.attend(x_BxTxC.astype(jnp.float32))
+        logits_BxTxV = _matmul_f32("btc,vc->btv", x_BxTxC, wte.embedding, cfg.compute_dtype)
         if cache is None:
             return logits_BxTxV, None
         return logits_BxTxV, (k_all, v_all)
@@ -213,13 +290,15 @@ def forward(cfg: ModelConfig, params, tokens_BxT, *, valid_BxT=None, rng=None):
     B, T = tokens_BxT.shape
     if T > cfg.max_len:
         raise ValueError(f"sequence length {T} exceeds the model context {cfg.max_len}.")
-    if valid_BxT is None:
-        valid_BxT = jnp.ones((B, T), bool)
-    positions_BxT = jnp.maximum(jnp.cumsum(valid_BxT, axis=1) - 1, 0)
-    causal_TxT = jnp.tril(jnp.ones((T, T), bool))
-    mask_BxTxS = causal_TxT[None] & valid_BxT[:, None, :]
-    # A padding query row with nothing to attend to would give NaNs: let it see itself.
-    mask_BxTxS = mask_BxTxS | jnp.eye(T, dtype=bool)[None]
+    if valid_BxT is None:  # unpadded: plain causal attention (the fused cuDNN kernel where enabled)
+        positions_BxT = jnp.broadcast_to(jnp.arange(T), (B, T))
+        mask_BxTxS = None
+    else:
+        positions_BxT = jnp.maximum(jnp.cumsum(valid_BxT, axis=1) - 1, 0)
+        causal_TxT = jnp.tril(jnp.ones((T, T), bool))
+        mask_BxTxS = causal_TxT[None] & valid_BxT[:, None, :]
+        # A padding query row with nothing to attend to would give NaNs: let it see itself.
+        mask_BxTxS = mask_BxTxS | jnp.eye(T, dtype=bool)[None]
     rngs = None if rng is None else {"dropout": rng}
     logits_BxTxV, _ = Transformer(cfg).apply({"params": params}, tokens_BxT, positions_BxT, mask_BxTxS,
                                              deterministic=rng is None, rngs=rngs)

@@ -7,6 +7,7 @@ saved are checked first: a checkpoint never holds a non-finite state.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import time
@@ -87,6 +88,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
         from storyjax import export
         hf_cfg, hf_params, hf_tok, hf_json = export.load_hf(config.init_from_hf, config.model.compute_dtype,
                                                             config.model.dropout)
+        hf_cfg = dataclasses.replace(hf_cfg, attention=config.model.get("attention", "auto")).validate()
         logging.info("Starting from the transformers checkpoint %s (its shape and tokenizer; model.preset and "
                      "tokenizer.vocab_size are not used).", config.init_from_hf)
         imported = (hf_tok, hf_json, os.path.abspath(config.init_from_hf))
@@ -100,7 +102,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     if block_len > model_cfg.max_len:
         raise ValueError(f"train.seq_len={block_len} exceeds the model context {model_cfg.max_len}.")
     run_meta = {
-        "model": {k: v for k, v in vars(model_cfg).items() if k not in ("dropout", "compute_dtype")},
+        "model": model_cfg.shape_dict(),
         "tokenizer_sha256": data.tokenizer.sha256, "block_len": block_len,
         "data": config.data.name, "seed": config.seed,
         **({"init_from_hf": os.path.abspath(config.init_from_hf)} if config.init_from_hf else {})}

@@ -74,17 +74,21 @@ def make_train_step(model_cfg: model_lib.ModelConfig, optimizer: optax.GradientT
 
     def step_fn(state: TrainState, tokens_AxBxT, step):
         rng = jax.random.fold_in(jax.random.fold_in(jax.random.key(seed), step), jax.lax.axis_index(AXIS))
-        grad_fn = jax.value_and_grad(lambda p, toks, r: next_token_loss(model_cfg, p, toks, r))
+        def grad_fn(tokens_BxT, i):
+            micro_rng = jax.random.fold_in(rng, i) if dropout else None
+            return jax.value_and_grad(lambda p: next_token_loss(model_cfg, p, tokens_BxT, micro_rng))(state.params)
 
         def micro(carry, xs):
             loss_sum, grad_sum = carry
-            tokens_BxT, i = xs
-            loss, grads = grad_fn(state.params, tokens_BxT, jax.random.fold_in(rng, i) if dropout else None)
+            loss, grads = grad_fn(*xs)
             return (loss_sum + loss, jax.tree.map(jnp.add, grad_sum, grads)), None
 
         A = tokens_AxBxT.shape[0]
-        zeros = jax.tree.map(jnp.zeros_like, state.params)
-        (loss_sum, grad_sum), _ = jax.lax.scan(micro, (jnp.zeros(()), zeros), (tokens_AxBxT, jnp.arange(A)))
+        if A == 1:  # no accumulation: skip the loop and its zero-filled float32 gradient carry
+            loss_sum, grad_sum = grad_fn(tokens_AxBxT[0], 0)
+        else:
+            zeros = jax.tree.map(jnp.zeros_like, state.params)
+            (loss_sum, grad_sum), _ = jax.lax.scan(micro, (jnp.zeros(()), zeros), (tokens_AxBxT, jnp.arange(A)))
         grads = global_mean(jax.tree.map(lambda g: g / A, grad_sum), grad_reduce)
         loss = global_mean(loss_sum / A, grad_reduce)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)

@@ -1,8 +1,10 @@
 """Story sampler: one prefill pass, then one jitted `lax.while_loop` over a fixed-shape state.
 
 The state holds a preallocated token buffer, the KV cache (updated in place inside the loop), per-row
-done flags and the step counter; the RNG of step i is `fold_in(rng, i)`. Temperature, top-k and top-p
-are traced scalars, so changing them (or the prompts, or the RNG) never recompiles. Prompts are
+done flags and the step counter; the RNG of step i is `fold_in(rng, i)`. The loop advances
+STEPS_PER_CHECK tokens between looks at the done flags. Temperature, top-k and top-p are traced scalars,
+so changing their values (or the prompts, or the RNG) never recompiles; only switching the top-k/top-p
+filters on or off does, once. Prompts are
 left-padded to a common length; positions count only real tokens, so a row sees exactly what it would
 see alone.
 
@@ -27,13 +29,19 @@ class Samples(NamedTuple):
     logprobs_BxN: jax.Array  # policy log-prob of each sampled token (0 where masked)
 
 
-def filter_logits(logits_BxV, temperature, top_k, top_p):
+# Rows' done flags are read (on GPUs, a device→host copy that stalls kernel launches) once per this many
+# steps rather than every step; at most this many - 1 steps run after the last row has ended.
+STEPS_PER_CHECK = 8
+
+
+def filter_logits(logits_BxV, temperature, top_k, top_p, filtered: bool = True):
     """Temperature, then top-k (0 = off), then nucleus top-p (1 = off); filtered entries get -inf.
 
-    The vocabulary sort both filters need is skipped (lax.cond) under pure sampling, the paper's setting.
+    `filtered=False` (static) skips the vocabulary sort both filters need: `sample` passes it when top-k
+    and top-p are off (pure sampling, the paper's setting), so no per-step branch is left to decide it.
     """
     logits_BxV = logits_BxV / jnp.maximum(temperature, 1e-6)
-    return jax.lax.cond((top_k > 0) | (top_p < 1.0), _top_k_top_p, lambda x, k, p: x, logits_BxV, top_k, top_p)
+    return _top_k_top_p(logits_BxV, top_k, top_p) if filtered else logits_BxV
 
 
 def _top_k_top_p(logits_BxV, top_k, top_p):
@@ -49,9 +57,9 @@ def _top_k_top_p(logits_BxV, top_k, top_p):
     return jnp.where((top_p < 1.0) & (logits_BxV < cutoff_Bx1), -jnp.inf, logits_BxV)
 
 
-def choose(logits_BxV, rng, temperature, top_k, top_p):
+def choose(logits_BxV, rng, temperature, top_k, top_p, filtered: bool = True):
     """Samples one token per row; returns (token_B, policy logprob_B)."""
-    token_B = jax.random.categorical(rng, filter_logits(logits_BxV, temperature, top_k, top_p))
+    token_B = jax.random.categorical(rng, filter_logits(logits_BxV, temperature, top_k, top_p, filtered))
     logprob_B = jnp.take_along_axis(jax.nn.log_softmax(logits_BxV), token_B[:, None], axis=-1)[:, 0]
     return token_B.astype(jnp.int32), logprob_B
 
@@ -63,33 +71,53 @@ def check_lengths(cfg: model_lib.ModelConfig, prompt_len: int, max_new_tokens: i
             f"{cfg.max_len}; shorten the prompt or lower max_new_tokens to {cfg.max_len - prompt_len}.")
 
 
-@functools.partial(jax.jit, static_argnames=("cfg", "max_new_tokens", "eos_id", "pad_id"))
 def sample(cfg: model_lib.ModelConfig, params, prompt_BxP, prompt_valid_BxP, rng, temperature, top_k, top_p,
            *, max_new_tokens: int, eos_id: int, pad_id: int) -> Samples:
+    """Up to `max_new_tokens` tokens after each left-padded prompt (see the module docstring)."""
+    try:  # host values (every caller here): decide once whether the filters' sort is needed
+        filtered = bool(int(top_k) > 0 or float(top_p) < 1.0)
+    except jax.errors.ConcretizationTypeError:  # traced by an outer jit: keep the path right for any value
+        filtered = True
+    return _sample(cfg, params, prompt_BxP, prompt_valid_BxP, rng, temperature, top_k, top_p,
+                   max_new_tokens=max_new_tokens, eos_id=eos_id, pad_id=pad_id, filtered=filtered)
+
+
+@functools.partial(jax.jit, static_argnames=("cfg", "max_new_tokens", "eos_id", "pad_id", "filtered"))
+def _sample(cfg: model_lib.ModelConfig, params, prompt_BxP, prompt_valid_BxP, rng, temperature, top_k, top_p,
+            *, max_new_tokens: int, eos_id: int, pad_id: int, filtered: bool) -> Samples:
     B, P = prompt_BxP.shape
     N = max_new_tokens
+    # Buffers padded to whole checks; steps past N are dead (nothing recorded) and their cache writes land
+    # in the last slot, which no recorded token's logits depend on.
+    N_pad = -(-N // STEPS_PER_CHECK) * STEPS_PER_CHECK
     cache = model_lib.init_cache(cfg, B, P + N, dtype=jnp.dtype(cfg.compute_dtype))
     positions_BxP = jnp.maximum(jnp.cumsum(prompt_valid_BxP, axis=1) - 1, 0)
     logits_BxPxV, cache = model_lib.decode(cfg, params, prompt_BxP, positions_BxP, prompt_valid_BxP, cache)
     next_pos_B = jnp.sum(prompt_valid_BxP, axis=1).astype(jnp.int32)
 
-    def cond(state):
-        i, done_B = state[0], state[4]
-        return (i < N) & ~jnp.all(done_B)
-
-    def body(state):
-        i, tokens_BxN, mask_BxN, logprobs_BxN, done_B, logits_BxV, cache, pos_B = state
-        token_B, logprob_B = choose(logits_BxV, jax.random.fold_in(rng, i), temperature, top_k, top_p)
-        live_B = ~done_B
+    def step(i, state):
+        tokens_BxN, mask_BxN, logprobs_BxN, done_B, logits_BxV, cache, pos_B = state
+        token_B, logprob_B = choose(logits_BxV, jax.random.fold_in(rng, i), temperature, top_k, top_p, filtered)
+        live_B = ~done_B & (i < N)
         token_B = jnp.where(live_B, token_B, pad_id)
         tokens_BxN = tokens_BxN.at[:, i].set(token_B)
         mask_BxN = mask_BxN.at[:, i].set(live_B)  # a response token: emitted while live, end-of-text included
         logprobs_BxN = logprobs_BxN.at[:, i].set(jnp.where(live_B, logprob_B, 0.0))
         done_B = done_B | (token_B == eos_id)
-        logits_Bx1xV, cache = model_lib.decode(cfg, params, token_B[:, None], pos_B[:, None], live_B[:, None], cache)
-        return i + 1, tokens_BxN, mask_BxN, logprobs_BxN, done_B, logits_Bx1xV[:, 0], cache, pos_B + 1
+        logits_Bx1xV, cache = model_lib.decode(cfg, params, token_B[:, None],
+                                               jnp.minimum(pos_B, cfg.max_len - 1)[:, None], live_B[:, None], cache)
+        return tokens_BxN, mask_BxN, logprobs_BxN, done_B, logits_Bx1xV[:, 0], cache, pos_B + 1
 
-    state = (jnp.zeros((), jnp.int32), jnp.full((B, N), pad_id, jnp.int32), jnp.zeros((B, N), bool),
-             jnp.zeros((B, N), jnp.float32), jnp.zeros((B,), bool), logits_BxPxV[:, -1], cache, next_pos_B)
-    _, tokens_BxN, mask_BxN, logprobs_BxN, _, _, _, _ = jax.lax.while_loop(cond, body, state)
-    return Samples(tokens_BxN, mask_BxN, logprobs_BxN)
+    def cond(carry):
+        i, state = carry
+        return (i < N) & ~jnp.all(state[3])
+
+    def steps(carry):  # a fixed trip count: no per-step look at the done flags
+        i, state = carry
+        state = jax.lax.fori_loop(0, STEPS_PER_CHECK, lambda j, st: step(i + j, st), state)
+        return i + STEPS_PER_CHECK, state
+
+    state = (jnp.full((B, N_pad), pad_id, jnp.int32), jnp.zeros((B, N_pad), bool),
+             jnp.zeros((B, N_pad), jnp.float32), jnp.zeros((B,), bool), logits_BxPxV[:, -1], cache, next_pos_B)
+    _, (tokens_BxN, mask_BxN, logprobs_BxN, *_) = jax.lax.while_loop(cond, steps, (jnp.zeros((), jnp.int32), state))
+    return Samples(tokens_BxN[:, :N], mask_BxN[:, :N], logprobs_BxN[:, :N])

@@ -1,3 +1,5 @@
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -78,3 +80,55 @@ def test_bad_shapes_are_refused_with_the_fix():
     params = M.init_params(cfg, jax.random.key(0))
     with pytest.raises(ValueError, match="exceeds the model context"):
         M.forward(cfg, params, jnp.zeros((1, 40), jnp.int32))
+
+
+def test_fused_attention_branch_equals_the_xla_path(monkeypatch):
+    """The cuDNN branch (forced here, run through jax's xla implementation since CPUs have no cuDNN) feeds
+    jax.nn.dot_product_attention our [B,T,H,D] heads and scaling: it must give the einsum path's logits."""
+    cfg = small_cfg(attention="xla")
+    params = M.init_params(cfg, jax.random.key(0))
+    tokens = jax.random.randint(jax.random.key(5), (2, 16), 0, cfg.vocab_size)
+    ref = M.forward(cfg, params, tokens)
+    calls = []
+    real = jax.nn.dot_product_attention
+
+    def through_xla(q, k, v, *, is_causal, implementation):
+        calls.append(implementation)
+        return real(q, k, v, is_causal=is_causal, implementation="xla")
+
+    monkeypatch.setattr(jax.nn, "dot_product_attention", through_xla)
+    monkeypatch.setattr(M, "use_cudnn_attention", lambda *a: True)
+    fused = M.forward(small_cfg(attention="cudnn"), params, tokens)
+    assert calls == ["cudnn"] * cfg.num_layers
+    np.testing.assert_allclose(fused, ref, atol=1e-5, rtol=1e-5)
+
+
+def test_attention_choice():
+    assert not M.use_cudnn_attention(small_cfg(compute_dtype="bfloat16"), 16, True)  # auto on CPU: xla
+    assert not M.cudnn_attention_compiles(16, 16)
+    assert M.use_cudnn_attention(small_cfg(attention="cudnn"), 16, True)
+    # Attention dropout keeps the einsum path, and insisting on cuDNN with dropout is refused with the fix.
+    drop = dataclasses.replace(small_cfg(), dropout=0.1)
+    assert not M.use_cudnn_attention(drop, 16, deterministic=False)
+    with pytest.raises(ValueError, match="set model.dropout=0"):
+        dataclasses.replace(drop, attention="cudnn").validate()
+    with pytest.raises(ValueError, match="use 'auto', 'xla' or 'cudnn'"):
+        small_cfg(attention="flash").validate()
+    # Run-time choices are not part of the architecture a checkpoint records.
+    assert set(small_cfg().shape_dict()) == {"vocab_size", "num_layers", "d_model", "num_heads", "max_len",
+                                             "mlp_ratio", "init_std", "layer_norm_eps"}
+
+
+def test_bf16_gradients_track_float32_ones():
+    """bf16 compute (bf16 matmuls with float32 accumulation, the output layer included) must keep the
+    training signal: gradients close to the float32 model's, in direction and size."""
+    from storyjax import pretrain_step
+    cfg32, cfg16 = small_cfg(), small_cfg(compute_dtype="bfloat16")
+    params = M.init_params(cfg32, jax.random.key(0))
+    tokens = jax.random.randint(jax.random.key(6), (4, 24), 0, cfg32.vocab_size)
+    g32, g16 = (jax.grad(lambda p, c=c: pretrain_step.next_token_loss(c, p, tokens))(params) for c in (cfg32, cfg16))
+    assert all(x.dtype == jnp.float32 for x in jax.tree.leaves(g16))
+    a, b = (jnp.concatenate([x.ravel() for x in jax.tree.leaves(g)]) for g in (g32, g16))
+    cosine = float(a @ b / jnp.linalg.norm(a) / jnp.linalg.norm(b))
+    assert cosine > 0.99, cosine
+    assert abs(float(jnp.linalg.norm(b) / jnp.linalg.norm(a)) - 1) < 0.05

@@ -101,11 +101,14 @@ def test_top_k_one_is_greedy_and_filters_leave_valid_distributions(params):
 
 
 def test_changing_settings_prompts_and_rng_never_recompiles(params):
+    """Values never recompile; switching the top-k/top-p filters on compiles their variant once."""
     run(params, PROMPTS)
-    size = S.sample._cache_size()
+    run(params, PROMPTS, top_k=2)
+    size = S._sample._cache_size()
     run(params, [[30, 31, 32, 33, 34, 35], [7], [8, 9]], rng=5, temperature=0.5, top_k=3, top_p=0.9)
     run(params, PROMPTS, rng=11, temperature=1.3)
-    assert S.sample._cache_size() == size
+    run(params, PROMPTS, rng=12, top_p=0.5)
+    assert S._sample._cache_size() == size
 
 
 def test_prompt_plus_new_tokens_must_fit_the_context():
