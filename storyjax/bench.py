@@ -30,6 +30,10 @@ flags.DEFINE_enum("teacher", "none", ["none", "rubric", "openai"],
                   "Teacher whose scoring to time (the teacher row; none: skip it).")
 flags.DEFINE_string("teacher_url", "http://127.0.0.1:8000/v1", "openai teacher: the server's base URL.")
 flags.DEFINE_string("teacher_model", "meta-llama/Llama-3.1-8B-Instruct", "openai teacher: the served model.")
+flags.DEFINE_list("attention", ["auto"], "Pretraining attention implementations to measure (auto, xla, cudnn; "
+                  "model.attention); the first is the one compared with HF, the others are extra rows.")
+flags.DEFINE_string("profile_dir", "", "Also write a JAX profiler trace (TensorBoard + Perfetto) of a few "
+                    "pretraining steps and one rollout here, to see where device time goes.")
 
 SHAPES = {
     # vocab, layers, width, heads, seq, batches, steps, dtype; rollout batch, prompt and new tokens
@@ -45,6 +49,17 @@ def flops_per_token(num_layers: int, d_model: int, seq: int, n_matmul_params: in
     return 6 * n_matmul_params + 12 * num_layers * d_model * seq
 
 
+def matmul_params(shape: dict) -> int:
+    """Parameters that take part in matmuls: all but the position table (the tied embedding counts once,
+    as the output layer)."""
+    import jax
+
+    from storyjax import model as model_lib
+    cfg = model_lib.ModelConfig(vocab_size=shape["vocab"], **model_lib.PRESETS[shape["preset"]])
+    return model_lib.count_params(jax.eval_shape(lambda: model_lib.init_params(cfg, jax.random.key(0)))) - (
+        cfg.max_len * cfg.d_model)
+
+
 def peak_flops(device_kind: str) -> float | None:
     kind = device_kind.lower()
     if "h200" in kind or "h100" in kind:
@@ -52,7 +67,7 @@ def peak_flops(device_kind: str) -> float | None:
     return None
 
 
-def bench_storyjax(shape: dict, batch: int, steps: int) -> dict:
+def bench_storyjax(shape: dict, batch: int, steps: int, attention: str = "auto", profile_dir: str = "") -> dict:
     import jax
     import jax.numpy as jnp
     import ml_collections
@@ -63,7 +78,7 @@ def bench_storyjax(shape: dict, batch: int, steps: int) -> dict:
 
     devices = jax.local_devices()
     cfg = model_lib.ModelConfig(vocab_size=shape["vocab"], dropout=0.0, compute_dtype=shape["dtype"],
-                                **model_lib.PRESETS[shape["preset"]])
+                                attention=attention, **model_lib.PRESETS[shape["preset"]])
     train_cfg = ml_collections.ConfigDict(dict(lr=5e-4, warmup_frac=0.01, b1=0.9, b2=0.999, eps=1e-8,
                                                weight_decay=0.0, grad_clip=1.0))
     opt = pretrain_step.make_optimizer(train_cfg, 10_000)
@@ -88,12 +103,23 @@ def bench_storyjax(shape: dict, batch: int, steps: int) -> dict:
             jax.block_until_ready(metrics)  # bounded dispatch queue
     jax.block_until_ready(metrics)
     dt = time.perf_counter() - t0
+    if profile_dir:
+        trace_dir = os.path.join(profile_dir, f"pretrain_b{batch}_{attention}")
+        with jax.profiler.trace(trace_dir, create_perfetto_trace=True):
+            for _ in range(3):
+                state, metrics = step_fn(state, tokens, step_no)
+            jax.block_until_ready(metrics)
+        profile = profile_top(trace_dir)
+        _print_profile(f"pretrain b{batch} {attention}", profile)
     n_params = model_lib.count_params(params)
     stats = devices[0].memory_stats() or {}
     return {"tokens_per_s": batch * shape["seq"] * steps / dt, "step_s": dt / steps,
-            "num_params": n_params, "matmul_params": n_params - cfg.max_len * cfg.d_model,
+            "num_params": n_params,
             "peak_bytes": stats.get("peak_bytes_in_use"), "device": devices[0].device_kind,
-            "num_devices": D, "final_loss": float(jax.device_get(metrics["loss"])[0])}
+            "num_devices": D, "final_loss": float(jax.device_get(metrics["loss"])[0]),
+            # what the training pass (seq - 1 positions) ran
+            "attention": "cudnn" if model_lib.use_cudnn_attention(cfg, shape["seq"] - 1, True) else "xla",
+            **({"profile_top": profile} if profile_dir else {})}
 
 
 def bench_hf(shape: dict, batch: int, steps: int, compile_model: bool) -> dict:
@@ -141,6 +167,36 @@ def bench_hf(shape: dict, batch: int, steps: int, compile_model: bool) -> dict:
             "final_loss": float(loss.detach()), "torch": torch.__version__, "transformers": transformers.__version__}
 
 
+def profile_top(trace_dir: str, top: int = 12) -> list[dict]:
+    """Where the time went in a `jax.profiler.trace` folder: the `top` op/kernel names by total duration,
+    on the accelerator's streams (on CPU, XLA's host threads), with their share of that total."""
+    import glob
+    import gzip
+    from collections import Counter
+    paths = sorted(glob.glob(os.path.join(trace_dir, "plugins", "profile", "*", "perfetto_trace.json.gz")))
+    if not paths:
+        return []
+    with gzip.open(paths[-1]) as f:
+        events = json.load(f)["traceEvents"]
+    names = {(e["pid"], e.get("tid")): e["args"]["name"] for e in events
+             if e.get("ph") == "M" and e["name"] in ("process_name", "thread_name")}
+    devices = {pid for (pid, tid), name in names.items() if tid is None and name.startswith("/device:")}
+    if devices:
+        keep = lambda e: e["pid"] in devices
+    else:
+        keep = lambda e: names.get((e["pid"], e.get("tid")), "").startswith("tf_XLA")
+    totals = Counter()
+    for e in events:
+        if e.get("ph") == "X" and keep(e) and "::" not in e["name"]:  # runtime frames wrap the ops on CPU
+            totals[e["name"]] += e.get("dur", 0.0)
+    whole = sum(totals.values()) or 1.0
+    return [{"name": name[:120], "ms": us / 1e3, "share": us / whole} for name, us in totals.most_common(top)]
+
+
+def _print_profile(label: str, entries: list[dict]) -> None:
+    print(f"profile {label}: " + "; ".join(f"{e['name'][:60]} {100 * e['share']:.0f}%" for e in entries))
+
+
 def _timed(fn, repeats: int) -> float:
     fn()  # compile / warm up
     t0 = time.perf_counter()
@@ -149,7 +205,7 @@ def _timed(fn, repeats: int) -> float:
     return (time.perf_counter() - t0) / repeats
 
 
-def bench_rollout_storyjax(shape: dict, repeats: int) -> dict:
+def bench_rollout_storyjax(shape: dict, repeats: int, profile_dir: str = "") -> dict:
     import jax
     import jax.numpy as jnp
     import ml_collections
@@ -171,6 +227,11 @@ def bench_rollout_storyjax(shape: dict, repeats: int) -> dict:
         return jax.block_until_ready(out)
 
     dt = _timed(rollout, repeats)
+    if profile_dir:
+        with jax.profiler.trace(os.path.join(profile_dir, "rollout"), create_perfetto_trace=True):
+            rollout()
+        profile = profile_top(os.path.join(profile_dir, "rollout"))
+        _print_profile("rollout", profile)
     out = rollout()
     rl_cfg = ml_collections.ConfigDict(dict(lr=1e-6, grad_clip=1.0, baseline="ema", ema_decay=0.9, whiten=False,
                                             kl_coef=0.2, kl_target=6.0, kl_horizon=10_000.0, kl_estimator="k1",
@@ -189,7 +250,8 @@ def bench_rollout_storyjax(shape: dict, repeats: int) -> dict:
 
     dt_rl = _timed(update, repeats)
     return {"stories_per_s": B / dt, "rollout_s": dt, "mean_new_tokens": float(out.mask_BxN.sum(1).mean()),
-            "reinforce_s_per_story": dt_rl / B, "reinforce_step_s": dt_rl}
+            "reinforce_s_per_story": dt_rl / B, "reinforce_step_s": dt_rl,
+            **({"profile_top": profile} if profile_dir else {})}
 
 
 def bench_rollout_hf(shape: dict, batch: int, repeats: int) -> dict:
@@ -272,17 +334,27 @@ def main(argv):
             print("HF peer skipped: `pip install -e .[bench]` for torch and transformers.")
     rows = []
     for batch in batches if "pretrain" in FLAGS.rows else []:
-        sj = bench_storyjax(shape, batch, steps)
-        ceiling = peak_flops(sj["device"])
-        fpt = flops_per_token(dims["num_layers"], dims["d_model"], shape["seq"], sj["matmul_params"])
-        sj["mfu"] = sj["tokens_per_s"] * fpt / ceiling if ceiling else None
-        results["rows"][f"pretrain_b{batch}_storyjax"] = sj
-        rows.append((f"pretrain b{batch}", "storyjax", sj))
+        fpt = flops_per_token(dims["num_layers"], dims["d_model"], shape["seq"], matmul_params(shape))
+        for k, attention in enumerate(FLAGS.attention):
+            key = f"pretrain_b{batch}_storyjax" + (f"_attn_{attention}" if k else "")
+            try:
+                sj = bench_storyjax(shape, batch, steps, attention, FLAGS.profile_dir)
+            except Exception as e:  # noqa: BLE001 - an extra variant this machine lacks (cudnn on CPU) is a row
+                if not k:
+                    raise
+                results["rows"][key] = {"error": f"{type(e).__name__}: {e}"[:500]}
+                print(f"pretrain b{batch} storyjax attention={attention}: {results['rows'][key]['error']}")
+                continue
+            ceiling = peak_flops(sj["device"])
+            sj["mfu"] = sj["tokens_per_s"] * fpt / ceiling if ceiling else None
+            results["rows"][key] = sj
+            rows.append((f"pretrain b{batch}", f"storyjax/{sj['attention']}", sj))
         for name, compiled in peers:
             hf = bench_hf(shape, batch, steps, compiled)
             hf["mfu"] = hf["tokens_per_s"] * fpt / ceiling if ceiling else None
             results["rows"][f"pretrain_b{batch}_{name}"] = hf
-            results["ratios"][f"pretrain_b{batch}_vs_{name}"] = sj["tokens_per_s"] / hf["tokens_per_s"]
+            results["ratios"][f"pretrain_b{batch}_vs_{name}"] = (
+                results["rows"][f"pretrain_b{batch}_storyjax"]["tokens_per_s"] / hf["tokens_per_s"])
             rows.append((f"pretrain b{batch}", name, hf))
     print(f"{'row':<16}{'impl':<12}{'tokens/s':>12}{'MFU':>8}{'peak GiB':>10}")
     for row, impl, r in rows:
@@ -291,7 +363,7 @@ def main(argv):
         print(f"{row:<16}{impl:<12}{r['tokens_per_s']:>12,.0f}{mfu:>8}{mem:>10}")
     if "rollout" in FLAGS.rows:
         full = shape["stories"]
-        sj = bench_rollout_storyjax(shape, repeats=3)
+        sj = bench_rollout_storyjax(shape, repeats=3, profile_dir=FLAGS.profile_dir)
         results["rows"][f"rollout_b{full}_storyjax"] = sj
         print(f"rollout b{full} storyjax: {sj['stories_per_s']:,.1f} stories/s "
               f"({sj['mean_new_tokens']:.1f} new tokens each); REINFORCE update {1e3 * sj['reinforce_s_per_story']:.3f} "
