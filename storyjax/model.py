@@ -281,6 +281,21 @@ def count_params(params) -> int:
     return sum(int(x.size) for x in jax.tree.leaves(params))
 
 
+def inference_params(cfg: ModelConfig, params):
+    """`params` with the dense layers' kernels and biases already in the compute dtype.
+
+    Exact: nn.Dense casts them to that dtype on every call anyway; casting once before a decoding loop
+    spares reading float32 weights and writing bf16 copies at every token, should XLA not hoist the casts.
+    """
+    dtype = jnp.dtype(cfg.compute_dtype)
+
+    def cast(path, x):
+        in_dense = any(getattr(k, "key", None) in ("c_attn", "c_proj", "c_fc") for k in path)
+        return x.astype(dtype) if in_dense else x
+
+    return jax.tree_util.tree_map_with_path(cast, params)
+
+
 def forward(cfg: ModelConfig, params, tokens_BxT, *, valid_BxT=None, rng=None):
     """Full causal pass. `valid_BxT` marks real tokens in left-padded rows.
 

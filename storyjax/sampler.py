@@ -90,6 +90,7 @@ def _sample(cfg: model_lib.ModelConfig, params, prompt_BxP, prompt_valid_BxP, rn
     # Buffers padded to whole checks; steps past N are dead (nothing recorded) and their cache writes land
     # in the last slot, which no recorded token's logits depend on.
     N_pad = -(-N // STEPS_PER_CHECK) * STEPS_PER_CHECK
+    params = model_lib.inference_params(cfg, params)
     cache = model_lib.init_cache(cfg, B, P + N, dtype=jnp.dtype(cfg.compute_dtype))
     positions_BxP = jnp.maximum(jnp.cumsum(prompt_valid_BxP, axis=1) - 1, 0)
     logits_BxPxV, cache = model_lib.decode(cfg, params, prompt_BxP, positions_BxP, prompt_valid_BxP, cache)

@@ -11,7 +11,8 @@ SCRIPTS = sorted((ROOT / "launch").glob("*.sh"))
 
 
 def test_there_are_scripts():
-    assert {p.name for p in SCRIPTS} >= {"vllm_teacher.sh", "llamacpp_teacher.sh", "tpu_pod.sh", "slurm_gpu.sh"}
+    assert {p.name for p in SCRIPTS} >= {"vllm_teacher.sh", "llamacpp_teacher.sh", "tpu_pod.sh", "slurm_gpu.sh",
+                                          "bench_gpu.sh"}
 
 
 @pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.name)

@@ -63,6 +63,16 @@ def test_left_padded_rows_match_unpadded_ones_in_cache_and_full_pass():
     np.testing.assert_allclose(logits[:, pad:], ref, atol=1e-5)
 
 
+def test_inference_params_change_nothing_but_the_dense_weights_dtype():
+    cfg = small_cfg(compute_dtype="bfloat16")
+    params = M.init_params(cfg, jax.random.key(0))
+    cast = M.inference_params(cfg, params)
+    assert cast["h_0"]["attn"]["c_attn"]["kernel"].dtype == cast["h_1"]["mlp"]["c_fc"]["bias"].dtype == jnp.bfloat16
+    assert cast["wte"]["embedding"].dtype == cast["h_0"]["ln_1"]["scale"].dtype == jnp.float32
+    tokens = jax.random.randint(jax.random.key(7), (2, 12), 0, cfg.vocab_size)
+    np.testing.assert_array_equal(M.forward(cfg, cast, tokens), M.forward(cfg, params, tokens))
+
+
 def test_bf16_compute_keeps_float32_params_and_tracks_float32_logits():
     cfg32, cfg16 = small_cfg(), small_cfg(compute_dtype="bfloat16")
     params = M.init_params(cfg16, jax.random.key(0))
