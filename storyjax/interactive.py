@@ -24,7 +24,7 @@ from storyjax import ledger as ledger_lib
 from storyjax import model as model_lib
 from storyjax import distributed, preemption, reinforce, run_outputs, sampler
 from storyjax import tokenizer as tokenizer_lib
-from storyjax.interactive_logs import RunLogs
+from storyjax.interactive_logs import PhaseClock, RunLogs
 from storyjax.prompts import HELDOUT_OPENINGS
 from storyjax.teachers import make_teacher
 from storyjax.teachers.base import CRITERIA, Grades
@@ -211,12 +211,16 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     bar = tqdm(total=config.budget_words, initial=ledger.input_words, unit="word", dynamic_ncols=True,
                disable=not (config.progress_bar and distributed.is_primary()))
     t0 = time.time()
+    clock = PhaseClock()
     try:
         while ledger.can_afford(B) and not preempted and (max_steps is None or step < max_steps):
+            clock.start()
             rng = jax.random.fold_in(jax.random.key(config.seed), step)
             out = sample(state.params, prompt_toks, prompt_valid, rng)
             stories, texts = stories_of(tok, [config.prompt] * B, prompt_toks, prompt_valid, out)
+            clock.lap("sample")  # stories_of waited for the device
             grades = grade(teacher, [config.prompt] * B, stories)
+            clock.lap("grade")
             scored = np.isfinite(grades.scores_Bx3).all(1)
             words = np.asarray([tokenizer_lib.count_words(t) for t in texts], np.float32)
             before = ledger.input_words
@@ -230,6 +234,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
             state, metrics = rl_step(state, ref_params, tokens, valid, response, jnp.asarray(rewards))
             step += 1
             m = {k: float(v) for k, v in jax.device_get(metrics).items()}
+            clock.lap("update")
             if not math.isfinite(m["loss"]):
                 raise FloatingPointError(f"non-finite REINFORCE loss at step {step}; the last good checkpoint "
                                          f"(step {ckpts.latest_step()}) is kept. Lower --config.rl.lr.")
@@ -241,7 +246,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
             bar.update(ledger.input_words - before)
             bar.set_postfix(reward=f"{row['reward_mean']:.3f}", teacher=f"{row['teacher_sum_mean']:.2f}/9")
             if step % config.log_every == 0 or step == 1:
-                logs.tensorboard(step, row)
+                logs.tensorboard(step, {**row, **clock.last()})
                 ledger_lib.append_jsonl(jsonl, "step", ledger, step=step, reward=row["reward_mean"])
             due = ledger.due_milestones()
             if due or step % config.checkpoint_every_steps == 0 or preempted:
@@ -259,6 +264,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
                         evaluate.log_milestone_eval(workdir, logs.writer, ledger, step, name, words_done, record)
                     ledger_lib.append_jsonl(jsonl, "milestone", ledger, step=step, name=name)
                 ckpts.save_latest(step, saved(state), ledger.to_dict(), extra)
+            clock.lap("rest")  # tables, logs, checkpoints, milestone evaluations
         if step == 0:
             raise ValueError("no interactive step ran; check budget_words and max_steps.")
         if ckpts.latest_step() != step:
@@ -290,6 +296,9 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
         "train_teacher_sum_first10": float(np.mean([r["teacher_sum_mean"] for r in history[:10]])),
         "train_teacher_sum_last10": float(np.mean([r["teacher_sum_mean"] for r in history[-10:]])),
         "checkpoints": ckpts.milestones(), "seconds": time.time() - t0,
+        # Where a step's wall-clock went (this invocation's steps): what overlapping the teacher with device
+        # work could at most save is the smaller of "grade" and "sample" + "update".
+        "seconds_per_step": clock.means(),
         "param_checksum": run_outputs.param_checksum(params),
     }
     run_outputs.write_summary(workdir, summary)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import csv
 import os
+import time
+from collections import defaultdict
 
 import jax
 import numpy as np
@@ -29,6 +31,31 @@ def read_batch_stats(path: str) -> list[dict]:
     with open(path, newline="") as f:
         return [{k: float(v) if v not in ("", None) else float("nan") for k, v in r.items()}
                 for r in csv.DictReader(f)]
+
+
+class PhaseClock:
+    """Wall-clock seconds of each phase of a step (sample, grade, update, rest), per step and on average.
+    Each lap ends where the host has waited for the phase's result, so device time lands in its phase."""
+
+    def __init__(self):
+        self.totals, self.steps, self._last, self._t = defaultdict(float), 0, {}, 0.0
+
+    def start(self) -> None:
+        self.steps += 1
+        self._last, self._t = {}, time.perf_counter()
+
+    def lap(self, phase: str) -> None:
+        now = time.perf_counter()
+        self._last[phase] = now - self._t
+        self.totals[phase] += now - self._t
+        self._t = now
+
+    def last(self) -> dict:
+        """This step's phases so far, as TensorBoard scalars."""
+        return {f"seconds_{phase}": s for phase, s in self._last.items()}
+
+    def means(self) -> dict:
+        return {phase: total / self.steps for phase, total in self.totals.items()} if self.steps else {}
 
 
 class RunLogs:

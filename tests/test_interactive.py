@@ -55,6 +55,10 @@ def test_run_writes_the_papers_logs_and_an_exact_ledger(reference):
     assert s["input_words"] == 16 * B + 3 * scored  # prompt for the first batch, 3 answer words per graded story
     assert s["heldout_score_start"] is not None and s["heldout_score_end"] is not None
     assert s["checkpoints"][:2] == ["chck_200", "chck_400"]
+    # Every step's wall-clock is split into its phases, which fit inside the run's own time.
+    phases = s["seconds_per_step"]
+    assert set(phases) == {"sample", "grade", "update", "rest"} and all(v > 0 for v in phases.values())
+    assert sum(phases.values()) * s["steps"] <= s["seconds"]
     generated = read_csv(reference / "generated.csv")
     assert len(generated) == 12 * B
     first = generated[0]
