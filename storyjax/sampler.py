@@ -76,7 +76,8 @@ def sample(cfg: model_lib.ModelConfig, params, prompt_BxP, prompt_valid_BxP, rng
     """Up to `max_new_tokens` tokens after each left-padded prompt (see the module docstring)."""
     try:  # host values (every caller here): decide once whether the filters' sort is needed
         filtered = bool(int(top_k) > 0 or float(top_p) < 1.0)
-    except jax.errors.ConcretizationTypeError:  # traced by an outer jit: keep the path right for any value
+    except (jax.errors.ConcretizationTypeError, jax.errors.TracerIntegerConversionError):
+        # traced by an outer jit: keep the path that is right for any value
         filtered = True
     return _sample(cfg, params, prompt_BxP, prompt_valid_BxP, rng, temperature, top_k, top_p,
                    max_new_tokens=max_new_tokens, eos_id=eos_id, pad_id=pad_id, filtered=filtered)

@@ -111,6 +111,20 @@ def test_changing_settings_prompts_and_rng_never_recompiles(params):
     assert S._sample._cache_size() == size
 
 
+def test_settings_traced_by_an_outer_jit_sample_the_same(params):
+    """Under an outer jit the filters' on/off can't be read on the host: the always-right path runs."""
+    toks, valid = left_pad(PROMPTS)
+    outer = jax.jit(lambda k, p: S.sample(CFG, params, toks, valid, jax.random.key(4), jnp.float32(0.8), k, p,
+                                          max_new_tokens=12, eos_id=EOS, pad_id=PAD))
+    for top_k, top_p in ((0, 1.0), (3, 1.0), (0, 0.7)):
+        traced = outer(jnp.int32(top_k), jnp.float32(top_p))
+        host = run(params, PROMPTS, rng=4, temperature=0.8, top_k=top_k, top_p=top_p)
+        np.testing.assert_array_equal(traced.tokens_BxN, host.tokens_BxN)
+        np.testing.assert_array_equal(traced.mask_BxN, host.mask_BxN)
+        # Another compilation (parameters folded in as constants) may round differently in the last bit.
+        np.testing.assert_allclose(traced.logprobs_BxN, host.logprobs_BxN, atol=1e-6)
+
+
 def test_prompt_plus_new_tokens_must_fit_the_context():
     S.check_lengths(CFG, 16, 32)
     with pytest.raises(ValueError, match="lower max_new_tokens to 32"):
