@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import statistics
 import time
 
 import numpy as np
@@ -198,11 +199,14 @@ def _print_profile(label: str, entries: list[dict]) -> None:
 
 
 def _timed(fn, repeats: int) -> float:
+    """Median seconds of `repeats` calls after one warm-up call (a median: this machine's noise is large)."""
     fn()  # compile / warm up
-    t0 = time.perf_counter()
+    seconds = []
     for _ in range(repeats):
+        t0 = time.perf_counter()
         fn()
-    return (time.perf_counter() - t0) / repeats
+        seconds.append(time.perf_counter() - t0)
+    return statistics.median(seconds)
 
 
 def bench_rollout_storyjax(shape: dict, repeats: int, profile_dir: str = "") -> dict:
@@ -363,7 +367,7 @@ def main(argv):
         print(f"{row:<16}{impl:<12}{r['tokens_per_s']:>12,.0f}{mfu:>8}{mem:>10}")
     if "rollout" in FLAGS.rows:
         full = shape["stories"]
-        sj = bench_rollout_storyjax(shape, repeats=3, profile_dir=FLAGS.profile_dir)
+        sj = bench_rollout_storyjax(shape, repeats=7, profile_dir=FLAGS.profile_dir)
         results["rows"][f"rollout_b{full}_storyjax"] = sj
         print(f"rollout b{full} storyjax: {sj['stories_per_s']:,.1f} stories/s "
               f"({sj['mean_new_tokens']:.1f} new tokens each); REINFORCE update {1e3 * sj['reinforce_s_per_story']:.3f} "

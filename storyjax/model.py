@@ -94,8 +94,9 @@ def model_config_from(cfg: ml_collections.ConfigDict, vocab_size: int) -> ModelC
 class KVCache(NamedTuple):
     """Preallocated keys/values for every layer, shared write index.
 
-    Heads before slots ([.., B, H, S, D]) so each decoding step's attention is a batched matmul over
-    (B, H) as laid out: a [B, S, H, D] cache made XLA transpose every layer's whole cache every step.
+    Heads before slots ([.., B, H, S, D]): each decoding step's attention is then a matmul batched over
+    (B, H) with the batch dimensions leading, the layout GPU matmul libraries take without a copy. (On
+    CPU the compiled sampler has no cache-sized transposes with either layout, and runs equally fast.)
     Rows of a batch may hold prompts of different lengths (left-padded): a slot is attended to only
     where `valid_BxS` is set, so padding never leaks in.
     """
