@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
 import statistics
 import time
 
@@ -169,8 +170,9 @@ def bench_hf(shape: dict, batch: int, steps: int, compile_model: bool) -> dict:
 
 
 def profile_top(trace_dir: str, top: int = 12) -> list[dict]:
-    """Where the time went in a `jax.profiler.trace` folder: the `top` op/kernel names by total duration,
-    on the accelerator's streams (on CPU, XLA's host threads), with their share of that total."""
+    """Where the time went in a `jax.profiler.trace` folder: the `top` op/kernel kinds by total duration,
+    on the accelerator's streams (on CPU, XLA's host threads), with their share of that total. A kind is
+    a name less its instance number ("fusion.12", "loop_add_fusion_3" → "fusion", "loop_add_fusion")."""
     import glob
     import gzip
     from collections import Counter
@@ -189,7 +191,7 @@ def profile_top(trace_dir: str, top: int = 12) -> list[dict]:
     totals = Counter()
     for e in events:
         if e.get("ph") == "X" and keep(e) and "::" not in e["name"]:  # runtime frames wrap the ops on CPU
-            totals[e["name"]] += e.get("dur", 0.0)
+            totals[re.sub(r"[._]\d+$", "", e["name"])] += e.get("dur", 0.0)
     whole = sum(totals.values()) or 1.0
     return [{"name": name[:120], "ms": us / 1e3, "share": us / whole} for name, us in totals.most_common(top)]
 

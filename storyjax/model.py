@@ -94,14 +94,16 @@ def model_config_from(cfg: ml_collections.ConfigDict, vocab_size: int) -> ModelC
 class KVCache(NamedTuple):
     """Preallocated keys/values for every layer, shared write index.
 
-    Heads before slots ([.., B, H, S, D]): each decoding step's attention is then a matmul batched over
-    (B, H) with the batch dimensions leading, the layout GPU matmul libraries take without a copy. (On
-    CPU the compiled sampler has no cache-sized transposes with either layout, and runs equally fast.)
+    One buffer per layer, so a layer reads its keys/values where they lie: slicing one [L, ...] buffer
+    made XLA copy each layer's slice out of it at every step (on CPU a fifth of the sampler's op time,
+    though not of its wall-clock; on GPUs those copies are memory traffic the size of the cache).
+    Heads before slots ([B, H, S, D]): each decoding step's attention is then a matmul batched over
+    (B, H) with the batch dimensions leading, the layout GPU matmul libraries take without a copy.
     Rows of a batch may hold prompts of different lengths (left-padded): a slot is attended to only
     where `valid_BxS` is set, so padding never leaks in.
     """
-    k_LxBxHxSxD: jax.Array
-    v_LxBxHxSxD: jax.Array
+    k_BxHxSxD: tuple[jax.Array, ...]  # one per layer
+    v_BxHxSxD: tuple[jax.Array, ...]
     valid_BxS: jax.Array
     index: jax.Array  # int32 scalar: next slot to write
 
@@ -109,9 +111,9 @@ class KVCache(NamedTuple):
 def init_cache(cfg: ModelConfig, batch: int, length: int, dtype=jnp.float32) -> KVCache:
     if length > cfg.max_len:
         raise ValueError(f"cache length {length} exceeds the model context {cfg.max_len}.")
-    shape = (cfg.num_layers, batch, cfg.num_heads, length, cfg.head_dim)
-    return KVCache(jnp.zeros(shape, dtype), jnp.zeros(shape, dtype),
-                   jnp.zeros((batch, length), bool), jnp.zeros((), jnp.int32))
+    shape = (batch, cfg.num_heads, length, cfg.head_dim)
+    zeros = lambda: tuple(jnp.zeros(shape, dtype) for _ in range(cfg.num_layers))
+    return KVCache(zeros(), zeros(), jnp.zeros((batch, length), bool), jnp.zeros((), jnp.int32))
 
 
 def _dense(cfg: ModelConfig, features: int, name: str, std: float) -> nn.Dense:
@@ -196,14 +198,12 @@ class Attention(nn.Module):
         q_BxHxTxD, k_BxHxSxD, v_BxHxSxD = map(to_heads_first, (q_BxTxHxD, k_BxTxHxD, v_BxTxHxD))
         new_kv = None
         if kv is not None:
-            # Write this layer's slice of the whole [L,B,H,S,D] cache in place: threading the full arrays
-            # through the layers (rather than slicing and re-stacking them) lets XLA update one buffer
-            # inside the sampler's while_loop instead of copying the cache every step.
-            k_all, v_all, layer, index = kv
-            k_all = jax.lax.dynamic_update_slice(k_all, k_BxHxSxD.astype(k_all.dtype)[None], (layer, 0, 0, index, 0))
-            v_all = jax.lax.dynamic_update_slice(v_all, v_BxHxSxD.astype(v_all.dtype)[None], (layer, 0, 0, index, 0))
-            new_kv = (k_all, v_all)
-            k_BxHxSxD, v_BxHxSxD = k_all[layer], v_all[layer]
+            # Write this step's keys/values into the layer's own buffers (in place inside the sampler's
+            # while_loop) and attend over all their slots.
+            k_cache, v_cache, index = kv
+            k_BxHxSxD = jax.lax.dynamic_update_slice(k_cache, k_BxHxSxD.astype(k_cache.dtype), (0, 0, index, 0))
+            v_BxHxSxD = jax.lax.dynamic_update_slice(v_cache, v_BxHxSxD.astype(v_cache.dtype), (0, 0, index, 0))
+            new_kv = (k_BxHxSxD, v_BxHxSxD)
         if mask_BxTxS is None:
             mask_BxTxS = jnp.tril(jnp.ones((T, T), bool))[None]
         # Scores and softmax in float32 even under bf16 compute: logits of long contexts overflow bf16 precision.
@@ -255,20 +255,19 @@ class Transformer(nn.Module):
                        embedding_init=nn.initializers.normal(cfg.init_std))
         x_BxTxC = (wte(tokens_BxT) + wpe(positions_BxT)).astype(dtype)
         x_BxTxC = nn.Dropout(cfg.dropout)(x_BxTxC, deterministic=deterministic)
-        k_all = v_all = None
-        if cache is not None:
-            k_all, v_all = cache.k_LxBxHxSxD, cache.v_LxBxHxSxD
+        new_k, new_v = [], []
         for i in range(cfg.num_layers):
-            kv = None if cache is None else (k_all, v_all, i, cache.index)
+            kv = None if cache is None else (cache.k_BxHxSxD[i], cache.v_BxHxSxD[i], cache.index)
             x_BxTxC, layer_kv = Block(cfg, name=f"h_{i}")(x_BxTxC, mask_BxTxS, deterministic, kv)
             if layer_kv is not None:
-                k_all, v_all = layer_kv
+                new_k.append(layer_kv[0])
+                new_v.append(layer_kv[1])
         x_BxTxC = _layer_norm(cfg, "ln_f")(x_BxTxC)
         # Tied output embedding; logits in float32 so the loss and sampling see full precision.
         logits_BxTxV = _matmul_f32("btc,vc->btv", x_BxTxC, wte.embedding, cfg.compute_dtype)
         if cache is None:
             return logits_BxTxV, None
-        return logits_BxTxV, (k_all, v_all)
+        return logits_BxTxV, (tuple(new_k), tuple(new_v))
 
 
 def init_params(cfg: ModelConfig, rng: jax.Array) -> Any:
