@@ -72,6 +72,9 @@ class ModelConfig:
             raise ValueError(f"model.compute_dtype={self.compute_dtype!r}: use 'float32' or 'bfloat16'.")
         if self.attention not in ("auto", "xla", "cudnn"):
             raise ValueError(f"model.attention={self.attention!r}: use 'auto', 'xla' or 'cudnn'.")
+        if self.attention == "cudnn" and self.compute_dtype != "bfloat16":
+            raise ValueError("model.attention='cudnn' needs model.compute_dtype='bfloat16' (cuDNN flash attention "
+                             "takes bf16/fp16 only); or use model.attention='auto'.")
         if self.attention == "cudnn" and self.dropout > 0:
             raise ValueError(f"model.attention='cudnn' has no attention dropout but model.dropout={self.dropout}; "
                              "set model.dropout=0, or model.attention='auto' (cuDNN when dropout is off).")

@@ -92,10 +92,11 @@ def test_bad_shapes_are_refused_with_the_fix():
         M.forward(cfg, params, jnp.zeros((1, 40), jnp.int32))
 
 
-def test_fused_attention_branch_equals_the_xla_path(monkeypatch):
+@pytest.mark.parametrize("dtype,tol", [("float32", 1e-5), ("bfloat16", 5e-2)])
+def test_fused_attention_branch_equals_the_xla_path(monkeypatch, dtype, tol):
     """The cuDNN branch (forced here, run through jax's xla implementation since CPUs have no cuDNN) feeds
     jax.nn.dot_product_attention our [B,T,H,D] heads and scaling: it must give the einsum path's logits."""
-    cfg = small_cfg(attention="xla")
+    cfg = small_cfg(attention="xla", compute_dtype=dtype)
     params = M.init_params(cfg, jax.random.key(0))
     tokens = jax.random.randint(jax.random.key(5), (2, 16), 0, cfg.vocab_size)
     ref = M.forward(cfg, params, tokens)
@@ -108,20 +109,22 @@ def test_fused_attention_branch_equals_the_xla_path(monkeypatch):
 
     monkeypatch.setattr(jax.nn, "dot_product_attention", through_xla)
     monkeypatch.setattr(M, "use_cudnn_attention", lambda *a: True)
-    fused = M.forward(small_cfg(attention="cudnn"), params, tokens)
+    fused = M.forward(small_cfg(compute_dtype=dtype), params, tokens)
     assert calls == ["cudnn"] * cfg.num_layers
-    np.testing.assert_allclose(fused, ref, atol=1e-5, rtol=1e-5)
+    np.testing.assert_allclose(fused, ref, atol=tol, rtol=tol)
 
 
 def test_attention_choice():
     assert not M.use_cudnn_attention(small_cfg(compute_dtype="bfloat16"), 16, True)  # auto on CPU: xla
     assert not M.cudnn_attention_compiles(16, 16)
-    assert M.use_cudnn_attention(small_cfg(attention="cudnn"), 16, True)
+    assert M.use_cudnn_attention(small_cfg(attention="cudnn", compute_dtype="bfloat16"), 16, True)
+    with pytest.raises(ValueError, match="needs model.compute_dtype='bfloat16'"):
+        small_cfg(attention="cudnn").validate()
     # Attention dropout keeps the einsum path, and insisting on cuDNN with dropout is refused with the fix.
     drop = dataclasses.replace(small_cfg(), dropout=0.1)
     assert not M.use_cudnn_attention(drop, 16, deterministic=False)
     with pytest.raises(ValueError, match="set model.dropout=0"):
-        dataclasses.replace(drop, attention="cudnn").validate()
+        dataclasses.replace(drop, attention="cudnn", compute_dtype="bfloat16").validate()
     with pytest.raises(ValueError, match="use 'auto', 'xla' or 'cudnn'"):
         small_cfg(attention="flash").validate()
     # Run-time choices are not part of the architecture a checkpoint records.
