@@ -70,6 +70,9 @@ def get_config(preset: str = "default") -> ml_collections.ConfigDict:
         temperature=0.2, max_tokens=6, seed=0,     # the paper's teacher sampling; seed -1 sends none
         constrain="none",                          # none | vllm | vllm_legacy | llama_cpp
         concurrency=16, timeout_s=60.0, retries=3, backoff_s=1.0,
+        # Several processes: False = process 0 grades every story; True = each process grades its share of
+        # each batch with its own client (point base_url at a server per host to multiply the throughput).
+        shard_across_hosts=False,
         replay_from=""))                           # replay: a run's answers.jsonl
     c.budget_words = 1_000_000 if paper else 10_000  # default: 98 steps of 32 stories
     c.charge_prompt = "once"

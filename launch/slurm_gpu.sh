@@ -13,6 +13,10 @@
 #
 # Usage:   WORKDIR=/shared/runs/gpt2_100m sbatch launch/slurm_gpu.sh [--config.KEY=VALUE ...]
 #          (nodes and GPUs: edit the #SBATCH lines or pass sbatch --nodes=4 --gpus-per-node=4 ...)
+#          Interactive runs (CONFIG=configs/interactive.py:paper): start a teacher on every node
+#          (CUDA_VISIBLE_DEVICES=7 launch/vllm_teacher.sh), hide that GPU from storyjax
+#          (export CUDA_VISIBLE_DEVICES=0,1,2,3,4,5,6 before sbatch; SLURM passes it on) and pass
+#          --config.teacher.shard_across_hosts=True: each node then grades its share of every batch.
 # Needs:   a shared file system for WORKDIR and the tfds folder (every node reads and writes them), and
 #          a Python environment with storyjax and CUDA jax installed where VENV points:
 #          python3 -m venv $VENV && $VENV/bin/pip install "jax[cuda12]>=0.10,<0.11" -e /path/to/storyjax

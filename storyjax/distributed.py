@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import jax
 import ml_collections
+import numpy as np
 from absl import logging
 
 _INITIALIZED = False
@@ -84,3 +85,26 @@ def broadcast(tree):
         return tree
     from jax.experimental import multihost_utils
     return jax.device_get(multihost_utils.broadcast_one_to_all(tree))
+
+
+def allgather(x):
+    """Every process's `x` (a numpy array, the same shape everywhere), stacked in process order: [P, ...]."""
+    if jax.process_count() == 1:
+        return x[None]
+    from jax.experimental import multihost_utils
+    return np.asarray(multihost_utils.process_allgather(x, tiled=False))
+
+
+def allgather_strings(strings: list[str]) -> list[list[str]]:
+    """Every process's list of strings (the same count everywhere), in process order; exact (UTF-8 bytes
+    padded to the longest)."""
+    encoded = [s.encode("utf-8") for s in strings]
+    lengths = np.asarray([len(b) for b in encoded], np.int32)
+    all_lengths = allgather(lengths)
+    width = max(1, int(all_lengths.max(initial=0)))
+    padded = np.zeros((len(encoded), width), np.uint8)
+    for i, b in enumerate(encoded):
+        padded[i, :len(b)] = np.frombuffer(b, np.uint8)
+    all_bytes = allgather(padded)
+    return [[bytes(row[:n]).decode("utf-8") for row, n in zip(rows, lens)]
+            for rows, lens in zip(all_bytes, all_lengths)]

@@ -103,16 +103,35 @@ def sample_stories(sample, params, tok, prompts: list[str], rng_for_chunk, batch
     return full, texts, np.asarray(surprisal), np.asarray(n_tokens, np.float64)
 
 
-def grade(teacher, prompts: list[str], stories: list[str]) -> Grades:
+def grade(teacher, prompts: list[str], stories: list[str], shard: bool = False) -> Grades:
     """The teacher's grades on every process. With several processes (each has sampled the same stories
-    from the same parameters and key), process 0 alone asks the teacher, once per story, and broadcasts
-    the scores; the raw answers stay with process 0, which logs them."""
+    from the same parameters and key), every story is graded once: by process 0, which broadcasts the
+    scores (the raw answers stay with process 0, which logs them), or, with `shard`, each process grades
+    its contiguous share with its own teacher (e.g. a teacher server per host) and all scores and answers
+    are gathered everywhere."""
     if jax.process_count() == 1:
         return teacher.grade_batch(prompts, stories)
+    if shard:
+        return _grade_sharded(teacher, prompts, stories)
     grades = teacher.grade_batch(prompts, stories) if teacher is not None else None
     mine = grades.scores_Bx3 if grades is not None else np.zeros((len(stories), 3), np.float32)
     scores = np.asarray(distributed.broadcast(np.asarray(mine, np.float32)))
     return grades if grades is not None else Grades(scores, [""] * len(stories))
+
+
+def _grade_sharded(teacher, prompts: list[str], stories: list[str]) -> Grades:
+    n, P = len(stories), jax.process_count()
+    per = -(-n // P)
+    lo = min(n, jax.process_index() * per)
+    hi = min(n, lo + per)
+    mine = teacher.grade_batch(prompts[lo:hi], stories[lo:hi]) if hi > lo else Grades(np.zeros((0, 3)), [])
+    # Every process contributes `per` rows (NaN/"" past the end) so the gathered arrays have one shape.
+    scores_Px3 = np.full((per, 3), np.nan, np.float32)
+    scores_Px3[:hi - lo] = mine.scores_Bx3
+    answers = list(mine.answers) + [""] * (per - (hi - lo))
+    scores_Bx3 = distributed.allgather(scores_Px3).reshape(P * per, 3)[:n]
+    all_answers = [a for shard in distributed.allgather_strings(answers) for a in shard][:n]
+    return Grades(scores_Bx3, all_answers)
 
 
 def heldout_score(config, sample, params, tok, teacher) -> dict:
@@ -122,7 +141,7 @@ def heldout_score(config, sample, params, tok, teacher) -> dict:
         return {}
     stories, _, _, _ = sample_stories(sample, params, tok, openings, lambda _: jax.random.key(config.seed + 1),
                                       batch=len(openings))
-    scores = grade(teacher, openings, stories).scores_Bx3
+    scores = grade(teacher, openings, stories, config.teacher.shard_across_hosts).scores_Bx3
     scored = np.isfinite(scores).all(1)
     return {"score": float(scores[scored].sum(1).mean()) if scored.any() else float("nan"),
             **{c: float(scores[scored, i].mean()) for i, c in enumerate(CRITERIA)},
@@ -160,8 +179,11 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
     from storyjax.evaluate import check_blimp_dir
     check_blimp_dir(config.milestone_eval.blimp_dir)
-    # Fails here, before any work, if the teacher is unusable. Several processes: process 0 grades for all.
-    teacher = make_teacher(config.teacher, workdir) if distributed.is_primary() else None
+    # Fails here, before any work, if the teacher is unusable. Several processes: process 0 grades for all,
+    # or each process its share of every batch (teacher.shard_across_hosts).
+    shard = config.teacher.shard_across_hosts and jax.process_count() > 1
+    teacher = (make_teacher(config.teacher, workdir, jax.process_index())
+               if shard or distributed.is_primary() else None)
     teacher_name = teacher.name if teacher is not None else config.teacher.name
     source_dir, milestone = student_source(config, workdir)
     meta = ckpt_lib.read_run_meta(source_dir)
@@ -219,7 +241,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
             out = sample(state.params, prompt_toks, prompt_valid, rng)
             stories, texts = stories_of(tok, [config.prompt] * B, prompt_toks, prompt_valid, out)
             clock.lap("sample")  # stories_of waited for the device
-            grades = grade(teacher, [config.prompt] * B, stories)
+            grades = grade(teacher, [config.prompt] * B, stories, config.teacher.shard_across_hosts)
             clock.lap("grade")
             scored = np.isfinite(grades.scores_Bx3).all(1)
             words = np.asarray([tokenizer_lib.count_words(t) for t in texts], np.float32)

@@ -67,7 +67,8 @@ def test_two_processes_end_with_the_params_of_one(one_process_run, austen_dir, t
     assert os.path.isdir(tmp_path / "two" / "milestones" / "chck_5K" / "state")
 
 
-def test_interactive_on_two_processes_grades_each_story_once_and_matches_one(one_process_run, tmp_path):
+@pytest.mark.parametrize("shard", [False, True], ids=["process0_grades", "sharded_grading"])
+def test_interactive_on_two_processes_grades_each_story_once_and_matches_one(one_process_run, tmp_path, shard):
     from openai_server import FakeTeacherServer
     with FakeTeacherServer() as server:
         args = ["--config=configs/interactive.py", f"--config.init_checkpoint={one_process_run}",
@@ -75,13 +76,17 @@ def test_interactive_on_two_processes_grades_each_story_once_and_matches_one(one
                 "--config.checkpoint_every_steps=2", "--config.milestone_every_words=100",
                 "--config.heldout.num_openings=4", "--config.progress_bar=False", "--config.teacher.name=openai",
                 f"--config.teacher.base_url={server.url}", "--config.teacher.concurrency=4",
-                "--config.teacher.timeout_s=0.5", "--config.teacher.retries=1", "--config.teacher.backoff_s=0.01"]
+                "--config.teacher.timeout_s=0.5", "--config.teacher.retries=1", "--config.teacher.backoff_s=0.01",
+                f"--config.teacher.shard_across_hosts={shard}"]
         finish(launch(args, tmp_path / "one"))
         asked_by_one = len(server.requests)
         two_processes(args, tmp_path / "two", local_devices=4)
         asked_by_two = len(server.requests) - asked_by_one
     one, two = (json.load(open(tmp_path / d / "summary.json")) for d in ("one", "two"))
     assert two["param_checksum"] == one["param_checksum"] and two["input_words"] == one["input_words"]
-    assert asked_by_two == asked_by_one  # process 0 alone asked: once per story, as one process does
+    assert asked_by_two == asked_by_one  # each story graded once, by process 0 or by the process it fell to
     rows = lambda d: open(tmp_path / d / "generated.csv").read()
-    assert rows("two") == rows("one")
+    assert rows("two") == rows("one")  # raw answers included: the sharded ones reach process 0's table
+    logged = lambda name: sum(1 for _ in open(tmp_path / "two" / name)) if (tmp_path / "two" / name).exists() else 0
+    # Sharded: both processes asked, each logging its own answers; else process 0 alone asked and logged.
+    assert logged("answers.jsonl") > 0 and (logged("answers.p1.jsonl") > 0) == shard

@@ -100,3 +100,29 @@ def test_replay_regrades_a_run_without_the_server(server, tmp_path):
     np.testing.assert_array_equal(again.scores_Bx3[ok], original.scores_Bx3[ok])
     unseen = replay.grade_batch(["p"], ["A story never graded."])
     assert np.isnan(unseen.scores_Bx3).all()
+
+
+def test_per_host_answer_logs_are_one_run_for_resume_and_replay(server, tmp_path):
+    """A run that sharded grading over 2 hosts logs answers.jsonl and answers.p1.jsonl: a resumed process
+    (whichever shard it now holds) and a replay of the run see the answers of both, with no new request."""
+    run = tmp_path / "run"
+    os.makedirs(run)
+    stories = [f"Story number {i} about an owl." for i in range(12)]
+    first = []
+    for process, part in ((0, stories[:6]), (1, stories[6:])):
+        teacher = make_teacher(teacher_cfg(server.url), str(run), process)
+        first.append(teacher.grade_batch(["p"] * 6, part).scores_Bx3)
+        teacher.close()
+    first = np.concatenate(first)
+    assert sorted(os.listdir(run)) == ["answers.jsonl", "answers.p1.jsonl"]
+    ok = ~np.isnan(first).any(1)
+    graded = [s for s, k in zip(stories, ok) if k]
+    assert ok[:6].any() and ok[6:].any()
+    asked = len(server.requests)
+    resumed = make_teacher(teacher_cfg(server.url), str(run), 0)
+    again = resumed.grade_batch(["p"] * len(graded), graded)  # all on process 0 now
+    resumed.close()
+    assert len(server.requests) == asked  # every answer came from the two logs
+    np.testing.assert_array_equal(again.scores_Bx3, first[ok])
+    replay = make_teacher(teacher_cfg("http://127.0.0.1:9/v1", name="replay", replay_from=str(run / "answers.jsonl")), "")
+    np.testing.assert_array_equal(replay.grade_batch(["p"] * len(graded), graded).scores_Bx3, first[ok])

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import glob
 import os
+import re
 
 import ml_collections
 
@@ -12,9 +14,27 @@ NAMES = ("rubric", "openai", "replay")
 ANSWERS_FILE = "answers.jsonl"
 
 
-def make_teacher(cfg: ml_collections.ConfigDict, workdir: str = "") -> Teacher:
-    """Builds the configured teacher; one that cannot work is refused here, before any other work."""
-    log_path = os.path.join(workdir, ANSWERS_FILE) if workdir else ""
+def answers_file(process_index: int = 0) -> str:
+    """Where a process logs its teacher answers: answers.jsonl, or answers.pN.jsonl for process N of a
+    run that shards grading across hosts."""
+    return ANSWERS_FILE if process_index == 0 else f"answers.p{process_index}.jsonl"
+
+
+def answer_logs(path: str) -> list[str]:
+    """All answer logs of the run that `path` (its answers.jsonl or answers.pN.jsonl) belongs to: a run that
+    sharded grading across hosts has one per process. Any other file name stands alone."""
+    folder, name = os.path.split(path)
+    if name != ANSWERS_FILE and not re.fullmatch(r"answers\.p\d+\.jsonl", name):
+        return [path]
+    return [os.path.join(folder, ANSWERS_FILE)] + sorted(glob.glob(os.path.join(folder, "answers.p*.jsonl")))
+
+
+def make_teacher(cfg: ml_collections.ConfigDict, workdir: str = "", process_index: int = 0) -> Teacher:
+    """Builds the configured teacher; one that cannot work is refused here, before any other work.
+
+    It logs to `answers_file(process_index)` in `workdir` and remembers the answers of all the run's logs,
+    so a resumed run gets every answer it already had, whichever process asked."""
+    log_path = os.path.join(workdir, answers_file(process_index)) if workdir else ""
     if cfg.name == "rubric":
         from storyjax.teachers.rubric import RubricTeacher
         return RubricTeacher()
@@ -29,4 +49,4 @@ def make_teacher(cfg: ml_collections.ConfigDict, workdir: str = "") -> Teacher:
     raise ValueError(f"teacher.name={cfg.name!r} is unknown; choose one of {NAMES}.")
 
 
-__all__ = ["Grades", "Teacher", "make_teacher", "NAMES", "ANSWERS_FILE"]
+__all__ = ["Grades", "Teacher", "make_teacher", "answers_file", "answer_logs", "NAMES", "ANSWERS_FILE"]

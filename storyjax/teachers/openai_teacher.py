@@ -87,13 +87,16 @@ class OpenAITeacher(Teacher):
 
     @staticmethod
     def _load_cache(path: str) -> dict:
+        """Successful answers of a run's answer log and of its per-host siblings (see answer_logs)."""
+        from storyjax.teachers import answer_logs
         cache = {}
-        if path and os.path.exists(path):
-            with open(path) as f:
-                for line in f:
-                    rec = json.loads(line)
-                    if rec.get("status") == "ok":
-                        cache[rec["key"]] = rec["answer"]
+        for log in answer_logs(path) if path else []:
+            if os.path.exists(log):
+                with open(log) as f:
+                    for line in f:
+                        rec = json.loads(line)
+                        if rec.get("status") == "ok":
+                            cache[rec["key"]] = rec["answer"]
         return cache
 
     # -- one request ---------------------------------------------------------------------------------------
