@@ -4,9 +4,8 @@ The state holds a preallocated token buffer, the KV cache (updated in place insi
 done flags and the step counter; the RNG of step i is `fold_in(rng, i)`. The loop advances
 STEPS_PER_CHECK tokens between looks at the done flags. Temperature, top-k and top-p are traced scalars,
 so changing their values (or the prompts, or the RNG) never recompiles; only switching the top-k/top-p
-filters on or off does, once. Prompts are
-left-padded to a common length; positions count only real tokens, so a row sees exactly what it would
-see alone.
+filters on or off does, once. Prompts are left-padded to a common length; positions count only real
+tokens, so a row sees exactly what it would see alone.
 
 Returned log-probs are those of the sampled tokens under the *unmodified* model distribution (the
 policy the REINFORCE step differentiates), not under the temperature/top-k/top-p-filtered one.
