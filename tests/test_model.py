@@ -114,6 +114,17 @@ def test_fused_attention_branch_equals_the_xla_path(monkeypatch, dtype, tol):
     np.testing.assert_allclose(fused, ref, atol=tol, rtol=tol)
 
 
+def test_auto_attention_falls_back_when_cudnn_refuses(monkeypatch):
+    """The probe runs on a "GPU" whose cuDNN attention cannot compile (this CPU): auto must choose xla."""
+    M.cudnn_attention_compiles.cache_clear()
+    monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+    try:
+        assert not M.cudnn_attention_compiles(16, 16)
+        assert not M.use_cudnn_attention(small_cfg(compute_dtype="bfloat16"), 16, True)
+    finally:
+        M.cudnn_attention_compiles.cache_clear()
+
+
 def test_attention_choice():
     assert not M.use_cudnn_attention(small_cfg(compute_dtype="bfloat16"), 16, True)  # auto on CPU: xla
     assert not M.cudnn_attention_compiles(16, 16)
