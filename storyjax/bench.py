@@ -51,6 +51,16 @@ def flops_per_token(num_layers: int, d_model: int, seq: int, n_matmul_params: in
     return 6 * n_matmul_params + 12 * num_layers * d_model * seq
 
 
+def compiled_bytes(jitted, *args, **kwargs) -> int | None:
+    """Device memory XLA plans for one call of `jitted` at these arguments: arguments + outputs +
+    temporaries, less donated (aliased) buffers. Per configuration, unlike the process-wide peak."""
+    try:
+        m = jitted.lower(*args, **kwargs).compile().memory_analysis()
+        return int(m.argument_size_in_bytes + m.output_size_in_bytes + m.temp_size_in_bytes - m.alias_size_in_bytes)
+    except Exception:  # noqa: BLE001 - a backend without memory analysis: the row just lacks the figure
+        return None
+
+
 def matmul_params(shape: dict) -> int:
     """Parameters that take part in matmuls: all but the position table (the tied embedding counts once,
     as the output layer)."""
@@ -115,9 +125,12 @@ def bench_storyjax(shape: dict, batch: int, steps: int, attention: str = "auto",
         _print_profile(f"pretrain b{batch} {attention}", profile)
     n_params = model_lib.count_params(params)
     stats = devices[0].memory_stats() or {}
+    step_bytes = compiled_bytes(step_fn, state, tokens, step_no)
     return {"tokens_per_s": batch * shape["seq"] * steps / dt, "step_s": dt / steps,
             "num_params": n_params,
-            "peak_bytes": stats.get("peak_bytes_in_use"), "device": devices[0].device_kind,
+            # xla_bytes: this step's planned memory; process_peak_bytes: the process's peak so far (all rows)
+            "xla_bytes": step_bytes, "process_peak_bytes": stats.get("peak_bytes_in_use"),
+            "device": devices[0].device_kind,
             "num_devices": D, "final_loss": float(jax.device_get(metrics["loss"])[0]),
             # what the training pass (seq - 1 positions) ran
             "attention": "cudnn" if model_lib.use_cudnn_attention(cfg, shape["seq"] - 1, True) else "xla",
@@ -255,8 +268,14 @@ def bench_rollout_storyjax(shape: dict, repeats: int, profile_dir: str = "") -> 
         return jax.block_until_ready(metrics)
 
     dt_rl = _timed(update, repeats)
+    # The jitted sampler behind sampler.sample, at the settings timed above (pure sampling: no filter sort).
+    rollout_bytes = compiled_bytes(sampler._sample, cfg, params, prompt, valid, jax.random.key(0), jnp.float32(1.0),
+                                   jnp.int32(0), jnp.float32(1.0), max_new_tokens=N, eos_id=2, pad_id=1,
+                                   filtered=False)
+    update_bytes = compiled_bytes(step, box[0], params, tokens, full_valid, response, rewards)
     return {"stories_per_s": B / dt, "rollout_s": dt, "mean_new_tokens": float(out.mask_BxN.sum(1).mean()),
             "reinforce_s_per_story": dt_rl / B, "reinforce_step_s": dt_rl,
+            "rollout_xla_bytes": rollout_bytes, "reinforce_xla_bytes": update_bytes,
             **({"profile_top": profile} if profile_dir else {})}
 
 
@@ -283,8 +302,11 @@ def bench_rollout_hf(shape: dict, batch: int, repeats: int) -> dict:
         sync()
         return out
 
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
     dt = _timed(rollout, repeats)
-    return {"stories_per_s": batch / dt, "rollout_s": dt}
+    return {"stories_per_s": batch / dt, "rollout_s": dt,
+            "peak_bytes": torch.cuda.max_memory_allocated() if device == "cuda" else None}
 
 
 def bench_teacher(shape: dict, name: str, url: str, model: str) -> dict:
@@ -362,24 +384,27 @@ def main(argv):
             results["ratios"][f"pretrain_b{batch}_vs_{name}"] = (
                 results["rows"][f"pretrain_b{batch}_storyjax"]["tokens_per_s"] / hf["tokens_per_s"])
             rows.append((f"pretrain b{batch}", name, hf))
-    print(f"{'row':<16}{'impl':<12}{'tokens/s':>12}{'MFU':>8}{'peak GiB':>10}")
+    # Memory: storyjax's step as XLA plans it; HF's torch.cuda peak for that row (GPU only).
+    print(f"{'row':<16}{'impl':<16}{'tokens/s':>12}{'MFU':>8}{'mem GiB':>10}")
     for row, impl, r in rows:
         mfu = f"{100 * r['mfu']:.1f}%" if r.get("mfu") else "-"
-        mem = f"{r['peak_bytes'] / 2**30:.1f}" if r.get("peak_bytes") else "-"
-        print(f"{row:<16}{impl:<12}{r['tokens_per_s']:>12,.0f}{mfu:>8}{mem:>10}")
+        used = r.get("xla_bytes") or r.get("peak_bytes")
+        mem = f"{used / 2**30:.2f}" if used else "-"
+        print(f"{row:<16}{impl:<16}{r['tokens_per_s']:>12,.0f}{mfu:>8}{mem:>10}")
     if "rollout" in FLAGS.rows:
         full = shape["stories"]
         sj = bench_rollout_storyjax(shape, repeats=7, profile_dir=FLAGS.profile_dir)
         results["rows"][f"rollout_b{full}_storyjax"] = sj
+        gib = lambda b: f"{b / 2**30:.2f} GiB" if b else "- GiB"
         print(f"rollout b{full} storyjax: {sj['stories_per_s']:,.1f} stories/s "
-              f"({sj['mean_new_tokens']:.1f} new tokens each); REINFORCE update {1e3 * sj['reinforce_s_per_story']:.3f} "
-              f"ms/story")
+              f"({sj['mean_new_tokens']:.1f} new tokens each, {gib(sj['rollout_xla_bytes'])}); REINFORCE update "
+              f"{1e3 * sj['reinforce_s_per_story']:.3f} ms/story ({gib(sj['reinforce_xla_bytes'])})")
         if peers:
             for batch in (4, full):
                 hf = bench_rollout_hf(shape, batch, repeats=1 if batch == 4 else 2)
                 results["rows"][f"rollout_b{batch}_hf_generate"] = hf
                 results["ratios"][f"rollout_b{full}_vs_hf_generate_b{batch}"] = sj["stories_per_s"] / hf["stories_per_s"]
-                print(f"rollout b{batch} hf_generate: {hf['stories_per_s']:,.1f} stories/s")
+                print(f"rollout b{batch} hf_generate: {hf['stories_per_s']:,.1f} stories/s ({gib(hf['peak_bytes'])})")
     if "teacher" in FLAGS.rows and FLAGS.teacher != "none":
         t = bench_teacher(shape, FLAGS.teacher, FLAGS.teacher_url, FLAGS.teacher_model)
         results["rows"][f"teacher_{FLAGS.teacher}"] = t

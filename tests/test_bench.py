@@ -24,6 +24,12 @@ def test_bench_tiny_writes_rows_ratios_the_teacher_row_and_profiles(tmp_path):
     assert all(v > 0 for v in result["ratios"].values())
     rows = result["rows"]
     assert rows["pretrain_b16_storyjax"]["tokens_per_s"] > 0 and rows["rollout_b32_storyjax"]["reinforce_s_per_story"] > 0
+    # Memory per configuration, from XLA's plan of each compiled step: at least the float32 parameters (and, in
+    # pretraining, their two Adam moments) must be in it.
+    n_params = rows["pretrain_b16_storyjax"]["num_params"]
+    assert rows["pretrain_b16_storyjax"]["xla_bytes"] > 3 * 4 * n_params
+    assert rows["rollout_b32_storyjax"]["rollout_xla_bytes"] > 4 * n_params
+    assert rows["rollout_b32_storyjax"]["reinforce_xla_bytes"] > 3 * 4 * n_params
     assert rows["teacher_rubric"]["scored"] == rows["teacher_rubric"]["stories"] == 32
     assert "ratio rollout_b32_vs_hf_generate_b4" in proc.stdout
     # auto is xla on CPU; an attention variant this machine lacks is an error row, not a failed benchmark.
