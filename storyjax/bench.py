@@ -14,13 +14,14 @@ from __future__ import annotations
 import json
 import os
 import platform
-import re
 import statistics
 import time
 
 import numpy as np
 
 from absl import app, flags
+
+from storyjax import profiling
 
 flags.DEFINE_enum("preset", "tiny", ["tiny", "gpt2_small"], "Student shape to measure.")
 flags.DEFINE_string("out", "", "Write all figures to this JSON file.")
@@ -61,13 +62,32 @@ def planned_bytes(compiled) -> int | None:
         return None
 
 
+def student_config(shape: dict, attention: str = "auto"):
+    """The storyjax student every row of a preset measures (no dropout, as in HF's rows)."""
+    from storyjax import model as model_lib
+    return model_lib.ModelConfig(vocab_size=shape["vocab"], dropout=0.0, compute_dtype=shape["dtype"],
+                                 attention=attention, **model_lib.PRESETS[shape["preset"]])
+
+
+def hf_config(shape: dict):
+    """The same student as a transformers GPT2Config (dropout off; storyjax's special token ids)."""
+    import transformers
+
+    from storyjax import model as model_lib
+    dims = model_lib.PRESETS[shape["preset"]]
+    return transformers.GPT2Config(vocab_size=shape["vocab"], n_positions=dims["max_len"], n_embd=dims["d_model"],
+                                   n_layer=dims["num_layers"], n_head=dims["num_heads"], resid_pdrop=0.0,
+                                   embd_pdrop=0.0, attn_pdrop=0.0, tie_word_embeddings=True,
+                                   bos_token_id=0, eos_token_id=2, pad_token_id=1)
+
+
 def matmul_params(shape: dict) -> int:
     """Parameters that take part in matmuls: all but the position table (the tied embedding counts once,
     as the output layer)."""
     import jax
 
     from storyjax import model as model_lib
-    cfg = model_lib.ModelConfig(vocab_size=shape["vocab"], **model_lib.PRESETS[shape["preset"]])
+    cfg = student_config(shape)
     return model_lib.count_params(jax.eval_shape(lambda: model_lib.init_params(cfg, jax.random.key(0)))) - (
         cfg.max_len * cfg.d_model)
 
@@ -89,8 +109,7 @@ def bench_storyjax(shape: dict, batch: int, steps: int, attention: str = "auto",
     from storyjax import pretrain_step
 
     devices = jax.local_devices()
-    cfg = model_lib.ModelConfig(vocab_size=shape["vocab"], dropout=0.0, compute_dtype=shape["dtype"],
-                                attention=attention, **model_lib.PRESETS[shape["preset"]])
+    cfg = student_config(shape, attention)
     train_cfg = ml_collections.ConfigDict(dict(lr=5e-4, warmup_frac=0.01, b1=0.9, b2=0.999, eps=1e-8,
                                                weight_decay=0.0, grad_clip=1.0))
     opt = pretrain_step.make_optimizer(train_cfg, 10_000)
@@ -118,13 +137,14 @@ def bench_storyjax(shape: dict, batch: int, steps: int, attention: str = "auto",
     jax.block_until_ready(metrics)
     dt = time.perf_counter() - t0
     if profile_dir:
-        trace_dir = os.path.join(profile_dir, f"pretrain_b{batch}_{attention}")
-        with jax.profiler.trace(trace_dir, create_perfetto_trace=True):
+        def three_steps():
+            nonlocal state, metrics
             for _ in range(3):
                 state, metrics = step_fn(state, tokens, step_no)
             jax.block_until_ready(metrics)
-        profile = profile_top(trace_dir)
-        _print_profile(f"pretrain b{batch} {attention}", profile)
+
+        profile = profiling.traced_top(os.path.join(profile_dir, f"pretrain_b{batch}_{attention}"), three_steps)
+        print(profiling.describe(f"pretrain b{batch} {attention}", profile))
     n_params = model_lib.count_params(params)
     stats = devices[0].memory_stats() or {}
     step_bytes = planned_bytes(step_fn)
@@ -143,15 +163,8 @@ def bench_hf(shape: dict, batch: int, steps: int, compile_model: bool) -> dict:
     import torch
     import transformers
 
-    from storyjax import model as model_lib
-
-    dims = model_lib.PRESETS[shape["preset"]]
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    config = transformers.GPT2Config(vocab_size=shape["vocab"], n_positions=dims["max_len"], n_embd=dims["d_model"],
-                                     n_layer=dims["num_layers"], n_head=dims["num_heads"], resid_pdrop=0.0,
-                                     embd_pdrop=0.0, attn_pdrop=0.0, tie_word_embeddings=True,
-                                     bos_token_id=0, eos_token_id=2, pad_token_id=1)
-    model = transformers.GPT2LMHeadModel(config).to(device)
+    model = transformers.GPT2LMHeadModel(hf_config(shape)).to(device)
     model.train()
     opt = torch.optim.AdamW(model.parameters(), lr=5e-4, fused=device == "cuda")
     run = torch.compile(model) if compile_model else model
@@ -184,37 +197,6 @@ def bench_hf(shape: dict, batch: int, steps: int, compile_model: bool) -> dict:
             "final_loss": float(loss.detach()), "torch": torch.__version__, "transformers": transformers.__version__}
 
 
-def profile_top(trace_dir: str, top: int = 12) -> list[dict]:
-    """Where the time went in a `jax.profiler.trace` folder: the `top` op/kernel kinds by total duration,
-    on the accelerator's streams (on CPU, XLA's host threads), with their share of that total. A kind is
-    a name less its instance number ("fusion.12", "loop_add_fusion_3" → "fusion", "loop_add_fusion")."""
-    import glob
-    import gzip
-    from collections import Counter
-    paths = sorted(glob.glob(os.path.join(trace_dir, "plugins", "profile", "*", "perfetto_trace.json.gz")))
-    if not paths:
-        return []
-    with gzip.open(paths[-1]) as f:
-        events = json.load(f)["traceEvents"]
-    names = {(e["pid"], e.get("tid")): e["args"]["name"] for e in events
-             if e.get("ph") == "M" and e["name"] in ("process_name", "thread_name")}
-    devices = {pid for (pid, tid), name in names.items() if tid is None and name.startswith("/device:")}
-    if devices:
-        keep = lambda e: e["pid"] in devices
-    else:
-        keep = lambda e: names.get((e["pid"], e.get("tid")), "").startswith("tf_XLA")
-    totals = Counter()
-    for e in events:
-        if e.get("ph") == "X" and keep(e) and "::" not in e["name"]:  # runtime frames wrap the ops on CPU
-            totals[re.sub(r"[._]\d+$", "", e["name"])] += e.get("dur", 0.0)
-    whole = sum(totals.values()) or 1.0
-    return [{"name": name[:120], "ms": us / 1e3, "share": us / whole} for name, us in totals.most_common(top)]
-
-
-def _print_profile(label: str, entries: list[dict]) -> None:
-    print(f"profile {label}: " + "; ".join(f"{e['name'][:60]} {100 * e['share']:.0f}%" for e in entries))
-
-
 def _timed(fn, repeats: int) -> float:
     """Median seconds of `repeats` calls after one warm-up call (a median: this machine's noise is large)."""
     fn()  # compile / warm up
@@ -234,8 +216,7 @@ def bench_rollout_storyjax(shape: dict, repeats: int, profile_dir: str = "") -> 
     from storyjax import model as model_lib
     from storyjax import reinforce, sampler
 
-    cfg = model_lib.ModelConfig(vocab_size=shape["vocab"], dropout=0.0, compute_dtype=shape["dtype"],
-                                **model_lib.PRESETS[shape["preset"]])
+    cfg = student_config(shape)
     params = model_lib.init_params(cfg, jax.random.key(0))
     B, P, N = shape["stories"], shape["prompt_len"], shape["new_tokens"]
     prompt = jax.random.randint(jax.random.key(1), (B, P), 4, cfg.vocab_size)
@@ -249,10 +230,8 @@ def bench_rollout_storyjax(shape: dict, repeats: int, profile_dir: str = "") -> 
 
     dt = _timed(rollout, repeats)
     if profile_dir:
-        with jax.profiler.trace(os.path.join(profile_dir, "rollout"), create_perfetto_trace=True):
-            rollout()
-        profile = profile_top(os.path.join(profile_dir, "rollout"))
-        _print_profile("rollout", profile)
+        profile = profiling.traced_top(os.path.join(profile_dir, "rollout"), rollout)
+        print(profiling.describe("rollout", profile))
     out = rollout()
     rl_cfg = ml_collections.ConfigDict(dict(lr=1e-6, grad_clip=1.0, baseline="ema", ema_decay=0.9, whiten=False,
                                             kl_coef=0.2, kl_target=6.0, kl_horizon=10_000.0, kl_estimator="k1",
@@ -286,15 +265,9 @@ def bench_rollout_hf(shape: dict, batch: int, repeats: int) -> dict:
     import torch
     import transformers
 
-    from storyjax import model as model_lib
-
-    dims = model_lib.PRESETS[shape["preset"]]
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    config = transformers.GPT2Config(vocab_size=shape["vocab"], n_positions=dims["max_len"], n_embd=dims["d_model"],
-                                     n_layer=dims["num_layers"], n_head=dims["num_heads"], bos_token_id=0,
-                                     eos_token_id=2, pad_token_id=1, tie_word_embeddings=True)
     dtype = torch.bfloat16 if shape["dtype"] == "bfloat16" else torch.float32
-    model = transformers.GPT2LMHeadModel(config).to(device=device, dtype=dtype).eval()
+    model = transformers.GPT2LMHeadModel(hf_config(shape)).to(device=device, dtype=dtype).eval()
     prompt = torch.randint(4, shape["vocab"], (batch, shape["prompt_len"]), device=device)
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
 
@@ -315,17 +288,14 @@ def bench_rollout_hf(shape: dict, batch: int, repeats: int) -> dict:
 def bench_teacher(shape: dict, name: str, url: str, model: str) -> dict:
     """Teacher scoring throughput on `shape["stories"]` synthetic tales cut to the paper's story length,
     through the same client and settings an interactive run uses (configs/interactive.py)."""
-    import importlib.util
     import tempfile
 
+    from storyjax import config_file
     from storyjax.data.tales_generator import make_tale
     from storyjax.prompts import PAPER_PROMPT
     from storyjax.teachers import make_teacher
     path = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "configs", "interactive.py")
-    spec = importlib.util.spec_from_file_location("_interactive_config", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    cfg = module.get_config("default").teacher
+    cfg = config_file.load(f"{path}:default").teacher
     cfg.name, cfg.base_url, cfg.model = name, url, model
     stories = [PAPER_PROMPT + " " + " ".join(make_tale(7, i).split()[:70]) for i in range(shape["stories"])]
     with tempfile.TemporaryDirectory() as workdir:

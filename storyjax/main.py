@@ -5,7 +5,6 @@ The config's `job` field says what runs. The same command, rerun, resumes.
 
 from __future__ import annotations
 
-import importlib.util
 import logging as std_logging
 import sys
 
@@ -30,11 +29,8 @@ def _unknown_overrides(argv) -> list[str]:
     spec = next((a.split("=", 1)[1] for a in argv if a.startswith("--config=")), None)
     if spec is None:
         return []
-    path, _, preset = spec.partition(":")
-    module_spec = importlib.util.spec_from_file_location("_storyjax_config", path)
-    module = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(module)
-    config = module.get_config(preset) if preset else module.get_config()
+    from storyjax import config_file
+    config = config_file.load(spec)
     problems = []
     for arg in argv:
         if not arg.startswith("--config."):

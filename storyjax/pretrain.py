@@ -233,7 +233,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
         if preempted:
             ledger_lib.append_jsonl(jsonl, "preempted", ledger, step=step)
             raise preemption.Preempted(f"SIGTERM: checkpoint of step {step} written to {workdir}/latest; "
-                            "rerun the same command to resume.")
+                                       "rerun the same command to resume.")
     finally:
         bar.close()
         preempted.close()

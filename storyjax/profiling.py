@@ -1,0 +1,51 @@
+"""Where device time goes: run a function under `jax.profiler` and sum the trace by op kind.
+
+A kind is an op or kernel name less its instance number ("fusion.12", "loop_add_fusion_3" → "fusion",
+"loop_add_fusion"), so a 12-layer model's twelve copies of one fusion count as one line.
+"""
+
+from __future__ import annotations
+
+import glob
+import gzip
+import json
+import os
+import re
+from collections import Counter
+
+import jax
+
+
+def traced_top(trace_dir: str, fn, top: int = 12) -> list[dict]:
+    """Runs `fn()` (which must wait for its results) under the profiler, writing the trace (TensorBoard +
+    Perfetto) to `trace_dir`, and returns that trace's `top` op kinds."""
+    with jax.profiler.trace(trace_dir, create_perfetto_trace=True):
+        fn()
+    return top_kinds(trace_dir, top)
+
+
+def top_kinds(trace_dir: str, top: int = 12) -> list[dict]:
+    """The `top` op kinds of a `jax.profiler.trace` folder by total duration, on the accelerator's streams
+    (on CPU, XLA's host threads), each with its milliseconds and its share of that total."""
+    paths = sorted(glob.glob(os.path.join(trace_dir, "plugins", "profile", "*", "perfetto_trace.json.gz")))
+    if not paths:
+        return []
+    with gzip.open(paths[-1]) as f:
+        events = json.load(f)["traceEvents"]
+    names = {(e["pid"], e.get("tid")): e["args"]["name"] for e in events
+             if e.get("ph") == "M" and e["name"] in ("process_name", "thread_name")}
+    devices = {pid for (pid, tid), name in names.items() if tid is None and name.startswith("/device:")}
+    if devices:
+        keep = lambda e: e["pid"] in devices
+    else:
+        keep = lambda e: names.get((e["pid"], e.get("tid")), "").startswith("tf_XLA")
+    totals = Counter()
+    for e in events:
+        if e.get("ph") == "X" and keep(e) and "::" not in e["name"]:  # runtime frames wrap the ops on CPU
+            totals[re.sub(r"[._]\d+$", "", e["name"])] += e.get("dur", 0.0)
+    whole = sum(totals.values()) or 1.0
+    return [{"name": name[:120], "ms": us / 1e3, "share": us / whole} for name, us in totals.most_common(top)]
+
+
+def describe(label: str, entries: list[dict]) -> str:
+    return f"profile {label}: " + "; ".join(f"{e['name'][:60]} {100 * e['share']:.0f}%" for e in entries)
