@@ -73,6 +73,9 @@ def get_config(preset: str = "default") -> ml_collections.ConfigDict:
         # Several processes: False = process 0 grades every story; True = each process grades its share of
         # each batch with its own client (point base_url at a server per host to multiply the throughput).
         shard_across_hosts=False,
+        # Teacher health: checkpoint and stop after this many batches in a row with nothing graded, or when
+        # more than max_unscorable_rate of the stories of the last health_window batches were unscorable.
+        max_failed_batches=3, max_unscorable_rate=0.9, health_window=10,
         replay_from=""))                           # replay: a run's answers.jsonl
     c.budget_words = 1_000_000 if paper else 10_000  # default: 98 steps of 32 stories
     c.charge_prompt = "once"

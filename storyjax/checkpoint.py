@@ -6,7 +6,11 @@ Layout under the workdir:
   run_meta.json                         model shape + tokenizer hash the workdir belongs to
 
 Orbax writes into a temporary folder and renames it when complete, so a
-process killed mid-save (SIGKILL) leaves the previous checkpoint intact.
+process killed mid-save (SIGKILL) leaves the previous checkpoint intact. A
+checkpoint that still fails to restore (a disk fault, a truncated copy) is
+moved to set_aside/ and the previous one is used; so is every checkpoint
+written after the last finite loss when a run diverges. Non-finite states are
+never written.
 """
 
 from __future__ import annotations
@@ -14,13 +18,31 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
+import time
 from typing import Any, Optional
 
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+from absl import logging
+
+from storyjax import model as model_lib
 
 META_FILE = "run_meta.json"
+SET_ASIDE = "set_aside"
+
+
+class NonFiniteState(FloatingPointError):
+    """A state with NaN/inf parameters or optimizer moments was about to be checkpointed."""
+
+
+def check_finite(state, what: str) -> None:
+    """Parameters and optimizer moments only: other fields may be NaN by design (the EMA baseline before
+    the first graded batch)."""
+    fields = state._asdict() if hasattr(state, "_asdict") else state if isinstance(state, dict) else {"state": state}
+    if not bool(model_lib.all_finite([fields[k] for k in ("params", "opt_state", "state") if k in fields])):
+        raise NonFiniteState(f"refusing to checkpoint {what}: its parameters or optimizer state are not finite.")
 
 
 class Checkpoints:
@@ -42,6 +64,7 @@ class Checkpoints:
                                   extra=ocp.args.JsonRestore())
 
     def save_latest(self, step: int, state, ledger: dict, extra: dict) -> None:
+        check_finite(state, f"step {step}")
         self.latest.save(step, args=self._save_args(state, ledger, extra), force=True)
 
     def milestone_path(self, name: str) -> str:
@@ -51,6 +74,7 @@ class Checkpoints:
         path = self.milestone_path(name)
         if os.path.exists(path):  # a rerun after a crash reached the same milestone: keep the first one
             return path
+        check_finite(state, f"milestone {name}")
         self._milestone_writer.save(path, args=self._save_args(state, ledger, extra))
         return path
 
@@ -66,11 +90,52 @@ class Checkpoints:
         return self.latest.latest_step()
 
     def restore_latest(self, abstract_state) -> Optional[tuple[int, Any, dict, dict]]:
-        step = self.latest.latest_step()
-        if step is None:
-            return None
-        out = self.latest.restore(step, args=self._restore_args(abstract_state))
-        return step, out.state, out.ledger, out.extra
+        """The newest checkpoint that restores; one that does not is set aside (one line says which and
+        why) and the previous one is tried. None when there is none; an error when none restores."""
+        steps = sorted(self.latest.all_steps(), reverse=True)
+        for step in steps:
+            try:
+                out = self.latest.restore(step, args=self._restore_args(abstract_state))
+            except Exception as e:  # noqa: BLE001 — orbax raises many kinds for a damaged folder
+                where = self.set_aside(step, "unreadable")
+                logging.warning("Checkpoint latest/%d does not restore (%s: %s); moved to %s, trying the one "
+                                "before it.", step, type(e).__name__, _first_line(e), where)
+                continue
+            return step, out.state, out.ledger, out.extra
+        if steps:
+            raise ValueError(f"no checkpoint in {self.workdir}/latest restores (steps {steps}, each moved to "
+                             f"{self.workdir}/{SET_ASIDE}/ with the reason logged above). Rerunning now starts "
+                             "this run over; or copy a good checkpoint back into latest/.")
+        return None
+
+    def set_aside(self, step: int, why: str) -> str:
+        """Moves latest/<step> out of orbax's sight (to set_aside/<why>_<step>_<time>), keeping its files."""
+        self.latest.wait_until_finished()
+        src = os.path.join(self.workdir, "latest", str(step))
+        dst = os.path.join(self.workdir, SET_ASIDE, f"{why}_{step}_{int(time.time())}")
+        os.makedirs(os.path.dirname(dst), exist_ok=True)
+        if os.path.exists(src):
+            shutil.move(src, dst)
+        self.latest.reload()
+        return dst
+
+    def discard_from(self, step: int, why: str) -> list[str]:
+        """Sets aside every checkpoint, latest or milestone, of a step at or after `step` (e.g. written after
+        a run began to diverge): a resumed run reaches those milestones again and must write them anew."""
+        moved = [self.set_aside(s, why) for s in sorted(self.latest.all_steps()) if s >= step]
+        for name in self.milestones():
+            if self.milestone_step(name) >= step:
+                dst = os.path.join(self.workdir, SET_ASIDE, f"{why}_{name}_{int(time.time())}")
+                os.makedirs(os.path.dirname(dst), exist_ok=True)
+                shutil.move(self.milestone_path(name), dst)
+                moved.append(dst)
+        return moved
+
+    def milestone_step(self, name: str) -> int:
+        """The step a milestone was written at (read from its `extra`, without loading its arrays)."""
+        out = self._milestone_writer.restore(self.milestone_path(name),
+                                             args=ocp.args.Composite(extra=ocp.args.JsonRestore()))
+        return int(out.extra.get("step", -1))
 
     def restore_milestone(self, name: str, abstract_state) -> tuple[Any, dict, dict]:
         out = self._milestone_writer.restore(self.milestone_path(name), args=self._restore_args(abstract_state))
@@ -80,8 +145,35 @@ class Checkpoints:
         self.latest.wait_until_finished()
 
     def close(self) -> None:
-        self.latest.wait_until_finished()
-        self.latest.close()
+        try:
+            self.latest.wait_until_finished()
+        finally:
+            self.latest.close()
+
+    def __enter__(self) -> "Checkpoints":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _first_line(e: BaseException) -> str:
+    return (str(e).strip().splitlines() or [""])[0][:300]
+
+
+def diverged(ckpts: Checkpoints, workdir: str, update: int, loss_finite: bool, fix: str,
+             detail: str = "") -> FloatingPointError:
+    """After update `update` gave a non-finite loss (measured on the state before it) or a non-finite state,
+    sets aside the checkpoints that hold such states and returns the error that says how to go on."""
+    first_bad = update if loss_finite else update - 1
+    moved = ckpts.discard_from(first_bad, "diverged")
+    good = ckpts.latest_step()
+    what = "non-finite parameters after the update" if loss_finite else "a non-finite loss"
+    kept = (f"the last good checkpoint is step {good} in {workdir}/latest" if good is not None else
+            "no checkpoint from before it is left, so a rerun starts over (or start from a milestone)")
+    aside = f" Checkpoints from step {first_bad} on were moved to {workdir}/{SET_ASIDE}/." if moved else ""
+    return FloatingPointError(f"{what} at step {update}{detail}: stopped.{aside} {kept}. Lower {fix} (or check "
+                              "the data) and rerun the same command to resume from it.")
 
 
 def _milestone_words(name: str) -> int:
@@ -90,22 +182,26 @@ def _milestone_words(name: str) -> int:
     return int(n.rstrip("MK")) * scale
 
 
-def check_run_meta(workdir: str, meta: dict) -> None:
-    """Refuses a workdir that belongs to another model shape or tokenizer; records it otherwise."""
+def check_run_meta(workdir: str, meta: dict, partial: bool = False) -> None:
+    """Refuses a workdir that holds a different run (another corpus, model, tokenizer, prompt, seed or
+    starting point), naming each difference; records `meta` otherwise. A setting the workdir's file
+    predates is added to it, not refused. `partial`: compare only the keys of `meta` and write nothing (an
+    early check, before the rest of the run's identity is known)."""
     path = os.path.join(workdir, META_FILE)
+    old = {}
     if os.path.exists(path):
         with open(path) as f:
             old = json.load(f)
-        diffs = [f"{k}: workdir has {old.get(k)!r}, config gives {meta.get(k)!r}"
-                 for k in sorted(set(old) | set(meta)) if old.get(k) != meta.get(k)]
+        diffs = [f"{k}: workdir has {old[k]!r}, config gives {meta.get(k)!r}"
+                 for k in sorted(old) if old[k] != meta.get(k) and (k in meta or not partial)]
         if diffs:
-            raise ValueError(f"workdir {workdir} holds a run of a different model or tokenizer ("
-                             + "; ".join(diffs) + "). Use a new --workdir, or the config that made this one. "
-                             "Nothing in the workdir was changed.")
+            raise ValueError(f"workdir {workdir} holds a different run (" + "; ".join(diffs) + "). Use a new "
+                             "--workdir, or the settings that made this one. Nothing in the workdir was changed.")
+    if partial or (old and set(meta) <= set(old)):
         return
     os.makedirs(workdir, exist_ok=True)
     with open(path + ".tmp", "w") as f:
-        json.dump(meta, f, indent=2, sort_keys=True)
+        json.dump({**old, **meta}, f, indent=2, sort_keys=True)
     os.replace(path + ".tmp", path)
 
 
@@ -142,22 +238,27 @@ def resolve_student(path: str, compute_dtype: str = "float32"):
 
 
 def load_params(workdir: str, milestone: str = "") -> tuple[Any, dict]:
-    """Parameters of a run's milestone (e.g. 'chck_20M') or, with none named, of its latest checkpoint."""
+    """Parameters of a run's milestone (e.g. 'chck_20M') or, with none named, of its latest checkpoint that
+    restores (a damaged newest one is skipped with a warning, and left where it is: the run is not ours)."""
     read_run_meta(workdir)
-    ckpts = Checkpoints(workdir)
-    try:
-        raw = ocp.args.Composite(state=ocp.args.StandardRestore(), ledger=ocp.args.JsonRestore(),
-                                 extra=ocp.args.JsonRestore())
+    with Checkpoints(workdir) as ckpts:
         if milestone:
             if milestone not in ckpts.milestones():
                 raise ValueError(f"{workdir} has no milestone {milestone!r}; it has {ckpts.milestones()}.")
-            out = ckpts._milestone_writer.restore(ckpts.milestone_path(milestone), args=raw)
+            state, ledger, _ = ckpts.restore_milestone(milestone, None)
         else:
-            step = ckpts.latest_step()
-            if step is None:
+            steps = sorted(ckpts.latest.all_steps(), reverse=True)
+            if not steps:
                 raise ValueError(f"{workdir} has no checkpoint yet; finish or resume its pretraining first.")
-            out = ckpts.latest.restore(step, args=raw)
-    finally:
-        ckpts.close()
-    state = out.state
-    return (state["params"] if isinstance(state, dict) else state[0]), out.ledger
+            for step in steps:
+                try:
+                    out = ckpts.latest.restore(step, args=Checkpoints._restore_args(None))
+                    break
+                except Exception as e:  # noqa: BLE001 — orbax raises many kinds for a damaged folder
+                    logging.warning("%s/latest/%d does not restore (%s: %s); trying the one before it.", workdir,
+                                    step, type(e).__name__, _first_line(e))
+            else:
+                raise ValueError(f"no checkpoint of {workdir}/latest restores (steps {steps}); name a milestone "
+                                 "(init_milestone / checkpoint=RUN/milestones/chck_N) instead.")
+            state, ledger = out.state, out.ledger
+    return (state["params"] if isinstance(state, dict) else state[0]), ledger

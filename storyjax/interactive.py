@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import os
 import time
+from typing import Optional
 
 import jax
 import jax.numpy as jnp
@@ -22,13 +23,41 @@ from tqdm import tqdm
 from storyjax import checkpoint as ckpt_lib
 from storyjax import ledger as ledger_lib
 from storyjax import model as model_lib
-from storyjax import distributed, preemption, reinforce, run_outputs, sampler
+from storyjax import distributed, preemption, reinforce, run_outputs, sampler, teacher_health
 from storyjax import tokenizer as tokenizer_lib
 from storyjax.interactive_logs import PhaseClock, RunLogs
 from storyjax.prompts import HELDOUT_OPENINGS
 from storyjax.teachers import make_teacher
-from storyjax.teachers.base import CRITERIA, Grades
+from storyjax.teachers.base import CRITERIA, Grades, GradingCancelled
 
+
+def validate(config: ml_collections.ConfigDict) -> None:
+    """Refuses settings no run can use, before any work or any file is written."""
+    sp = config.sampling
+    checks = [
+        (config.batch_size >= 1, f"batch_size={config.batch_size}: give at least 1 story per step (paper: 360)"),
+        (sp.max_new_tokens >= 1, f"sampling.max_new_tokens={sp.max_new_tokens}: the student must write at least "
+                                 "1 token (paper: 90)"),
+        (bool(config.prompt.strip()), "prompt is empty: give the opening every story continues, e.g. the "
+                                      "paper's (storyjax.prompts.PAPER_PROMPT)"),
+        (sp.temperature > 0, f"sampling.temperature={sp.temperature}: use a positive temperature (paper: 1.0)"),
+        (sp.top_k >= 0 and 0 < sp.top_p <= 1, f"sampling.top_k={sp.top_k} (>= 0) or sampling.top_p={sp.top_p} "
+                                              "(in (0, 1]) is out of range"),
+        (config.budget_words >= 1, f"budget_words={config.budget_words}: give a positive word budget"),
+        (config.max_steps >= 0, f"max_steps={config.max_steps}: use 0 (until the budget is spent) or more"),
+        (config.checkpoint_every_steps >= 1, f"checkpoint_every_steps={config.checkpoint_every_steps}: use 1 or more"),
+        (config.log_every >= 1, f"log_every={config.log_every}: use 1 or more"),
+        (config.heldout.num_openings >= 0 and config.heldout.stories_per_opening >= 1,
+         "heldout.num_openings must be >= 0 and heldout.stories_per_opening >= 1"),
+        (math.isfinite(config.rl.lr) and config.rl.lr > 0, f"rl.lr={config.rl.lr}: use a positive learning rate"),
+    ]
+    problems = [why for ok, why in checks if not ok]
+    if problems:
+        raise ValueError("; ".join(problems) + ".")
+    teacher_health.TeacherHealth.from_config(config.teacher)
+    if not (config.init_checkpoint or config.init_from_hf) and config.auto_pretrain:
+        from storyjax import pretrain
+        pretrain.validate(config.pretrain)
 
 
 def student_source(config: ml_collections.ConfigDict, workdir: str) -> tuple[str, str]:
@@ -103,28 +132,41 @@ def sample_stories(sample, params, tok, prompts: list[str], rng_for_chunk, batch
     return full, texts, np.asarray(surprisal), np.asarray(n_tokens, np.float64)
 
 
-def grade(teacher, prompts: list[str], stories: list[str], shard: bool = False) -> Grades:
-    """The teacher's grades on every process. With several processes (each has sampled the same stories
-    from the same parameters and key), every story is graded once: by process 0, which broadcasts the
-    scores (the raw answers stay with process 0, which logs them), or, with `shard`, each process grades
-    its contiguous share with its own teacher (e.g. a teacher server per host) and all scores and answers
-    are gathered everywhere."""
+def grade(teacher, prompts: list[str], stories: list[str], shard: bool = False) -> Optional[Grades]:
+    """The teacher's grades on every process, or None on every process when grading was cancelled
+    (SIGTERM) on any of them. With several processes (each has sampled the same stories from the same
+    parameters and key), every story is graded once: by process 0, which broadcasts the scores (the raw
+    answers stay with process 0, which logs them), or, with `shard`, each process grades its contiguous
+    share with its own teacher (e.g. a teacher server per host) and all scores and answers are gathered
+    everywhere."""
     if jax.process_count() == 1:
-        return teacher.grade_batch(prompts, stories)
+        return _grade_or_none(teacher, prompts, stories)
     if shard:
         return _grade_sharded(teacher, prompts, stories)
-    grades = teacher.grade_batch(prompts, stories) if teacher is not None else None
+    grades = _grade_or_none(teacher, prompts, stories) if teacher is not None else None
+    cancelled = distributed.is_primary() and grades is None
+    if bool(np.asarray(distributed.broadcast(np.float32([cancelled])))[0]):
+        return None
     mine = grades.scores_Bx3 if grades is not None else np.zeros((len(stories), 3), np.float32)
     scores = np.asarray(distributed.broadcast(np.asarray(mine, np.float32)))
     return grades if grades is not None else Grades(scores, [""] * len(stories))
 
 
-def _grade_sharded(teacher, prompts: list[str], stories: list[str]) -> Grades:
+def _grade_or_none(teacher, prompts: list[str], stories: list[str]) -> Optional[Grades]:
+    try:
+        return teacher.grade_batch(prompts, stories)
+    except GradingCancelled:
+        return None
+
+
+def _grade_sharded(teacher, prompts: list[str], stories: list[str]) -> Optional[Grades]:
     n, P = len(stories), jax.process_count()
     per = -(-n // P)
     lo = min(n, jax.process_index() * per)
     hi = min(n, lo + per)
-    mine = teacher.grade_batch(prompts[lo:hi], stories[lo:hi]) if hi > lo else Grades(np.zeros((0, 3)), [])
+    mine = _grade_or_none(teacher, prompts[lo:hi], stories[lo:hi]) if hi > lo else Grades(np.zeros((0, 3)), [])
+    if distributed.allgather(np.float32([mine is None])).any():
+        return None
     # Every process contributes `per` rows (NaN/"" past the end) so the gathered arrays have one shape.
     scores_Px3 = np.full((per, 3), np.nan, np.float32)
     scores_Px3[:hi - lo] = mine.scores_Bx3
@@ -141,7 +183,10 @@ def heldout_score(config, sample, params, tok, teacher) -> dict:
         return {}
     stories, _, _, _ = sample_stories(sample, params, tok, openings, lambda _: jax.random.key(config.seed + 1),
                                       batch=len(openings))
-    scores = grade(teacher, openings, stories, config.teacher.shard_across_hosts).scores_Bx3
+    grades = grade(teacher, openings, stories, config.teacher.shard_across_hosts)
+    if grades is None:
+        raise preemption.Preempted("SIGTERM while the held-out stories were being graded; rerun to resume.")
+    scores = grades.scores_Bx3
     scored = np.isfinite(scores).all(1)
     return {"score": float(scores[scored].sum(1).mean()) if scored.any() else float("nan"),
             **{c: float(scores[scored, i].mean()) for i, c in enumerate(CRITERIA)},
@@ -152,7 +197,7 @@ def milestone_eval(config, model_cfg, sample, params, tok, teacher) -> dict:
     """The evaluations `config.milestone_eval` asks for at a milestone: held-out stories, BLiMP."""
     from storyjax import evaluate
     record = {}
-    if config.milestone_eval.heldout:  # every process takes part: the scores are broadcast
+    if config.milestone_eval.heldout and config.heldout.num_openings:  # every process takes part (broadcast)
         held = heldout_score(config, sample, params, tok, teacher)
         record.update({"heldout_score": held["score"], **{c: held[c] for c in CRITERIA},
                        "heldout_unscorable": held["unscorable"]})
@@ -208,33 +253,40 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     optimizer = reinforce.make_optimizer(config.rl)
     rl_step = reinforce.make_step(model_cfg, config.rl, optimizer)
     sample = make_sample_fn(config, model_cfg, tok)
+    health = teacher_health.TeacherHealth.from_config(config.teacher)
     ckpts = ckpt_lib.Checkpoints(workdir, keep=2)
     # Several processes each hold their own single-device copy: checkpoint host copies (orbax then writes
     # them from process 0) rather than arrays that look like shards of one global array.
     saved = (lambda tree: tree) if jax.process_count() == 1 else jax.device_get
     state = reinforce.init_state(ref_params, optimizer, config.rl)
-    restored = ckpts.restore_latest(jax.eval_shape(lambda: state))
-    logs = RunLogs(workdir)
-    jsonl = os.path.join(workdir, "ledger.jsonl")
-    if restored is None:
-        step, extra = 0, {"heldout_start": heldout_score(config, sample, ref_params, tok, teacher)}
-        logs.truncate_after(0)
-        ledger_lib.append_jsonl(jsonl, "start", ledger)
-    else:
-        step, state, ledger_dict, extra = restored
-        ledger = ledger_lib.InteractiveLedger.from_dict(ledger_dict)
-        logs.truncate_after(step)  # rows past the checkpoint are rewritten identically by the resumed steps
-        ledger_lib.append_jsonl(jsonl, "resume", ledger, step=step)
-        logging.info("Resumed interactive learning at step %d (%d counted words).", step, ledger.input_words)
-
-    weights = tuple(config.reward.weights)
-    preempted = preemption.SigtermWatch()
-    max_steps = config.max_steps or None
-    bar = tqdm(total=config.budget_words, initial=ledger.input_words, unit="word", dynamic_ncols=True,
-               disable=not (config.progress_bar and distributed.is_primary()))
-    t0 = time.time()
-    clock = PhaseClock()
+    logs = bar = None
+    preempted = preemption.SigtermWatch(on_signal=teacher.cancel if teacher is not None else None)
     try:
+        restored = ckpts.restore_latest(jax.eval_shape(lambda: state))
+        logs = RunLogs(workdir)
+        jsonl = os.path.join(workdir, "ledger.jsonl")
+        if restored is None:
+            step, extra = 0, {"heldout_start": heldout_score(config, sample, ref_params, tok, teacher)}
+            logs.truncate_after(0)
+            ledger_lib.append_jsonl(jsonl, "start", ledger)
+        else:
+            step, state, ledger_dict, extra = restored
+            ledger = ledger_lib.InteractiveLedger.from_dict(ledger_dict)
+            logs.truncate_after(step)  # rows past the checkpoint are rewritten identically by the resumed steps
+            ledger_lib.append_jsonl(jsonl, "resume", ledger, step=step)
+            logging.info("Resumed interactive learning at step %d (%d counted words).", step, ledger.input_words)
+
+        weights = tuple(config.reward.weights)
+        max_steps = config.max_steps or None
+        bar = tqdm(total=config.budget_words, initial=ledger.input_words, unit="word", dynamic_ncols=True,
+                   disable=not (config.progress_bar and distributed.is_primary()))
+        t0 = time.time()
+        clock = PhaseClock()
+
+        def save_latest_once():
+            if ckpts.latest_step() != step:
+                ckpts.save_latest(step, saved(state), ledger.to_dict(), extra)
+
         while ledger.can_afford(B) and not preempted and (max_steps is None or step < max_steps):
             clock.start()
             rng = jax.random.fold_in(jax.random.key(config.seed), step)
@@ -243,7 +295,20 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
             clock.lap("sample")  # stories_of waited for the device
             grades = grade(teacher, [config.prompt] * B, stories, config.teacher.shard_across_hosts)
             clock.lap("grade")
+            if grades is None:  # SIGTERM during grading: this batch is neither charged nor applied
+                break
             scored = np.isfinite(grades.scores_Bx3).all(1)
+            unhealthy = health.after_batch(scored)
+            if unhealthy:  # this batch is neither charged nor applied; a rerun redoes it
+                save_latest_once()
+                ckpts.wait()
+                last = getattr(teacher, "last_problem", "") if teacher is not None else ""
+                ledger_lib.append_jsonl(jsonl, "teacher_unhealthy", ledger, step=step, reason=unhealthy)
+                raise teacher_health.TeacherUnhealthy(
+                    f"{unhealthy}; last teacher status: {last or 'answers that are not three grades 0-3'}. "
+                    f"Checkpoint of step {step} written and nothing charged for the failed batch. Fix the teacher "
+                    f"(teacher.base_url={config.teacher.base_url}, teacher.model, the server's log; see "
+                    f"{workdir}/answers.jsonl) and rerun the same command to resume.")
             words = np.asarray([tokenizer_lib.count_words(t) for t in texts], np.float32)
             before = ledger.input_words
             ledger.charge(B, int(scored.sum()), int(words.sum()))
@@ -257,9 +322,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
             step += 1
             m = {k: float(v) for k, v in jax.device_get(metrics).items()}
             clock.lap("update")
-            if not math.isfinite(m["loss"]):
-                raise FloatingPointError(f"non-finite REINFORCE loss at step {step}; the last good checkpoint "
-                                         f"(step {ckpts.latest_step()}) is kept. Lower --config.rl.lr.")
+            if not (math.isfinite(m["loss"]) and m.pop("state_finite")):
+                raise ckpt_lib.diverged(ckpts, workdir, step, math.isfinite(m["loss"]), "--config.rl.lr")
             norm = config.reward.length_norm
             bonus = config.reward.length_bonus * np.minimum(words, norm) / norm
             surprisal = -np.asarray(out.logprobs_BxN).sum(1)
@@ -287,10 +351,9 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
                     ledger_lib.append_jsonl(jsonl, "milestone", ledger, step=step, name=name)
                 ckpts.save_latest(step, saved(state), ledger.to_dict(), extra)
             clock.lap("rest")  # tables, logs, checkpoints, milestone evaluations
-        if step == 0:
+        if step == 0 and not preempted:
             raise ValueError("no interactive step ran; check budget_words and max_steps.")
-        if ckpts.latest_step() != step:
-            ckpts.save_latest(step, saved(state), ledger.to_dict(), extra)
+        save_latest_once()
         ckpts.wait()
         if preempted:
             ledger_lib.append_jsonl(jsonl, "preempted", ledger, step=step)
@@ -298,10 +361,12 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
                                        "rerun the same command to resume.")
         heldout_end = heldout_score(config, sample, state.params, tok, teacher)
     finally:
-        bar.close()
+        if bar is not None:
+            bar.close()
         preempted.close()
         ckpts.close()
-        logs.close()
+        if logs is not None:
+            logs.close()
         if teacher is not None:
             teacher.close()
 

@@ -1,6 +1,8 @@
 """Entry point: `python -m storyjax.main --config=configs/FILE.py[:PRESET] --workdir=DIR [--config.KEY=V]`.
 
-The config's `job` field says what runs. The same command, rerun, resumes.
+The config's `job` field says what runs. The same command, rerun, resumes. One run holds a workdir at a
+time. A bad input, a diverged run or a dead teacher ends the run with one line on stderr (the traceback
+with --traceback): exit code 2 for a refused input, 1 for a run that stopped, 143 after SIGTERM.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from ml_collections import config_flags
 
 config_flags.DEFINE_config_file("config", None, "Config file, e.g. configs/pretrain.py:tiny.", lock_config=True)
 flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs and outputs (resumes if it holds a run).")
+flags.DEFINE_bool("traceback", False, "Show the full traceback of an error instead of its one-line message.")
 flags.mark_flags_as_required(["config", "workdir"])
 
 JOBS = ("pretrain", "interactive", "evaluate")
@@ -64,10 +67,7 @@ def main(argv):
     config = flags.FLAGS.config
     if config.job not in JOBS:
         raise app.UsageError(f"config.job={config.job!r} is unknown; this build runs {JOBS}.")
-    from storyjax import distributed, preemption
-    distributed.initialize(config.get("distributed"))  # before any computation touches a device
-    if distributed.is_primary():
-        logging.info("Config:\n%s", config)
+    from storyjax import distributed, preemption, workdir_lock
     if config.job == "pretrain":
         from storyjax import pretrain as job
         shown = ("steps", "words", "loss_first", "loss_last", "val_loss", "param_checksum")
@@ -78,14 +78,37 @@ def main(argv):
     else:
         from storyjax import evaluate as job
         shown = ("blimp", "perplexity", "stories_sum")  # the full story report is DIR/eval/stories.json
+    if hasattr(job, "validate"):  # bad settings are refused before the workdir is touched
+        _one_line_errors(lambda: job.validate(config))
+    distributed.initialize(config.get("distributed"))  # before any computation touches a device
+    lock = workdir_lock.WorkdirLock(flags.FLAGS.workdir)
+    if distributed.is_primary():
+        _one_line_errors(lock.acquire)
+        logging.info("Config:\n%s", config)
     try:
-        summary = job.run(config, flags.FLAGS.workdir)
+        summary = _one_line_errors(lambda: job.run(config, flags.FLAGS.workdir))
     except preemption.Preempted as e:
         logging.warning("%s", e)
         sys.exit(143)
+    finally:
+        lock.release()
     distributed.barrier("job done")
     if distributed.is_primary():
         print({k: summary[k] for k in shown if k in summary})
+
+
+def _one_line_errors(fn):
+    """Runs `fn`; a refused input (ValueError: exit 2) or a run that had to stop (a diverged loss, a dead
+    teacher: exit 1) is one line on stderr, its traceback only with --traceback."""
+    from storyjax import teacher_health
+    try:
+        return fn()
+    except (ValueError, FloatingPointError, teacher_health.TeacherUnhealthy) as e:
+        if flags.FLAGS.traceback:
+            raise
+        kind = "refused" if isinstance(e, ValueError) else "stopped"
+        print(f"storyjax: {kind}: {' '.join(str(e).split())}", file=sys.stderr, flush=True)
+        sys.exit(2 if isinstance(e, ValueError) else 1)
 
 
 if __name__ == "__main__":

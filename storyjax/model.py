@@ -284,6 +284,13 @@ def count_params(params) -> int:
     return sum(int(x.size) for x in jax.tree.leaves(params))
 
 
+def all_finite(tree) -> jax.Array:
+    """True when every floating-point leaf of `tree` (parameters, optimizer moments) is finite; traceable,
+    so a jitted step can report whether the state it returns may be checkpointed."""
+    leaves = [x for x in jax.tree.leaves(tree) if jnp.issubdtype(jnp.asarray(x).dtype, jnp.floating)]
+    return jnp.all(jnp.stack([jnp.isfinite(x).all() for x in leaves])) if leaves else jnp.asarray(True)
+
+
 def inference_params(cfg: ModelConfig, params):
     """`params` with the dense layers' kernels and biases already in the compute dtype.
 

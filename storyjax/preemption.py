@@ -14,14 +14,18 @@ class Preempted(SystemExit):
 
 
 class SigtermWatch:
-    """Truthy once SIGTERM has arrived; `close()` restores the previous handler."""
+    """Truthy once SIGTERM has arrived; `close()` restores the previous handler. `on_signal` (e.g. a
+    teacher's `cancel`) runs in the handler, so work that would outlast a preemption notice stops early."""
 
-    def __init__(self):
+    def __init__(self, on_signal=None):
         self.raised = False
+        self._on_signal = on_signal
         self._previous = signal.signal(signal.SIGTERM, self._note)
 
     def _note(self, *_):
         self.raised = True
+        if self._on_signal is not None:
+            self._on_signal()
 
     def __bool__(self) -> bool:
         return self.raised

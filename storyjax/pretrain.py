@@ -23,9 +23,32 @@ from storyjax import checkpoint as ckpt_lib
 from storyjax import ledger as ledger_lib
 from storyjax import model as model_lib
 from storyjax import distributed, preemption, pretrain_step, run_outputs
-from storyjax.data import packing
+from storyjax.data import packing, source_identity
 from storyjax.data.prepare import prepare
 
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+    """Refuses settings no run can use, before any work or any file is written."""
+    t = config.train
+    checks = [
+        (t.batch_size >= 1, f"train.batch_size={t.batch_size}: give at least 1 block per step"),
+        (t.grad_accum >= 1, f"train.grad_accum={t.grad_accum}: use 1 (no accumulation) or more"),
+        (t.num_steps >= 0 and t.max_words >= 0 and t.num_epochs >= 0,
+         "train.num_steps, train.max_words and train.num_epochs must not be negative"),
+        (math.isfinite(t.lr) and t.lr > 0, f"train.lr={t.lr}: use a positive learning rate (tiny: 2e-3)"),
+        (t.seq_len >= 0, f"train.seq_len={t.seq_len}: use 0 (the model context) or a positive length"),
+        (config.checkpoint.every_steps >= 1, f"checkpoint.every_steps={config.checkpoint.every_steps}: use 1 or more"),
+        (config.checkpoint.keep >= 1, f"checkpoint.keep={config.checkpoint.keep}: keep at least 1"),
+        (config.log_every >= 1, f"log_every={config.log_every}: use 1 or more"),
+        (config.eval_rows >= 1, f"eval_rows={config.eval_rows}: use 1 or more"),
+        (config.tokenizer.vocab_size >= 300,
+         f"tokenizer.vocab_size={config.tokenizer.vocab_size}: byte fallback alone needs 256 pieces plus the "
+         "specials; use 300 or more"),
+    ]
+    problems = [why for ok, why in checks if not ok]
+    if problems:
+        raise ValueError("; ".join(problems) + ".")
 
 
 def batch_layout(train_cfg: ml_collections.ConfigDict, n_devices: int, n_processes: int) -> tuple[int, int]:
@@ -94,6 +117,9 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
         imported = (hf_tok, hf_json, os.path.abspath(config.init_from_hf))
     else:
         imported = None
+    # A workdir of another corpus is refused before its tokenizer or token cache is touched.
+    data_source = source_identity(config.data)
+    ckpt_lib.check_run_meta(workdir, {"data_source": data_source}, partial=True)
     # Process 0 builds the corpus, trains the tokenizer and tokenizes; the others then read what it wrote
     # (or, where the tfds folder is per host, build the same thing: every step is deterministic).
     data = distributed.primary_first("data prepared", lambda: prepare(config, workdir, imported))
@@ -104,7 +130,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     run_meta = {
         "model": model_cfg.shape_dict(),
         "tokenizer_sha256": data.tokenizer.sha256, "block_len": block_len,
-        "data": config.data.name, "seed": config.seed,
+        "data": config.data.name, "data_source": data_source, "seed": config.seed,
         **({"init_from_hf": os.path.abspath(config.init_from_hf)} if config.init_from_hf else {})}
     distributed.primary_first("run meta", lambda: ckpt_lib.check_run_meta(workdir, run_meta))
 
@@ -125,7 +151,11 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
         return pretrain_step.TrainState(params, optimizer.init(params))
 
     ckpts = ckpt_lib.Checkpoints(workdir, keep=config.checkpoint.keep)
-    restored = ckpts.restore_latest(jax.eval_shape(init))
+    try:
+        restored = ckpts.restore_latest(jax.eval_shape(init))
+    except BaseException:
+        ckpts.close()  # an open manager's threads would bury the error under asyncio tracebacks at exit
+        raise
     extra = {"loss_first": None, "loss_last": None}
     jsonl = os.path.join(workdir, "ledger.jsonl")
     if restored is None:
@@ -179,11 +209,10 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     def check(step_no: int, metrics) -> dict:
         """Fetches a step's metrics, stops on non-finite ones, records the loss in `extra`."""
         m = {k: float(v[0]) for k, v in jax.device_get(metrics).items()}
-        if not (math.isfinite(m["loss"]) and math.isfinite(m["grad_norm"])):
-            raise FloatingPointError(
-                f"non-finite loss/grad norm at step {step_no} ({m}). Stopped; the last good checkpoint "
-                f"(step {ckpts.latest_step()}) is kept in {workdir}/latest. Lower --config.train.lr or "
-                "check the data; rerunning resumes from that checkpoint.")
+        loss_finite = math.isfinite(m["loss"]) and math.isfinite(m["grad_norm"])
+        if not (loss_finite and m.pop("state_finite")):
+            raise ckpt_lib.diverged(ckpts, workdir, step_no, loss_finite, "--config.train.lr",
+                                    f" (loss {m['loss']}, grad norm {m['grad_norm']})")
         if extra["loss_first"] is None:
             extra["loss_first"] = m["loss"]
         extra["loss_last"] = m["loss"]

@@ -93,7 +93,9 @@ def make_train_step(model_cfg: model_lib.ModelConfig, optimizer: optax.GradientT
         loss = global_mean(loss_sum / A, grad_reduce)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
-        metrics = {"loss": loss, "grad_norm": optax.tree.norm(grads), "lr": schedule(step)}
+        # Whether the state this step returns may be checkpointed (a finite loss can precede a NaN update).
+        metrics = {"loss": loss, "grad_norm": optax.tree.norm(grads), "lr": schedule(step),
+                   "state_finite": model_lib.all_finite((params, opt_state))}
         return TrainState(params, opt_state), metrics
 
     return jax.pmap(step_fn, axis_name=AXIS, donate_argnums=(0,), devices=devices)

@@ -143,7 +143,8 @@ def make_step(cfg: model_lib.ModelConfig, rl_cfg: ml_collections.ConfigDict,
             kl_coef = adaptive_kl(kl_coef, aux["kl"], rl_cfg.kl_target, rl_cfg.kl_horizon, B)
         metrics = dict(loss=loss, grad_norm=optax.tree.norm(grads), kl_coef=state.kl_coef,
                        baseline=jnp.where(jnp.isnan(state.baseline), aux["ema"], state.baseline),
-                       scored=scored_B.sum(), **{k: v for k, v in aux.items() if k != "ema"})
+                       scored=scored_B.sum(), state_finite=model_lib.all_finite((params, opt_state)),
+                       **{k: v for k, v in aux.items() if k != "ema"})
         new_baseline = aux["ema"] if rl_cfg.baseline == "ema" else state.baseline
         return RLState(params, opt_state, new_baseline, kl_coef), metrics
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 
 import jax
@@ -47,11 +48,25 @@ def param_checksum(params) -> str:
     return h.hexdigest()
 
 
+def strict_json(value):
+    """`value` with every NaN/inf float (and numpy scalar) made JSON-safe: NaN and inf become null, which
+    strict parsers accept (Python's json would write the non-standard NaN / Infinity)."""
+    if isinstance(value, dict):
+        return {k: strict_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [strict_json(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
 def write_summary(workdir: str, summary: dict) -> str:
     path = os.path.join(workdir, "summary.json")
     if jax.process_index() != 0:  # every process holds the same summary; process 0 writes it
         return path
     with open(path + ".tmp", "w") as f:
-        json.dump(summary, f, indent=2)
+        json.dump(strict_json(summary), f, indent=2, allow_nan=False)
     os.replace(path + ".tmp", path)
     return path

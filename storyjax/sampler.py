@@ -64,10 +64,19 @@ def choose(logits_BxV, rng, temperature, top_k, top_p, filtered: bool = True):
 
 
 def check_lengths(cfg: model_lib.ModelConfig, prompt_len: int, max_new_tokens: int) -> None:
+    if max_new_tokens < 1:
+        raise ValueError(f"max_new_tokens={max_new_tokens}: the student must write at least one token; set "
+                         "--config.sampling.max_new_tokens to 1 or more (the paper: 90).")
     if prompt_len + max_new_tokens > cfg.max_len:
-        raise ValueError(
-            f"prompt of {prompt_len} tokens + max_new_tokens={max_new_tokens} exceeds the model context "
-            f"{cfg.max_len}; shorten the prompt or lower max_new_tokens to {cfg.max_len - prompt_len}.")
+        room = cfg.max_len - prompt_len
+        if room >= 1:
+            fix = f"lower max_new_tokens to {room} or shorten the prompt"
+        elif max_new_tokens < cfg.max_len:
+            fix = f"shorten the prompt to at most {cfg.max_len - max_new_tokens} tokens or lower max_new_tokens"
+        else:
+            fix = f"lower max_new_tokens below {cfg.max_len} and keep prompt + story within the context"
+        raise ValueError(f"prompt of {prompt_len} tokens + max_new_tokens={max_new_tokens} exceeds the model "
+                         f"context {cfg.max_len}; {fix}.")
 
 
 def sample(cfg: model_lib.ModelConfig, params, prompt_BxP, prompt_valid_BxP, rng, temperature, top_k, top_p,

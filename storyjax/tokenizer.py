@@ -78,15 +78,31 @@ def hf_from_bytes(json_bytes: bytes, special_ids: dict) -> HFTokenizer:
                        **{k: int(special_ids[k]) for k in ("bos_id", "pad_id", "eos_id", "unk_id")})
 
 
+MAX_LINE_BYTES = 1 << 16  # SentencePiece's max_sentence_length: it silently drops longer training lines
+
+
 def _lines(documents: Iterable[str], max_lines: int) -> Iterable[str]:
     n = 0
     for doc in documents:
         for line in doc.split("\n"):
-            if line.strip():
-                yield line
-                n += 1
-                if n >= max_lines:
-                    return
+            for piece in _within(line, MAX_LINE_BYTES):
+                if piece.strip():
+                    yield piece
+                    n += 1
+                    if n >= max_lines:
+                        return
+
+
+def _within(line: str, limit: int) -> Iterable[str]:
+    """`line` cut into pieces of at most `limit` UTF-8 bytes, at the last space before the limit where there
+    is one (a minified or unwrapped text would otherwise be left out of the tokenizer's training)."""
+    while len(line.encode("utf-8")) > limit:
+        head = line.encode("utf-8")[:limit].decode("utf-8", errors="ignore")
+        cut = head.rfind(" ")
+        cut = cut if cut > 0 else len(head)
+        yield line[:cut]
+        line = line[cut:]
+    yield line
 
 
 def train(documents: Iterable[str], vocab_size: int, max_lines: int = 2_000_000, seed: int = 0) -> bytes:
@@ -101,7 +117,7 @@ def train(documents: Iterable[str], vocab_size: int, max_lines: int = 2_000_000,
             bos_piece="<s>", pad_piece="<pad>", eos_piece="</s>", unk_piece="<unk>",
             user_defined_symbols=["<mask>"],
             normalization_rule_name="identity", remove_extra_whitespaces=False,
-            split_digits=True, max_sentence_length=1 << 16, character_coverage=0.9995,
+            split_digits=True, max_sentence_length=MAX_LINE_BYTES, character_coverage=0.9995,
             shuffle_input_sentence=True, num_threads=os.cpu_count() or 1,
             minloglevel=2)
     except RuntimeError as e:

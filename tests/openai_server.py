@@ -2,7 +2,9 @@
 
 Each story's fate is a function of its text (sha256), so a run is reproducible: most stories get three
 integers, some get HTTP 500, garbage, the wrong number of scores, or a reply slower than the client's
-timeout. Stories containing FAIL500 / GARBAGE / TWO / HANG get that fault explicitly.
+timeout. Stories containing FAIL500 / GARBAGE / TWO / HANG / NUMBER (content is a JSON number) / NOTJSON
+(an HTML body) / UNAUTH (HTTP 401) get that fault explicitly. Setting `force` to one of those faults
+("500", "hang", ...) gives it to every request, and `force = None` heals the server.
 """
 
 import hashlib
@@ -13,8 +15,9 @@ import time
 
 
 class FakeTeacherServer:
-    def __init__(self, hang_s=3.0):
+    def __init__(self, hang_s=3.0, force=None):
         self.hang_s = hang_s
+        self.force = force
         self.requests = []
         server = self
 
@@ -44,12 +47,22 @@ class FakeTeacherServer:
                 server.requests.append({"body": body, "auth": self.headers.get("Authorization")})
                 text = body["messages"][-1]["content"]
                 story = text.split("The storyteller's story:")[-1]
-                fault = server.fault(story)
+                fault = server.force or server.fault(story)
                 if fault == "500":
                     return self._send(500, {"error": "internal"})
+                if fault == "401":
+                    return self._send(401, {"error": {"message": "Incorrect API key provided"}})
+                if fault == "notjson":
+                    body = b"<html><body>502 Bad Gateway from the proxy</body></html>"
+                    self.send_response(200)
+                    self.send_header("Content-Type", "text/html")
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                    return
                 if fault == "hang":
                     time.sleep(server.hang_s)
-                answer = {"garbage": "What a lovely story!", "two": "2 1"}.get(fault)
+                answer = {"garbage": "What a lovely story!", "two": "2 1", "number": 7}.get(fault)
                 if answer is None:
                     digest = hashlib.sha256(story.encode()).digest()
                     answer = " ".join(str(b % 4) for b in digest[:3])
@@ -63,7 +76,8 @@ class FakeTeacherServer:
 
     @staticmethod
     def fault(story):
-        for marker, fault in (("FAIL500", "500"), ("GARBAGE", "garbage"), ("TWO", "two"), ("HANG", "hang")):
+        for marker, fault in (("FAIL500", "500"), ("GARBAGE", "garbage"), ("TWO", "two"), ("HANG", "hang"),
+                              ("NUMBER", "number"), ("NOTJSON", "notjson"), ("UNAUTH", "401")):
             if marker in story:
                 return fault
         h = int(hashlib.sha256(story.encode()).hexdigest(), 16) % 20

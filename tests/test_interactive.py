@@ -201,3 +201,106 @@ def test_milestone_evaluations_and_the_plotted_report(reference, student, tmp_pa
     bad = subprocess.run([sys.executable, "-m", "storyjax.report", f"--workdir={tmp_path}", f"--out={tmp_path / 'r2'}"],
                          cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300)
     assert bad.returncode != 0 and "neither an interactive run" in bad.stderr
+
+
+# -- operations: what stops a run, what resumes it, what is refused -------------------------------------------
+
+@pytest.mark.parametrize("override, message", [
+    ({"batch_size": 0}, "batch_size=0: give at least 1 story per step"),
+    ({"batch_size": -4}, "batch_size=-4: give at least 1 story per step"),
+    ({"sampling.max_new_tokens": 0}, "sampling.max_new_tokens=0: the student must write at least 1 token"),
+    ({"prompt": ""}, "prompt is empty"),
+    ({"teacher.max_unscorable_rate": 1.5}, "teacher.max_unscorable_rate=1.5 must be in 0..1"),
+])
+def test_settings_no_run_can_use_are_one_line_and_touch_nothing(student, tmp_path, override, message):
+    workdir = tmp_path / "w"
+    proc = run_main(interactive_args(student, **override), workdir)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert f"storyjax: refused: {message}" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not workdir.exists()
+
+
+def test_a_prompt_too_long_for_the_context_gets_a_valid_suggestion(student, tmp_path):
+    proc = run_main(interactive_args(student, prompt="'" + "once upon a time " * 40 + "'"), tmp_path)
+    assert proc.returncode == 2 and "exceeds the model context 96" in proc.stderr
+    assert "max_new_tokens to -" not in proc.stderr and "shorten the prompt to at most 72 tokens" in proc.stderr
+
+
+def test_a_dead_teacher_stops_the_run_with_a_checkpoint_and_a_healthy_one_finishes_it(student, tmp_path):
+    """HTTP 500 on every request: the run stops after teacher.max_failed_batches batches with nothing graded,
+    saying why, with a checkpoint; a rerun once the server is healthy ends with the exact ledger."""
+    with FakeTeacherServer(force="500") as server:
+        overrides = {"teacher.name": "openai", "teacher.base_url": server.url, "teacher.timeout_s": 2.0,
+                     "teacher.retries": 1, "teacher.backoff_s": 0.01, "teacher.max_failed_batches": 2,
+                     "max_steps": 5, "heldout.num_openings": 2, "milestone_eval.heldout": False}
+        proc = run_main(interactive_args(student, **overrides), tmp_path)
+        assert proc.returncode == 1, proc.stderr[-3000:]
+        assert "storyjax: stopped: the teacher graded nothing in 2 batches in a row" in proc.stderr
+        assert "failed after 2 attempts: HTTP 500" in proc.stderr and "rerun the same command" in proc.stderr
+        assert checkpoint_steps(tmp_path) == [1]  # the first failed batch was a step; the second is redone
+        events = [json.loads(line) for line in open(tmp_path / "ledger.jsonl")]
+        assert events[-1]["event"] == "teacher_unhealthy" and events[-1]["input_words"] == 16 * B
+        server.force = None
+        rerun = run_main(interactive_args(student, **overrides), tmp_path)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    s = summary(tmp_path)
+    assert s["steps"] == 5 and s["stories"] == 5 * B and s["unscorable"] >= B
+    # The held-out start was graded by the dead server: no score, written as null (strict JSON, no NaN).
+    assert s["heldout_score_start"] is None and s["heldout_score_end"] is not None
+    json.loads((tmp_path / "summary.json").read_text(), parse_constant=lambda c: pytest.fail(f"{c} in summary"))
+    assert s["input_words"] == 16 * B + 3 * (s["stories"] - s["unscorable"])
+    assert [int(r["step"]) for r in read_csv(tmp_path / "batch_stats.csv")] == [1, 2, 3, 4, 5]
+
+
+def test_sigterm_during_slow_grading_exits_at_once_and_the_batch_is_redone(student, tmp_path):
+    """A teacher that takes 30 s an answer (timeout 20 s, 3 retries: minutes per batch): SIGTERM still ends
+    the run within seconds with exit 143; the batch in flight was not charged, and the run resumed against
+    the healed server redoes it, keeping an exact ledger and each step once in the tables."""
+    import time
+    with FakeTeacherServer(hang_s=30.0, force="hang") as server:
+        overrides = {"teacher.name": "openai", "teacher.base_url": server.url, "teacher.timeout_s": 20.0,
+                     "teacher.retries": 3, "teacher.backoff_s": 1.0, "max_steps": 3, "heldout.num_openings": 0}
+        proc = start_main(interactive_args(student, **overrides), tmp_path)
+        deadline = time.time() + 300
+        while not server.requests and time.time() < deadline:
+            assert proc.poll() is None, proc.stderr.read()[-3000:]
+            time.sleep(0.05)
+        time.sleep(0.5)
+        t0 = time.time()
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(timeout=60)
+        took = time.time() - t0
+        assert code == 143, proc.stderr.read()[-3000:]
+        assert took < 10, took
+        assert checkpoint_steps(tmp_path) == [0]
+        generated = tmp_path / "generated.csv"
+        assert not generated.exists() or read_csv(generated) == []
+        events = [json.loads(line) for line in open(tmp_path / "ledger.jsonl")]
+        assert events[-1]["event"] == "preempted" and events[-1]["input_words"] == 0
+        server.force = None
+        rerun = run_main(interactive_args(student, **overrides), tmp_path)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    s = summary(tmp_path)
+    assert s["steps"] == 3 and s["input_words"] == 16 * B + 3 * (s["stories"] - s["unscorable"])
+    assert [int(r["step"]) for r in read_csv(tmp_path / "batch_stats.csv")] == [1, 2, 3]
+
+
+def test_a_diverged_run_keeps_a_good_checkpoint_that_a_sane_rerun_finishes_from(reference, student, tmp_path):
+    """Six sane steps, then an absurd learning rate blows the student up (params ~1e30, then a non-finite
+    loss): the run stops with the fix, the checkpoints written after the last finite loss are set aside, and
+    a rerun with the sane rl.lr resumes from the one kept and ends exactly like the uninterrupted run."""
+    every = {"checkpoint_every_steps": 1}  # numerics do not depend on it; the drill needs a checkpoint per step
+    assert run_main(interactive_args(student, max_steps=6, **every), tmp_path).returncode == 0
+    proc = run_main(interactive_args(student, **{"rl.lr": 1e30}, **every), tmp_path)
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    line = next(l for l in proc.stderr.splitlines() if l.startswith("storyjax: stopped: "))
+    assert "non-finite loss at step 8" in line and "Checkpoints from step 7 on were moved" in line
+    assert "the last good checkpoint is step 6" in line and "Lower --config.rl.lr" in line
+    assert checkpoint_steps(tmp_path)[-1] == 6
+    assert any(n.startswith("diverged_7_") for n in os.listdir(tmp_path / "set_aside"))
+    rerun = run_main(interactive_args(student, **every), tmp_path)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert summary(tmp_path)["param_checksum"] == summary(reference)["param_checksum"]
+    assert read_csv(tmp_path / "batch_stats.csv") == read_csv(reference / "batch_stats.csv")
+    assert summary(tmp_path)["checkpoints"] == summary(reference)["checkpoints"]

@@ -125,12 +125,78 @@ def test_nonfinite_loss_stops_and_keeps_the_last_good_checkpoint(austen_dir, tfd
     first = run_main(base_args(austen_dir, tfds_dir, **{"train.num_steps": 10}), tmp_path)
     assert first.returncode == 0, first.stderr[-3000:]
     good = summary(tmp_path)["param_checksum"]
-    # Same workdir, longer run with an absurd learning rate: resumes at step 10, then diverges.
-    blowup = run_main(base_args(austen_dir, tfds_dir, **{"train.num_steps": 40, "train.lr": 1e37}), tmp_path)
-    assert blowup.returncode != 0
-    assert "non-finite loss" in blowup.stderr and "last good checkpoint (step 10)" in blowup.stderr
+    # Same workdir, longer run with an absurd learning rate and a checkpoint every step: resumes at step 10,
+    # step 11 leaves finite but huge (~1e37) parameters, step 12's loss on them is not finite.
+    blowup = run_main(base_args(austen_dir, tfds_dir, **{"train.num_steps": 40, "train.lr": 1e37,
+                                                          "checkpoint.every_steps": 1}), tmp_path)
+    assert blowup.returncode == 1, blowup.stderr[-3000:]
+    line = next(l for l in blowup.stderr.splitlines() if l.startswith("storyjax: stopped: "))
+    assert "non-finite loss at step 12" in line and "Checkpoints from step 11 on were moved" in line
+    assert "the last good checkpoint is step 10" in line and "Lower --config.train.lr" in line
+    assert "Traceback" not in blowup.stderr
     assert checkpoint_steps(tmp_path)[-1] == 10
     assert summary(tmp_path)["param_checksum"] == good  # nothing written was lost or overwritten
+    # The advice works: a sane learning rate resumes from step 10 and finishes.
+    rerun = run_main(base_args(austen_dir, tfds_dir, **{"train.num_steps": 40}), tmp_path)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    s = summary(tmp_path)
+    assert s["steps"] == 40 and s["loss_last"] < s["loss_first"]
+    events = [json.loads(line)["event"] for line in open(tmp_path / "ledger.jsonl")]
+    assert events.count("resume") == 2
+
+
+def test_an_unreadable_newest_checkpoint_falls_back_to_the_one_before(reference_run, austen_dir, tfds_dir,
+                                                                      tmp_path):
+    proc = start_main(base_args(austen_dir, tfds_dir), tmp_path)
+    wait_for_checkpoint(tmp_path, proc, 15)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    newest = checkpoint_steps(tmp_path)[-1]
+    for root, _, files in os.walk(tmp_path / "latest" / str(newest) / "state"):
+        for f in files:  # a disk fault: every file of its arrays cut to a few bytes
+            with open(os.path.join(root, f), "r+b") as fh:
+                fh.truncate(3)
+    rerun = run_main(base_args(austen_dir, tfds_dir), tmp_path)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    warned = [l for l in rerun.stderr.splitlines() if f"Checkpoint latest/{newest} does not restore" in l]
+    assert len(warned) == 1 and "trying the one before it" in warned[0]
+    assert "Event loop is closed" not in rerun.stderr and "Traceback" not in rerun.stderr
+    assert any(n.startswith(f"unreadable_{newest}_") for n in os.listdir(tmp_path / "set_aside"))
+    assert summary(tmp_path)["param_checksum"] == summary(reference_run)["param_checksum"]
+
+
+def test_a_changed_corpus_is_refused_before_any_work(reference_run, austen_dir, tfds_dir, tmp_path):
+    other = tmp_path / "corpus"
+    other.mkdir()
+    for f in sorted(austen_dir.glob("*.txt"))[:2]:
+        (other / f.name).write_text(f.read_text())
+    before = sorted(os.listdir(reference_run / "tokens"))
+    proc = run_main(base_args(austen_dir, tfds_dir, **{"data.path": other}), reference_run)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    line = next(l for l in proc.stderr.splitlines() if l.startswith("storyjax: refused: "))
+    assert "holds a different run (data_source:" in line and str(other) in line and str(austen_dir) in line
+    assert sorted(os.listdir(reference_run / "tokens")) == before
+
+
+@pytest.mark.parametrize("override, message", [
+    ({"train.batch_size": 0}, "train.batch_size=0: give at least 1 block per step"),
+    ({"train.batch_size": -16}, "train.batch_size=-16: give at least 1 block per step"),
+    ({"train.lr": -1.0}, "train.lr=-1.0: use a positive learning rate"),
+])
+def test_settings_no_run_can_use_are_one_line_and_touch_nothing(austen_dir, tfds_dir, tmp_path, override, message):
+    proc = run_main(base_args(austen_dir, tfds_dir, **override), tmp_path / "w")
+    assert proc.returncode == 2 and f"storyjax: refused: {message}" in proc.stderr, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr and not (tmp_path / "w").exists()
+
+
+def test_a_corpus_too_small_to_split_says_how_to_fix_it(tfds_dir, tmp_path):
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "one.txt").write_text("Once upon a time a fox found a key and opened a door to a garden.\n")
+    proc = run_main(base_args(corpus, tfds_dir), tmp_path / "w")
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert "gives the validation split no text (1 paragraph(s) in 1 file(s)" in proc.stderr
+    assert "--config.data.validation_files" in proc.stderr and "No examples were yielded" not in proc.stderr
 
 
 @pytest.mark.parametrize("override, message", [
@@ -147,11 +213,14 @@ def test_bad_config_is_refused_with_the_cause_and_the_fix(austen_dir, tfds_dir, 
 
 
 def test_workdir_of_another_model_is_refused_untouched(reference_run, austen_dir, tfds_dir):
-    before = {p: os.path.getmtime(os.path.join(dp, p)) for dp, _, fs in os.walk(reference_run) for p in fs}
+    def files():  # the lock file records who held the workdir last: the only file a refused run writes
+        return {p: os.path.getmtime(os.path.join(dp, p)) for dp, _, fs in os.walk(reference_run) for p in fs
+                if p != ".lock"}
+    before = files()
     proc = run_main(base_args(austen_dir, tfds_dir, **{"model.d_model": 32}), reference_run)
     assert proc.returncode != 0
-    assert "different model or tokenizer" in proc.stderr and "d_model" in proc.stderr
-    after = {p: os.path.getmtime(os.path.join(dp, p)) for dp, _, fs in os.walk(reference_run) for p in fs}
+    assert "holds a different run" in proc.stderr and "d_model" in proc.stderr
+    after = files()
     assert before == after
     proc = run_main(base_args(austen_dir, tfds_dir, **{"tokenizer.vocab_size": 900}), reference_run)
     assert proc.returncode != 0 and "tokenizer of vocab 1000" in proc.stderr

@@ -126,3 +126,57 @@ def test_per_host_answer_logs_are_one_run_for_resume_and_replay(server, tmp_path
     np.testing.assert_array_equal(again.scores_Bx3, first[ok])
     replay = make_teacher(teacher_cfg("http://127.0.0.1:9/v1", name="replay", replay_from=str(run / "answers.jsonl")), "")
     np.testing.assert_array_equal(replay.grade_batch(["p"] * len(graded), graded).scores_Bx3, first[ok])
+
+
+def test_bad_bodies_are_logged_with_their_status_and_never_cached(server, tmp_path):
+    """A number for content, an HTML body, a 401 and unparsable text: each logged with its own status (and
+    the body's first bytes), none cached, so a rerun against a fixed server asks again and gets grades."""
+    stories = ["NUMBER story.", "NOTJSON story.", "UNAUTH story.", "GARBAGE story.", "A fine story."]
+    teacher = make_teacher(teacher_cfg(server.url), str(tmp_path))
+    grades = teacher.grade_batch(["p"] * 5, stories)
+    assert np.isnan(grades.scores_Bx3[:4]).all() and not np.isnan(grades.scores_Bx3[4]).any()
+    log = {r["story"]: r for r in map(json.loads, open(tmp_path / "answers.jsonl"))}
+    assert log["NUMBER story."]["status"] == "bad response: choices[0].message.content is a int, not text"
+    assert log["NOTJSON story."]["status"] == "bad response: body is not JSON"
+    assert "502 Bad Gateway" in log["NOTJSON story."]["body_head"]
+    assert log["UNAUTH story."]["status"] == "bad response: HTTP 401" and "API key" in log["UNAUTH story."]["body_head"]
+    assert log["GARBAGE story."]["status"] == "unparsable" and log["GARBAGE story."]["answer"] == "What a lovely story!"
+    assert teacher.last_problem.split(" (body: ")[0] in {log[s]["status"] for s in stories[:4]}
+    # The server is fixed: the same stories now get three grades. A new teacher on the same log (a rerun)
+    # asks the server again for the four and takes the good one from its cache.
+    server.force = "ok"
+    asked = len(server.requests)
+    rerun = make_teacher(teacher_cfg(server.url), str(tmp_path))
+    again = rerun.grade_batch(["p"] * 5, stories)
+    assert not np.isnan(again.scores_Bx3).any()
+    assert len(server.requests) == asked + 4
+    np.testing.assert_array_equal(again.scores_Bx3[4], grades.scores_Bx3[4])
+
+
+def test_a_log_written_with_a_malformed_ok_does_not_poison_the_cache(server, tmp_path):
+    """Logs from before answers were validated can hold status "ok" with a number or garbage: ignored."""
+    teacher = make_teacher(teacher_cfg(server.url), str(tmp_path))
+    key = teacher.key("p", "A story.")
+    with open(tmp_path / "answers.jsonl", "w") as f:
+        f.write(json.dumps({"key": key, "status": "ok", "answer": 7}) + "\n")
+        f.write(json.dumps({"key": key, "status": "ok", "answer": "Lovely!"}) + "\n")
+    rerun = make_teacher(teacher_cfg(server.url), str(tmp_path))
+    assert rerun.cache == {}
+    assert not np.isnan(rerun.grade_batch(["p"], ["A story."]).scores_Bx3).any()
+
+
+def test_cancel_abandons_a_slow_batch_at_once(tmp_path):
+    """SIGTERM's path: cancel() from another thread stops grading in flight and between retries."""
+    import threading
+    import time
+
+    from storyjax.teachers.base import GradingCancelled
+    with FakeTeacherServer(hang_s=30.0, force="hang") as server:
+        teacher = make_teacher(teacher_cfg(server.url, timeout_s=20.0, retries=3, backoff_s=5.0), str(tmp_path))
+        threading.Timer(0.5, teacher.cancel).start()
+        t0 = time.time()
+        with pytest.raises(GradingCancelled):
+            teacher.grade_batch(["p"] * 8, [f"Story {i}." for i in range(8)])
+        assert time.time() - t0 < 2.0
+        with pytest.raises(GradingCancelled):  # and it stays cancelled: no new batch starts
+            teacher.grade_batch(["p"], ["Another story."])

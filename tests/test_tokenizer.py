@@ -43,3 +43,19 @@ def test_training_is_deterministic_and_saved_model_reloads(tmp_path, austen_dir)
     assert tok.sha256 == T.from_bytes(a).sha256
     assert T.load_meta(str(tmp_path)) == {"vocab_size": 500}
     np.testing.assert_array_equal(T.as_array(tok.encode(["Catherine"])[0]), T.from_bytes(a).encode(["Catherine"])[0])
+
+
+def test_lines_longer_than_sentencepiece_takes_are_cut_not_dropped(austen_dir):
+    """A corpus whose text is one unwrapped line (here ~880 KB of Emma): SentencePiece drops training lines
+    over max_sentence_length silently, or fails with `[!sentences_.empty()]` when nothing is left. They are
+    cut at spaces into pieces it takes, so the tokenizer learns from them."""
+    line = " ".join((austen_dir / "emma.txt").read_text().split())
+    pieces = list(T._within(line, T.MAX_LINE_BYTES))
+    assert len(pieces) > 10 and "".join(pieces) == line
+    assert all(len(p.encode()) <= T.MAX_LINE_BYTES for p in pieces)
+    tok = T.from_bytes(T.train([line], vocab_size=1000))
+    sample = line[10_000:12_000]
+    ids = tok.encode([sample])[0]
+    assert tok.decode([ids]) == [sample] and len(ids) < 0.5 * len(sample)  # learned merges, not bytes
+    cjk = "日本語" * 30_000  # no spaces and multi-byte characters: cut on character boundaries
+    assert "".join(T._within(cjk, T.MAX_LINE_BYTES)) == cjk

@@ -38,6 +38,14 @@ def make_builder(data_cfg: ml_collections.ConfigDict) -> tfds.core.DatasetBuilde
     return BUILDERS[data_cfg.name](config=config, data_dir=tfds_dir, file_format="array_record")
 
 
+def source_identity(data_cfg: ml_collections.ConfigDict) -> dict:
+    """What a run's corpus is: the builder, its path and the name tfds gives its config (a hash of the
+    source settings and of the files' sizes and times), so a changed corpus is told apart from the old one."""
+    builder = make_builder(data_cfg)
+    return {"builder": data_cfg.name, "path": os.path.abspath(data_cfg.path) if data_cfg.path else "",
+            "config": builder.builder_config.name}
+
+
 def load_corpus(data_cfg: ml_collections.ConfigDict) -> dict:
     builder = make_builder(data_cfg)
     download_config = tfds.download.DownloadConfig(register_checksums=bool(data_cfg.register_checksums))

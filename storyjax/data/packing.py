@@ -30,9 +30,10 @@ class TokenStream:
 
 
 def tokenize_split(source, tok: tokenizer_lib.Tokenizer, cache_dir: str, split: str,
-                   batch_docs: int = 256) -> TokenStream:
-    """Tokenizes a split once per tokenizer; cached as .npy in `cache_dir`."""
-    stem = os.path.join(cache_dir, f"{split}-{tok.sha256[:16]}")
+                   batch_docs: int = 256, source_key: str = "") -> TokenStream:
+    """Tokenizes a split once per tokenizer and corpus (`source_key`, e.g. the tfds config name that hashes
+    the source); cached as .npy in `cache_dir`."""
+    stem = os.path.join(cache_dir, f"{split}-{tok.sha256[:16]}" + (f"-{source_key}" if source_key else ""))
     if os.path.exists(stem + ".json"):
         with open(stem + ".json") as f:
             meta = json.load(f)

@@ -9,7 +9,7 @@ import ml_collections
 from absl import logging
 
 from storyjax import tokenizer as tokenizer_lib
-from storyjax.data import iter_documents, load_corpus, packing
+from storyjax.data import iter_documents, load_corpus, packing, source_identity
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,8 +47,9 @@ def prepare(config: ml_collections.ConfigDict, workdir: str, imported=None) -> R
                                                   "eos_id": tok.eos_id, "unk_id": tok.unk_id,
                                                   "data": config.data.name})
     cache = os.path.join(workdir, "tokens")
-    train = packing.tokenize_split(sources["train"], tok, cache, "train")
-    validation = packing.tokenize_split(sources["validation"], tok, cache, "validation")
+    source_key = source_identity(config.data)["config"]
+    train = packing.tokenize_split(sources["train"], tok, cache, "train", source_key=source_key)
+    validation = packing.tokenize_split(sources["validation"], tok, cache, "validation", source_key=source_key)
     meta = tokenizer_lib.load_meta(tok_dir)
     if "tokens_per_word" not in meta:
         # Measured on the whole training split, end-of-text tokens included, as the ledger counts them.

@@ -48,8 +48,31 @@ class TextFiles(tfds.core.GeneratorBasedBuilder):
                 texts[f] = text
         if not texts:
             raise ValueError(f"every .txt file in {self.builder_config.path} was skipped as unreadable.")
+        self._check_splits(texts)
         return {"train": self._generate_examples(texts, "train"),
                 "validation": self._generate_examples(texts, "validation")}
+
+    def _check_splits(self, texts: dict) -> None:
+        """Both splits must get text; said here in one line instead of tfds' "No examples were yielded"."""
+        cfg = self.builder_config
+        counts = {"train": 0, "validation": 0}
+        for name, text in texts.items():
+            n = len(common.paragraphs(text, cfg.unwrap_lines))
+            if cfg.validation_files:
+                counts["validation" if name in cfg.validation_files else "train"] += n
+            else:
+                n_val = int(round(n * cfg.validation_fraction))
+                counts["validation"] += n_val
+                counts["train"] += n - n_val
+        empty = [split for split, n in counts.items() if n == 0]
+        if empty:
+            total = sum(counts.values())
+            raise ValueError(
+                f"the corpus in {cfg.path} gives the {' and '.join(empty)} split no text ({total} paragraph(s) in "
+                f"{len(texts)} file(s), validation_fraction={cfg.validation_fraction}, validation_files="
+                f"{list(cfg.validation_files)}). Add text (paragraphs are separated by blank lines), or name a "
+                "separate validation file with --config.data.validation_files=NAME.txt, or change "
+                "--config.data.validation_fraction.")
 
     def _generate_examples(self, texts, split):
         cfg = self.builder_config

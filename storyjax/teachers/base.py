@@ -1,7 +1,7 @@
 """The teacher interface: a batch of (prompt, story) in; scores [B,3] (NaN where unscorable) and raw answers out.
 
-Word accounting belongs to the ledger, not to teachers: the words of each raw answer are what the
-student takes in (DESIGN §1), so `answer_words` is the one place that counts them.
+Word accounting belongs to the ledger, not to teachers: it charges a fixed number of answer words per
+graded story (DESIGN §1).
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ class Grades(NamedTuple):
     answers: list            # the raw answer text per story ("" when no answer came back)
 
 
-def answer_words(answers: list) -> int:
-    return sum(len(a.split()) for a in answers)
+class GradingCancelled(Exception):
+    """A batch's grading was abandoned (SIGTERM): the batch is neither charged nor applied."""
 
 
 class Teacher(abc.ABC):
@@ -29,6 +29,9 @@ class Teacher(abc.ABC):
     @abc.abstractmethod
     def grade_batch(self, prompts: list, stories: list) -> Grades:
         """Grades every story; must not raise for a story it cannot grade (NaN instead)."""
+
+    def cancel(self) -> None:
+        """Abandons a grade_batch in progress (SIGTERM); teachers that answer at once ignore it."""
 
     def close(self) -> None:
         """Releases connections; the default teacher holds none."""

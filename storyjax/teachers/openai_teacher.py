@@ -1,19 +1,23 @@
 """`openai`: a teacher LLM behind any OpenAI-compatible chat-completions server (vLLM, llama.cpp, Ollama).
 
 Each story is one request built from our rubric template (`templates/rubric_prompt.txt`, or your own
-with `{prompt}` and `{story}` placeholders). Requests run concurrently up to `teacher.concurrency`, each
-with a timeout and retries with exponential backoff on connection errors, timeouts, 429 and 5xx. The
-answer must be exactly three integers 0–3; anything else is unscorable (NaN), never a default score.
-Optional constrained decoding makes well-formed answers likely where the server supports it.
+with `{prompt}` and `{story}` placeholders). Requests run concurrently (asyncio) up to
+`teacher.concurrency`, each with a timeout and retries with exponential backoff on connection errors,
+timeouts, 429 and 5xx; `cancel()` (SIGTERM) abandons a batch within a tenth of a second. The response is
+checked before it is read, and the answer must be exactly three integers 0–3; anything else is
+unscorable (NaN), never a default score. Optional constrained decoding makes well-formed answers likely
+where the server supports it.
 
-Every answer (and every failure) is appended to `answers.jsonl`; successful answers are also the
-content-hash cache, so a resumed run or a `replay` teacher gets the same grades without the server.
+Every answer (and every failure, with the first bytes of an unusable body) is appended to
+`answers.jsonl`; well-formed answers alone are also the content-hash cache, so a resumed run or a `replay`
+teacher gets the same grades without the server, and a fixed server is asked again for the rest.
 The API key is read from the environment variable named by `teacher.api_key_env` and never logged.
 """
 
 from __future__ import annotations
 
-import concurrent.futures
+import asyncio
+import contextlib
 import hashlib
 import json
 import os
@@ -25,9 +29,11 @@ import httpx
 import numpy as np
 from absl import logging
 
-from storyjax.teachers.base import Grades, Teacher
+from storyjax.teachers.base import Grades, GradingCancelled, Teacher
 
 _ANSWER = re.compile(r"\s*([0-3])\s+([0-3])\s+([0-3])\s*")
+BODY_HEAD = 200      # bytes of an unusable response body kept in the answer log
+CANCEL_POLL_S = 0.1  # how often grading looks for a cancellation (SIGTERM)
 DEFAULT_TEMPLATE = os.path.join(os.path.dirname(__file__), "templates", "rubric_prompt.txt")
 # Constrained decoding, per server family: the answer grammar "d d d" with d in 0..3.
 _REGEX = r"[0-3] [0-3] [0-3]"
@@ -64,22 +70,27 @@ class OpenAITeacher(Teacher):
     def __init__(self, cfg, log_path: str = ""):
         if cfg.constrain not in CONSTRAINTS:
             raise ValueError(f"teacher.constrain={cfg.constrain!r}: choose one of {sorted(CONSTRAINTS)}.")
+        for field in ("concurrency", "timeout_s"):
+            if not cfg[field] > 0:
+                raise ValueError(f"teacher.{field}={cfg[field]!r} must be positive.")
+        if cfg.retries < 0 or cfg.backoff_s < 0:
+            raise ValueError(f"teacher.retries={cfg.retries} and teacher.backoff_s={cfg.backoff_s} must be >= 0.")
         self.cfg = cfg
         self.template = load_template(cfg.template)
         self.base_url = cfg.base_url.rstrip("/")
         key = os.environ.get(cfg.api_key_env, "") if cfg.api_key_env else ""
-        headers = {"Authorization": f"Bearer {key}"} if key else {}
-        self.client = httpx.Client(headers=headers, timeout=cfg.timeout_s)
+        self.headers = {"Authorization": f"Bearer {key}"} if key else {}
         self.log_path = log_path
         self.cache = self._load_cache(log_path)
-        self._lock = threading.Lock()
-        self.failures = 0
+        self.failures = 0          # requests that got no answer (transport errors, HTTP errors, bad bodies)
+        self.last_problem = ""     # the newest status other than "ok"/"cached", for a health stop's message
+        self._cancel = threading.Event()
 
     # -- setup -------------------------------------------------------------------------------------------
     def check_reachable(self) -> None:
         """Fails before any work if the server does not answer (a clear error beats 1,000 NaN batches)."""
         try:
-            r = self.client.get(f"{self.base_url}/models", timeout=min(self.cfg.timeout_s, 10.0))
+            r = httpx.get(f"{self.base_url}/models", headers=self.headers, timeout=min(self.cfg.timeout_s, 10.0))
             r.raise_for_status()
         except httpx.HTTPError as e:
             raise ValueError(f"teacher.base_url={self.base_url} is unreachable ({type(e).__name__}: {e}). Start the "
@@ -87,7 +98,8 @@ class OpenAITeacher(Teacher):
 
     @staticmethod
     def _load_cache(path: str) -> dict:
-        """Successful answers of a run's answer log and of its per-host siblings (see answer_logs)."""
+        """Well-formed answers of a run's answer log and of its per-host siblings (see answer_logs). Only
+        answers that parse count: a log written before answers were validated may hold an "ok" that is not."""
         from storyjax.teachers import answer_logs
         cache = {}
         for log in answer_logs(path) if path else []:
@@ -95,9 +107,17 @@ class OpenAITeacher(Teacher):
                 with open(log) as f:
                     for line in f:
                         rec = json.loads(line)
-                        if rec.get("status") == "ok":
-                            cache[rec["key"]] = rec["answer"]
+                        answer = rec.get("answer")
+                        if (rec.get("status") == "ok" and isinstance(answer, str)
+                                and not np.isnan(parse_answer(answer)).any()):
+                            cache[rec["key"]] = answer
         return cache
+
+    # -- cancellation (SIGTERM) ----------------------------------------------------------------------------
+    def cancel(self) -> None:
+        """Asks a grade_batch in progress (in another thread, or the signal handler's) to stop at once: the
+        requests in flight are abandoned, no retry starts, and grade_batch raises GradingCancelled."""
+        self._cancel.set()
 
     # -- one request ---------------------------------------------------------------------------------------
     def _messages(self, prompt: str, story: str) -> list:
@@ -114,51 +134,89 @@ class OpenAITeacher(Teacher):
     def key(self, prompt: str, story: str) -> str:
         return hashlib.sha256(json.dumps(self._body(prompt, story), sort_keys=True).encode()).hexdigest()
 
-    def _request(self, prompt: str, story: str) -> tuple[str, str]:
-        """Returns (answer text, status); retries transient failures with exponential backoff."""
-        error = ""
+    async def _request(self, client: httpx.AsyncClient, prompt: str, story: str) -> tuple[str, str, str]:
+        """(answer text, status, first bytes of an unusable body); retries transient failures (transport
+        errors, timeouts, 429, 5xx) with exponential backoff. Statuses: "ok", "unparsable" (an answer that
+        is not three grades), "bad response: ..." (not retried), "failed after N attempts: ..."."""
+        error, head = "", ""
         for attempt in range(self.cfg.retries + 1):
             if attempt:
-                time.sleep(self.cfg.backoff_s * 2 ** (attempt - 1))
+                await asyncio.sleep(self.cfg.backoff_s * 2 ** (attempt - 1))
             try:
-                r = self.client.post(f"{self.base_url}/chat/completions", json=self._body(prompt, story))
-                if r.status_code == 429 or r.status_code >= 500:
-                    error = f"HTTP {r.status_code}"
-                    continue
-                r.raise_for_status()
-                return r.json()["choices"][0]["message"]["content"] or "", "ok"
+                r = await client.post(f"{self.base_url}/chat/completions", json=self._body(prompt, story))
             except (httpx.TimeoutException, httpx.TransportError) as e:
                 error = type(e).__name__
-            except (httpx.HTTPStatusError, KeyError, IndexError, TypeError, ValueError) as e:
-                return "", f"bad response: {type(e).__name__}: {str(e)[:200]}"  # not transient
-        return "", f"failed after {self.cfg.retries + 1} attempts: {error}"
+                continue
+            head = r.text[:BODY_HEAD]
+            if r.status_code == 429 or r.status_code >= 500:
+                error = f"HTTP {r.status_code}"
+                continue
+            if r.status_code != 200:
+                return "", f"bad response: HTTP {r.status_code}", head
+            answer, problem = answer_of(r)
+            if problem:
+                return "", f"bad response: {problem}", head
+            return answer, "ok" if not np.isnan(parse_answer(answer)).any() else "unparsable", ""
+        return "", f"failed after {self.cfg.retries + 1} attempts: {error}", head
 
-    def _grade_one(self, prompt: str, story: str) -> tuple[str, str]:
+    async def _grade_one(self, client, limit: asyncio.Semaphore, prompt: str, story: str) -> tuple[str, str]:
         key = self.key(prompt, story)
         if key in self.cache:
             return self.cache[key], "cached"
-        answer, status = self._request(prompt, story)
-        with self._lock:
-            if status == "ok":
-                self.cache[key] = answer
-            else:
-                self.failures += 1
-            if self.log_path:
-                with open(self.log_path, "a") as f:
-                    f.write(json.dumps({"time": time.time(), "key": key, "status": status, "answer": answer,
-                                        "model": self.cfg.model, "prompt": prompt, "story": story}) + "\n")
+        async with limit:
+            answer, status, head = await self._request(client, prompt, story)
+        if status == "ok":
+            self.cache[key] = answer  # only well-formed answers: a fixed server is asked again for the rest
+        else:
+            self.last_problem = status + (f" (body: {head!r})" if head else "")
+            self.failures += status != "unparsable"
+        if self.log_path:
+            record = {"time": time.time(), "key": key, "status": status, "answer": answer,
+                      "model": self.cfg.model, "prompt": prompt, "story": story}
+            if head:
+                record["body_head"] = head
+            with open(self.log_path, "a") as f:
+                f.write(json.dumps(record) + "\n")
         return answer, status
 
+    async def _grade_all(self, prompts: list, stories: list) -> list[tuple[str, str]]:
+        limit = asyncio.Semaphore(self.cfg.concurrency)
+        async with httpx.AsyncClient(headers=self.headers, timeout=self.cfg.timeout_s) as client:
+            jobs = asyncio.gather(*(self._grade_one(client, limit, p, s) for p, s in zip(prompts, stories)))
+            while not self._cancel.is_set():
+                done, _ = await asyncio.wait({jobs}, timeout=CANCEL_POLL_S)
+                if done:
+                    return jobs.result()
+            jobs.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await jobs
+        raise GradingCancelled("grading was cancelled (SIGTERM); the batch is neither charged nor applied.")
+
     def grade_batch(self, prompts: list, stories: list) -> Grades:
-        with concurrent.futures.ThreadPoolExecutor(max_workers=self.cfg.concurrency) as pool:
-            results = list(pool.map(self._grade_one, prompts, stories))
+        if self._cancel.is_set():
+            raise GradingCancelled("grading was cancelled (SIGTERM) before this batch.")
+        results = asyncio.run(self._grade_all(list(prompts), list(stories)))
         answers = [a for a, _ in results]
         scores = np.stack([parse_answer(a) for a in answers]) if answers else np.zeros((0, 3), np.float32)
         bad = int(np.isnan(scores).any(1).sum())
         if bad:
             logging.warning("teacher: %d of %d answers unscorable (statuses: %s)", bad, len(answers),
-                            sorted({s for _, s in results if s not in ("ok", "cached")}) or ["unparsable"])
+                            sorted({s for _, s in results if s not in ("ok", "cached")}))
         return Grades(scores.astype(np.float32), answers)
 
-    def close(self) -> None:
-        self.client.close()
+
+def answer_of(response: httpx.Response) -> tuple[str, str]:
+    """(message content, "") of a chat-completions body, or ("", what is wrong with it)."""
+    try:
+        body = response.json()
+    except ValueError:
+        return "", "body is not JSON"
+    try:
+        content = body["choices"][0]["message"]["content"]
+    except (KeyError, IndexError, TypeError):
+        return "", "no choices[0].message.content in the body"
+    if content is None:
+        return "", "choices[0].message.content is null"
+    if not isinstance(content, str):
+        return "", f"choices[0].message.content is a {type(content).__name__}, not text"
+    return content, ""

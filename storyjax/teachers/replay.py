@@ -24,5 +24,5 @@ class ReplayTeacher(OpenAITeacher):
     def check_reachable(self) -> None:
         """Replay needs no server."""
 
-    def _request(self, prompt: str, story: str) -> tuple[str, str]:
-        return "", "not in the replay log"
+    async def _request(self, client, prompt: str, story: str) -> tuple[str, str, str]:
+        return "", "not in the replay log", ""
