@@ -23,6 +23,7 @@ from absl import logging
 from storyjax import checkpoint as ckpt_lib
 from storyjax import model as model_lib
 from storyjax import reinforce, run_outputs, sampler
+from storyjax.stats import mean_ci
 
 SCORE_BATCH = 128          # fixed batch shape: one compilation per length bucket
 BUCKETS = (16, 32, 64, 128, 256, 512)
@@ -138,15 +139,6 @@ def score_blocks(cfg, params, blocks: np.ndarray) -> float:
     return total
 
 
-def _mean_ci(x: np.ndarray) -> dict:
-    """Mean and the half-width of its normal-approximation 95% confidence interval."""
-    x = np.asarray(x, np.float64)
-    if len(x) == 0:
-        return {"mean": float("nan"), "ci95": float("nan"), "n": 0}
-    half = 1.96 * x.std(ddof=1) / math.sqrt(len(x)) if len(x) > 1 else float("nan")
-    return {"mean": float(x.mean()), "ci95": float(half), "n": int(len(x))}
-
-
 def distinct_n(texts: list[str], n: int) -> float:
     grams = [tuple(w[i:i + n]) for w in (t.split() for t in texts) for i in range(len(w) - n + 1)]
     return len(set(grams)) / len(grams) if grams else 0.0
@@ -185,7 +177,7 @@ def stories(config, cfg, params, tok, workdir: str) -> dict:
     has_words = words > 0
     return {
         "teacher": teacher.name, "stories": len(prompts), "openings": len(openings),
-        "sum": _mean_ci(scores[ok].sum(1)), **{c: _mean_ci(scores[ok, i]) for i, c in enumerate(CRITERIA)},
+        "sum": mean_ci(scores[ok].sum(1)), **{c: mean_ci(scores[ok, i]) for i, c in enumerate(CRITERIA)},
         "unscorable_rate": float(1 - ok.mean()), "mean_words": float(words.mean()),
         "mean_tokens": float(n_tokens.mean()), "distinct_1": distinct_n(texts, 1), "distinct_2": distinct_n(texts, 2),
         "repetition_rate": float(np.mean([repetition_rate(t) for t in texts])),

@@ -8,6 +8,7 @@ steps after the restored checkpoint are dropped: the resumed run writes them aga
 from __future__ import annotations
 
 import csv
+import json
 import os
 import time
 from collections import defaultdict
@@ -18,11 +19,18 @@ import numpy as np
 from storyjax import run_outputs
 from storyjax.teachers.base import CRITERIA, Grades
 
-GENERATED = ["step", "index", "prompt", "story", "answer", *CRITERIA, "scored", "words", "reward"]
+GENERATED = ["step", "index", "prompt", "story", "answer", *CRITERIA, "scored", "words", "reward", "teacher_details"]
 BATCH_STATS = ["step", "teacher_reward_mean", "teacher_reward_std", "teacher_sum_mean", *[f"{c}_mean" for c in CRITERIA],
                "length_bonus_mean", "reward_mean", "reward_std", "kl", "kl_coef", "entropy", "baseline",
                "loss", "grad_norm", "mean_length_tokens", "mean_words", "input_words", "generated_words",
                "stories", "unscorable_rate", "entropy_per_word"]
+
+
+def _grade_text(x: float):
+    """An integer grade as written by a text-answering teacher, an expected grade (from logits) as a decimal."""
+    if np.isnan(x):
+        return ""
+    return int(x) if float(x).is_integer() else round(float(x), 6)
 
 
 def read_batch_stats(path: str) -> list[dict]:
@@ -90,10 +98,12 @@ class RunLogs:
                    lengths, surprisal, ledger, weights) -> dict:
         """`surprisal`: each story's −Σ log p of its own sampled tokens (the paper's entropy, summed)."""
         scores = grades.scores_Bx3
+        details = grades.details or [None] * len(stories)
         self._append("generated", GENERATED, [
             {"step": step, "index": i, "prompt": prompt, "story": story, "answer": grades.answers[i],
-             **{c: ("" if np.isnan(scores[i, j]) else int(scores[i, j])) for j, c in enumerate(CRITERIA)},
-             "scored": int(scored[i]), "words": int(words[i]), "reward": "" if np.isnan(rewards[i]) else rewards[i]}
+             **{c: _grade_text(scores[i, j]) for j, c in enumerate(CRITERIA)},
+             "scored": int(scored[i]), "words": int(words[i]), "reward": "" if np.isnan(rewards[i]) else rewards[i],
+             "teacher_details": json.dumps(details[i]) if details[i] else ""}
             for i, story in enumerate(stories)])
         ok = scores[scored]
         w = np.asarray(weights, np.float32)

@@ -18,7 +18,7 @@ flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs and output
 flags.DEFINE_bool("traceback", False, "Show the full traceback of an error instead of its one-line message.")
 flags.mark_flags_as_required(["config", "workdir"])
 
-JOBS = ("pretrain", "interactive", "evaluate")
+JOBS = ("pretrain", "interactive", "evaluate", "grade")
 # Libraries whose INFO chatter (one line per file written) buries the run's own log.
 _QUIET = ("/orbax/", "/tensorflow_datasets/", "/etils/", "/httpx/")
 
@@ -75,6 +75,9 @@ def main(argv):
         from storyjax import interactive as job
         shown = ("steps", "stories", "input_words", "unscorable", "heldout_score_start", "heldout_score_end",
                  "param_checksum")
+    elif config.job == "grade":
+        from storyjax import grade as job
+        shown = ("teacher", "stories", "unscorable", "sum", "stories_per_s")
     else:
         from storyjax import evaluate as job
         shown = ("blimp", "perplexity", "stories_sum")  # the full story report is DIR/eval/stories.json

@@ -129,3 +129,23 @@ def test_prompt_plus_new_tokens_must_fit_the_context():
     S.check_lengths(CFG, 16, 32)
     with pytest.raises(ValueError, match="lower max_new_tokens to 32"):
         S.check_lengths(CFG, 16, 33)
+
+
+def cache_sized_moves(cfg, params, B=8, P=12, N=20, filtered=False) -> list[str]:
+    """Instructions of the compiled sampler that copy, transpose or convert a whole KV-cache buffer."""
+    import re
+    toks, valid = jnp.ones((B, P), jnp.int32), jnp.ones((B, P), bool)
+    hlo = S._sample.lower(cfg, params, toks, valid, jax.random.key(0), jnp.float32(1), jnp.int32(0), jnp.float32(1),
+                          max_new_tokens=N, eos_id=EOS, pad_id=PAD, filtered=filtered).compile().as_text()
+    shape = f"[{B},{cfg.num_heads},{P + N},{cfg.head_dim}]"
+    return [line.strip() for line in hlo.splitlines()
+            if shape in line and re.search(r"= \S+ (copy|transpose|convert)\(", line)]
+
+
+@pytest.mark.parametrize("filtered", [False, True])
+def test_compiled_decode_never_copies_or_transposes_the_kv_cache(params, filtered):
+    """The cache is updated in place: XLA's optimized program (float32, CPU) holds no cache-sized copy,
+    transpose or convert, in the loop or out of it. A layout change that made the loop move the whole cache
+    every token would show up here, on CPU, before any GPU run. (bfloat16 on CPU is not checked: XLA:CPU
+    upcasts bf16 dots to float32, converting the cache each step, which GPUs do not.)"""
+    assert cache_sized_moves(CFG, params, filtered=filtered) == []

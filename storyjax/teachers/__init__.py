@@ -10,7 +10,7 @@ import ml_collections
 
 from storyjax.teachers.base import Grades, Teacher
 
-NAMES = ("rubric", "openai", "replay")
+NAMES = ("rubric", "openai", "replay", "jax")
 ANSWERS_FILE = "answers.jsonl"
 
 
@@ -43,6 +43,9 @@ def make_teacher(cfg: ml_collections.ConfigDict, workdir: str = "", process_inde
         teacher = OpenAITeacher(cfg, log_path)
         teacher.check_reachable()
         return teacher
+    if cfg.name == "jax":
+        from storyjax.teachers.jax_teacher import JaxTeacher
+        return JaxTeacher(cfg, log_path)
     if cfg.name == "replay":
         from storyjax.teachers.replay import ReplayTeacher
         return ReplayTeacher(cfg, cfg.replay_from, log_path)

@@ -7,7 +7,7 @@ graded story (DESIGN §1).
 from __future__ import annotations
 
 import abc
-from typing import NamedTuple
+from typing import NamedTuple, Optional
 
 import numpy as np
 
@@ -15,8 +15,9 @@ CRITERIA = ("readability", "coherence", "creativity")
 
 
 class Grades(NamedTuple):
-    scores_Bx3: np.ndarray  # float32, integers 0..3, NaN where the answer could not be parsed
+    scores_Bx3: np.ndarray  # float32 in 0..3 (integers, or expected grades from a teacher's logits), NaN where unscorable
     answers: list            # the raw answer text per story ("" when no answer came back)
+    details: Optional[list] = None  # per story, what a logit-reading teacher saw (expected, argmax, digit_mass)
 
 
 class GradingCancelled(Exception):

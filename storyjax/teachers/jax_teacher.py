@@ -1,0 +1,288 @@
+"""`jax`: an instruct LLM (Llama / SmolLM2 / Qwen2.5, from a Hugging Face folder or a GGUF file) grading
+stories inside the program, on the student's devices, with the grades read from its logits.
+
+The prompt is the `openai` teacher's rubric, wrapped in the model's own chat template. Everything before
+`{story}` (chat header, rubric, opening line) is the same for every story of an opening: its K/V are
+computed once and cached, and every story attends to that single copy (see `teachers.lm`). Each story's
+own tokens (its text, the rest of the template, the assistant header) run as a right-padded batch whose
+length is rounded up to a bucket, so a run compiles a handful of shapes.
+
+The answer "d d d" is teacher-forced: at each digit position the teacher's distribution over the tokens
+for 0..3 is read off; `grading=expected` gives its mean (renormalised over 0..3), `greedy` the most
+likely digit, `sample` a digit drawn at `temperature`; the next position conditions on the most likely
+(or the sampled) digit. The probability mass on 0..3 is recorded per position: below `min_digit_mass`
+the teacher was not answering the question, and the story is unscorable. Nothing is parsed, so nothing
+fails to parse.
+"""
+
+from __future__ import annotations
+
+import collections
+import functools
+import hashlib
+import json
+import os
+import time
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import logging
+
+from storyjax.teachers import lm, lm_weights
+from storyjax.teachers.base import Grades, GradingCancelled, Teacher
+from storyjax.teachers.openai_teacher import load_template
+
+GRADINGS = ("expected", "greedy", "sample")
+_STORY = "\u2063<storyjax-story>\u2063"  # where the story goes in the rendered chat prompt
+BUCKET = 64                               # suffix lengths are rounded up to a multiple of this
+PREFIX_CACHE = 4                          # openings whose prefix K/V are kept
+
+
+class AnswerFormat(NamedTuple):
+    """How the answer "d d d" tokenizes: the token ids with digits at `digit_at`, and per digit position
+    the ids of the tokens for 0, 1, 2, 3 there (e.g. "1" first, then " 1" where a vocabulary merges the
+    space into the digit)."""
+    ids: tuple
+    digit_at: tuple
+    candidates: tuple  # 3 × 4 ids
+
+
+def answer_format(tok) -> AnswerFormat:
+    encode = lambda s: tok.encode(s, add_special_tokens=False)
+    base = encode("0 0 0")
+    digit_at, candidates = [], []
+    for k in range(3):
+        ids_d, where = [], set()
+        for d in range(4):
+            digits = ["0"] * 3
+            digits[k] = str(d)
+            ids = encode(" ".join(digits))
+            if len(ids) != len(base):
+                raise ValueError(f"the teacher's tokenizer splits the answer {' '.join(digits)!r} into {len(ids)} "
+                                 f"tokens but '0 0 0' into {len(base)}: grades cannot be read off its logits.")
+            diff = [i for i, (a, b) in enumerate(zip(ids, base)) if a != b]
+            if len(diff) > 1:
+                raise ValueError(f"the teacher's tokenizer merges the digits of {' '.join(digits)!r} with their "
+                                 "neighbours: grades cannot be read off its logits.")
+            where.update(diff)
+            ids_d.append(ids)
+        if len(where) != 1:
+            raise ValueError("the teacher's tokenizer gives no single token per grade digit.")
+        j = where.pop()
+        digit_at.append(j)
+        candidates.append(tuple(ids[j] for ids in ids_d))
+    if any(len(set(c)) != 4 for c in candidates) or sorted(digit_at) != digit_at:
+        raise ValueError("the teacher's tokenizer does not give four distinct digit tokens per grade.")
+    return AnswerFormat(tuple(base), tuple(digit_at), tuple(candidates))
+
+
+class PromptParts(NamedTuple):
+    prefix: str   # the shared text: chat header, rubric, opening line
+    tail: str     # after the story: the rest of the rubric, the assistant header
+
+
+def prompt_parts(tok, template: str, prompt: str) -> PromptParts:
+    content = template.format(prompt=prompt, story=_STORY)
+    if getattr(tok, "chat_template", None):
+        text = tok.apply_chat_template([{"role": "user", "content": content}], tokenize=False,
+                                       add_generation_prompt=True)
+    else:
+        text = content + "\n"
+    prefix, tail = text.split(_STORY)
+    return PromptParts(prefix, tail)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _prefill(cfg, params, prefix_1xP):
+    P = prefix_1xP.shape[1]
+    pos = jnp.arange(P)[None]
+    _, k, v = lm.forward(cfg, params, prefix_1xP, pos, lm.causal_mask(jnp.ones((1, P), bool)))
+    return k[:, 0], v[:, 0]  # [L, P, Hkv, D]: the shared segment
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _suffix(cfg, params, prefix_k, prefix_v, suffix_BxS, valid_BxS):
+    """Digit-1 logits of each story (at its last real token) and the stories' own K/V."""
+    P = prefix_k.shape[1]
+    pos = P + jnp.arange(suffix_BxS.shape[1])[None]
+    h, k, v = lm.forward(cfg, params, suffix_BxS, pos + jnp.zeros_like(suffix_BxS), lm.causal_mask(valid_BxS),
+                         (lm.Segment(prefix_k, prefix_v),))
+    last_B = valid_BxS.sum(1) - 1
+    return lm.logits(cfg, params, h[jnp.arange(h.shape[0]), last_B]), k, v
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _extend(cfg, params, prefix_k, prefix_v, suffix_k, suffix_v, valid_BxS, answer_BxE):
+    """Logits after the answer tokens so far, which follow each story's last real token."""
+    B, E = answer_BxE.shape
+    P = prefix_k.shape[1]
+    pos = P + valid_BxS.sum(1)[:, None] + jnp.arange(E)[None]
+    segments = (lm.Segment(prefix_k, prefix_v),
+                lm.Segment(suffix_k, suffix_v, jnp.broadcast_to(valid_BxS[:, None, :], (B, E, valid_BxS.shape[1]))))
+    h, _, _ = lm.forward(cfg, params, answer_BxE, pos, lm.causal_mask(jnp.ones((B, E), bool)), segments)
+    return lm.logits(cfg, params, h[:, -1])
+
+
+class JaxTeacher(Teacher):
+    name = "jax"
+
+    def __init__(self, cfg, log_path: str = ""):
+        grading = cfg.get("grading", "expected")
+        if grading not in GRADINGS:
+            raise ValueError(f"teacher.grading={grading!r}: choose one of {GRADINGS}.")
+        self.cfg, self.grading = cfg, grading
+        self.min_mass = float(cfg.get("min_digit_mass", 0.0))
+        self.micro = int(cfg.get("batch_size", 32))
+        if self.micro < 1 or not 0.0 <= self.min_mass <= 1.0:
+            raise ValueError(f"teacher.batch_size={self.micro} must be >= 1 and teacher.min_digit_mass="
+                             f"{self.min_mass} in 0..1.")
+        self.template = load_template(cfg.template)
+        dtype = cfg.get("compute_dtype", "") or ("float32" if jax.default_backend() == "cpu" else "bfloat16")
+        t0 = time.time()
+        self.lm_cfg, params, self.tok = lm_weights.load(cfg.weights, dtype)
+        # Stories are split over this process's devices (the weights replicated on each): one jit, XLA
+        # partitions it. Splitting the weights themselves (a teacher larger than one device) is not built yet.
+        self.mesh = jax.sharding.Mesh(np.asarray(jax.local_devices()), ("data",))
+        self.params = jax.device_put(params, self._sharding())
+        self.answer = answer_format(self.tok)
+        self.weights_id = _weights_id(cfg.weights)
+        self.log_path = log_path
+        self._prefixes: collections.OrderedDict = collections.OrderedDict()
+        self._rng = jax.random.key(int(cfg.get("seed", 0)))
+        self._batches = 0
+        self.truncated = 0
+        self.last_problem = ""
+        logging.info("JAX teacher: %s (%s, %d layers, %s) loaded in %.1f s; grades read as %s.", cfg.weights,
+                     self.lm_cfg.family, self.lm_cfg.num_layers, dtype, time.time() - t0, grading)
+        if grading == "expected":
+            logging.warning("teacher.grading='expected' rewards the student with the teacher's output distribution, "
+                            "which BabyLM's rules forbid in a run that claims compliance; use 'greedy' or 'sample' "
+                            "there.")
+
+    # -- pieces ------------------------------------------------------------------------------------------
+    def _prefix(self, prompt: str):
+        """(prefix K/V, its length, tail ids) of an opening, computed once and kept while it is among the
+        PREFIX_CACHE most recently used (the training prompt, every batch; held-out openings come and go)."""
+        if prompt in self._prefixes:
+            self._prefixes.move_to_end(prompt)
+        else:
+            parts = prompt_parts(self.tok, self.template, prompt)
+            ids = self.tok.encode(parts.prefix, add_special_tokens=False)
+            bos = self.tok.bos_token_id
+            if bos is not None and self.tok.encode("a")[:1] == [bos] and ids[:1] != [bos]:
+                ids = [bos] + ids  # a tokenizer that starts every text with BOS (e.g. a base model's)
+            k, v = _prefill(self.lm_cfg, self.params, jnp.asarray([ids], jnp.int32))
+            tail = self.tok.encode(parts.tail, add_special_tokens=False)
+            self._prefixes[prompt] = (k, v, len(ids), tail)
+            while len(self._prefixes) > PREFIX_CACHE:
+                self._prefixes.popitem(last=False)
+        return self._prefixes[prompt]
+
+    def _suffix_ids(self, story: str, tail: list, room: int) -> list:
+        ids = self.tok.encode(story, add_special_tokens=False)
+        keep = room - len(tail)
+        if len(ids) > keep:  # longer than the teacher's context: keep the story's end, count it
+            self.truncated += 1
+            logging.warning("A story of %d tokens does not fit the teacher's context; its first %d tokens were cut.",
+                            len(ids), len(ids) - keep)
+            ids = ids[len(ids) - keep:]
+        return ids + tail
+
+    def key(self, prompt: str, story: str) -> str:
+        return hashlib.sha256(json.dumps([self.weights_id, self.template, self.grading, prompt, story]).encode()
+                              ).hexdigest()
+
+    # -- grading -----------------------------------------------------------------------------------------
+    def grade_batch(self, prompts: list, stories: list) -> Grades:
+        n = len(stories)
+        expected, argmax, chosen = np.zeros((n, 3), np.float32), np.zeros((n, 3), np.int32), np.zeros((n, 3))
+        mass = np.zeros((n, 3), np.float32)
+        order = sorted(range(n), key=lambda i: prompts[i])  # stories of one opening share a prefix
+        groups: dict = {}
+        for i in order:
+            groups.setdefault(prompts[i], []).append(i)
+        for prompt, rows in groups.items():
+            for start in range(0, len(rows), self.micro):
+                if self._cancelled:
+                    raise GradingCancelled("grading was cancelled (SIGTERM).")
+                idx = rows[start:start + self.micro]
+                e, a, c, m = self._grade_rows(prompt, [stories[i] for i in idx])
+                expected[idx], argmax[idx], chosen[idx], mass[idx] = e, a, c, m
+        scored = mass.min(1) >= self.min_mass
+        values = {"expected": expected, "greedy": argmax, "sample": chosen}[self.grading]
+        scores = np.where(scored[:, None], values, np.nan).astype(np.float32)
+        answers = [" ".join(map(str, row)) for row in (argmax if self.grading != "sample" else chosen.astype(int))]
+        details = [{"expected": [round(float(x), 6) for x in e], "argmax": [int(x) for x in a],
+                    "digit_mass": [round(float(x), 6) for x in m]} for e, a, m in zip(expected, argmax, mass)]
+        if not scored.all():
+            self.last_problem = (f"{int((~scored).sum())} of {n} stories got less than teacher.min_digit_mass="
+                                 f"{self.min_mass} of the teacher's probability on the digits 0-3")
+        self._log(prompts, stories, scores, answers, details)
+        self._batches += 1
+        return Grades(scores, answers, details)
+
+    def _grade_rows(self, prompt: str, stories: list):
+        k, v, P, tail = self._prefix(prompt)
+        rows = [self._suffix_ids(s, tail, self.lm_cfg.max_len - P - len(self.answer.ids)) for s in stories]
+        B = len(rows)
+        S = min(-(-max(map(len, rows)) // BUCKET) * BUCKET, self.lm_cfg.max_len - P - len(self.answer.ids))
+        # A few batch shapes too, each a multiple of the device count; padded rows are dropped below.
+        step = self.mesh.size * max(1, 8 // self.mesh.size)
+        B_pad = -(-B // step) * step
+        toks, valid = np.zeros((B_pad, S), np.int32), np.zeros((B_pad, S), bool)
+        for b in range(B_pad):
+            row = rows[min(b, B - 1)]
+            toks[b, :len(row)], valid[b, :len(row)] = row, True
+        toks, valid = jax.device_put((toks, valid), self._sharding("data"))
+        logits_BxV, sk, sv = _suffix(self.lm_cfg, self.params, k, v, toks, valid)
+        rng = jax.random.fold_in(self._rng, self._batches)
+        answer = np.tile(np.asarray(self.answer.ids, np.int32), (B_pad, 1))
+        expected, argmax, chosen, mass = [], [], [], []
+        for pos in range(3):
+            if pos:
+                E = self.answer.digit_at[pos]
+                logits_BxV = _extend(self.lm_cfg, self.params, k, v, sk, sv, valid,
+                                     jax.device_put(answer[:, :E], self._sharding("data")))
+            cand = jnp.asarray(self.answer.candidates[pos])
+            p_Bx4 = np.asarray(jax.nn.softmax(logits_BxV, -1)[:, cand], np.float64)
+            m_B = p_Bx4.sum(1)
+            q_Bx4 = p_Bx4 / np.maximum(m_B[:, None], 1e-30)
+            top_B = q_Bx4.argmax(1)
+            temp = max(float(self.cfg.get("temperature", 0.2)), 1e-6)
+            drawn_B = np.asarray(jax.random.categorical(jax.random.fold_in(rng, pos),
+                                                        jnp.log(jnp.asarray(q_Bx4, jnp.float32) + 1e-30) / temp))
+            pick_B = drawn_B if self.grading == "sample" else top_B
+            answer[:, self.answer.digit_at[pos]] = np.asarray(self.answer.candidates[pos])[pick_B]
+            expected.append((q_Bx4 * np.arange(4)).sum(1))
+            argmax.append(top_B)
+            chosen.append(pick_B)
+            mass.append(m_B)
+        cut = lambda cols: np.stack(cols, 1)[:B]
+        return cut(expected), cut(argmax), cut(chosen), cut(mass)
+
+    def _sharding(self, *axes):
+        return jax.sharding.NamedSharding(self.mesh, jax.sharding.PartitionSpec(*axes))
+
+    # -- bookkeeping -------------------------------------------------------------------------------------
+    _cancelled = False
+
+    def cancel(self) -> None:
+        self._cancelled = True
+
+    def _log(self, prompts, stories, scores, answers, details) -> None:
+        if not self.log_path:
+            return
+        with open(self.log_path, "a") as f:
+            for p, s, sc, a, d in zip(prompts, stories, scores, answers, details):
+                f.write(json.dumps({"time": time.time(), "key": self.key(p, s), "status": "ok", "answer": a,
+                                    "scores": [None if np.isnan(x) else float(x) for x in sc], **d,
+                                    "model": self.cfg.weights, "prompt": p, "story": s}) + "\n")
+
+
+def _weights_id(path: str) -> str:
+    """Names the weights in cache keys: the path with the size and time of the file(s)."""
+    files = [path] if os.path.isfile(path) else sorted(
+        os.path.join(path, f) for f in os.listdir(path) if f.endswith((".gguf", ".safetensors")))
+    return "|".join(f"{f}:{os.path.getsize(f)}:{int(os.path.getmtime(f))}" for f in files)

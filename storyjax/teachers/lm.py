@@ -1,0 +1,171 @@
+"""The teacher's language model: a decoder-only transformer of the Llama family (Llama-3.x, SmolLM2,
+Qwen2.5) as a pure function of a params pytree, with attention that can read shared context without
+copying it per row.
+
+Grading a batch means one prompt prefix (chat header, rubric, opening line) shared by every story and a
+suffix per story. `forward` runs new tokens against any number of *context segments*: K/V computed
+earlier, either shared by the whole batch (the prefix: `[T, Hkv, D]`, no batch axis, so the scores are one
+batched matmul against a single copy) or per row (`[B, T, Hkv, D]`). Each segment's softmax is computed on
+its own and the segments are merged exactly with log-sum-exp (Hydragen / cascade inference), so the
+result equals plain attention over the concatenated sequence.
+
+Layers are stacked along a leading axis and run under `lax.scan` (one layer compiled, not N). Weights
+are kept in the compute dtype; norms, softmax and logits are float32.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import NamedTuple, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+FAMILIES = ("llama", "qwen2")
+
+
+@dataclasses.dataclass(frozen=True)
+class LMConfig:
+    family: str
+    vocab_size: int
+    d_model: int
+    num_layers: int
+    num_heads: int
+    num_kv_heads: int
+    head_dim: int
+    ffn_dim: int
+    rms_eps: float
+    max_len: int
+    qkv_bias: bool = False          # qwen2
+    tie_embeddings: bool = True
+    compute_dtype: str = "float32"
+
+    def validate(self) -> "LMConfig":
+        if self.family not in FAMILIES:
+            raise ValueError(f"teacher architecture {self.family!r} is not supported; storyjax reads {FAMILIES}.")
+        if self.num_heads % self.num_kv_heads:
+            raise ValueError(f"{self.num_heads} attention heads do not split into {self.num_kv_heads} KV groups.")
+        return self
+
+
+class Segment(NamedTuple):
+    """Keys/values the new tokens may attend to. `k`/`v`: [L, T, Hkv, D] (shared by every row) or
+    [L, B, T, Hkv, D] (per row); `mask_BxSxT`: which keys each new token sees (None: all)."""
+    k: jax.Array
+    v: jax.Array
+    mask_BxSxT: Optional[jax.Array] = None
+
+
+def rope_inv_freq(head_dim: int, theta: float, scaling: Optional[dict] = None) -> np.ndarray:
+    """RoPE inverse frequencies, with Llama-3's long-context scaling (`rope_scaling.rope_type == "llama3"`)."""
+    # float32 arithmetic, as transformers computes it (its logits are the reference)
+    inv = np.float32(1.0) / np.float32(theta) ** (np.arange(0, head_dim, 2).astype(np.float32) / np.float32(head_dim))
+    kind = (scaling or {}).get("rope_type", (scaling or {}).get("type", "default"))
+    if kind in (None, "default"):
+        return inv.astype(np.float32)
+    if kind != "llama3":
+        raise ValueError(f"rope_scaling type {kind!r} is not supported (storyjax reads 'default' and 'llama3').")
+    factor, low, high = scaling["factor"], scaling["low_freq_factor"], scaling["high_freq_factor"]
+    old_len = scaling["original_max_position_embeddings"]
+    wavelen = 2 * np.pi / inv
+    smooth = (old_len / wavelen - low) / (high - low)
+    scaled = np.where(wavelen > old_len / low, inv / factor, inv)
+    mid = (wavelen <= old_len / low) & (wavelen >= old_len / high)
+    return np.where(mid, (1 - smooth) * inv / factor + smooth * inv, scaled).astype(np.float32)
+
+
+def _rms_norm(x, w, eps):
+    x32 = x.astype(jnp.float32)
+    return (x32 * jax.lax.rsqrt(jnp.mean(x32 * x32, -1, keepdims=True) + eps) * w).astype(x.dtype)
+
+
+def _rope(x_BxSxHxD, pos_BxS, inv_freq):
+    """rotate_half RoPE (the Hugging Face layout; GGUF Q/K rows are un-permuted to it on load)."""
+    angles = pos_BxS[..., None].astype(jnp.float32) * inv_freq  # [B, S, D/2]
+    cos, sin = jnp.cos(angles)[:, :, None, :], jnp.sin(angles)[:, :, None, :]
+    x = x_BxSxHxD.astype(jnp.float32)
+    x1, x2 = jnp.split(x, 2, axis=-1)
+    return jnp.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], -1).astype(x_BxSxHxD.dtype)
+
+
+def _segment_attention(q_BxSxKxGxD, k, v, mask_BxSxT, scale):
+    """(out [B,S,K,G,D] normalised within this segment, lse [B,S,K,G]) of one segment."""
+    shared = k.ndim == 3
+    s = jnp.einsum("bskgd,tkd->bskgt" if shared else "bskgd,btkd->bskgt", q_BxSxKxGxD, k,
+                   preferred_element_type=jnp.float32) * scale
+    if mask_BxSxT is not None:
+        s = jnp.where(mask_BxSxT[:, :, None, None, :], s, -jnp.inf)
+    m = jnp.max(s, -1, keepdims=True)
+    m = jnp.where(jnp.isfinite(m), m, 0.0)  # a row that sees nothing here: weight 0 below, not NaN
+    p = jnp.exp(s - m)
+    denom = p.sum(-1, keepdims=True)
+    out = jnp.einsum("bskgt,tkd->bskgd" if shared else "bskgt,btkd->bskgd", p.astype(v.dtype), v,
+                     preferred_element_type=jnp.float32) / jnp.maximum(denom, 1e-30)
+    lse = jnp.where(denom[..., 0] > 0, m[..., 0] + jnp.log(jnp.maximum(denom[..., 0], 1e-30)), -jnp.inf)
+    return out, lse
+
+
+def _merge(parts):
+    """Exact softmax over the union of segments from each segment's (normalised output, log-sum-exp)."""
+    lse_all = jnp.stack([lse for _, lse in parts])
+    top = jnp.max(lse_all, 0)
+    top = jnp.where(jnp.isfinite(top), top, 0.0)
+    weights = jnp.exp(lse_all - top)
+    total = jnp.maximum(weights.sum(0), 1e-30)
+    return sum(w[..., None] * out for w, (out, _) in zip(weights, parts)) / total[..., None]
+
+
+def _layer(cfg: LMConfig, inv_freq, h_BxSxD, pos_BxS, self_mask_BxSxS, layer, contexts):
+    B, S, _ = h_BxSxD.shape
+    K, G, D = cfg.num_kv_heads, cfg.num_heads // cfg.num_kv_heads, cfg.head_dim
+    x = _rms_norm(h_BxSxD, layer["attn_norm"], cfg.rms_eps)
+    q, k, v = x @ layer["wq"], x @ layer["wk"], x @ layer["wv"]
+    if cfg.qkv_bias:
+        q, k, v = q + layer["bq"], k + layer["bk"], v + layer["bv"]
+    q = _rope(q.reshape(B, S, K * G, D), pos_BxS, inv_freq).reshape(B, S, K, G, D)
+    k = _rope(k.reshape(B, S, K, D), pos_BxS, inv_freq)
+    v = v.reshape(B, S, K, D)
+    scale = D ** -0.5
+    parts = [_segment_attention(q, ck, cv, mask, scale) for ck, cv, mask in contexts]
+    parts.append(_segment_attention(q, k, v, self_mask_BxSxS, scale))
+    attn = _merge(parts).astype(h_BxSxD.dtype).reshape(B, S, K * G * D)
+    h_BxSxD = h_BxSxD + attn @ layer["wo"]
+    x = _rms_norm(h_BxSxD, layer["ffn_norm"], cfg.rms_eps)
+    h_BxSxD = h_BxSxD + (jax.nn.silu(x @ layer["w_gate"]) * (x @ layer["w_up"])) @ layer["w_down"]
+    return h_BxSxD, (k, v)
+
+
+def forward(cfg: LMConfig, params, tokens_BxS, pos_BxS, self_mask_BxSxS, contexts: tuple = ()):
+    """Final hidden states [B, S, D] of `tokens_BxS` at `pos_BxS`, attending to each context segment
+    and, within the new tokens, where `self_mask_BxSxS` allows; plus the new tokens' K/V per layer
+    ([L, B, S, Hkv, D] each) so later tokens can use them as a segment."""
+    h = params["embed"][tokens_BxS].astype(jnp.dtype(cfg.compute_dtype))
+
+    def body(h, xs):
+        layer, ctx = xs
+        h, kv = _layer(cfg, params["rope_inv_freq"], h, pos_BxS, self_mask_BxSxS, layer,
+                       [(ck, cv, seg.mask_BxSxT) for (ck, cv), seg in zip(ctx, contexts)])
+        return h, kv
+
+    ctx_kv = tuple((seg.k, seg.v) for seg in contexts)
+    h, (k_L, v_L) = jax.lax.scan(body, h, (params["layers"], ctx_kv))
+    return _rms_norm(h, params["final_norm"], cfg.rms_eps), k_L, v_L
+
+
+def logits(cfg: LMConfig, params, h_NxD):
+    """Next-token logits (float32) for hidden states of any leading shape."""
+    head = params["embed"].T if cfg.tie_embeddings else params["lm_head"]
+    return jnp.einsum("...d,dv->...v", h_NxD, head, preferred_element_type=jnp.float32)
+
+
+def causal_mask(valid_BxS):
+    S = valid_BxS.shape[1]
+    return jnp.tril(jnp.ones((S, S), bool))[None] & valid_BxS[:, None, :]
+
+
+def full_logits(cfg: LMConfig, params, tokens_BxS, valid_BxS):
+    """Plain causal forward over whole right-padded sequences: logits [B, S, V] (the reference path)."""
+    pos = jnp.maximum(jnp.cumsum(valid_BxS, 1) - 1, 0)
+    h, _, _ = forward(cfg, params, tokens_BxS, pos, causal_mask(valid_BxS))
+    return logits(cfg, params, h)

@@ -1,0 +1,175 @@
+"""Teacher weights from a Hugging Face folder (config.json + safetensors) or one GGUF file, as the params
+pytree of `teachers.lm`, with the model's own tokenizer and chat template.
+
+GGUF notes: shapes are stored fastest-axis first (numpy sees them reversed, i.e. the Hugging Face
+[out, in] layout, once dequantized); llama.cpp's converter permutes the rows of Q and K of
+Llama-architecture files for its interleaved RoPE, which is undone here so one rotate-half RoPE serves
+both sources; a `rope_freqs` tensor holds Llama-3's long-context frequency factors.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+
+import jax.numpy as jnp
+import numpy as np
+from absl import logging
+
+from storyjax.teachers import lm
+
+_HF_LAYER = {  # ours: (Hugging Face name under model.layers.{i}., transpose)
+    "attn_norm": ("input_layernorm.weight", False), "ffn_norm": ("post_attention_layernorm.weight", False),
+    "wq": ("self_attn.q_proj.weight", True), "wk": ("self_attn.k_proj.weight", True),
+    "wv": ("self_attn.v_proj.weight", True), "wo": ("self_attn.o_proj.weight", True),
+    "bq": ("self_attn.q_proj.bias", False), "bk": ("self_attn.k_proj.bias", False),
+    "bv": ("self_attn.v_proj.bias", False),
+    "w_gate": ("mlp.gate_proj.weight", True), "w_up": ("mlp.up_proj.weight", True),
+    "w_down": ("mlp.down_proj.weight", True),
+}
+_GGUF_LAYER = {  # ours: GGUF name under blk.{i}.
+    "attn_norm": "attn_norm.weight", "ffn_norm": "ffn_norm.weight", "wq": "attn_q.weight", "wk": "attn_k.weight",
+    "wv": "attn_v.weight", "wo": "attn_output.weight", "bq": "attn_q.bias", "bk": "attn_k.bias",
+    "bv": "attn_v.bias", "w_gate": "ffn_gate.weight", "w_up": "ffn_up.weight", "w_down": "ffn_down.weight",
+}
+_NORMS = ("attn_norm", "ffn_norm")
+
+
+def load(path: str, compute_dtype: str = "float32"):
+    """(LMConfig, params, tokenizer) of a teacher at `path`: a Hugging Face folder or a `.gguf` file."""
+    if not path:
+        raise ValueError("teacher.name='jax' needs --config.teacher.weights=PATH: a Hugging Face folder "
+                         "(config.json, *.safetensors, tokenizer.json) or a .gguf file.")
+    if not os.path.exists(path):
+        raise ValueError(f"teacher.weights={path!r} does not exist; give a Hugging Face folder or a .gguf file.")
+    if os.path.isfile(path) and path.endswith(".gguf"):
+        return _load_gguf(path, compute_dtype)
+    if os.path.isdir(path) and os.path.exists(os.path.join(path, "config.json")):
+        return (*load_hf_params(path, compute_dtype), _tokenizer(path))
+    raise ValueError(f"teacher.weights={path!r} is neither a .gguf file nor a folder with config.json.")
+
+
+def _unpermute(w_OxI: np.ndarray, n_heads: int) -> np.ndarray:
+    """Inverse of llama.cpp's Q/K row permutation (interleaved RoPE pairs → rotate-half halves)."""
+    out, rest = w_OxI.shape[0], w_OxI.shape[1:]
+    return w_OxI.reshape(n_heads, out // n_heads // 2, 2, *rest).swapaxes(1, 2).reshape(w_OxI.shape)
+
+
+def _pack(cfg: lm.LMConfig, embed, final_norm, lm_head, layers: list[dict], inv_freq) -> dict:
+    dtype = jnp.dtype(cfg.compute_dtype)
+    stacked = {k: jnp.asarray(np.stack([layer[k] for layer in layers]),
+                              jnp.float32 if k in _NORMS else dtype) for k in layers[0]}
+    params = {"embed": jnp.asarray(embed, dtype), "final_norm": jnp.asarray(final_norm, jnp.float32),
+              "layers": stacked, "rope_inv_freq": jnp.asarray(inv_freq, jnp.float32)}
+    if lm_head is not None:
+        params["lm_head"] = jnp.asarray(lm_head.T, dtype)
+    return params
+
+
+def load_hf_params(folder: str, compute_dtype: str = "float32"):
+    """(LMConfig, params) of a Hugging Face folder (config.json + single or sharded safetensors)."""
+    from safetensors import safe_open
+    with open(os.path.join(folder, "config.json")) as f:
+        hf = json.load(f)
+    family = hf.get("model_type")
+    if family not in lm.FAMILIES:
+        raise ValueError(f"{folder}: teacher architecture {family!r} is not supported; storyjax reads {lm.FAMILIES}.")
+    index = os.path.join(folder, "model.safetensors.index.json")
+    files = sorted(set(json.load(open(index))["weight_map"].values())) if os.path.exists(index) else \
+        [os.path.basename(p) for p in glob.glob(os.path.join(folder, "*.safetensors"))]
+    if not files:
+        raise ValueError(f"{folder} holds no *.safetensors weights; convert the checkpoint to safetensors.")
+    tensors = {}
+    for name in files:
+        try:
+            with safe_open(os.path.join(folder, name), framework="flax") as f:
+                for key in f.keys():
+                    tensors[key] = np.asarray(f.get_tensor(key).astype(jnp.float32))
+        except Exception as e:  # noqa: BLE001 — safetensors raises its own error type for damaged files
+            raise ValueError(f"{folder}/{name} is not readable safetensors ({type(e).__name__}: {e}); re-download "
+                             "or re-save the checkpoint.") from None
+    heads = hf["num_attention_heads"]
+    cfg = lm.LMConfig(
+        family=family, vocab_size=hf["vocab_size"], d_model=hf["hidden_size"], num_layers=hf["num_hidden_layers"],
+        num_heads=heads, num_kv_heads=hf.get("num_key_value_heads", heads),
+        head_dim=hf.get("head_dim") or hf["hidden_size"] // heads, ffn_dim=hf["intermediate_size"],
+        rms_eps=hf["rms_norm_eps"], max_len=hf.get("max_position_embeddings", 8192),
+        qkv_bias=family == "qwen2" or bool(hf.get("attention_bias")),
+        tie_embeddings=bool(hf.get("tie_word_embeddings", False)), compute_dtype=compute_dtype).validate()
+    layers = []
+    for i in range(cfg.num_layers):
+        layer = {}
+        for ours, (theirs, transpose) in _HF_LAYER.items():
+            key = f"model.layers.{i}.{theirs}"
+            if key in tensors:
+                layer[ours] = tensors[key].T if transpose else tensors[key]
+            elif ours in ("bq", "bk", "bv") and cfg.qkv_bias:
+                raise ValueError(f"{folder}: {key} is missing but the config asks for attention biases.")
+            elif ours not in ("bq", "bk", "bv"):
+                raise ValueError(f"{folder}: {key} is missing; is this a {family} checkpoint?")
+        layers.append(layer)
+    head = None if cfg.tie_embeddings else tensors.get("lm_head.weight")
+    if head is None and not cfg.tie_embeddings:
+        raise ValueError(f"{folder}: lm_head.weight is missing and tie_word_embeddings is false.")
+    # transformers >= 5 writes `rope_parameters` (theta included); earlier versions rope_theta + rope_scaling.
+    rope = hf.get("rope_parameters") or hf.get("rope_scaling") or {}
+    theta = hf.get("rope_theta") or rope.get("rope_theta") or 10000.0
+    inv_freq = lm.rope_inv_freq(cfg.head_dim, theta, rope)
+    params = _pack(cfg, tensors["model.embed_tokens.weight"], tensors["model.norm.weight"], head, layers, inv_freq)
+    return cfg, params
+
+
+def _load_gguf(path: str, compute_dtype: str):
+    from gguf import GGUFReader
+    from gguf.quants import dequantize
+    reader = GGUFReader(path)
+    meta = {k: f.contents() for k, f in reader.fields.items() if not k.startswith("tokenizer.ggml.")}
+    arch = meta.get("general.architecture")
+    if arch not in lm.FAMILIES:
+        raise ValueError(f"{path}: GGUF architecture {arch!r} is not supported; storyjax reads {lm.FAMILIES}.")
+    tensors = {}
+    for t in reader.tensors:
+        try:
+            tensors[t.name] = np.asarray(dequantize(t.data, t.tensor_type), np.float32)
+        except NotImplementedError as e:
+            raise ValueError(f"{path}: tensor {t.name} is quantized as {t.tensor_type.name}, which the gguf package "
+                             f"cannot dequantize ({e}); use a Q4_0/Q4_1/Q5/Q8_0/K-quant/F16 file.") from None
+    heads, kv = meta[f"{arch}.attention.head_count"], meta.get(f"{arch}.attention.head_count_kv")
+    kv = kv or heads
+    d_model = meta[f"{arch}.embedding_length"]
+    head_dim = meta.get(f"{arch}.attention.key_length") or d_model // heads
+    embed = tensors["token_embd.weight"]
+    cfg = lm.LMConfig(
+        family=arch, vocab_size=embed.shape[0], d_model=d_model, num_layers=meta[f"{arch}.block_count"],
+        num_heads=heads, num_kv_heads=kv, head_dim=head_dim, ffn_dim=meta[f"{arch}.feed_forward_length"],
+        rms_eps=meta[f"{arch}.attention.layer_norm_rms_epsilon"], max_len=meta.get(f"{arch}.context_length", 8192),
+        qkv_bias="blk.0.attn_q.bias" in tensors, tie_embeddings="output.weight" not in tensors,
+        compute_dtype=compute_dtype).validate()
+    layers = []
+    for i in range(cfg.num_layers):
+        layer = {ours: tensors[f"blk.{i}.{theirs}"] for ours, theirs in _GGUF_LAYER.items()
+                 if f"blk.{i}.{theirs}" in tensors}
+        if arch == "llama":  # only llama.cpp's Llama converter permutes Q/K
+            layer["wq"], layer["wk"] = _unpermute(layer["wq"], heads), _unpermute(layer["wk"], kv)
+            if "bq" in layer:
+                layer["bq"], layer["bk"] = _unpermute(layer["bq"], heads), _unpermute(layer["bk"], kv)
+        for k in ("wq", "wk", "wv", "wo", "w_gate", "w_up", "w_down"):
+            layer[k] = layer[k].T
+        layers.append(layer)
+    inv_freq = lm.rope_inv_freq(head_dim, meta.get(f"{arch}.rope.freq_base", 10000.0))
+    if "rope_freqs.weight" in tensors:  # Llama-3.1's long-context scaling, as frequency divisors
+        inv_freq = inv_freq / tensors["rope_freqs.weight"]
+    params = _pack(cfg, embed, tensors["output_norm.weight"], tensors.get("output.weight"), layers, inv_freq)
+    return cfg, params, _tokenizer(os.path.dirname(os.path.abspath(path)), os.path.basename(path))
+
+
+def _tokenizer(folder: str, gguf_file: str = ""):
+    """The model's tokenizer (transformers; from tokenizer.json, or converted from the GGUF's vocabulary)
+    with its chat template."""
+    from transformers import AutoTokenizer
+    kwargs = {"gguf_file": gguf_file} if gguf_file else {}
+    tok = AutoTokenizer.from_pretrained(folder, **kwargs)
+    if not getattr(tok, "chat_template", None):
+        logging.warning("The teacher's tokenizer has no chat template: its prompt is the rubric as plain text.")
+    return tok

