@@ -67,8 +67,9 @@ def get_config(preset: str = "default") -> ml_collections.ConfigDict:
         # jax: an instruct LLM in-process; weights = a Hugging Face folder or a .gguf file. Grades are read
         # off its logits (expected | greedy | sample); a story with less than min_digit_mass of the teacher's
         # probability on the digits 0-3 at any grade is unscorable. batch_size: stories per teacher pass;
-        # compute_dtype: "" = float32 on CPU, bfloat16 elsewhere.
-        weights="", grading="expected", min_digit_mass=0.1, batch_size=32, compute_dtype="",
+        # compute_dtype: "" = float32 on CPU, bfloat16 elsewhere; devices: local devices the stories are split
+        # over (0: all accelerators, or one CPU).
+        weights="", grading="expected", min_digit_mass=0.1, batch_size=32, compute_dtype="", devices=0,
         base_url="http://127.0.0.1:8000/v1", model="meta-llama/Llama-3.1-8B-Instruct",
         template="",                               # empty: storyjax/teachers/templates/rubric_prompt.txt
         api_key_env="OPENAI_API_KEY",              # the key is read from this variable, never logged

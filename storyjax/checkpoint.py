@@ -109,32 +109,36 @@ class Checkpoints:
         return None
 
     def set_aside(self, step: int, why: str) -> str:
-        """Moves latest/<step> out of orbax's sight (to set_aside/<why>_<step>_<time>), keeping its files."""
+        """Moves latest/<step> out of orbax's sight (to set_aside/<why>_<step>_<time>), keeping its files.
+        Process 0 moves (the workdir is shared by all processes of a run)."""
         self.latest.wait_until_finished()
-        src = os.path.join(self.workdir, "latest", str(step))
-        dst = os.path.join(self.workdir, SET_ASIDE, f"{why}_{step}_{int(time.time())}")
-        os.makedirs(os.path.dirname(dst), exist_ok=True)
-        if os.path.exists(src):
-            shutil.move(src, dst)
+        dst = self._move(os.path.join(self.workdir, "latest", str(step)), f"{why}_{step}")
         self.latest.reload()
+        return dst
+
+    def _move(self, src: str, name: str) -> str:
+        dst = os.path.join(self.workdir, SET_ASIDE, f"{name}_{int(time.time())}")
+        if jax.process_index() == 0 and os.path.exists(src):
+            os.makedirs(os.path.dirname(dst), exist_ok=True)
+            shutil.move(src, dst)
         return dst
 
     def discard_from(self, step: int, why: str) -> list[str]:
         """Sets aside every checkpoint, latest or milestone, of a step at or after `step` (e.g. written after
         a run began to diverge): a resumed run reaches those milestones again and must write them anew."""
         moved = [self.set_aside(s, why) for s in sorted(self.latest.all_steps()) if s >= step]
-        for name in self.milestones():
-            if self.milestone_step(name) >= step:
-                dst = os.path.join(self.workdir, SET_ASIDE, f"{why}_{name}_{int(time.time())}")
-                os.makedirs(os.path.dirname(dst), exist_ok=True)
-                shutil.move(self.milestone_path(name), dst)
-                moved.append(dst)
+        moved += [self._move(self.milestone_path(name), f"{why}_{name}") for name in self.milestones()
+                  if self.milestone_step(name) >= step]
         return moved
 
     def milestone_step(self, name: str) -> int:
-        """The step a milestone was written at (read from its `extra`, without loading its arrays)."""
-        out = self._milestone_writer.restore(self.milestone_path(name),
-                                             args=ocp.args.Composite(extra=ocp.args.JsonRestore()))
+        """The step a milestone was written at (read from its `extra`, without loading its arrays); -1 when
+        that cannot be read."""
+        try:
+            out = self._milestone_writer.restore(self.milestone_path(name),
+                                                 args=ocp.args.Composite(extra=ocp.args.JsonRestore()))
+        except Exception:  # noqa: BLE001 — a damaged milestone is left where it is
+            return -1
         return int(out.extra.get("step", -1))
 
     def restore_milestone(self, name: str, abstract_state) -> tuple[Any, dict, dict]:

@@ -11,6 +11,7 @@ from conftest import ROOT
 from test_main import ENV
 
 
+@pytest.mark.slow
 def test_bench_tiny_writes_rows_ratios_the_teacher_row_and_profiles(tmp_path):
     pytest.importorskip("transformers")
     out = tmp_path / "bench.json"

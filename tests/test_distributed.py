@@ -16,6 +16,8 @@ import pytest
 from conftest import ROOT
 from test_main import base_args
 
+pytestmark = pytest.mark.slow  # a longer drill: runs in CI's second pass (pytest -m slow)
+
 
 def free_port() -> int:
     with socket.socket() as s:

@@ -5,6 +5,7 @@ import numpy as np
 from storyjax import evaluate as E
 from storyjax import model as M
 from storyjax import tokenizer as T
+from storyjax.stats import mean_ci
 
 
 def test_padded_batched_scores_equal_one_sequence_at_a_time(austen_dir):
@@ -38,5 +39,5 @@ def test_story_statistics_against_hand_counts():
     assert E.distinct_n(["a b a b", "a c"], 1) == 3 / 6
     assert E.distinct_n(["a b a b"], 2) == 2 / 3
     assert E.repetition_rate("the cat sat the cat sat") == 1 - 3 / 4
-    ci = E._mean_ci(np.asarray([1.0, 2.0, 3.0, 4.0]))
+    ci = mean_ci(np.asarray([1.0, 2.0, 3.0, 4.0]))
     assert ci["mean"] == 2.5 and abs(ci["ci95"] - 1.96 * np.std([1, 2, 3, 4], ddof=1) / 2) < 1e-12

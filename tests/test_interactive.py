@@ -227,6 +227,7 @@ def test_a_prompt_too_long_for_the_context_gets_a_valid_suggestion(student, tmp_
     assert "max_new_tokens to -" not in proc.stderr and "shorten the prompt to at most 72 tokens" in proc.stderr
 
 
+@pytest.mark.slow
 def test_a_dead_teacher_stops_the_run_with_a_checkpoint_and_a_healthy_one_finishes_it(student, tmp_path):
     """HTTP 500 on every request: the run stops after teacher.max_failed_batches batches with nothing graded,
     saying why, with a checkpoint; a rerun once the server is healthy ends with the exact ledger."""
@@ -253,6 +254,7 @@ def test_a_dead_teacher_stops_the_run_with_a_checkpoint_and_a_healthy_one_finish
     assert [int(r["step"]) for r in read_csv(tmp_path / "batch_stats.csv")] == [1, 2, 3, 4, 5]
 
 
+@pytest.mark.slow
 def test_sigterm_during_slow_grading_exits_at_once_and_the_batch_is_redone(student, tmp_path):
     """A teacher that takes 30 s an answer (timeout 20 s, 3 retries: minutes per batch): SIGTERM still ends
     the run within seconds with exit 143; the batch in flight was not charged, and the run resumed against
@@ -278,7 +280,7 @@ def test_sigterm_during_slow_grading_exits_at_once_and_the_batch_is_redone(stude
         assert not generated.exists() or read_csv(generated) == []
         events = [json.loads(line) for line in open(tmp_path / "ledger.jsonl")]
         assert events[-1]["event"] == "preempted" and events[-1]["input_words"] == 0
-        server.force = None
+        server.force = "ok"  # healed: every story answered
         rerun = run_main(interactive_args(student, **overrides), tmp_path)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     s = summary(tmp_path)
@@ -286,6 +288,7 @@ def test_sigterm_during_slow_grading_exits_at_once_and_the_batch_is_redone(stude
     assert [int(r["step"]) for r in read_csv(tmp_path / "batch_stats.csv")] == [1, 2, 3]
 
 
+@pytest.mark.slow
 def test_a_diverged_run_keeps_a_good_checkpoint_that_a_sane_rerun_finishes_from(reference, student, tmp_path):
     """Six sane steps, then an absurd learning rate blows the student up (params ~1e30, then a non-finite
     loss): the run stops with the fix, the checkpoints written after the last finite loss are set aside, and
@@ -304,3 +307,31 @@ def test_a_diverged_run_keeps_a_good_checkpoint_that_a_sane_rerun_finishes_from(
     assert summary(tmp_path)["param_checksum"] == summary(reference)["param_checksum"]
     assert read_csv(tmp_path / "batch_stats.csv") == read_csv(reference / "batch_stats.csv")
     assert summary(tmp_path)["checkpoints"] == summary(reference)["checkpoints"]
+
+
+@pytest.mark.slow
+def test_interactive_run_with_the_jax_teacher_resumes_bit_identically(student, tmp_path):
+    """teacher.name=jax on SmolLM2 (tiny student, 4 steps): the run finishes with logit-read grades in
+    generated.csv, and a run SIGKILLed after its step-2 checkpoint, rerun, ends with the same parameters
+    and tables."""
+    from test_jax_teacher import smollm2_path
+    args = interactive_args(student, **{"teacher.name": "jax", "teacher.weights": smollm2_path(), "max_steps": 4,
+                                        "checkpoint_every_steps": 2, "heldout.num_openings": 0,
+                                        "milestone_every_words": 0, "teacher.batch_size": 8})
+    ref = run_main(args, tmp_path / "ref")
+    assert ref.returncode == 0, ref.stderr[-3000:]
+    s = summary(tmp_path / "ref")
+    assert s["teacher"] == "jax" and s["steps"] == 4 and s["unscorable"] == 0
+    assert s["input_words"] == 16 * 8 + 3 * s["stories"]
+    rows = list(csv.DictReader(open(tmp_path / "ref" / "generated.csv")))
+    details = json.loads(rows[0]["teacher_details"])
+    assert float(rows[0]["readability"]) == pytest.approx(details["expected"][0], abs=1e-5)
+    assert rows[0]["answer"] == " ".join(map(str, details["argmax"])) and len(details["digit_mass"]) == 3
+    proc = start_main(args, tmp_path / "killed")
+    wait_for_checkpoint(tmp_path / "killed", proc, 2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    rerun = run_main(args, tmp_path / "killed")
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert summary(tmp_path / "killed")["param_checksum"] == s["param_checksum"]
+    assert list(csv.DictReader(open(tmp_path / "killed" / "generated.csv"))) == rows

@@ -22,6 +22,8 @@ from test_interactive import B, interactive_args, read_csv, student  # noqa: F40
 from test_main import run_main, summary
 from test_openai_teacher import teacher_cfg
 
+pytestmark = pytest.mark.slow  # a longer drill: runs in CI's second pass (pytest -m slow)
+
 
 def _require(module: str):
     """The drill's packages; CI (STORYJAX_CI=1) installs them, so there a missing one is a failure."""

@@ -121,6 +121,7 @@ def test_sigterm_checkpoints_before_exit_and_resume_matches(reference_run, auste
     assert summary(tmp_path)["param_checksum"] == summary(reference_run)["param_checksum"]
 
 
+@pytest.mark.slow
 def test_nonfinite_loss_stops_and_keeps_the_last_good_checkpoint(austen_dir, tfds_dir, tmp_path):
     first = run_main(base_args(austen_dir, tfds_dir, **{"train.num_steps": 10}), tmp_path)
     assert first.returncode == 0, first.stderr[-3000:]
@@ -145,6 +146,7 @@ def test_nonfinite_loss_stops_and_keeps_the_last_good_checkpoint(austen_dir, tfd
     assert events.count("resume") == 2
 
 
+@pytest.mark.slow
 def test_an_unreadable_newest_checkpoint_falls_back_to_the_one_before(reference_run, austen_dir, tfds_dir,
                                                                       tmp_path):
     proc = start_main(base_args(austen_dir, tfds_dir), tmp_path)

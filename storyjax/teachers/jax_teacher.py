@@ -144,7 +144,13 @@ class JaxTeacher(Teacher):
         self.lm_cfg, params, self.tok = lm_weights.load(cfg.weights, dtype)
         # Stories are split over this process's devices (the weights replicated on each): one jit, XLA
         # partitions it. Splitting the weights themselves (a teacher larger than one device) is not built yet.
-        self.mesh = jax.sharding.Mesh(np.asarray(jax.local_devices()), ("data",))
+        # CPU "devices" share the same cores: one copy of the weights there unless teacher.devices says more.
+        local = jax.local_devices()
+        n = int(cfg.get("devices", 0)) or (1 if jax.default_backend() == "cpu" else len(local))
+        if not 1 <= n <= len(local):
+            raise ValueError(f"teacher.devices={n}: this process has {len(local)} devices; use 1..{len(local)} "
+                             "(0: all accelerators, or one CPU).")
+        self.mesh = jax.sharding.Mesh(np.asarray(local[:n]), ("data",))
         self.params = jax.device_put(params, self._sharding())
         self.answer = answer_format(self.tok)
         self.weights_id = _weights_id(cfg.weights)
