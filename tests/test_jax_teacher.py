@@ -162,6 +162,15 @@ def test_grades_are_read_from_the_logits_with_their_digit_mass(smollm2, tmp_path
         smollm2.mesh, smollm2.params = mesh, params
         smollm2._prefixes.clear()
     np.testing.assert_allclose(one.scores_Bx3, g.scores_Bx3, atol=1e-5)
+    # `sample` draws each story's digits with a key of its own text: the same grades in any batch or order.
+    smollm2.grading = "sample"
+    try:
+        drawn = smollm2.grade_batch([PAPER_PROMPT] * 3, stories)
+        redrawn = smollm2.grade_batch([PAPER_PROMPT] * 2, stories[:0:-1])
+    finally:
+        smollm2.grading = "expected"
+    assert set(np.unique(drawn.scores_Bx3)) <= {0.0, 1.0, 2.0, 3.0}
+    np.testing.assert_array_equal(redrawn.scores_Bx3, drawn.scores_Bx3[:0:-1])
     # A mass threshold no answer meets makes every story unscorable (NaN), never a default.
     strict = smollm2.min_mass
     smollm2.min_mass = 1.01

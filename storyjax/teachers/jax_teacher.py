@@ -157,7 +157,6 @@ class JaxTeacher(Teacher):
         self.log_path = log_path
         self._prefixes: collections.OrderedDict = collections.OrderedDict()
         self._rng = jax.random.key(int(cfg.get("seed", 0)))
-        self._batches = 0
         self.truncated = 0
         self.last_problem = ""
         logging.info("JAX teacher: %s (%s, %d layers, %s) loaded in %.1f s; grades read as %s.", cfg.weights,
@@ -225,8 +224,9 @@ class JaxTeacher(Teacher):
         if not scored.all():
             self.last_problem = (f"{int((~scored).sum())} of {n} stories got less than teacher.min_digit_mass="
                                  f"{self.min_mass} of the teacher's probability on the digits 0-3")
-        self._log(prompts, stories, scores, answers, details)
-        self._batches += 1
+        statuses = ["ok" if ok else f"digit mass {m.min():.3f} < teacher.min_digit_mass={self.min_mass}"
+                    for ok, m in zip(scored, mass)]
+        self._log(prompts, stories, scores, answers, details, statuses)
         return Grades(scores, answers, details)
 
     def _grade_rows(self, prompt: str, stories: list):
@@ -243,7 +243,10 @@ class JaxTeacher(Teacher):
             toks[b, :len(row)], valid[b, :len(row)] = row, True
         toks, valid = jax.device_put((toks, valid), self._sharding("data"))
         logits_BxV, sk, sv = _suffix(self.lm_cfg, self.params, k, v, toks, valid)
-        rng = jax.random.fold_in(self._rng, self._batches)
+        # `sample` draws with a key of each story's own text: its grades do not depend on the batch it
+        # landed in, and a resumed run draws them again exactly.
+        keys_B = jnp.stack([jax.random.fold_in(self._rng, _text_seed(prompt, st)) for st in stories]
+                           + [self._rng] * (B_pad - B))
         answer = np.tile(np.asarray(self.answer.ids, np.int32), (B_pad, 1))
         expected, argmax, chosen, mass = [], [], [], []
         for pos in range(3):
@@ -257,8 +260,9 @@ class JaxTeacher(Teacher):
             q_Bx4 = p_Bx4 / np.maximum(m_B[:, None], 1e-30)
             top_B = q_Bx4.argmax(1)
             temp = max(float(self.cfg.get("temperature", 0.2)), 1e-6)
-            drawn_B = np.asarray(jax.random.categorical(jax.random.fold_in(rng, pos),
-                                                        jnp.log(jnp.asarray(q_Bx4, jnp.float32) + 1e-30) / temp))
+            logq_Bx4 = jnp.log(jnp.asarray(q_Bx4, jnp.float32) + 1e-30) / temp
+            drawn_B = np.asarray(jax.vmap(lambda key, lq: jax.random.categorical(jax.random.fold_in(key, pos), lq))(
+                keys_B, logq_Bx4))
             pick_B = drawn_B if self.grading == "sample" else top_B
             answer[:, self.answer.digit_at[pos]] = np.asarray(self.answer.candidates[pos])[pick_B]
             expected.append((q_Bx4 * np.arange(4)).sum(1))
@@ -277,14 +281,18 @@ class JaxTeacher(Teacher):
     def cancel(self) -> None:
         self._cancelled = True
 
-    def _log(self, prompts, stories, scores, answers, details) -> None:
+    def _log(self, prompts, stories, scores, answers, details, statuses) -> None:
         if not self.log_path:
             return
         with open(self.log_path, "a") as f:
-            for p, s, sc, a, d in zip(prompts, stories, scores, answers, details):
-                f.write(json.dumps({"time": time.time(), "key": self.key(p, s), "status": "ok", "answer": a,
+            for p, s, sc, a, d, st in zip(prompts, stories, scores, answers, details, statuses):
+                f.write(json.dumps({"time": time.time(), "key": self.key(p, s), "status": st, "answer": a,
                                     "scores": [None if np.isnan(x) else float(x) for x in sc], **d,
                                     "model": self.cfg.weights, "prompt": p, "story": s}) + "\n")
+
+
+def _text_seed(prompt: str, story: str) -> int:
+    return int.from_bytes(hashlib.sha256(json.dumps([prompt, story]).encode()).digest()[:4], "little") >> 1
 
 
 def _weights_id(path: str) -> str:
