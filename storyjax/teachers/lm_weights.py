@@ -121,6 +121,11 @@ def load_hf_params(folder: str, compute_dtype: str = "float32"):
 
 
 def _load_gguf(path: str, compute_dtype: str):
+    import importlib.util
+    if importlib.util.find_spec("torch") is None:  # checked before minutes of dequantizing
+        raise ValueError(f"reading the tokenizer of {path} goes through transformers' GGUF reader, which imports "
+                         "torch: `pip install torch` (the CPU build is enough), or give teacher.weights as a Hugging "
+                         "Face folder with tokenizer.json (no torch needed).")
     from gguf import GGUFReader
     from gguf.quants import dequantize
     reader = GGUFReader(path)
