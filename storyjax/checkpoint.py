@@ -89,23 +89,25 @@ class Checkpoints:
     def latest_step(self) -> Optional[int]:
         return self.latest.latest_step()
 
-    def restore_latest(self, abstract_state) -> Optional[tuple[int, Any, dict, dict]]:
-        """The newest checkpoint that restores; one that does not is set aside (one line says which and
-        why) and the previous one is tried. None when there is none; an error when none restores."""
+    def restore_latest(self, abstract_state, set_aside: bool = True) -> Optional[tuple[int, Any, dict, dict]]:
+        """The newest checkpoint that restores; one that does not is skipped with one warning line (and, with
+        `set_aside`, moved to set_aside/: a run's own workdir) and the previous one is tried. None when there
+        is none; an error when none restores."""
         steps = sorted(self.latest.all_steps(), reverse=True)
         for step in steps:
             try:
                 out = self.latest.restore(step, args=self._restore_args(abstract_state))
             except Exception as e:  # noqa: BLE001 — orbax raises many kinds for a damaged folder
-                where = self.set_aside(step, "unreadable")
-                logging.warning("Checkpoint latest/%d does not restore (%s: %s); moved to %s, trying the one "
-                                "before it.", step, type(e).__name__, _first_line(e), where)
+                where = f"; moved to {self.set_aside(step, 'unreadable')}" if set_aside else ""
+                logging.warning("Checkpoint latest/%d does not restore (%s: %s)%s; trying the one before it "
+                                "(workdir %s).", step, type(e).__name__, _first_line(e), where, self.workdir)
                 continue
             return step, out.state, out.ledger, out.extra
         if steps:
-            raise ValueError(f"no checkpoint in {self.workdir}/latest restores (steps {steps}, each moved to "
-                             f"{self.workdir}/{SET_ASIDE}/ with the reason logged above). Rerunning now starts "
-                             "this run over; or copy a good checkpoint back into latest/.")
+            moved = f", each moved to {self.workdir}/{SET_ASIDE}/" if set_aside else ""
+            raise ValueError(f"no checkpoint in {self.workdir}/latest restores (steps {steps}{moved}, the reasons "
+                             "logged above). Rerunning starts the run over; or copy a good checkpoint back into "
+                             "latest/, or name a milestone (RUN/milestones/chck_N).")
         return None
 
     def set_aside(self, step: int, why: str) -> str:
@@ -251,18 +253,8 @@ def load_params(workdir: str, milestone: str = "") -> tuple[Any, dict]:
                 raise ValueError(f"{workdir} has no milestone {milestone!r}; it has {ckpts.milestones()}.")
             state, ledger, _ = ckpts.restore_milestone(milestone, None)
         else:
-            steps = sorted(ckpts.latest.all_steps(), reverse=True)
-            if not steps:
+            restored = ckpts.restore_latest(None, set_aside=False)  # another run's workdir: moved nothing
+            if restored is None:
                 raise ValueError(f"{workdir} has no checkpoint yet; finish or resume its pretraining first.")
-            for step in steps:
-                try:
-                    out = ckpts.latest.restore(step, args=Checkpoints._restore_args(None))
-                    break
-                except Exception as e:  # noqa: BLE001 — orbax raises many kinds for a damaged folder
-                    logging.warning("%s/latest/%d does not restore (%s: %s); trying the one before it.", workdir,
-                                    step, type(e).__name__, _first_line(e))
-            else:
-                raise ValueError(f"no checkpoint of {workdir}/latest restores (steps {steps}); name a milestone "
-                                 "(init_milestone / checkpoint=RUN/milestones/chck_N) instead.")
-            state, ledger = out.state, out.ledger
+            _, state, ledger, _ = restored
     return (state["params"] if isinstance(state, dict) else state[0]), ledger

@@ -122,7 +122,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     ckpt_lib.check_run_meta(workdir, {"data_source": data_source}, partial=True)
     # Process 0 builds the corpus, trains the tokenizer and tokenizes; the others then read what it wrote
     # (or, where the tfds folder is per host, build the same thing: every step is deterministic).
-    data = distributed.primary_first("data prepared", lambda: prepare(config, workdir, imported))
+    data = distributed.primary_first("data prepared",
+                                     lambda: prepare(config, workdir, data_source["config"], imported))
     model_cfg = hf_cfg if imported else model_lib.model_config_from(config.model, data.tokenizer.vocab_size)
     block_len = config.train.seq_len or model_cfg.max_len
     if block_len > model_cfg.max_len:

@@ -9,7 +9,7 @@ import ml_collections
 from absl import logging
 
 from storyjax import tokenizer as tokenizer_lib
-from storyjax.data import iter_documents, load_corpus, packing, source_identity
+from storyjax.data import iter_documents, load_corpus, packing
 
 
 @dataclasses.dataclass(frozen=True)
@@ -20,8 +20,9 @@ class RunData:
     tokens_per_word: float
 
 
-def prepare(config: ml_collections.ConfigDict, workdir: str, imported=None) -> RunData:
-    """`imported`: (HFTokenizer, its tokenizer.json bytes, source) of an `init_from_hf` checkpoint, used
+def prepare(config: ml_collections.ConfigDict, workdir: str, source_key: str, imported=None) -> RunData:
+    """`source_key`: names the corpus in the token cache (`data.source_identity(...)["config"]`);
+    `imported`: (HFTokenizer, its tokenizer.json bytes, source) of an `init_from_hf` checkpoint, used
     instead of training one."""
     sources = load_corpus(config.data)
     tok_dir = os.path.join(workdir, "tokenizer")
@@ -47,7 +48,6 @@ def prepare(config: ml_collections.ConfigDict, workdir: str, imported=None) -> R
                                                   "eos_id": tok.eos_id, "unk_id": tok.unk_id,
                                                   "data": config.data.name})
     cache = os.path.join(workdir, "tokens")
-    source_key = source_identity(config.data)["config"]
     train = packing.tokenize_split(sources["train"], tok, cache, "train", source_key=source_key)
     validation = packing.tokenize_split(sources["validation"], tok, cache, "validation", source_key=source_key)
     meta = tokenizer_lib.load_meta(tok_dir)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import glob
+import json
 import os
 import re
+from typing import Iterator
 
 import ml_collections
 
@@ -27,6 +29,14 @@ def answer_logs(path: str) -> list[str]:
     if name != ANSWERS_FILE and not re.fullmatch(r"answers\.p\d+\.jsonl", name):
         return [path]
     return [os.path.join(folder, ANSWERS_FILE)] + sorted(glob.glob(os.path.join(folder, "answers.p*.jsonl")))
+
+
+def answer_records(path: str) -> Iterator[dict]:
+    """Every record of every answer log of the run `path` belongs to (see answer_logs), in file order."""
+    for log in answer_logs(path) if path else []:
+        if os.path.exists(log):
+            with open(log) as f:
+                yield from map(json.loads, f)
 
 
 def make_teacher(cfg: ml_collections.ConfigDict, workdir: str = "", process_index: int = 0) -> Teacher:
@@ -52,4 +62,5 @@ def make_teacher(cfg: ml_collections.ConfigDict, workdir: str = "", process_inde
     raise ValueError(f"teacher.name={cfg.name!r} is unknown; choose one of {NAMES}.")
 
 
-__all__ = ["Grades", "Teacher", "make_teacher", "answers_file", "answer_logs", "NAMES", "ANSWERS_FILE"]
+__all__ = ["Grades", "Teacher", "make_teacher", "answers_file", "answer_logs", "answer_records", "NAMES",
+           "ANSWERS_FILE"]

@@ -100,17 +100,12 @@ class OpenAITeacher(Teacher):
     def _load_cache(path: str) -> dict:
         """Well-formed answers of a run's answer log and of its per-host siblings (see answer_logs). Only
         answers that parse count: a log written before answers were validated may hold an "ok" that is not."""
-        from storyjax.teachers import answer_logs
+        from storyjax.teachers import answer_records
         cache = {}
-        for log in answer_logs(path) if path else []:
-            if os.path.exists(log):
-                with open(log) as f:
-                    for line in f:
-                        rec = json.loads(line)
-                        answer = rec.get("answer")
-                        if (rec.get("status") == "ok" and isinstance(answer, str)
-                                and not np.isnan(parse_answer(answer)).any()):
-                            cache[rec["key"]] = answer
+        for rec in answer_records(path):
+            answer = rec.get("answer")
+            if rec.get("status") == "ok" and isinstance(answer, str) and not np.isnan(parse_answer(answer)).any():
+                cache[rec["key"]] = answer
         return cache
 
     # -- cancellation (SIGTERM) ----------------------------------------------------------------------------

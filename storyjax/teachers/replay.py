@@ -9,12 +9,11 @@ from the log is unscorable, as it would be had the teacher failed.
 
 from __future__ import annotations
 
-import json
 import os
 
 import numpy as np
 
-from storyjax.teachers import answer_logs
+from storyjax.teachers import answer_records
 from storyjax.teachers.base import Grades
 from storyjax.teachers.openai_teacher import OpenAITeacher
 
@@ -45,14 +44,9 @@ class ReplayTeacher(OpenAITeacher):
 
 def _graded_by_text(source: str) -> dict:
     graded = {}
-    for log in answer_logs(source):
-        if not os.path.exists(log):
-            continue
-        with open(log) as f:
-            for line in f:
-                rec = json.loads(line)
-                if "scores" in rec and "prompt" in rec and "story" in rec:
-                    scores = [np.nan if x is None else x for x in rec["scores"]]
-                    details = {k: rec[k] for k in ("expected", "argmax", "digit_mass") if k in rec}
-                    graded[(rec["prompt"], rec["story"])] = (scores, rec.get("answer", ""), details)
+    for rec in answer_records(source):
+        if "scores" in rec and "prompt" in rec and "story" in rec:
+            scores = [np.nan if x is None else x for x in rec["scores"]]
+            details = {k: rec[k] for k in ("expected", "argmax", "digit_mass") if k in rec}
+            graded[(rec["prompt"], rec["story"])] = (scores, rec.get("answer", ""), details)
     return graded
