@@ -14,6 +14,11 @@ words with the prompt charged for the first batch only (→ exactly 920 steps, 3
 words), checkpoints every 100K counted words, an OpenAI-compatible teacher serving Llama-3.1-8B-Instruct:
   python -m storyjax.main --config=configs/interactive.py:paper --config.init_checkpoint=PRETRAIN_DIR \
       --config.init_milestone=chck_90M --config.teacher.base_url=http://HOST:8000/v1 --workdir=DIR
+  or with the teacher inside the program, on the student's devices (no server; a Hugging Face folder or
+  a .gguf file; greedy grades are integers like the server's, as BabyLM-compliant runs need):
+  python -m storyjax.main --config=configs/interactive.py:paper --config.init_checkpoint=PRETRAIN_DIR \
+      --config.init_milestone=chck_90M --config.teacher.name=jax \
+      --config.teacher.weights=/path/to/Llama-3.1-8B-Instruct --config.teacher.grading=greedy --workdir=DIR
   Dry run of the word budget (no model, no teacher):
   python -m storyjax.main --config=configs/interactive.py:paper --config.ledger_only=True --workdir=/tmp/l
 """
@@ -68,8 +73,10 @@ def get_config(preset: str = "default") -> ml_collections.ConfigDict:
         # off its logits (expected | greedy | sample); a story with less than min_digit_mass of the teacher's
         # probability on the digits 0-3 at any grade is unscorable. batch_size: stories per teacher pass;
         # compute_dtype: "" = float32 on CPU, bfloat16 elsewhere; devices: local devices the stories are split
-        # over (0: all accelerators, or one CPU).
+        # over (0: all accelerators, or one CPU); model_parallel: devices each weight matrix is split over (a
+        # teacher larger than one device: e.g. 8B in bf16 on 16 GB chips needs 2 or more).
         weights="", grading="expected", min_digit_mass=0.1, batch_size=32, compute_dtype="", devices=0,
+        model_parallel=1,
         base_url="http://127.0.0.1:8000/v1", model="meta-llama/Llama-3.1-8B-Instruct",
         template="",                               # empty: storyjax/teachers/templates/rubric_prompt.txt
         api_key_env="OPENAI_API_KEY",              # the key is read from this variable, never logged

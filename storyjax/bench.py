@@ -4,9 +4,10 @@ Rows: pretraining tokens/s, MFU and peak memory of storyjax's pmapped train step
 GPT2LMHeadModel + torch AdamW (eager, and torch.compile on GPU) at the same shape, dtype and batch;
 rollouts (stories/s writing `new_tokens` after a `prompt_len`-token prompt, pure sampling) of storyjax's
 jitted sampler at the full batch against HF `generate` at batch 4 (trl's default, the paper's path) and at
-the full batch; the REINFORCE update time per story; and, with `--teacher=rubric|openai`, the teacher's
-scoring stories/s (the same client and settings as an interactive run). Random weights, so stories rarely stop early in
-either implementation. HF needs the `bench` extra (torch, transformers); without it only storyjax runs.
+the full batch; the REINFORCE update time per story; and, with `--teacher=rubric,openai,jax`, each
+teacher's grading stories/s, the in-process JAX teacher beside transformers on the same weights (see
+storyjax/bench_teacher.py). Random student weights, so stories rarely stop early in either implementation.
+HF needs the `bench` extra (torch, transformers); without it only storyjax runs.
 """
 
 from __future__ import annotations
@@ -17,11 +18,10 @@ import platform
 import statistics
 import time
 
-import numpy as np
-
 from absl import app, flags
 
 from storyjax import profiling
+from storyjax.profiling import planned_bytes
 
 flags.DEFINE_enum("preset", "tiny", ["tiny", "gpt2_small"], "Student shape to measure.")
 flags.DEFINE_string("out", "", "Write all figures to this JSON file.")
@@ -29,10 +29,18 @@ flags.DEFINE_integer("steps", 0, "Timed steps per measurement (0: the preset's).
 flags.DEFINE_list("batches", [], "Batch sizes (sequences per step) to measure (default: the preset's).")
 flags.DEFINE_bool("hf", True, "Also measure HF transformers (needs torch and transformers).")
 flags.DEFINE_list("rows", ["pretrain", "rollout", "teacher"], "Which groups of rows to measure.")
-flags.DEFINE_enum("teacher", "none", ["none", "rubric", "openai"],
-                  "Teacher whose scoring to time (the teacher row; none: skip it).")
+flags.DEFINE_list("teacher", ["none"], "Teachers whose grading to time, side by side (rubric, openai, jax; none: "
+                  "skip). jax is also measured against transformers on the same weights (--hf).")
 flags.DEFINE_string("teacher_url", "http://127.0.0.1:8000/v1", "openai teacher: the server's base URL.")
 flags.DEFINE_string("teacher_model", "meta-llama/Llama-3.1-8B-Instruct", "openai teacher: the served model.")
+flags.DEFINE_string("teacher_weights", "", "jax teacher: a .gguf file or Hugging Face folder, or random:SHAPE "
+                    "(llama3_8b, tiny) for random weights and token ids.")
+flags.DEFINE_integer("teacher_stories", 0, "Stories to grade in the teacher rows (0: the preset's rollout batch).")
+flags.DEFINE_integer("teacher_batch", 32, "Stories per teacher pass (jax and transformers).")
+flags.DEFINE_enum("teacher_constrain", "none", ["none", "vllm", "vllm_legacy", "llama_cpp"],
+                  "openai teacher: the server's constrained decoding (teacher.constrain).")
+flags.DEFINE_float("teacher_temperature", 0.2, "openai teacher: sampling temperature (0: greedy, comparable with "
+                   "the jax teacher's argmax digits).")
 flags.DEFINE_list("attention", ["auto"], "Pretraining attention implementations to measure (auto, xla, cudnn; "
                   "model.attention); the first is the one compared with HF, the others are extra rows.")
 flags.DEFINE_string("profile_dir", "", "Also write a JAX profiler trace (TensorBoard + Perfetto) of a few "
@@ -50,16 +58,6 @@ SHAPES = {
 def flops_per_token(num_layers: int, d_model: int, seq: int, n_matmul_params: int) -> float:
     """Training FLOPs per token: 6·N for the matmuls (tied output layer included) + 12·L·d·T for attention."""
     return 6 * n_matmul_params + 12 * num_layers * d_model * seq
-
-
-def planned_bytes(compiled) -> int | None:
-    """Device memory XLA plans for one call of a compiled step: arguments + outputs + temporaries, less
-    donated (aliased) buffers. Per configuration, unlike the process-wide peak."""
-    try:
-        m = compiled.memory_analysis()
-        return int(m.argument_size_in_bytes + m.output_size_in_bytes + m.temp_size_in_bytes - m.alias_size_in_bytes)
-    except Exception:  # noqa: BLE001 - a backend without memory analysis: the row just lacks the figure
-        return None
 
 
 def student_config(shape: dict, attention: str = "auto"):
@@ -285,34 +283,6 @@ def bench_rollout_hf(shape: dict, batch: int, repeats: int) -> dict:
             "peak_bytes": torch.cuda.max_memory_allocated() if device == "cuda" else None}
 
 
-def bench_teacher(shape: dict, name: str, url: str, model: str) -> dict:
-    """Teacher scoring throughput on `shape["stories"]` synthetic tales cut to the paper's story length,
-    through the same client and settings an interactive run uses (configs/interactive.py)."""
-    import tempfile
-
-    from storyjax import config_file
-    from storyjax.data.tales_generator import make_tale
-    from storyjax.prompts import PAPER_PROMPT
-    from storyjax.teachers import make_teacher
-    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "configs", "interactive.py")
-    cfg = config_file.load(f"{path}:default").teacher
-    cfg.name, cfg.base_url, cfg.model = name, url, model
-    stories = [PAPER_PROMPT + " " + " ".join(make_tale(7, i).split()[:70]) for i in range(shape["stories"])]
-    with tempfile.TemporaryDirectory() as workdir:
-        teacher = make_teacher(cfg, workdir)
-        try:
-            warm = [PAPER_PROMPT + " " + make_tale(8, i) for i in range(4)]  # not cached for the timed call
-            teacher.grade_batch([PAPER_PROMPT] * 4, warm)  # warm-up: connections, dictionaries
-            t0 = time.perf_counter()
-            grades = teacher.grade_batch([PAPER_PROMPT] * len(stories), stories)
-            seconds = time.perf_counter() - t0
-        finally:
-            teacher.close()
-    scored = int(np.isfinite(grades.scores_Bx3).all(1).sum())
-    return {"teacher": teacher.name, "stories": len(stories), "scored": scored, "seconds": seconds,
-            "stories_per_s": len(stories) / seconds}
-
-
 def main(argv):
     del argv
     FLAGS = flags.FLAGS
@@ -378,10 +348,19 @@ def main(argv):
                 results["rows"][f"rollout_b{batch}_hf_generate"] = hf
                 results["ratios"][f"rollout_b{full}_vs_hf_generate_b{batch}"] = sj["stories_per_s"] / hf["stories_per_s"]
                 print(f"rollout b{batch} hf_generate: {hf['stories_per_s']:,.1f} stories/s ({gib(hf['peak_bytes'])})")
-    if "teacher" in FLAGS.rows and FLAGS.teacher != "none":
-        t = bench_teacher(shape, FLAGS.teacher, FLAGS.teacher_url, FLAGS.teacher_model)
-        results["rows"][f"teacher_{FLAGS.teacher}"] = t
-        print(f"teacher {t['teacher']}: {t['stories_per_s']:,.1f} stories/s ({t['scored']}/{t['stories']} scored)")
+    names = [t for t in FLAGS.teacher if t != "none"]
+    if "teacher" in FLAGS.rows and names:
+        from storyjax.bench_teacher import bench_teachers
+        t = bench_teachers(names, FLAGS.teacher_weights, FLAGS.teacher_url, FLAGS.teacher_model,
+                           FLAGS.teacher_stories or shape["stories"], FLAGS.teacher_batch, bool(peers),
+                           constrain=FLAGS.teacher_constrain, temperature=FLAGS.teacher_temperature)
+        results["rows"].update(t["rows"])
+        results["ratios"].update(t["ratios"])
+        for key, r in t["rows"].items():
+            extra = "".join(f", {k} {r[k]:.2f}" for k in r if k.endswith("agreement_with_jax"))
+            scored = f", {r['scored']}/{r['stories']} scored" if "scored" in r else ""
+            print(f"{key} {r['teacher']}: {r['stories_per_s']:,.1f} stories/s ({r['stories']} in {r['seconds']:.2f} s"
+                  f"{scored}{extra})")
     for k, v in results["ratios"].items():
         print(f"ratio {k}: {v:.2f}x")
     if FLAGS.out:

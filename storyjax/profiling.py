@@ -1,4 +1,5 @@
-"""Where device time goes: run a function under `jax.profiler` and sum the trace by op kind.
+"""Where device time and memory go: run a function under `jax.profiler` and sum the trace by op kind;
+the memory XLA plans for a compiled step.
 
 A kind is an op or kernel name less its instance number ("fusion.12", "loop_add_fusion_3" → "fusion",
 "loop_add_fusion"), so a 12-layer model's twelve copies of one fusion count as one line.
@@ -49,3 +50,13 @@ def top_kinds(trace_dir: str, top: int = 12) -> list[dict]:
 
 def describe(label: str, entries: list[dict]) -> str:
     return f"profile {label}: " + "; ".join(f"{e['name'][:60]} {100 * e['share']:.0f}%" for e in entries)
+
+
+def planned_bytes(compiled) -> int | None:
+    """Device memory XLA plans for one call of a compiled step: arguments + outputs + temporaries, less
+    donated (aliased) buffers. Per configuration, unlike the process-wide peak."""
+    try:
+        m = compiled.memory_analysis()
+        return int(m.argument_size_in_bytes + m.output_size_in_bytes + m.temp_size_in_bytes - m.alias_size_in_bytes)
+    except Exception:  # noqa: BLE001 - a backend without memory analysis: the row just lacks the figure
+        return None

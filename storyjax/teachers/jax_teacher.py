@@ -30,13 +30,14 @@ import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
+from storyjax.profiling import planned_bytes
 from storyjax.teachers import lm, lm_weights
 from storyjax.teachers.base import Grades, GradingCancelled, Teacher
 from storyjax.teachers.openai_teacher import load_template
 
 GRADINGS = ("expected", "greedy", "sample")
 _STORY = "\u2063<storyjax-story>\u2063"  # where the story goes in the rendered chat prompt
-BUCKET = 64                               # suffix lengths are rounded up to a multiple of this
+BUCKET = 32                               # suffix lengths are rounded up to a multiple of this
 PREFIX_CACHE = 4                          # openings whose prefix K/V are kept
 
 
@@ -108,7 +109,7 @@ def _suffix(cfg, params, prefix_k, prefix_v, suffix_BxS, valid_BxS):
     P = prefix_k.shape[1]
     pos = P + jnp.arange(suffix_BxS.shape[1])[None]
     h, k, v = lm.forward(cfg, params, suffix_BxS, pos + jnp.zeros_like(suffix_BxS), lm.causal_mask(valid_BxS),
-                         (lm.Segment(prefix_k, prefix_v),))
+                         (lm.Segment(prefix_k, prefix_v, pos=jnp.arange(P)),))
     last_B = valid_BxS.sum(1) - 1
     return lm.logits(cfg, params, h[jnp.arange(h.shape[0]), last_B]), k, v
 
@@ -119,8 +120,9 @@ def _extend(cfg, params, prefix_k, prefix_v, suffix_k, suffix_v, valid_BxS, answ
     B, E = answer_BxE.shape
     P = prefix_k.shape[1]
     pos = P + valid_BxS.sum(1)[:, None] + jnp.arange(E)[None]
-    segments = (lm.Segment(prefix_k, prefix_v),
-                lm.Segment(suffix_k, suffix_v, jnp.broadcast_to(valid_BxS[:, None, :], (B, E, valid_BxS.shape[1]))))
+    S = valid_BxS.shape[1]
+    segments = (lm.Segment(prefix_k, prefix_v, pos=jnp.arange(P)),
+                lm.Segment(suffix_k, suffix_v, jnp.broadcast_to(valid_BxS[:, None, :], (B, E, S)), P + jnp.arange(S)))
     h, _, _ = lm.forward(cfg, params, answer_BxE, pos, lm.causal_mask(jnp.ones((B, E), bool)), segments)
     return lm.logits(cfg, params, h[:, -1])
 
@@ -142,16 +144,9 @@ class JaxTeacher(Teacher):
         dtype = cfg.get("compute_dtype", "") or ("float32" if jax.default_backend() == "cpu" else "bfloat16")
         t0 = time.time()
         self.lm_cfg, params, self.tok = lm_weights.load(cfg.weights, dtype)
-        # Stories are split over this process's devices (the weights replicated on each): one jit, XLA
-        # partitions it. Splitting the weights themselves (a teacher larger than one device) is not built yet.
-        # CPU "devices" share the same cores: one copy of the weights there unless teacher.devices says more.
-        local = jax.local_devices()
-        n = int(cfg.get("devices", 0)) or (1 if jax.default_backend() == "cpu" else len(local))
-        if not 1 <= n <= len(local):
-            raise ValueError(f"teacher.devices={n}: this process has {len(local)} devices; use 1..{len(local)} "
-                             "(0: all accelerators, or one CPU).")
-        self.mesh = jax.sharding.Mesh(np.asarray(local[:n]), ("data",))
-        self.params = jax.device_put(params, self._sharding())
+        self.mesh = teacher_mesh(int(cfg.get("devices", 0)), int(cfg.get("model_parallel", 1)))
+        self.params = shard_params(params, self.mesh)
+        self.memory_logged = False
         self.answer = answer_format(self.tok)
         self.weights_id = _weights_id(cfg.weights)
         self.log_path = log_path
@@ -204,7 +199,8 @@ class JaxTeacher(Teacher):
         n = len(stories)
         expected, argmax, chosen = np.zeros((n, 3), np.float32), np.zeros((n, 3), np.int32), np.zeros((n, 3))
         mass = np.zeros((n, 3), np.float32)
-        order = sorted(range(n), key=lambda i: prompts[i])  # stories of one opening share a prefix
+        # Stories of one opening share a prefix; within it, similar lengths share a micro-batch (less padding).
+        order = sorted(range(n), key=lambda i: (prompts[i], len(stories[i])))
         groups: dict = {}
         for i in order:
             groups.setdefault(prompts[i], []).append(i)
@@ -235,13 +231,16 @@ class JaxTeacher(Teacher):
         B = len(rows)
         S = min(-(-max(map(len, rows)) // BUCKET) * BUCKET, self.lm_cfg.max_len - P - len(self.answer.ids))
         # A few batch shapes too, each a multiple of the device count; padded rows are dropped below.
-        step = self.mesh.size * max(1, 8 // self.mesh.size)
+        data = self.mesh.shape["data"]
+        step = data * max(1, 8 // data)
         B_pad = -(-B // step) * step
         toks, valid = np.zeros((B_pad, S), np.int32), np.zeros((B_pad, S), bool)
         for b in range(B_pad):
             row = rows[min(b, B - 1)]
             toks[b, :len(row)], valid[b, :len(row)] = row, True
         toks, valid = jax.device_put((toks, valid), self._sharding("data"))
+        if not self.memory_logged:
+            self._log_memory(k, v, toks, valid)
         logits_BxV, sk, sv = _suffix(self.lm_cfg, self.params, k, v, toks, valid)
         # `sample` draws with a key of each story's own text: its grades do not depend on the batch it
         # landed in, and a resumed run draws them again exactly.
@@ -275,6 +274,18 @@ class JaxTeacher(Teacher):
     def _sharding(self, *axes):
         return jax.sharding.NamedSharding(self.mesh, jax.sharding.PartitionSpec(*axes))
 
+    def _log_memory(self, k, v, toks, valid) -> None:
+        """The teacher's device memory as XLA plans its largest call (a micro-batch of stories against the
+        prefix), per device: the weights' share plus that call's activations and K/V."""
+        self.memory_logged = True
+        compiled = _suffix.lower(self.lm_cfg, self.params, k, v, toks, valid).compile()
+        total = planned_bytes(compiled)
+        weights = sum(x.addressable_shards[0].data.nbytes for x in jax.tree.leaves(self.params))
+        self.memory = {"weights_bytes_per_device": int(weights), "story_pass_bytes": total}
+        if total is not None:
+            logging.info("JAX teacher memory per device (XLA's plan for %d stories of %d tokens): %.2f GiB, of which "
+                         "weights %.2f GiB.", toks.shape[0], toks.shape[1], total / 2**30, weights / 2**30)
+
     # -- bookkeeping -------------------------------------------------------------------------------------
     _cancelled = False
 
@@ -289,6 +300,42 @@ class JaxTeacher(Teacher):
                 f.write(json.dumps({"time": time.time(), "key": self.key(p, s), "status": st, "answer": a,
                                     "scores": [None if np.isnan(x) else float(x) for x in sc], **d,
                                     "model": self.cfg.weights, "prompt": p, "story": s}) + "\n")
+
+
+def teacher_mesh(devices: int, model_parallel: int = 1) -> jax.sharding.Mesh:
+    """This process's devices as ("data", "model"): stories split over "data", each weight matrix over
+    "model" when `model_parallel` > 1 (a teacher larger than one device). CPU "devices" share the same
+    cores, so one CPU unless `devices` says more."""
+    local = jax.local_devices()
+    n = devices or (1 if jax.default_backend() == "cpu" else len(local))
+    if not 1 <= n <= len(local):
+        raise ValueError(f"teacher.devices={n}: this process has {len(local)} devices; use 1..{len(local)} "
+                         "(0: all accelerators, or one CPU).")
+    if model_parallel < 1 or n % model_parallel:
+        raise ValueError(f"teacher.model_parallel={model_parallel} must be >= 1 and divide the {n} teacher devices "
+                         "(teacher.devices).")
+    return jax.sharding.Mesh(np.asarray(local[:n]).reshape(n // model_parallel, model_parallel), ("data", "model"))
+
+
+# Megatron-style: Q/K/V, gate and up split by output columns, the attention output and down projections
+# by input rows, so each layer needs one reduction per matmul pair; embedding and head split over the
+# vocabulary. A dimension the "model" axis does not divide stays whole.
+_SPLIT = {"wq": 2, "wk": 2, "wv": 2, "w_gate": 2, "w_up": 2, "wo": 1, "w_down": 1, "bq": 1, "bk": 1, "bv": 1}
+
+
+def shard_params(params: dict, mesh: jax.sharding.Mesh) -> dict:
+    mp = mesh.shape["model"]
+
+    def spec(path, x):
+        names = [getattr(k, "key", None) for k in path]
+        axis = _SPLIT.get(names[-1]) if "layers" in names else {"embed": 0, "lm_head": 1}.get(names[-1])
+        if mp == 1 or axis is None or x.shape[axis] % mp:
+            return jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+        parts = [None] * x.ndim
+        parts[axis] = "model"
+        return jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(*parts))
+
+    return jax.device_put(params, jax.tree_util.tree_map_with_path(spec, params))
 
 
 def _text_seed(prompt: str, story: str) -> int:

@@ -1,0 +1,251 @@
+"""The teacher rows of `python -m storyjax.bench`: stories graded per second, each teacher through the
+client an interactive run uses, and the in-process JAX teacher beside transformers on the same weights.
+
+- `rubric` / `openai`: `make_teacher` with configs/interactive.py's settings (an `openai` row times the
+  server at `--teacher_url`, e.g. a llama.cpp server on the same GGUF).
+- `jax` with real weights (`--teacher_weights=FILE.gguf|HF_FOLDER`): `JaxTeacher.grade_batch` (tokenizing,
+  shared prefix, three digit positions) against transformers on the same weights doing the same work the
+  fastest way it offers: the whole prompts as one left-padded batch (prefill, logits at the last position
+  only), then the answer tokens through its KV cache, the next digit conditioned on the most likely one. Both read the argmax digits,
+  so the row also reports how often they agree.
+- `jax` with `--teacher_weights=random:SHAPE` (`llama3_8b`, `tiny`): random weights and token ids, for
+  the GPU target (an 8B teacher, ~300-token shared prefix, ~110-token stories); the JAX side times its
+  prefill, story pass and digit passes; transformers times prefill + two cached steps.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+
+import numpy as np
+
+from storyjax.prompts import PAPER_PROMPT
+
+RANDOM_SHAPES = {  # transformers LlamaConfig fields
+    "llama3_8b": dict(vocab_size=128_256, hidden_size=4096, intermediate_size=14_336, num_hidden_layers=32,
+                      num_attention_heads=32, num_key_value_heads=8, rope_theta=500_000.0, rms_norm_eps=1e-5,
+                      max_position_embeddings=8192, tie_word_embeddings=False),
+    "tiny": dict(vocab_size=1024, hidden_size=128, intermediate_size=256, num_hidden_layers=2,
+                 num_attention_heads=4, num_key_value_heads=2, rope_theta=10_000.0, rms_norm_eps=1e-5,
+                 max_position_embeddings=1024, tie_word_embeddings=False),
+}
+
+
+def bench_stories(n: int, seed: int = 7) -> list:
+    """`n` tales cut to the paper's story length (~70 words after the opening)."""
+    from storyjax.data.tales_generator import make_tale
+    return [PAPER_PROMPT + " " + " ".join(make_tale(seed, i).split()[:70]) for i in range(n)]
+
+
+def teacher_config(name: str, url: str = "", model: str = "", weights: str = "", batch: int = 32, **overrides):
+    from storyjax import config_file
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "configs", "interactive.py")
+    cfg = config_file.load(f"{path}:default").teacher
+    cfg.name, cfg.base_url, cfg.model, cfg.weights, cfg.batch_size = name, url, model, weights, batch
+    cfg.update(overrides)
+    return cfg
+
+
+def bench_client(cfg, stories: list) -> dict:
+    """Stories/s of a teacher built as an interactive run builds it, after a warm-up batch of as many other
+    stories (connections; compilation of the same shapes); plus its answers for agreement checks."""
+    from storyjax.teachers import make_teacher
+    with tempfile.TemporaryDirectory() as workdir:
+        teacher = make_teacher(cfg, workdir)
+        try:
+            warm = bench_stories(len(stories), seed=8)
+            teacher.grade_batch([PAPER_PROMPT] * len(warm), warm)
+            t0 = time.perf_counter()
+            grades = teacher.grade_batch([PAPER_PROMPT] * len(stories), stories)
+            seconds = time.perf_counter() - t0
+        finally:
+            teacher.close()
+    scored = int(np.isfinite(grades.scores_Bx3).all(1).sum())
+    return {"teacher": teacher.name, "stories": len(stories), "scored": scored, "seconds": seconds,
+            "stories_per_s": len(stories) / seconds, "answers": list(grades.answers)}
+
+
+def _cache(model, cache) -> dict:
+    """The KV cache argument under this transformers version's name (`cache` from 5.x, else past_key_values)."""
+    import inspect
+    return {"cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values": cache}
+
+
+def _cache_of(out):
+    return out.cache if hasattr(out, "cache") else out.past_key_values
+
+
+def bench_hf_grading(weights: str, stories: list, batch: int) -> dict:
+    """transformers grading the same prompts as the JAX teacher: batched prefill of the whole prompts, then
+    the answer's tokens through the KV cache; argmax digit at each grade."""
+    import torch
+    import transformers
+
+    from storyjax.teachers import jax_teacher
+    from storyjax.teachers.openai_teacher import load_template
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    dtype = torch.bfloat16 if device == "cuda" else torch.float32
+    folder, gguf = (os.path.dirname(weights), {"gguf_file": os.path.basename(weights)}) \
+        if weights.endswith(".gguf") else (weights, {})
+    tok = transformers.AutoTokenizer.from_pretrained(folder, **gguf)
+    model = transformers.AutoModelForCausalLM.from_pretrained(folder, dtype=dtype, **gguf).to(device).eval()
+    fmt = jax_teacher.answer_format(tok)
+    parts = jax_teacher.prompt_parts(tok, load_template(""), PAPER_PROMPT)
+    bos = [tok.bos_token_id] if tok.bos_token_id is not None and tok.encode("a")[:1] == [tok.bos_token_id] else []
+    prompts = [bos + tok.encode(parts.prefix + s + parts.tail, add_special_tokens=False) for s in stories]
+    pad = tok.pad_token_id if tok.pad_token_id is not None else 0
+
+    def grade(rows):
+        T = max(map(len, rows))
+        ids = torch.tensor([[pad] * (T - len(r)) + r for r in rows], device=device)
+        mask = torch.tensor([[0] * (T - len(r)) + [1] * len(r) for r in rows], device=device)
+        answer = np.tile(np.asarray(fmt.ids), (len(rows), 1))
+        digits, done, cache = [], 0, None
+        with torch.no_grad():
+            for k, at in enumerate(fmt.digit_at):
+                if k:  # the answer tokens since the last digit, through the cache
+                    step = torch.tensor(answer[:, done:at], device=device)
+                    mask = torch.cat([mask, torch.ones_like(step)], 1)
+                    out = model(input_ids=step, attention_mask=mask, use_cache=True, **_cache(model, cache))
+                    done = at
+                else:
+                    out = model(input_ids=ids, attention_mask=mask, use_cache=True, logits_to_keep=1)
+                cache = _cache_of(out)
+                cand = out.logits[:, -1, list(fmt.candidates[k])].float().cpu().numpy()
+                top = cand.argmax(1)
+                answer[:, at] = np.asarray(fmt.candidates[k])[top]
+                digits.append(top)
+        return np.stack(digits, 1)
+
+    grade(prompts[:batch])  # warm-up
+    t0 = time.perf_counter()
+    digits = np.concatenate([grade(prompts[i:i + batch]) for i in range(0, len(prompts), batch)])
+    if device == "cuda":
+        torch.cuda.synchronize()
+    seconds = time.perf_counter() - t0
+    return {"teacher": f"transformers ({device}, {str(dtype).split('.')[-1]})", "stories": len(stories),
+            "seconds": seconds, "stories_per_s": len(stories) / seconds, "batch": batch,
+            "mean_prompt_tokens": float(np.mean([len(p) for p in prompts])),
+            "answers": [" ".join(map(str, row)) for row in digits]}
+
+
+def _random_jax(shape: dict, stories: int, prefix_len: int, story_len: int, batch: int, repeats: int) -> dict:
+    """The JAX teacher's device work on random weights and ids: prefix once, stories in micro-batches of
+    `batch` sharded over every local device, the two extra digit passes."""
+    import jax
+    import jax.numpy as jnp
+
+    from storyjax.teachers import jax_teacher, lm
+    dtype = "float32" if jax.default_backend() == "cpu" else "bfloat16"
+    L, D, F = shape["num_hidden_layers"], shape["hidden_size"], shape["intermediate_size"]
+    H, K, V = shape["num_attention_heads"], shape["num_key_value_heads"], shape["vocab_size"]
+    Dh = D // H
+    cfg = lm.LMConfig(family="llama", vocab_size=V, d_model=D, num_layers=L, num_heads=H, num_kv_heads=K,
+                      head_dim=Dh, ffn_dim=F, rms_eps=shape["rms_norm_eps"],
+                      max_len=shape["max_position_embeddings"], tie_embeddings=False, compute_dtype=dtype)
+    mesh = jax.sharding.Mesh(np.asarray(jax.local_devices()), ("data",))
+    replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+    rows = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data"))
+
+    @jax.jit
+    def init(key):
+        keys = iter(jax.random.split(key, 16))
+        n = lambda *s: (0.02 * jax.random.normal(next(keys), s, jnp.float32)).astype(dtype)
+        layers = {"attn_norm": jnp.ones((L, D)), "ffn_norm": jnp.ones((L, D)), "wq": n(L, D, H * Dh),
+                  "wk": n(L, D, K * Dh), "wv": n(L, D, K * Dh), "wo": n(L, H * Dh, D), "w_gate": n(L, D, F),
+                  "w_up": n(L, D, F), "w_down": n(L, F, D)}
+        inv = jnp.asarray(lm.rope_inv_freq(Dh, shape["rope_theta"]))
+        return {"embed": n(V, D), "lm_head": n(D, V), "final_norm": jnp.ones(D), "layers": layers,
+                "rope_inv_freq": jnp.broadcast_to(inv, (L, inv.shape[0]))}
+
+    params = jax.device_put(init(jax.random.key(0)), replicated)
+    rng = np.random.default_rng(0)
+    prefix = jnp.asarray(rng.integers(0, V, (1, prefix_len)), jnp.int32)
+    step = len(jax.local_devices())
+    B = -(-batch // step) * step
+    S = -(-story_len // jax_teacher.BUCKET) * jax_teacher.BUCKET
+    toks = jax.device_put(jnp.asarray(rng.integers(0, V, (B, S)), jnp.int32), rows)
+    valid = jax.device_put(jnp.arange(S)[None] < story_len - jnp.asarray(rng.integers(0, 10, (B, 1))), rows)
+    answer = jax.device_put(jnp.zeros((B, 4), jnp.int32), rows)
+
+    def grade_all():
+        k, v = jax_teacher._prefill(cfg, params, prefix)
+        out = []
+        for _ in range(-(-stories // B)):
+            first, sk, sv = jax_teacher._suffix(cfg, params, k, v, toks, valid)
+            out += [first.argmax(-1)] + [jax_teacher._extend(cfg, params, k, v, sk, sv, valid, answer[:, :e]
+                                                             ).argmax(-1) for e in (2, 4)]
+        return jax.block_until_ready(out)
+
+    grade_all()  # compile
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        grade_all()
+        times.append(time.perf_counter() - t0)
+    seconds = float(np.median(times))
+    compiled = jax_teacher._suffix.lower(cfg, params, *jax_teacher._prefill(cfg, params, prefix), toks, valid).compile()
+    from storyjax.profiling import planned_bytes
+    return {"teacher": f"jax random {dtype}", "stories": stories, "seconds": seconds,
+            "stories_per_s": stories / seconds, "batch": B, "devices": step, "story_pass_xla_bytes":
+            planned_bytes(compiled), "num_params": int(sum(x.size for x in jax.tree.leaves(params)))}
+
+
+def _random_hf(shape: dict, stories: int, prefix_len: int, story_len: int, batch: int) -> dict:
+    import torch
+    import transformers
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    dtype = torch.bfloat16 if device == "cuda" else torch.float32
+    with torch.device(device):
+        model = transformers.LlamaForCausalLM(transformers.LlamaConfig(**shape)).to(dtype).eval()
+    rng = np.random.default_rng(0)
+    T = prefix_len + story_len
+    ids = torch.tensor(rng.integers(0, shape["vocab_size"], (batch, T)), device=device)
+
+    def grade_all():
+        with torch.no_grad():
+            for _ in range(-(-stories // batch)):
+                out = model(input_ids=ids, use_cache=True, logits_to_keep=1)
+                for _ in range(2):
+                    out = model(input_ids=out.logits[:, -1:].argmax(-1), use_cache=True, **_cache(model, _cache_of(out)))
+        if device == "cuda":
+            torch.cuda.synchronize()
+
+    grade_all()
+    t0 = time.perf_counter()
+    grade_all()
+    seconds = time.perf_counter() - t0
+    return {"teacher": f"transformers random ({device}, {str(dtype).split('.')[-1]})", "stories": stories,
+            "seconds": seconds, "stories_per_s": stories / seconds, "batch": batch}
+
+
+def bench_teachers(names: list, weights: str, url: str, model: str, n_stories: int, batch: int, hf: bool,
+                   prefix_len: int = 300, story_len: int = 110, **openai_settings) -> dict:
+    """Rows (and ratios of the JAX teacher against each peer) for the teachers named."""
+    rows, ratios = {}, {}
+    if weights.startswith("random:"):
+        if weights[7:] not in RANDOM_SHAPES:
+            raise ValueError(f"--teacher_weights={weights}: random shapes are {sorted(RANDOM_SHAPES)}.")
+        shape = RANDOM_SHAPES[weights[7:]]
+        rows["teacher_jax"] = _random_jax(shape, n_stories, prefix_len, story_len, batch, repeats=3)
+        if hf:
+            rows["teacher_jax_hf"] = _random_hf(shape, n_stories, prefix_len, story_len, batch)
+    else:
+        stories = bench_stories(n_stories)
+        for name in names:
+            settings = openai_settings if name == "openai" else {}
+            rows[f"teacher_{name}"] = bench_client(teacher_config(name, url, model, weights, batch, **settings), stories)
+        if "jax" in names and hf:
+            rows["teacher_jax_hf"] = bench_hf_grading(weights, stories, batch)
+            ours, theirs = rows["teacher_jax"]["answers"], rows["teacher_jax_hf"]["answers"]
+            rows["teacher_jax_hf"]["argmax_agreement_with_jax"] = float(np.mean([a == b for a, b in zip(ours, theirs)]))
+        if "jax" in names and "openai" in names:
+            ours, theirs = rows["teacher_jax"]["answers"], rows["teacher_openai"]["answers"]
+            rows["teacher_openai"]["answer_agreement_with_jax"] = float(np.mean([a == b for a, b in zip(ours, theirs)]))
+    for peer in ("teacher_jax_hf", "teacher_openai"):
+        if "teacher_jax" in rows and peer in rows:
+            ratios[f"teacher_jax_vs_{peer[len('teacher_'):]}"] = (rows["teacher_jax"]["stories_per_s"]
+                                                                   / rows[peer]["stories_per_s"])
+    return {"rows": rows, "ratios": ratios}
