@@ -293,6 +293,43 @@ def test_gemma3_gguf_matches_transformers_across_its_sliding_window(tmp_path_fac
     np.testing.assert_allclose(g.details[0]["digit_mass"][0], float(p_first.sum()), atol=1e-4)
 
 
+def austen_pairs(n: int, words: int = 70):
+    """`n` Persuasion passages after the paper's opening, each with its own words shuffled."""
+    import random
+
+    from conftest import AUSTEN
+    from storyjax.prompts import PAPER_PROMPT
+    text, rng, pairs = (AUSTEN / "persuasion.txt").read_text().split(), random.Random(0), []
+    for i in range(n):
+        passage = text[2000 + 3000 * i:2000 + 3000 * i + words]
+        shuffled = passage[:]
+        rng.shuffle(shuffled)
+        pairs.append((PAPER_PROMPT + " " + " ".join(passage), PAPER_PROMPT + " " + " ".join(shuffled)))
+    return pairs
+
+
+@pytest.mark.slow
+def test_smollm2_prefers_real_passages_to_their_shuffled_words_once_the_rubric_shows_no_example():
+    """Ordering, measured on 20 Persuasion passages vs their shuffled words (expected grades, paired):
+    with the rubric as the `openai` teacher sends it, which ends "Example: 2 1 3", SmolLM2-135M copies the
+    example (argmax "2 1 3" for all 40) and shows no preference (sum 6.015 vs 6.032, Δ -0.017 ± 0.022);
+    with the same rubric less the example (templates/rubric_prompt_no_example.txt: the answer format is
+    forced anyway) it answers "1 2 3" and grades the real passages higher: 5.714 vs 5.606, Δ +0.108 ± 0.030
+    (95%), readability 1.169 vs 1.129, coherence 1.643 vs 1.578, creativity 2.902 vs 2.899."""
+    from storyjax.prompts import PAPER_PROMPT
+    template = os.path.join(os.path.dirname(jax_teacher.__file__), "templates", "rubric_prompt_no_example.txt")
+    cfg = ml_collections.ConfigDict(dict(name="jax", weights=smollm2_path(), template=template, grading="expected",
+                                         min_digit_mass=0.0, batch_size=20, temperature=0.2, seed=0,
+                                         compute_dtype="float32"))
+    teacher = jax_teacher.JaxTeacher(cfg)
+    real, shuffled = zip(*austen_pairs(20))
+    g = teacher.grade_batch([PAPER_PROMPT] * 40, list(real) + list(shuffled)).scores_Bx3
+    diff = g[:20].sum(1) - g[20:].sum(1)
+    half_width = 1.96 * diff.std(ddof=1) / np.sqrt(len(diff))
+    assert diff.mean() - half_width > 0, (diff.mean(), half_width)
+    assert (g[:20, :2].mean(0) > g[20:, :2].mean(0)).all()  # readability and coherence, each
+
+
 def test_unusable_weights_are_refused_with_the_fix(tmp_path):
     import json
     with pytest.raises(ValueError, match="needs --config.teacher.weights=PATH"):
