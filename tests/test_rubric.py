@@ -1,6 +1,7 @@
 """The rubric teacher ranks real prose above corruptions of it, over hundreds of Austen excerpts."""
 
 import random
+import re
 
 import numpy as np
 import pytest
@@ -98,3 +99,90 @@ def test_rubric_teacher_batches_and_answers_like_an_llm():
 def test_syllables_come_from_the_pronouncing_dictionary():
     assert [R.syllables(w) for w in ("cat", "striking", "beautiful", "Elizabeth")] == [1, 2, 3, 4]
     assert R.syllables("zorblefrump") >= 2  # unknown words fall back to hyphenation
+
+
+# Adversarial versions of each real passage: a reward the student can reach by a trick is what it learns.
+ADJECTIVES = ("big small happy sad bright dark soft loud quiet warm cold kind brave clever gentle old young tall "
+              "short red blue green golden silver shiny tiny huge lovely pretty strange wild calm busy lazy").split()
+
+
+def repeated_sentence(text, seed):
+    first = R.sentences(text)[0]
+    return " ".join([first] * max(2, len(text.split()) // max(len(first.split()), 1)))
+
+
+def doubled_sentences(text, seed):  # every sentence said twice, back to back
+    return " ".join(x for s in R.sentences(text) for x in (s, s))
+
+
+def clean_salad(text, seed):  # the passage's own real words, no punctuation inside, one full stop
+    words = [w.lower() for w in re.findall(r"[A-Za-z']+", text)]
+    random.Random(seed).shuffle(words)
+    salad = " ".join(words)
+    return salad[0].upper() + salad[1:] + "."
+
+
+def adjective_list(text, seed):
+    rng = random.Random(seed)
+    return "It was " + ", ".join(rng.choice(ADJECTIVES) for _ in range(len(text.split()) - 3)) + " and happy."
+
+
+def endless_sentence(text, seed):  # the passage's sentences strung together with "and"
+    parts = [re.sub(r"[.!?]+[\"'”’)]*$", "", s) for s in R.sentences(text)]
+    return " and ".join([parts[0]] + [p[0].lower() + p[1:] for p in parts[1:]]) + "."
+
+
+# Mean sum of the three grades below the real passage's (out of 9), over 300 Austen excerpts. Measured when
+# written: shuffle 0.48, salad 5.86, clean salad 6.15, repeated 4.38, doubled 3.91, adjectives 4.18,
+# endless 4.33, empty 6.40 (the passages themselves: 6.40).
+MARGINS = {"shuffled": (shuffle_sentences, 0.3), "salad": (word_salad, 5.0), "clean_salad": (clean_salad, 5.5),
+           "repeated": (repeated_sentence, 3.5), "doubled": (doubled_sentences, 3.0),
+           "adjectives": (adjective_list, 3.5), "endless": (endless_sentence, 3.5), "empty": (lambda t, s: "", 6.0)}
+
+
+@pytest.mark.parametrize("trick", sorted(MARGINS))
+def test_tricks_score_below_the_real_passage_by_a_stated_margin(excerpts, graded, trick):
+    make, margin = MARGINS[trick]
+    fooled = np.array([R.grade(make(p, i)) for i, p in enumerate(excerpts)])
+    gap = graded["original"].sum(1) - fooled.sum(1)
+    assert gap.mean() >= margin, (trick, gap.mean())
+    if trick in ("salad", "clean_salad"):  # no floor for text without sentence structure
+        assert fooled.sum(1).mean() <= 1.0
+    if trick in ("shuffled", "repeated", "doubled"):  # told in the wrong order, or not told: coherence drops
+        assert fooled[:, 1].mean() <= graded["original"][:, 1].mean() - 0.3
+
+
+def test_one_sentence_said_ten_times_tells_no_story():
+    assert R.grade("Lily was very happy. " * 10) == (3, 0, 0)
+    assert R.grade("Lily was very happy. Lily was so very happy. Lily was very, very happy.")[1:] == (0, 0)
+
+
+def test_a_story_cut_at_the_token_cap_keeps_the_grades_of_its_finished_sentences():
+    """A student stopped by max_new_tokens mid-quote or mid-sentence is judged on what it finished. Before
+    this rule, cutting 300 tales three words into a quote cost 0.47 readability and 0.50 coherence."""
+    before, inside = [], []
+    for i in range(300):
+        tale = make_tale(5, i).replace("\n\n", " ")
+        q = next(m.start() for m in re.finditer(r'(?<=[.!?] )"', tale) if m.start() > 100)
+        before.append(R.grade(tale[:q].strip()))
+        inside.append(R.grade(tale[:q] + " ".join(tale[q:].split()[:3])))
+    np.testing.assert_allclose(np.mean(inside, 0), np.mean(before, 0), atol=0.02)
+
+
+def test_non_words_cost_points_step_by_step_not_at_one_threshold(excerpts):
+    """Replacing a growing share of a passage's words with non-words lowers readability and coherence a
+    little at a time: no single step of 3% costs more than one point on average."""
+    rng = random.Random(0)
+    curve = []
+    for share in (0.0, 0.03, 0.06, 0.09, 0.12, 0.15):
+        rows = []
+        for p in excerpts[:100]:
+            words = p.split()
+            for j in rng.sample(range(len(words)), int(share * len(words))):
+                words[j] = "".join(rng.choice("bdgklmnprstvz") + rng.choice("aeiou") for _ in range(3))
+            rows.append(R.grade(" ".join(words)))
+        curve.append(np.mean(rows, 0)[:2])
+    curve = np.array(curve)
+    steps = curve[:-1] - curve[1:]
+    assert (steps >= -0.05).all() and (steps <= 1.0).all(), curve
+    assert (curve[-1] < 0.5).all() and (curve[0] > 1.5).all(), curve

@@ -6,10 +6,15 @@ It is no LLM: it measures surface evidence for each criterion, so runs and tests
       punctuation, and the rate of word-class sequences English does not allow ("the of", "to was").
   coherence   — enough story to judge, well-formed sentences, and local cohesion: consecutive sentences
       share more content words than sentences far apart do (an entity-grid style signal that shuffling
-      the sentences destroys), plus pronouns and connectives that have something to refer back to.
+      the sentences destroys), plus pronouns and connectives that have something to refer back to; a
+      sentence said again (or nearly: same content words) adds nothing, and costs a point.
   creativity  — lexical variety (moving-window type/token ratio), few repeated word trigrams, varied
-      sentence lengths and some dialogue; capped by comprehensibility (incomprehensible is dull).
-Empty or less-than-a-sentence stories get 0 0 0. The scorer knows nothing of any student's training text.
+      sentence lengths and some dialogue; capped by comprehensibility (incomprehensible is dull, and
+      text no reader can follow earns nothing at all).
+Non-words lower readability and coherence step by step, not at one threshold. A story that stops
+mid-sentence (the student's token cap) is judged on its finished sentences: an unclosed quote or a
+missing full stop at the cut costs nothing. Empty or less-than-a-sentence stories get 0 0 0. The scorer
+knows nothing of any student's training text.
 """
 
 from __future__ import annotations
@@ -194,6 +199,28 @@ def repeated_trigram_rate(words: list[str]) -> float:
     return 1 - len(set(tri)) / len(tri) if tri else 0.0
 
 
+def duplicate_share(sents: list[str]) -> float:
+    """Share of sentences that repeat an earlier one: the same words, or (for sentences of 3+ content
+    words) at least 80% the same content words."""
+    seen_text, seen_content, dup = set(), [], 0
+    for s in sents:
+        text = " ".join(w.lower() for w in _WORD.findall(s))
+        content = _content(s)
+        near = len(content) >= 3 and any(len(content & c) / len(content | c) >= 0.8 for c in seen_content)
+        dup += text in seen_text or near
+        seen_text.add(text)
+        seen_content.append(content)
+    return dup / max(len(sents), 1)
+
+
+def finished(story: str, sents: list[str]) -> list[str]:
+    """The sentences before a cut: a story that stops mid-sentence (its token cap) loses only the unfinished
+    fragment, so an open quote or a missing full stop there is not held against it."""
+    if len(sents) > 1 and not re.search(r"[.!?][\"'”’)]*\s*$", story):
+        return sents[:-1]
+    return sents
+
+
 def _level(x: float, cuts: tuple[float, float, float]) -> int:
     """0–3 by how many of the increasing thresholds `x` reaches."""
     return int(sum(x >= c for c in cuts))
@@ -201,26 +228,29 @@ def _level(x: float, cuts: tuple[float, float, float]) -> int:
 
 def grade(story: str) -> tuple[int, int, int]:
     words = _WORD.findall(story)
-    sents = sentences(story)
+    sents = finished(story, sentences(story))
     if len(words) < 4 or not re.search(r"[.!?]", story):
         return 0, 0, 0  # empty or less than a sentence
     violations = grammar_violation_rate(sents)
     formed = well_formed_rate(sents)
     ease = flesch_reading_ease(words, len(sents))
     junk = junk_rate(words)
+    # Each 4% of non-words costs a point of readability and of coherence (12%: nothing left).
+    junk_cap = 3 - int(junk / 0.04)
     longest = max(len(_WORD.findall(x)) for x in sents)
     # Readability: real words in allowed orders first, then sentence form, then ease of reading.
     grammar_pts = 2 if violations < 0.03 else 1 if violations < 0.07 else 0
-    if junk > 0.12:
-        grammar_pts = 0
-    elif junk > 0.05 or longest > 80:
+    if longest > 80:
         grammar_pts = min(grammar_pts, 1)
-    readability = grammar_pts + (grammar_pts == 2 and formed >= 0.8 and ease >= 50)
+    readability = min(grammar_pts + (grammar_pts == 2 and formed >= 0.8 and ease >= 50), max(junk_cap, 0))
     if formed < 0.5:
         readability = min(readability, 1)
 
-    # Coherence: a story needs a few sound sentences, told in an order that makes sense, that hang together.
-    if len(sents) < 2 or len(words) < 15 or violations >= 0.07 or junk > 0.12:
+    # Coherence: a story needs a few sound sentences, told in an order that makes sense, that hang together;
+    # saying a sentence again tells nothing new.
+    dup = duplicate_share(sents)
+    distinct = len(sents) - round(dup * len(sents))
+    if distinct < 2 or len(words) < 15 or violations >= 0.07 or junk_cap <= 0:
         coherence = 0
     else:
         first = (_WORD.findall(sents[0]) or [""])[0].lower()
@@ -228,7 +258,8 @@ def grade(story: str) -> tuple[int, int, int]:
         orderly = (quote_order_errors(sents) == 0 and unresolved_pronoun_rate(sents) <= 0.2
                    and not dangling and formed >= 0.8)
         hangs_together = continuity(sents) >= 0.6 or cohesion_gain(sents) > 0.02
-        coherence = 1 + orderly + (orderly and hangs_together and len(sents) >= 3)
+        coherence = 1 + orderly + (orderly and hangs_together and distinct >= 3)
+        coherence = max(0, min(coherence - (dup > 0) - (dup >= 1 / 3), junk_cap))
 
     # Creativity: variety of words and sentences; repetition is dull, and so is the incomprehensible.
     ttr = moving_ttr(words)
@@ -238,7 +269,9 @@ def grade(story: str) -> tuple[int, int, int]:
     dialogue = bool(re.search(r"[\"“].+?[\"”]", story))
     creativity = _level(ttr, (0.55, 0.7, 0.8)) if rep < 0.15 else 0
     creativity = min(3, creativity + (dialogue and variety > 0.3 and creativity >= 1))
-    creativity = min(creativity, readability + 1, coherence + 1)
+    if dup > 0:
+        creativity = min(creativity, 1)
+    creativity = min(creativity, readability + 1, coherence + 1) if readability else 0
     return readability, coherence, creativity
 
 
