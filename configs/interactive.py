@@ -90,6 +90,9 @@ def get_config(preset: str = "default") -> ml_collections.ConfigDict:
         # more than max_unscorable_rate of the stories of the last health_window batches were unscorable.
         max_failed_batches=3, max_unscorable_rate=0.9, health_window=10,
         replay_from=""))                           # replay: a run's answers.jsonl
+    # The judge of held-out stories (storyjax/judge.py), reported beside the training teacher: same settings
+    # as `teacher`; name "auto" = the in-process jax teacher when judge.weights is given, else the rubric.
+    c.judge = ml_collections.ConfigDict({**c.teacher.to_dict(), "name": "auto", "grading": "greedy"})
     c.budget_words = 1_000_000 if paper else 10_000  # default: 98 steps of 32 stories
     c.charge_prompt = "once"
     c.generated_words_cap = 100_000_000

@@ -182,10 +182,16 @@ def diverged(ckpts: Checkpoints, workdir: str, update: int, loss_finite: bool, f
                               "the data) and rerun the same command to resume from it.")
 
 
-def _milestone_words(name: str) -> int:
+def milestone_words(name: str) -> int:
+    """'chck_20M' → 20_000_000, 'chck_50K' → 50_000, 'chck_1500' → 1500 (ValueError for other names)."""
+    if not re.fullmatch(r"chck_\d+[KM]?", name):
+        raise ValueError(f"{name!r} is not a milestone name (chck_N, chck_NK or chck_NM).")
     n = name.removeprefix("chck_")
     scale = {"M": 1_000_000, "K": 1_000}.get(n[-1:], 1)
     return int(n.rstrip("MK")) * scale
+
+
+_milestone_words = milestone_words
 
 
 def check_run_meta(workdir: str, meta: dict, partial: bool = False) -> None:

@@ -23,11 +23,12 @@ from tqdm import tqdm
 from storyjax import checkpoint as ckpt_lib
 from storyjax import ledger as ledger_lib
 from storyjax import model as model_lib
-from storyjax import distributed, preemption, reinforce, run_outputs, sampler, teacher_health
+from storyjax import distributed, preemption, reinforce, run_outputs, sampler, stats, teacher_health
+from storyjax import judge as judge_lib
 from storyjax import tokenizer as tokenizer_lib
 from storyjax.interactive_logs import PhaseClock, RunLogs
 from storyjax.prompts import HELDOUT_OPENINGS
-from storyjax.teachers import make_teacher
+from storyjax.teachers import NAMES, make_teacher
 from storyjax.teachers.base import CRITERIA, Grades, GradingCancelled
 
 
@@ -50,6 +51,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
         (config.heldout.num_openings >= 0 and config.heldout.stories_per_opening >= 1,
          "heldout.num_openings must be >= 0 and heldout.stories_per_opening >= 1"),
         (math.isfinite(config.rl.lr) and config.rl.lr > 0, f"rl.lr={config.rl.lr}: use a positive learning rate"),
+        (judge_lib.resolved(config).name in NAMES, f"judge.name={config.judge.name!r}: choose auto or one of "
+                                                   f"{NAMES}"),
     ]
     problems = [why for ok, why in checks if not ok]
     if problems:
@@ -176,31 +179,41 @@ def _grade_sharded(teacher, prompts: list[str], stories: list[str]) -> Optional[
     return Grades(scores_Bx3, all_answers)
 
 
-def heldout_score(config, sample, params, tok, teacher) -> dict:
-    """Mean teacher grades of stories continuing the held-out openings (same RNG before and after)."""
+def heldout_score(config, sample, params, tok, teacher, judge=None) -> dict:
+    """Mean grades of stories continuing the held-out openings (same RNG before and after), from the
+    training teacher and, beside it, from the judge (`storyjax.judge`), each with its 95% interval."""
     openings = list(HELDOUT_OPENINGS[:config.heldout.num_openings]) * config.heldout.stories_per_opening
     if not openings:
         return {}
     stories, _, _, _ = sample_stories(sample, params, tok, openings, lambda _: jax.random.key(config.seed + 1),
                                       batch=len(openings))
     grades = grade(teacher, openings, stories, config.teacher.shard_across_hosts)
-    if grades is None:
+    independent = not judge_lib.is_teacher(config)
+    judged = grade(judge, openings, stories, False) if independent else grades
+    if grades is None or judged is None:
         raise preemption.Preempted("SIGTERM while the held-out stories were being graded; rerun to resume.")
-    scores = grades.scores_Bx3
-    scored = np.isfinite(scores).all(1)
-    return {"score": float(scores[scored].sum(1).mean()) if scored.any() else float("nan"),
-            **{c: float(scores[scored, i].mean()) for i, c in enumerate(CRITERIA)},
-            "unscorable": int((~scored).sum()), "stories": len(stories)}
+    return {**_mean_grades(grades.scores_Bx3), "stories": len(stories),
+            "judge": {"name": judge_lib.describe(config), "independent": independent,
+                      **_mean_grades(judged.scores_Bx3)}}
 
 
-def milestone_eval(config, model_cfg, sample, params, tok, teacher) -> dict:
+def _mean_grades(scores_Bx3) -> dict:
+    scored = np.isfinite(scores_Bx3).all(1)
+    total = stats.mean_ci(scores_Bx3[scored].sum(1))
+    return {"score": total["mean"], "score_ci95": total["ci95"],
+            **{c: float(scores_Bx3[scored, i].mean()) if scored.any() else float("nan")
+               for i, c in enumerate(CRITERIA)},
+            "unscorable": int((~scored).sum())}
+
+
+def milestone_eval(config, model_cfg, sample, params, tok, teacher, judge=None) -> dict:
     """The evaluations `config.milestone_eval` asks for at a milestone: held-out stories, BLiMP."""
     from storyjax import evaluate
     record = {}
     if config.milestone_eval.heldout and config.heldout.num_openings:  # every process takes part (broadcast)
-        held = heldout_score(config, sample, params, tok, teacher)
+        held = heldout_score(config, sample, params, tok, teacher, judge)
         record.update({"heldout_score": held["score"], **{c: held[c] for c in CRITERIA},
-                       "heldout_unscorable": held["unscorable"]})
+                       "heldout_unscorable": held["unscorable"], "judge_score": held["judge"]["score"]})
     record.update(evaluate.blimp_record(model_cfg, params, tok, config.milestone_eval.blimp_dir))
     return record
 
@@ -230,6 +243,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     teacher = (make_teacher(config.teacher, workdir, jax.process_index())
                if shard or distributed.is_primary() else None)
     teacher_name = teacher.name if teacher is not None else config.teacher.name
+    judge = judge_lib.make(config, workdir, teacher, distributed.is_primary())
     source_dir, milestone = student_source(config, workdir)
     meta = ckpt_lib.read_run_meta(source_dir)
     tok = tokenizer_lib.load(os.path.join(source_dir, "tokenizer"))
@@ -266,7 +280,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
         logs = RunLogs(workdir)
         jsonl = os.path.join(workdir, "ledger.jsonl")
         if restored is None:
-            step, extra = 0, {"heldout_start": heldout_score(config, sample, ref_params, tok, teacher)}
+            step, extra = 0, {"heldout_start": heldout_score(config, sample, ref_params, tok, teacher, judge)}
             logs.truncate_after(0)
             ledger_lib.append_jsonl(jsonl, "start", ledger)
         else:
@@ -346,7 +360,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
                                          os.path.join(source_dir, "tokenizer"))
                     if config.milestone_eval.heldout or config.milestone_eval.blimp_dir:
                         from storyjax import evaluate
-                        record = milestone_eval(config, model_cfg, sample, state.params, tok, teacher)
+                        record = milestone_eval(config, model_cfg, sample, state.params, tok, teacher, judge)
                         evaluate.log_milestone_eval(workdir, logs.writer, ledger, step, name, words_done, record)
                     ledger_lib.append_jsonl(jsonl, "milestone", ledger, step=step, name=name)
                 ckpts.save_latest(step, saved(state), ledger.to_dict(), extra)
@@ -359,7 +373,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
             ledger_lib.append_jsonl(jsonl, "preempted", ledger, step=step)
             raise preemption.Preempted(f"SIGTERM: checkpoint of step {step} written to {workdir}/latest; "
                                        "rerun the same command to resume.")
-        heldout_end = heldout_score(config, sample, state.params, tok, teacher)
+        heldout_end = heldout_score(config, sample, state.params, tok, teacher, judge)
     finally:
         if bar is not None:
             bar.close()
@@ -369,6 +383,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
             logs.close()
         if teacher is not None:
             teacher.close()
+        if judge is not None and judge is not teacher:
+            judge.close()
 
     params = jax.device_get(state.params)
     ledger_lib.append_jsonl(jsonl, "end", ledger, step=step)
@@ -380,6 +396,9 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
         "budget_words": ledger.budget_words, "teacher": teacher_name,
         "heldout_score_start": extra["heldout_start"].get("score"), "heldout_score_end": heldout_end.get("score"),
         "heldout_start": extra["heldout_start"], "heldout_end": heldout_end,
+        "judge": judge_lib.describe(config),
+        "judge_score_start": extra["heldout_start"].get("judge", {}).get("score"),
+        "judge_score_end": heldout_end.get("judge", {}).get("score"),
         "train_teacher_sum_first10": float(np.mean([r["teacher_sum_mean"] for r in history[:10]])),
         "train_teacher_sum_last10": float(np.mean([r["teacher_sum_mean"] for r in history[-10:]])),
         "checkpoints": ckpts.milestones(), "seconds": time.time() - t0,
@@ -391,3 +410,23 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     run_outputs.write_summary(workdir, summary)
     return summary
 
+
+
+def closing_words(summary: dict, workdir: str) -> str:
+    """What happened, in words, for the end of a run: the held-out before → after from the teacher and
+    the judge with their intervals, and where to look next."""
+    start, end = summary.get("heldout_start") or {}, summary.get("heldout_end") or {}
+    fmt = lambda h: "-" if h.get("score") is None else f"{h['score']:.2f} ± {h.get('score_ci95') or 0:.2f}"
+    lines = [f"Learned from {summary['stories']:,} stories ({summary['input_words']:,} counted words, "
+             f"{summary['unscorable']} unscorable) in {summary['steps']} steps."]
+    if end:
+        lines.append(f"Held-out stories ({end.get('stories', 0)}), mean grade sum out of 9 with 95% intervals: "
+                     f"training teacher ({summary['teacher']}) {fmt(start)} → {fmt(end)}; judge "
+                     f"({summary.get('judge', '-')}) {fmt(start.get('judge') or {})} → {fmt(end.get('judge') or {})}."
+                     + ("" if (end.get("judge") or {}).get("independent") else
+                        " Only an independent judge (--config.judge.weights=...) tells storytelling from "
+                        "learning the teacher's blind spots."))
+    lines.append(f"Outputs in {workdir}: summary.json, generated.csv (every story with its grades), "
+                 f"batch_stats.csv, milestones/. Plots: python -m storyjax.report --workdir={workdir} "
+                 f"--out={workdir}/report")
+    return "\n".join(lines)

@@ -8,6 +8,7 @@ with --traceback): exit code 2 for a refused input, 1 for a run that stopped, 14
 from __future__ import annotations
 
 import logging as std_logging
+import os
 import sys
 
 from absl import app, flags, logging
@@ -18,7 +19,7 @@ flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs and output
 flags.DEFINE_bool("traceback", False, "Show the full traceback of an error instead of its one-line message.")
 flags.mark_flags_as_required(["config", "workdir"])
 
-JOBS = ("pretrain", "interactive", "evaluate", "grade")
+JOBS = ("pretrain", "interactive", "evaluate", "grade", "experiment")
 # Libraries whose INFO chatter (one line per file written) buries the run's own log.
 _QUIET = ("/orbax/", "/tensorflow_datasets/", "/etils/", "/httpx/")
 
@@ -74,10 +75,13 @@ def main(argv):
     elif config.job == "interactive":
         from storyjax import interactive as job
         shown = ("steps", "stories", "input_words", "unscorable", "heldout_score_start", "heldout_score_end",
-                 "param_checksum")
+                 "judge_score_start", "judge_score_end", "param_checksum")
     elif config.job == "grade":
         from storyjax import grade as job
         shown = ("teacher", "stories", "unscorable", "sum", "stories_per_s")
+    elif config.job == "experiment":
+        from storyjax import experiment as job
+        shown = ("judge", "teacher", "milestones", "seeds", "outputs")
     else:
         from storyjax import evaluate as job
         shown = ("blimp", "perplexity", "stories_sum")  # the full story report is DIR/eval/stories.json
@@ -87,7 +91,7 @@ def main(argv):
     lock = workdir_lock.WorkdirLock(flags.FLAGS.workdir)
     if distributed.is_primary():
         _one_line_errors(lock.acquire)
-        logging.info("Config:\n%s", config)
+        logging.vlog(1, "Config:\n%s", config)  # shown with -v 1
     try:
         summary = _one_line_errors(lambda: job.run(config, flags.FLAGS.workdir))
     except preemption.Preempted as e:
@@ -98,6 +102,8 @@ def main(argv):
     distributed.barrier("job done")
     if distributed.is_primary():
         print({k: summary[k] for k in shown if k in summary})
+        if hasattr(job, "closing_words"):
+            print(job.closing_words(summary, os.path.abspath(flags.FLAGS.workdir)))
 
 
 def _one_line_errors(fn):

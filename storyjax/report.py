@@ -98,6 +98,26 @@ def _label(workdir: str, labels: list[str], i: int) -> str:
     return labels[i] if i < len(labels) else os.path.basename(os.path.normpath(workdir))
 
 
+def heldout_table(runs: list) -> list[str]:
+    """Held-out stories before → after learning (summary.json), the training teacher beside the judge: a
+    gain only the teacher sees is the student learning that teacher, not storytelling."""
+    rows = []
+    for w, label in runs:
+        path = os.path.join(w, "summary.json")
+        if not os.path.exists(path):
+            continue
+        with open(path) as f:
+            s = json.load(f)
+        start, end = s.get("heldout_start") or {}, s.get("heldout_end") or {}
+        fmt = lambda h: "—" if h.get("score") is None else f"{h['score']:.2f} ± {h.get('score_ci95') or 0:.2f}"
+        rows.append(f"| {label} | {s.get('teacher', '—')} | {fmt(start)} → {fmt(end)} | {s.get('judge', '—')} | "
+                    f"{fmt(start.get('judge') or {})} → {fmt(end.get('judge') or {})} |")
+    if not rows:
+        return []
+    return ["## Held-out stories before → after (mean grade sum of 9, 95% interval)", "",
+            "| run | teacher | teacher's grades | judge | judge's grades |", "|---|---|---|---|---|", *rows, ""]
+
+
 def write_report(workdirs: list[str], out: str, labels: list[str] = (), window: int = 10) -> str:
     import matplotlib
     matplotlib.use("Agg")
@@ -162,10 +182,12 @@ def write_report(workdirs: list[str], out: str, labels: list[str] = (), window: 
             lines.append(f"| {label} | {len(stats['step'])} | {int(stats['input_words'][-1]):,} | "
                          + " | ".join(cells) + " |")
         lines.append("")
+    lines += heldout_table([(w, label) for w, label, _ in interactive])
     for w, label, _ in interactive:
         recs = milestone_evals(w)
         if recs:
-            keys = [k for k in ("heldout_score", "readability", "coherence", "creativity", "blimp_overall")
+            keys = [k for k in ("heldout_score", "judge_score", "readability", "coherence", "creativity",
+                                "blimp_overall")
                     if any(k in r for r in recs)]
             lines += [f"### Milestone evaluations: {label}", "", "| milestone | words | " + " | ".join(keys) + " |",
                       "|---|---|" + "---|" * len(keys)]

@@ -70,3 +70,27 @@ def write_summary(workdir: str, summary: dict) -> str:
         json.dump(strict_json(summary), f, indent=2, allow_nan=False)
     os.replace(path + ".tmp", path)
     return path
+
+
+def write_text(path: str, text: str) -> str:
+    """Writes a run's output file whole or not at all (a temporary file, then a rename); process 0 only."""
+    if jax.process_index() != 0:
+        return path
+    with open(path + ".tmp", "w") as f:
+        f.write(text)
+    os.replace(path + ".tmp", path)
+    return path
+
+
+def write_json(path: str, value) -> str:
+    return write_text(path, json.dumps(strict_json(value), indent=2, allow_nan=False))
+
+
+def write_csv(path: str, rows: list[dict]) -> str:
+    import csv
+    import io
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(rows[0]) if rows else [])
+    writer.writeheader()
+    writer.writerows(strict_json(rows))
+    return write_text(path, buf.getvalue())

@@ -54,6 +54,10 @@ def test_run_writes_the_papers_logs_and_an_exact_ledger(reference):
     scored = s["stories"] - s["unscorable"]
     assert s["input_words"] == 16 * B + 3 * scored  # prompt for the first batch, 3 answer words per graded story
     assert s["heldout_score_start"] is not None and s["heldout_score_end"] is not None
+    # The default judge of a rubric-taught run is the rubric itself, and the summary says it is not independent.
+    assert s["judge"] == "rubric — the training teacher itself, not an independent judge"
+    assert s["judge_score_end"] == s["heldout_score_end"] and not s["heldout_end"]["judge"]["independent"]
+    assert s["heldout_end"]["score_ci95"] > 0
     assert s["checkpoints"][:2] == ["chck_200", "chck_400"]
     # Every step's wall-clock is split into its phases, which fit inside the run's own time.
     phases = s["seconds_per_step"]
@@ -198,6 +202,10 @@ def test_milestone_evaluations_and_the_plotted_report(reference, student, tmp_pa
     row = next(line for line in md.splitlines() if line.startswith("| student after RL |"))
     assert f"| 12 | {int(stats[-1]['input_words']):,} |" in row
     assert f"{mean(first, 'mean_words'):.3g} → {mean(last, 'mean_words'):.3g}" in row
+    # Held-out before → after, the teacher's grades beside the judge's (here the rubric itself).
+    s = summary(reference)
+    held = next(line for line in md.splitlines() if line.startswith("| student after RL | rubric |"))
+    assert f"{s['heldout_score_start']:.2f} ± " in held and "not an independent judge" in held
     bad = subprocess.run([sys.executable, "-m", "storyjax.report", f"--workdir={tmp_path}", f"--out={tmp_path / 'r2'}"],
                          cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300)
     assert bad.returncode != 0 and "neither an interactive run" in bad.stderr
@@ -247,8 +255,11 @@ def test_a_dead_teacher_stops_the_run_with_a_checkpoint_and_a_healthy_one_finish
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     s = summary(tmp_path)
     assert s["steps"] == 5 and s["stories"] == 5 * B and s["unscorable"] >= B
-    # The held-out start was graded by the dead server: no score, written as null (strict JSON, no NaN).
+    # The held-out start was graded by the dead server: no score, written as null (strict JSON, no NaN); the
+    # judge (the rubric: independent of this server) graded the same stories.
     assert s["heldout_score_start"] is None and s["heldout_score_end"] is not None
+    assert s["judge"] == "rubric" and s["heldout_start"]["judge"]["independent"]
+    assert 0 <= s["judge_score_start"] <= 9 and 0 <= s["judge_score_end"] <= 9
     json.loads((tmp_path / "summary.json").read_text(), parse_constant=lambda c: pytest.fail(f"{c} in summary"))
     assert s["input_words"] == 16 * B + 3 * (s["stories"] - s["unscorable"])
     assert [int(r["step"]) for r in read_csv(tmp_path / "batch_stats.csv")] == [1, 2, 3, 4, 5]
