@@ -37,7 +37,7 @@ def get_config(preset: str = "tiny") -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
     c.job = "experiment"
     c.preset = preset
-    c.progress_bar = False       # each phase logs its own lines; the sub-runs' bars would interleave
+    c.progress_bar = False       # interactive and evaluation phases log lines (pretraining keeps its own bar)
     c.init_checkpoint = ""       # an existing pretraining run (its milestones); empty: pretrain `pretrain` first
     c.pretrain = pretrain_config.get_config("gpt2_small" if paper else "tiny")
     if not paper:

@@ -154,8 +154,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     for m in milestones:
         before[m] = _student_row(_evaluate(config, os.path.join(pretrain_dir, "milestones", m),
                                            os.path.join(workdir, "eval", "pretrain", m)))
-        logging.info("  %s: held-out %.2f ± %.2f of 9", m, before[m]["heldout"] or float("nan"),
-                     before[m]["heldout_ci95"] or float("nan"))
+        logging.info("  %s: held-out %s ± %s of 9", m, _fmt(before[m]["heldout"]), _fmt(before[m]["heldout_ci95"]))
 
     runs = [(m, s) for m in config.experiment.milestones for s in config.experiment.seeds]
     after = {}
@@ -173,8 +172,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
                    teacher_first10=rl["train_teacher_sum_first10"], teacher_last10=rl["train_teacher_sum_last10"],
                    kl_end=float(np.mean([r["kl"] for r in stats[-FIRST_LAST:]])) if stats else None)
         after[name] = row
-        logging.info("  %s: held-out %.2f ± %.2f of 9 (from %.2f)", name, row["heldout"] or float("nan"),
-                     row["heldout_ci95"] or float("nan"), before[m]["heldout"] or float("nan"))
+        logging.info("  %s: held-out %s ± %s of 9 (from %s)", name, _fmt(row["heldout"]), _fmt(row["heldout_ci95"]),
+                     _fmt(before[m]["heldout"]))
 
     logging.info("Experiment 4/4: table, plot and headline in %s", workdir)
     curve = _curve(before)

@@ -76,6 +76,12 @@ def student_source(config: ml_collections.ConfigDict, workdir: str) -> tuple[str
         distributed.barrier("imported")
         return run_dir, ""
     if config.init_checkpoint:
+        path = os.path.abspath(config.init_checkpoint)
+        if os.path.basename(os.path.dirname(path)) == "milestones":  # RUN/milestones/chck_N, as evaluate takes
+            if config.init_milestone and config.init_milestone != os.path.basename(path):
+                raise ValueError(f"init_checkpoint={config.init_checkpoint} names milestone {os.path.basename(path)} "
+                                 f"but init_milestone={config.init_milestone}: give one of them.")
+            return os.path.dirname(os.path.dirname(path)), os.path.basename(path)
         return config.init_checkpoint, config.init_milestone
     if not config.auto_pretrain:
         raise ValueError("this preset starts from a pretraining run: give --config.init_checkpoint=PRETRAIN_WORKDIR "
@@ -197,6 +203,13 @@ def heldout_score(config, sample, params, tok, teacher, judge=None) -> dict:
                       **_mean_grades(judged.scores_Bx3)}}
 
 
+def _heldout_words(held: dict) -> str:
+    judge = held["judge"]
+    return (f"teacher {held['score']:.2f} ± {held['score_ci95']:.2f} of 9 over {held['stories']} stories; judge "
+            + ("(the teacher itself)" if not judge["independent"] else
+               f"{judge['name']} {judge['score']:.2f} ± {judge['score_ci95']:.2f}"))
+
+
 def _mean_grades(scores_Bx3) -> dict:
     scored = np.isfinite(scores_Bx3).all(1)
     total = stats.mean_ci(scores_Bx3[scored].sum(1))
@@ -281,6 +294,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
         jsonl = os.path.join(workdir, "ledger.jsonl")
         if restored is None:
             step, extra = 0, {"heldout_start": heldout_score(config, sample, ref_params, tok, teacher, judge)}
+            if extra["heldout_start"]:
+                logging.info("Held-out score before learning: %s", _heldout_words(extra["heldout_start"]))
             logs.truncate_after(0)
             ledger_lib.append_jsonl(jsonl, "start", ledger)
         else:
@@ -293,6 +308,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
         weights = tuple(config.reward.weights)
         max_steps = config.max_steps or None
         bar = tqdm(total=config.budget_words, initial=ledger.input_words, unit="word", dynamic_ncols=True,
+                   desc="counted input words",
                    disable=not (config.progress_bar and distributed.is_primary()))
         t0 = time.time()
         clock = PhaseClock()
@@ -344,9 +360,13 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
             row = logs.write_step(step, config.prompt, stories, grades, rewards, words, bonus, scored, m,
                                   np.asarray(out.mask_BxN).sum(1), surprisal, ledger, weights)
             bar.update(ledger.input_words - before)
-            bar.set_postfix(reward=f"{row['reward_mean']:.3f}", teacher=f"{row['teacher_sum_mean']:.2f}/9")
+            bar.set_postfix(step=step, reward=f"{row['reward_mean']:.3f}", teacher=f"{row['teacher_sum_mean']:.2f}/9")
             if step % config.log_every == 0 or step == 1:
                 logs.tensorboard(step, {**row, **clock.last()})
+                if not config.progress_bar:  # no bar: a line every log_every steps instead
+                    logging.info("step %d: %s of %s counted words, teacher %.2f/9, reward %.3f, KL %.3f", step,
+                                 f"{ledger.input_words:,}", f"{config.budget_words:,}", row["teacher_sum_mean"],
+                                 row["reward_mean"], m.get("kl", float("nan")))
                 ledger_lib.append_jsonl(jsonl, "step", ledger, step=step, reward=row["reward_mean"])
             due = ledger.due_milestones()
             if due or step % config.checkpoint_every_steps == 0 or preempted:
@@ -374,6 +394,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
             raise preemption.Preempted(f"SIGTERM: checkpoint of step {step} written to {workdir}/latest; "
                                        "rerun the same command to resume.")
         heldout_end = heldout_score(config, sample, state.params, tok, teacher, judge)
+        if heldout_end:
+            logging.info("Held-out score after learning: %s", _heldout_words(heldout_end))
     finally:
         if bar is not None:
             bar.close()
@@ -415,6 +437,9 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
 def closing_words(summary: dict, workdir: str) -> str:
     """What happened, in words, for the end of a run: the held-out before → after from the teacher and
     the judge with their intervals, and where to look next."""
+    if summary.get("ledger_only"):
+        return (f"Dry run of the word budget: {summary['steps']} steps, {summary['stories']:,} stories, "
+                f"{summary['input_words']:,} counted words of {summary['budget_words']:,}; nothing was trained.")
     start, end = summary.get("heldout_start") or {}, summary.get("heldout_end") or {}
     fmt = lambda h: "-" if h.get("score") is None else f"{h['score']:.2f} ± {h.get('score_ci95') or 0:.2f}"
     lines = [f"Learned from {summary['stories']:,} stories ({summary['input_words']:,} counted words, "

@@ -346,3 +346,18 @@ def test_interactive_run_with_the_jax_teacher_resumes_bit_identically(student, t
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert summary(tmp_path / "killed")["param_checksum"] == s["param_checksum"]
     assert list(csv.DictReader(open(tmp_path / "killed" / "generated.csv"))) == rows
+
+
+def test_a_milestone_folder_starts_a_run_and_the_run_says_what_happened(student, tmp_path):
+    """init_checkpoint takes RUN/milestones/chck_N (as evaluate does); without a progress bar every phase
+    is a log line, and the run ends with the held-out before → after and where its outputs are."""
+    proc = run_main(interactive_args(student, init_checkpoint=str(student / "milestones" / "chck_5K"), max_steps=2,
+                                     **{"heldout.num_openings": 2}), tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    meta = json.loads((tmp_path / "run_meta.json").read_text())
+    assert meta["init"] == str(student) and meta["init_milestone"] == "chck_5K"
+    assert "Held-out score before learning: teacher " in proc.stderr and "judge (the teacher itself)" in proc.stderr
+    assert "step 2: " in proc.stderr and "counted words, teacher " in proc.stderr
+    assert "Config:" not in proc.stderr  # the config dump is for -v 1
+    assert "Held-out stories (2), mean grade sum out of 9 with 95% intervals" in proc.stdout
+    assert f"Outputs in {tmp_path}" in proc.stdout and "python -m storyjax.report" in proc.stdout
