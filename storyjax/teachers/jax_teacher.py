@@ -1,5 +1,5 @@
-"""`jax`: an instruct LLM (Llama / SmolLM2 / Qwen2.5, from a Hugging Face folder or a GGUF file) grading
-stories inside the program, on the student's devices, with the grades read from its logits.
+"""`jax`: an instruct LLM (Llama / SmolLM2 / Qwen2.5 / Gemma-3, from a Hugging Face folder or a GGUF file)
+grading stories inside the program, on the student's devices, with the grades read from its logits.
 
 The prompt is the `openai` teacher's rubric, wrapped in the model's own chat template. Everything before
 `{story}` (chat header, rubric, opening line) is the same for every story of an opening: its K/V are

@@ -80,13 +80,15 @@ def _gemma3_fields(sliding_window: int, sliding_layers, query_scalar: float, d_m
 
 
 def _pack(cfg: lm.LMConfig, embed, final_norm, lm_head, layers: list[dict], inv_freq) -> dict:
+    """The params pytree as host (numpy) arrays in their dtypes: placing them is the caller's (the teacher
+    shards them over its mesh), so a teacher larger than one device never lands whole on the first."""
     dtype = jnp.dtype(cfg.compute_dtype)
-    stacked = {k: jnp.asarray(np.stack([layer[k] for layer in layers]),
-                              jnp.float32 if k in _NORMS else dtype) for k in layers[0]}
-    params = {"embed": jnp.asarray(embed, dtype), "final_norm": jnp.asarray(final_norm, jnp.float32),
-              "layers": stacked, "rope_inv_freq": jnp.asarray(inv_freq, jnp.float32)}
+    stacked = {k: np.asarray(np.stack([layer[k] for layer in layers]), np.float32 if k in _NORMS else dtype)
+               for k in layers[0]}
+    params = {"embed": np.asarray(embed, dtype), "final_norm": np.asarray(final_norm, np.float32),
+              "layers": stacked, "rope_inv_freq": np.asarray(inv_freq, np.float32)}
     if lm_head is not None:
-        params["lm_head"] = jnp.asarray(lm_head.T, dtype)
+        params["lm_head"] = np.ascontiguousarray(np.asarray(lm_head, dtype).T)
     return params
 
 
