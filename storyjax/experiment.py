@@ -181,7 +181,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
         row["equivalent_pretraining_words"] = reached_words(curve, row["heldout"])
     table = _table(config, before, after)
     _write_table(workdir, table, judge_lib.describe(config), config)
-    _plot(os.path.join(workdir, "heldout_vs_words.png"), curve, table)
+    _plot(os.path.join(workdir, "heldout_vs_words.png"), curve,
+          {ckpt_lib.milestone_words(m): r["heldout_ci95"] for m, r in before.items()}, table)
     headline = [{"milestone": r["milestone"], "pretraining_words": r["pretraining_words"],
                  "interactive_words": r["input_words"], "heldout_before": r["heldout_before"],
                  "heldout_after": r["heldout_after"], "equivalent_pretraining_words": r["equivalent_words"],
@@ -263,14 +264,15 @@ def _write_table(workdir: str, table: list[dict], judge: str, config) -> None:
     run_outputs.write_text(os.path.join(workdir, "table.md"), "\n".join(lines))
 
 
-def _plot(path: str, curve: list, table: list[dict]) -> None:
+def _plot(path: str, curve: list, curve_ci95: dict, table: list[dict]) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(7, 4.5))
     pts = sorted(curve)
     if pts:
-        ax.plot([w for w, _ in pts], [s for _, s in pts], "o-", label="pretraining only")
+        ax.errorbar([w for w, _ in pts], [s for _, s in pts], yerr=[curve_ci95.get(w) or 0 for w, _ in pts],
+                    fmt="o-", capsize=3, label="pretraining only")
     for r in table:
         if r["heldout_after"] is not None:
             ax.errorbar([r["pretraining_words"]], [r["heldout_after"]], yerr=[r["heldout_after_ci95"] or 0],
