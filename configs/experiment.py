@@ -10,8 +10,9 @@ and the RL'd students against pretraining words) and DIR/headline.json: for each
 pretraining words at which the pretraining-only curve reaches its held-out score (the paper's "1M words of
 interaction ≈ N words of pretraining"). A killed experiment continues where it stopped.
 
-tiny (2 CPU cores, 28 minutes measured on Austen with the test suite running beside it; the tales corpus, or Austen with
---config.pretrain.data.name=text_files --config.pretrain.data.path=../shared/data/corpora/austen):
+tiny (2 CPU cores: 28 minutes measured on Austen with the test suite running beside it; the tales
+corpus, or Austen with --config.pretrain.data.name=text_files
+--config.pretrain.data.path=../shared/data/corpora/austen):
   XLA_FLAGS=--xla_force_host_platform_device_count=8 python -m storyjax.main \
       --config=configs/experiment.py:tiny --workdir=runs/experiment
 paper (GPU / TPU pod; the paper's milestones of a BabyLM pretraining run, an 8B judge in-process):
