@@ -186,7 +186,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     headline = [{"milestone": r["milestone"], "pretraining_words": r["pretraining_words"],
                  "interactive_words": r["input_words"], "heldout_before": r["heldout_before"],
                  "heldout_after": r["heldout_after"], "equivalent_pretraining_words": r["equivalent_words"],
-                 "per_seed": [a["equivalent_pretraining_words"] for a in after.values() if a["milestone"] == r["milestone"]]}
+                 "per_seed": [a["equivalent_pretraining_words"] for a in after.values() if a["milestone"] == r["milestone"]],
+                 "per_seed_heldout": [a["heldout"] for a in after.values() if a["milestone"] == r["milestone"]]}
                 for r in table]
     run_outputs.write_json(os.path.join(workdir, "headline.json"), headline)
     summary = {"job": "experiment", "pretrain": pretrain_dir, "judge": judge_lib.describe(config),
@@ -241,7 +242,9 @@ def _write_table(workdir: str, table: list[dict], judge: str, config) -> None:
              f"Judge of held-out stories: {judge}. Training teacher: {config.interactive.teacher.name}. "
              f"{len(config.experiment.seeds)} seeds per milestone, {config.interactive.budget_words:,} counted "
              f"words of interaction each. Held-out: mean grade sum of 9 with 95% intervals over "
-             f"{config.evaluate.stories.num_openings * config.evaluate.stories.per_opening} stories per student.", "",
+             f"{config.evaluate.stories.num_openings * config.evaluate.stories.per_opening} stories per student "
+             "(after learning: the mean over seeds, its interval from each seed's story sample; each seed's "
+             "score is in headline.json).", "",
              "| milestone | teacher sum first → last 10 | held-out before | held-out after | KL end | words/story "
              "| ppl/word | BLiMP | distinct-2 | repetition | RL ≈ pretraining to |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
