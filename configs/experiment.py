@@ -54,7 +54,8 @@ def get_config(preset: str = "tiny") -> ml_collections.ConfigDict:
         milestones=("chck_20M", "chck_50M", "chck_90M", "chck_200M", "chck_500M", "chck_900M") if paper
         else ("chck_50K", "chck_200K"),
         seeds=(42, 43, 44) if paper else (0, 1)))
-    # Every student is evaluated the same way; its held-out stories are graded by the judge.
+    # Every student is evaluated the same way; its held-out stories are graded by the judge, its perplexity
+    # measured on `pretrain.data` (with init_checkpoint, point pretrain.data at that run's corpus).
     c.evaluate = evaluate_config.get_config()
     c.evaluate.stories.num_openings = 53
     c.evaluate.stories.per_opening = 4           # 212 held-out stories per student
