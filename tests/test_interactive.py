@@ -348,6 +348,7 @@ def test_interactive_run_with_the_jax_teacher_resumes_bit_identically(student, t
     assert list(csv.DictReader(open(tmp_path / "killed" / "generated.csv"))) == rows
 
 
+@pytest.mark.slow
 def test_a_milestone_folder_starts_a_run_and_the_run_says_what_happened(student, tmp_path):
     """init_checkpoint takes RUN/milestones/chck_N (as evaluate does); without a progress bar every phase
     is a log line, and the run ends with the held-out before → after and where its outputs are."""

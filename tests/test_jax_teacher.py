@@ -81,6 +81,7 @@ def test_shared_prefix_attention_equals_plain_prefill(family):
         np.testing.assert_allclose(np.asarray(later[1][b]), ref[end + 2], atol=1e-5, rtol=0)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model_parallel", [1, 2, 8])
 def test_stories_and_weights_split_over_devices_give_the_same_logits(model_parallel):
     """Eight (fake) devices as data × model: the stories split over "data", every weight matrix over
