@@ -76,14 +76,16 @@ def _kind(workdir: str) -> str:
 
 
 def _figure(path: str, title: str, ylabel: str, xlabel: str, series) -> None:
-    """`series`: (label, x, y raw or None, y smoothed, marker?) per line."""
+    """`series`: (label, x, y raw or None, y smoothed, marker?[, 95% half-widths]) per line."""
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
-    for n, (label, x, raw, line, marker) in enumerate(series):
+    for n, (label, x, raw, line, marker, *err) in enumerate(series):
         color = f"C{n % 10}"
         if raw is not None:
             ax.plot(x, raw, color=color, alpha=0.2, linewidth=0.8)
         ax.plot(x, line, color=color, label=label, linewidth=1.8, marker=marker)
+        if err and err[0] is not None:
+            ax.errorbar(x, line, yerr=[e or 0 for e in err[0]], fmt="none", ecolor=color, capsize=3)
     ax.set_title(title)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
@@ -96,6 +98,27 @@ def _figure(path: str, title: str, ylabel: str, xlabel: str, series) -> None:
 
 def _label(workdir: str, labels: list[str], i: int) -> str:
     return labels[i] if i < len(labels) else os.path.basename(os.path.normpath(workdir))
+
+
+def heldout_series(workdir: str, label: str) -> list:
+    """The held-out score of a run against counted words: before learning (0 words, with its interval), at
+    each milestone, after (with its interval); the training teacher's, and the judge's when it is another."""
+    path = os.path.join(workdir, "summary.json")
+    s = json.load(open(path)) if os.path.exists(path) else {}
+    recs = milestone_evals(workdir)
+    out = []
+    for who, key, pick in (("teacher", "heldout_score", lambda h: h), ("judge", "judge_score",
+                                                                         lambda h: h.get("judge") or {})):
+        start, end = pick(s.get("heldout_start") or {}), pick(s.get("heldout_end") or {})
+        if who == "judge" and not start.get("independent", end.get("independent")):
+            continue  # the teacher itself: its line is already drawn
+        pts = [(0, start["score"], start.get("score_ci95"))] if start.get("score") is not None else []
+        pts += [(r["words"], r[key], None) for r in recs if r.get(key) is not None]
+        if end.get("score") is not None:
+            pts.append((s["input_words"], end["score"], end.get("score_ci95")))
+        if pts:
+            out.append((f"{label}: {who}", [p[0] for p in pts], None, [p[1] for p in pts], "o", [p[2] for p in pts]))
+    return out
 
 
 def heldout_table(runs: list) -> list[str]:
@@ -143,14 +166,11 @@ def write_report(workdirs: list[str], out: str, labels: list[str] = (), window: 
             _figure(os.path.join(out, f"{stem}.png"), f"{title} (trailing mean of {window} batches)", ylabel,
                     "counted input words", series)
             figures.append((stem, title))
-    heldout = [(label, milestone_evals(w)) for w, label, _ in interactive]
-    heldout = [(label, recs) for label, recs in heldout if any("heldout_score" in r for r in recs)]
-    if heldout:
-        series = [(label, [r["words"] for r in recs], None, [r.get("heldout_score", np.nan) for r in recs], "o")
-                  for label, recs in heldout]
-        _figure(os.path.join(out, "heldout_score.png"), "Held-out teacher sum at milestones", "mean sum (0-9)",
-                "counted input words", series)
-        figures.append(("heldout_score", "Held-out teacher sum at milestones"))
+    series = [line for w, label, _ in interactive for line in heldout_series(w, label)]
+    if series:
+        title = "Held-out score before, at milestones, after (95% intervals)"
+        _figure(os.path.join(out, "heldout_score.png"), title, "mean sum (0-9)", "counted input words", series)
+        figures.append(("heldout_score", title))
     if pretrain:
         series = []
         for w, label in pretrain:

@@ -206,6 +206,13 @@ def test_milestone_evaluations_and_the_plotted_report(reference, student, tmp_pa
     s = summary(reference)
     held = next(line for line in md.splitlines() if line.startswith("| student after RL | rubric |"))
     assert f"{s['heldout_score_start']:.2f} ± " in held and "not an independent judge" in held
+    # The held-out plot runs from before learning (0 words) through the milestones to the end, with the
+    # intervals of the two ends; one line, as the judge is the teacher itself.
+    from storyjax import report
+    (label, x, _, y, _, err), = report.heldout_series(str(reference), "run")
+    assert label == "run: teacher" and x[0] == 0 and x[-1] == s["input_words"] and len(x) == len(evals) + 2
+    assert y[0] == s["heldout_score_start"] and y[-1] == s["heldout_score_end"]
+    assert err[0] == s["heldout_start"]["score_ci95"] and err[1] is None
     bad = subprocess.run([sys.executable, "-m", "storyjax.report", f"--workdir={tmp_path}", f"--out={tmp_path / 'r2'}"],
                          cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300)
     assert bad.returncode != 0 and "neither an interactive run" in bad.stderr
