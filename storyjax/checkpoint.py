@@ -84,7 +84,7 @@ class Checkpoints:
             return []
         # Only finished checkpoints: a save cut short leaves an orbax temporary folder beside them.
         names = (n for n in os.listdir(root) if re.fullmatch(r"chck_\d+[KM]?", n))
-        return sorted(names, key=_milestone_words)
+        return sorted(names, key=milestone_words)
 
     def latest_step(self) -> Optional[int]:
         return self.latest.latest_step()
@@ -190,8 +190,6 @@ def milestone_words(name: str) -> int:
     scale = {"M": 1_000_000, "K": 1_000}.get(n[-1:], 1)
     return int(n.rstrip("MK")) * scale
 
-
-_milestone_words = milestone_words
 
 
 def check_run_meta(workdir: str, meta: dict, partial: bool = False) -> None:

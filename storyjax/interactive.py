@@ -205,9 +205,8 @@ def heldout_score(config, sample, params, tok, teacher, judge=None) -> dict:
 
 def _heldout_words(held: dict) -> str:
     judge = held["judge"]
-    return (f"teacher {held['score']:.2f} ± {held['score_ci95']:.2f} of 9 over {held['stories']} stories; judge "
-            + ("(the teacher itself)" if not judge["independent"] else
-               f"{judge['name']} {judge['score']:.2f} ± {judge['score_ci95']:.2f}"))
+    return (f"teacher {stats.score_ci(held)} of 9 over {held['stories']} stories; judge "
+            + ("(the teacher itself)" if not judge["independent"] else f"{judge['name']} {stats.score_ci(judge)}"))
 
 
 def _mean_grades(scores_Bx3) -> dict:
@@ -441,13 +440,13 @@ def closing_words(summary: dict, workdir: str) -> str:
         return (f"Dry run of the word budget: {summary['steps']} steps, {summary['stories']:,} stories, "
                 f"{summary['input_words']:,} counted words of {summary['budget_words']:,}; nothing was trained.")
     start, end = summary.get("heldout_start") or {}, summary.get("heldout_end") or {}
-    fmt = lambda h: "-" if h.get("score") is None else f"{h['score']:.2f} ± {h.get('score_ci95') or 0:.2f}"
     lines = [f"Learned from {summary['stories']:,} stories ({summary['input_words']:,} counted words, "
              f"{summary['unscorable']} unscorable) in {summary['steps']} steps."]
     if end:
         lines.append(f"Held-out stories ({end.get('stories', 0)}), mean grade sum out of 9 with 95% intervals: "
-                     f"training teacher ({summary['teacher']}) {fmt(start)} → {fmt(end)}; judge "
-                     f"({summary.get('judge', '-')}) {fmt(start.get('judge') or {})} → {fmt(end.get('judge') or {})}."
+                     f"training teacher ({summary['teacher']}) {stats.score_ci(start)} → {stats.score_ci(end)}; judge "
+                     f"({summary.get('judge', '-')}) {stats.score_ci(start.get('judge') or {})} → "
+                     f"{stats.score_ci(end.get('judge') or {})}."
                      + ("" if (end.get("judge") or {}).get("independent") else
                         " Only an independent judge (--config.judge.weights=...) tells storytelling from "
                         "learning the teacher's blind spots."))

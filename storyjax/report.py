@@ -16,6 +16,8 @@ import os
 
 import numpy as np
 
+from storyjax.stats import score_ci
+
 FIRST_LAST = 10
 # (file stem, title, [(batch_stats column, label)], y label)
 INTERACTIVE_FIGURES = [
@@ -100,11 +102,19 @@ def _label(workdir: str, labels: list[str], i: int) -> str:
     return labels[i] if i < len(labels) else os.path.basename(os.path.normpath(workdir))
 
 
+def _summary(workdir: str) -> dict:
+    """A run's summary.json ({} while the run has not finished)."""
+    path = os.path.join(workdir, "summary.json")
+    if not os.path.exists(path):
+        return {}
+    with open(path) as f:
+        return json.load(f)
+
+
 def heldout_series(workdir: str, label: str) -> list:
     """The held-out score of a run against counted words: before learning (0 words, with its interval), at
     each milestone, after (with its interval); the training teacher's, and the judge's when it is another."""
-    path = os.path.join(workdir, "summary.json")
-    s = json.load(open(path)) if os.path.exists(path) else {}
+    s = _summary(workdir)
     recs = milestone_evals(workdir)
     out = []
     for who, key, pick in (("teacher", "heldout_score", lambda h: h), ("judge", "judge_score",
@@ -126,15 +136,12 @@ def heldout_table(runs: list) -> list[str]:
     gain only the teacher sees is the student learning that teacher, not storytelling."""
     rows = []
     for w, label in runs:
-        path = os.path.join(w, "summary.json")
-        if not os.path.exists(path):
+        s = _summary(w)
+        if not s:
             continue
-        with open(path) as f:
-            s = json.load(f)
         start, end = s.get("heldout_start") or {}, s.get("heldout_end") or {}
-        fmt = lambda h: "—" if h.get("score") is None else f"{h['score']:.2f} ± {h.get('score_ci95') or 0:.2f}"
-        rows.append(f"| {label} | {s.get('teacher', '—')} | {fmt(start)} → {fmt(end)} | {s.get('judge', '—')} | "
-                    f"{fmt(start.get('judge') or {})} → {fmt(end.get('judge') or {})} |")
+        rows.append(f"| {label} | {s.get('teacher', '—')} | {score_ci(start)} → {score_ci(end)} | "
+                    f"{s.get('judge', '—')} | {score_ci(start.get('judge') or {})} → {score_ci(end.get('judge') or {})} |")
     if not rows:
         return []
     return ["## Held-out stories before → after (mean grade sum of 9, 95% interval)", "",

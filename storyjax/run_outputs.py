@@ -63,17 +63,12 @@ def strict_json(value):
 
 
 def write_summary(workdir: str, summary: dict) -> str:
-    path = os.path.join(workdir, "summary.json")
-    if jax.process_index() != 0:  # every process holds the same summary; process 0 writes it
-        return path
-    with open(path + ".tmp", "w") as f:
-        json.dump(strict_json(summary), f, indent=2, allow_nan=False)
-    os.replace(path + ".tmp", path)
-    return path
+    return write_json(os.path.join(workdir, "summary.json"), summary)
 
 
 def write_text(path: str, text: str) -> str:
-    """Writes a run's output file whole or not at all (a temporary file, then a rename); process 0 only."""
+    """Writes a run's output file whole or not at all (a temporary file, then a rename); every process holds
+    the same content, so process 0 alone writes it."""
     if jax.process_index() != 0:
         return path
     with open(path + ".tmp", "w") as f:
