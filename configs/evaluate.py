@@ -11,14 +11,10 @@ entropy per word: the student's surprisal of its own stories per whitespace word
 --config.stories.num_openings=0 to skip the stories, --config.teacher.* to grade with an LLM.
 """
 
-import os
-import sys
-
 import ml_collections
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import interactive as interactive_config  # noqa: E402  (the sampling and teacher sections)
-import pretrain as pretrain_config  # noqa: E402  (the data section: which corpus to measure perplexity on)
+from configs import interactive as interactive_config  # the sampling and teacher sections
+from configs import pretrain as pretrain_config  # the data section: which corpus to measure perplexity on
 
 
 def get_config() -> ml_collections.ConfigDict:

@@ -20,15 +20,11 @@ paper (GPU / TPU pod; the paper's milestones of a BabyLM pretraining run, an 8B 
       --config.judge.weights=/path/to/Llama-3.1-8B-Instruct --workdir=DIR
 """
 
-import os
-import sys
-
 import ml_collections
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import evaluate as evaluate_config  # noqa: E402
-import interactive as interactive_config  # noqa: E402
-import pretrain as pretrain_config  # noqa: E402
+from configs import evaluate as evaluate_config
+from configs import interactive as interactive_config
+from configs import pretrain as pretrain_config
 
 
 def get_config(preset: str = "tiny") -> ml_collections.ConfigDict:
@@ -53,7 +49,9 @@ def get_config(preset: str = "tiny") -> ml_collections.ConfigDict:
         # pretraining milestones to learn from (the paper's: 20M ... 900M of a BabyLM run)
         milestones=("chck_20M", "chck_50M", "chck_90M", "chck_200M", "chck_500M", "chck_900M") if paper
         else ("chck_50K", "chck_200K"),
-        seeds=(42, 43, 44) if paper else (0, 1)))
+        seeds=(42, 43, 44) if paper else (0, 1),
+        # the table reports the share of each run's late steps whose KL lay within rl.kl_target × (1 ± kl_band)
+        kl_band=0.5))
     # Every student is evaluated the same way; its held-out stories are graded by the judge, its perplexity
     # measured on `pretrain.data` (with init_checkpoint, point pretrain.data at that run's corpus).
     c.evaluate = evaluate_config.get_config()

@@ -9,13 +9,9 @@ of the sum with 95% intervals, unscorable count, stories/s). With the in-process
       --config.teacher.name=jax --config.teacher.weights=PATH/SmolLM2-135M-Instruct.Q4_1.gguf
 """
 
-import os
-import sys
-
 import ml_collections
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import interactive as interactive_config  # noqa: E402  (the teacher section)
+from configs import interactive as interactive_config  # the teacher section
 
 
 def get_config() -> ml_collections.ConfigDict:

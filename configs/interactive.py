@@ -23,15 +23,10 @@ words), checkpoints every 100K counted words, an OpenAI-compatible teacher servi
   python -m storyjax.main --config=configs/interactive.py:paper --config.ledger_only=True --workdir=/tmp/l
 """
 
-import os
-import sys
-
 import ml_collections
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import pretrain as pretrain_config  # noqa: E402  (configs/pretrain.py, the auto-pretraining recipe)
-
-from storyjax.prompts import PAPER_PROMPT  # noqa: E402
+from configs import pretrain as pretrain_config  # the auto-pretraining recipe
+from storyjax.prompts import PAPER_PROMPT
 
 
 def get_config(preset: str = "default") -> ml_collections.ConfigDict:

@@ -18,9 +18,16 @@ import platform
 import statistics
 import time
 
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
 from absl import app, flags
 
-from storyjax import profiling
+from storyjax import model as model_lib
+from storyjax import profiling, pretrain_step, reinforce, sampler
+from storyjax import rollout as rollout_lib
+from storyjax.bench_teacher import bench_teachers
 from storyjax.profiling import planned_bytes
 
 flags.DEFINE_enum("preset", "tiny", ["tiny", "gpt2_small"], "Student shape to measure.")
@@ -62,7 +69,6 @@ def flops_per_token(num_layers: int, d_model: int, seq: int, n_matmul_params: in
 
 def student_config(shape: dict, attention: str = "auto"):
     """The storyjax student every row of a preset measures (no dropout, as in HF's rows)."""
-    from storyjax import model as model_lib
     return model_lib.ModelConfig(vocab_size=shape["vocab"], dropout=0.0, compute_dtype=shape["dtype"],
                                  attention=attention, **model_lib.PRESETS[shape["preset"]])
 
@@ -71,7 +77,6 @@ def hf_config(shape: dict):
     """The same student as a transformers GPT2Config (dropout off; storyjax's special token ids)."""
     import transformers
 
-    from storyjax import model as model_lib
     dims = model_lib.PRESETS[shape["preset"]]
     return transformers.GPT2Config(vocab_size=shape["vocab"], n_positions=dims["max_len"], n_embd=dims["d_model"],
                                    n_layer=dims["num_layers"], n_head=dims["num_heads"], resid_pdrop=0.0,
@@ -82,9 +87,7 @@ def hf_config(shape: dict):
 def matmul_params(shape: dict) -> int:
     """Parameters that take part in matmuls: all but the position table (the tied embedding counts once,
     as the output layer)."""
-    import jax
 
-    from storyjax import model as model_lib
     cfg = student_config(shape)
     return model_lib.count_params(jax.eval_shape(lambda: model_lib.init_params(cfg, jax.random.key(0)))) - (
         cfg.max_len * cfg.d_model)
@@ -98,13 +101,7 @@ def peak_flops(device_kind: str) -> float | None:
 
 
 def bench_storyjax(shape: dict, batch: int, steps: int, attention: str = "auto", profile_dir: str = "") -> dict:
-    import jax
-    import jax.numpy as jnp
-    import ml_collections
-    import numpy as np
 
-    from storyjax import model as model_lib
-    from storyjax import pretrain_step
 
     devices = jax.local_devices()
     cfg = student_config(shape, attention)
@@ -207,12 +204,7 @@ def _timed(fn, repeats: int) -> float:
 
 
 def bench_rollout_storyjax(shape: dict, repeats: int, profile_dir: str = "") -> dict:
-    import jax
-    import jax.numpy as jnp
-    import ml_collections
 
-    from storyjax import model as model_lib
-    from storyjax import reinforce, sampler
 
     cfg = student_config(shape)
     params = model_lib.init_params(cfg, jax.random.key(0))
@@ -235,15 +227,13 @@ def bench_rollout_storyjax(shape: dict, repeats: int, profile_dir: str = "") -> 
                                             kl_coef=0.2, kl_target=6.0, kl_horizon=10_000.0, kl_estimator="k1",
                                             kl_mode="reward", entropy_coef=0.0))
     opt = reinforce.make_optimizer(rl_cfg)
-    step = reinforce.make_step(cfg, rl_cfg, opt)
-    tokens = jnp.concatenate([prompt, out.tokens_BxN], 1)
-    full_valid = jnp.concatenate([valid, out.mask_BxN], 1)
-    response = jnp.concatenate([jnp.zeros_like(valid), out.mask_BxN], 1)
-    rewards = jax.random.uniform(jax.random.key(2), (B,))
+    step = reinforce.make_step(cfg, rl_cfg, reinforce.RewardConfig(), opt)
+    scores = np.asarray(jax.random.randint(jax.random.key(2), (B, 3), 0, 4), np.float32)
+    batch = rollout_lib.make(prompt, valid, out, scores, np.asarray(out.mask_BxN.sum(1), np.float32))
     box = [reinforce.init_state(params, opt, rl_cfg)]
 
     def update():
-        box[0], metrics = step(box[0], params, tokens, full_valid, response, rewards)
+        box[0], metrics = step(box[0], params, batch)
         return jax.block_until_ready(metrics)
 
     dt_rl = _timed(update, repeats)
@@ -252,7 +242,7 @@ def bench_rollout_storyjax(shape: dict, repeats: int, profile_dir: str = "") -> 
     rollout_bytes = planned_bytes(sampler._sample.lower(
         cfg, params, prompt, valid, jax.random.key(0), jnp.float32(1.0), jnp.int32(0), jnp.float32(1.0),
         max_new_tokens=N, eos_id=2, pad_id=1, filtered=False).compile())
-    update_bytes = planned_bytes(step.lower(box[0], params, tokens, full_valid, response, rewards).compile())
+    update_bytes = planned_bytes(step.lower(box[0], params, batch).compile())
     return {"stories_per_s": B / dt, "rollout_s": dt, "mean_new_tokens": float(out.mask_BxN.sum(1).mean()),
             "reinforce_s_per_story": dt_rl / B, "reinforce_step_s": dt_rl,
             "rollout_xla_bytes": rollout_bytes, "reinforce_xla_bytes": update_bytes,
@@ -289,9 +279,7 @@ def main(argv):
     shape = SHAPES[FLAGS.preset]
     steps = FLAGS.steps or shape["steps"]
     batches = [int(b) for b in FLAGS.batches] or shape["batches"]
-    import jax
 
-    from storyjax import model as model_lib
     dims = model_lib.PRESETS[shape["preset"]]
     results = {"preset": FLAGS.preset, "shape": shape, "steps": steps, "jax": jax.__version__,
                "backend": jax.default_backend(), "rows": {}, "ratios": {}}
@@ -350,7 +338,6 @@ def main(argv):
                 print(f"rollout b{batch} hf_generate: {hf['stories_per_s']:,.1f} stories/s ({gib(hf['peak_bytes'])})")
     names = [t for t in FLAGS.teacher if t != "none"]
     if "teacher" in FLAGS.rows and names:
-        from storyjax.bench_teacher import bench_teachers
         t = bench_teachers(names, FLAGS.teacher_weights, FLAGS.teacher_url, FLAGS.teacher_model,
                            FLAGS.teacher_stories or shape["stories"], FLAGS.teacher_batch, bool(peers),
                            constrain=FLAGS.teacher_constrain, temperature=FLAGS.teacher_temperature)

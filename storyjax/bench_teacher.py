@@ -19,9 +19,16 @@ import os
 import tempfile
 import time
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
+from storyjax import config_file
+from storyjax.data.tales_generator import make_tale
+from storyjax.profiling import planned_bytes
 from storyjax.prompts import PAPER_PROMPT
+from storyjax.teachers import jax_teacher, lm, make_teacher
+from storyjax.teachers.openai_teacher import load_template
 
 RANDOM_SHAPES = {  # transformers LlamaConfig fields
     "llama3_8b": dict(vocab_size=128_256, hidden_size=4096, intermediate_size=14_336, num_hidden_layers=32,
@@ -35,12 +42,10 @@ RANDOM_SHAPES = {  # transformers LlamaConfig fields
 
 def bench_stories(n: int, seed: int = 7) -> list:
     """`n` tales cut to the paper's story length (~70 words after the opening)."""
-    from storyjax.data.tales_generator import make_tale
     return [PAPER_PROMPT + " " + " ".join(make_tale(seed, i).split()[:70]) for i in range(n)]
 
 
 def teacher_config(name: str, url: str = "", model: str = "", weights: str = "", batch: int = 32, **overrides):
-    from storyjax import config_file
     path = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "configs", "interactive.py")
     cfg = config_file.load(f"{path}:default").teacher
     cfg.name, cfg.base_url, cfg.model, cfg.weights, cfg.batch_size = name, url, model, weights, batch
@@ -51,7 +56,6 @@ def teacher_config(name: str, url: str = "", model: str = "", weights: str = "",
 def bench_client(cfg, stories: list) -> dict:
     """Stories/s of a teacher built as an interactive run builds it, after a warm-up batch of as many other
     stories (connections; compilation of the same shapes); plus its answers for agreement checks."""
-    from storyjax.teachers import make_teacher
     with tempfile.TemporaryDirectory() as workdir:
         teacher = make_teacher(cfg, workdir)
         try:
@@ -83,8 +87,6 @@ def bench_hf_grading(weights: str, stories: list, batch: int) -> dict:
     import torch
     import transformers
 
-    from storyjax.teachers import jax_teacher
-    from storyjax.teachers.openai_teacher import load_template
     device = "cuda" if torch.cuda.is_available() else "cpu"
     dtype = torch.bfloat16 if device == "cuda" else torch.float32
     folder, gguf = (os.path.dirname(weights), {"gguf_file": os.path.basename(weights)}) \
@@ -134,10 +136,7 @@ def bench_hf_grading(weights: str, stories: list, batch: int) -> dict:
 def _random_jax(shape: dict, stories: int, prefix_len: int, story_len: int, batch: int, repeats: int) -> dict:
     """The JAX teacher's device work on random weights and ids: prefix once, stories in micro-batches of
     `batch` sharded over every local device, the two extra digit passes."""
-    import jax
-    import jax.numpy as jnp
 
-    from storyjax.teachers import jax_teacher, lm
     dtype = "float32" if jax.default_backend() == "cpu" else "bfloat16"
     L, D, F = shape["num_hidden_layers"], shape["hidden_size"], shape["intermediate_size"]
     H, K, V = shape["num_attention_heads"], shape["num_key_value_heads"], shape["vocab_size"]
@@ -187,7 +186,6 @@ def _random_jax(shape: dict, stories: int, prefix_len: int, story_len: int, batc
         times.append(time.perf_counter() - t0)
     seconds = float(np.median(times))
     compiled = jax_teacher._suffix.lower(cfg, params, *jax_teacher._prefill(cfg, params, prefix), toks, valid).compile()
-    from storyjax.profiling import planned_bytes
     return {"teacher": f"jax random {dtype}", "stories": stories, "seconds": seconds,
             "stories_per_s": stories / seconds, "batch": B, "devices": step, "story_pass_xla_bytes":
             planned_bytes(compiled), "num_params": int(sum(x.size for x in jax.tree.leaves(params)))}

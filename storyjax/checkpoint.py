@@ -28,6 +28,9 @@ import orbax.checkpoint as ocp
 from absl import logging
 
 from storyjax import model as model_lib
+from storyjax import run_outputs
+from storyjax import tokenizer as tokenizer_lib
+from storyjax.atomic import atomic_file
 
 META_FILE = "run_meta.json"
 SET_ASIDE = "set_aside"
@@ -120,7 +123,7 @@ class Checkpoints:
 
     def _move(self, src: str, name: str) -> str:
         dst = os.path.join(self.workdir, SET_ASIDE, f"{name}_{int(time.time())}")
-        if jax.process_index() == 0 and os.path.exists(src):
+        if run_outputs.is_writer() and os.path.exists(src):
             os.makedirs(os.path.dirname(dst), exist_ok=True)
             shutil.move(src, dst)
         return dst
@@ -210,9 +213,8 @@ def check_run_meta(workdir: str, meta: dict, partial: bool = False) -> None:
     if partial or (old and set(meta) <= set(old)):
         return
     os.makedirs(workdir, exist_ok=True)
-    with open(path + ".tmp", "w") as f:
+    with atomic_file(path) as f:
         json.dump({**old, **meta}, f, indent=2, sort_keys=True)
-    os.replace(path + ".tmp", path)
 
 
 def unreplicate(tree):
@@ -233,8 +235,6 @@ def read_run_meta(workdir: str) -> dict:
 def resolve_student(path: str, compute_dtype: str = "float32"):
     """(model config, params, tokenizer, tokenizer dir) of a pretraining or interactive run, or of one of
     its milestones (`RUN/milestones/chck_2M`)."""
-    from storyjax import model as model_lib
-    from storyjax import tokenizer as tokenizer_lib
     path = os.path.abspath(path)
     milestone = ""
     if os.path.basename(os.path.dirname(path)) == "milestones":
@@ -261,4 +261,11 @@ def load_params(workdir: str, milestone: str = "") -> tuple[Any, dict]:
             if restored is None:
                 raise ValueError(f"{workdir} has no checkpoint yet; finish or resume its pretraining first.")
             _, state, ledger, _ = restored
-    return (state["params"] if isinstance(state, dict) else state[0]), ledger
+    return params_of(state), ledger
+
+
+def params_of(state) -> Any:
+    """The parameters of a checkpoint state restored without its type (another run's: its optimizer is not
+    ours to rebuild). Orbax gives a NamedTuple back as a dict, or as a list in field order; every state a
+    run saves (pretrain_step.TrainState, reinforce.RLState) has `params` as its first field."""
+    return state["params"] if isinstance(state, dict) else state[0]

@@ -25,6 +25,8 @@ import numpy as np
 from absl import logging
 
 from storyjax import checkpoint as ckpt_lib
+from storyjax import ledger as ledger_lib
+from storyjax.atomic import atomic_file
 from storyjax import evaluate, interactive, judge as judge_lib, pretrain, run_outputs
 from storyjax.interactive_logs import read_batch_stats
 
@@ -36,6 +38,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
     if not ex.milestones or not ex.seeds:
         raise ValueError("experiment.milestones and experiment.seeds must each name at least one (e.g. "
                          "--config.experiment.milestones='(\"chck_50K\",)' --config.experiment.seeds='(0,)').")
+    if not 0 < ex.kl_band < 1:
+        raise ValueError(f"experiment.kl_band={ex.kl_band}: give the band around rl.kl_target as a fraction in "
+                         "(0, 1), e.g. 0.5 for target ± 50%.")
     if len(set(ex.seeds)) != len(ex.seeds):
         raise ValueError(f"experiment.seeds={tuple(ex.seeds)} repeats a seed: each run must differ.")
     for name in ex.milestones:
@@ -55,7 +60,6 @@ def validate(config: ml_collections.ConfigDict) -> None:
 
 
 def pretraining_milestones(config) -> list[str]:
-    from storyjax import ledger as ledger_lib
     words = config.pretrain.ledger.milestones or ledger_lib.BABYLM_MILESTONES  # (): BabyLM's schedule
     return [ledger_lib.milestone_name(int(w)) for w in words]
 
@@ -94,6 +98,16 @@ def _student_row(summary: dict) -> dict:
             "distinct_2": st.get("distinct_2"), "repetition": st.get("repetition_rate"),
             "ppl_per_word": (summary.get("perplexity") or {}).get("ppl_per_word"),
             "blimp": (summary.get("blimp") or {}).get("overall")}
+
+
+def kl_in_band(kl_per_step: list[float], target: float, band: float):
+    """Share of the second half of a run's steps whose KL to the start model lies within target·(1 ± band):
+    how well the adaptive controller held the KL where it was asked to (the first half is its settling
+    time). None without a target (a fixed KL coefficient)."""
+    late = [k for k in kl_per_step[len(kl_per_step) // 2:] if math.isfinite(k)]
+    if target <= 0 or not late:
+        return None
+    return float(np.mean([abs(k - target) <= band * target for k in late]))
 
 
 def reached_words(curve: list[tuple[float, float]], score: float):
@@ -170,7 +184,9 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
         row = _student_row(_evaluate(config, rl_dir, os.path.join(workdir, "eval", "rl", name)))
         row.update(milestone=m, seed=seed, steps=rl["steps"], input_words=rl["input_words"],
                    teacher_first10=rl["train_teacher_sum_first10"], teacher_last10=rl["train_teacher_sum_last10"],
-                   kl_end=float(np.mean([r["kl"] for r in stats[-FIRST_LAST:]])) if stats else None)
+                   kl_end=float(np.mean([r["kl"] for r in stats[-FIRST_LAST:]])) if stats else None,
+                   kl_in_band=kl_in_band([r["kl"] for r in stats], config.interactive.rl.kl_target,
+                                         config.experiment.kl_band))
         after[name] = row
         logging.info("  %s: held-out %s ± %s of 9 (from %s)", name, _fmt(row["heldout"]), _fmt(row["heldout_ci95"]),
                      _fmt(before[m]["heldout"]))
@@ -216,7 +232,9 @@ def _table(config, before: dict, after: dict) -> list[dict]:
             "teacher_first10": mean("teacher_first10"), "teacher_last10": mean("teacher_last10"),
             "heldout_before": before[m]["heldout"], "heldout_before_ci95": before[m]["heldout_ci95"],
             "heldout_after": heldout_after, "heldout_after_ci95": ci_after,
-            "kl_end": mean("kl_end"), "words_per_story_before": before[m]["words_per_story"],
+            "kl_end": mean("kl_end"), "kl_target": float(config.interactive.rl.kl_target),
+            "kl_band": float(config.experiment.kl_band),
+            "kl_in_band": mean("kl_in_band"), "words_per_story_before": before[m]["words_per_story"],
             "words_per_story_after": mean("words_per_story"),
             "ppl_per_word_before": before[m]["ppl_per_word"], "ppl_per_word_after": mean("ppl_per_word"),
             "blimp_before": before[m]["blimp"], "blimp_after": mean("blimp"),
@@ -226,6 +244,12 @@ def _table(config, before: dict, after: dict) -> list[dict]:
             "equivalent": equivalence(_curve(before), heldout_after),
         })
     return rows
+
+
+def _kl_band_words(row: dict) -> str:
+    if row["kl_in_band"] is None:
+        return "fixed β"
+    return f"{100 * row['kl_in_band']:.0f}% in {row['kl_target']:g} ± {row['kl_band'] * row['kl_target']:g}"
 
 
 def _fmt(x, spec=".2f") -> str:
@@ -245,14 +269,16 @@ def _write_table(workdir: str, table: list[dict], judge: str, config) -> None:
              f"{config.evaluate.stories.num_openings * config.evaluate.stories.per_opening} stories per student "
              "(after learning: the mean over seeds, its interval from each seed's story sample; each seed's "
              "score is in headline.json).", "",
-             "| milestone | teacher sum first → last 10 | held-out before | held-out after | KL end | words/story "
+             "| milestone | teacher sum first → last 10 | held-out before | held-out after | KL end (in band) | "
+             "words/story "
              "| ppl/word | BLiMP | distinct-2 | repetition | RL ≈ pretraining to |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in table:
         lines.append(
             f"| {r['milestone']} | {_fmt(r['teacher_first10'])} → {_fmt(r['teacher_last10'])} | "
             f"{_fmt(r['heldout_before'])} ± {_fmt(r['heldout_before_ci95'])} | "
-            f"{_fmt(r['heldout_after'])} ± {_fmt(r['heldout_after_ci95'])} | {_fmt(r['kl_end'])} | "
+            f"{_fmt(r['heldout_after'])} ± {_fmt(r['heldout_after_ci95'])} | {_fmt(r['kl_end'])} "
+            f"({_kl_band_words(r)}) | "
             f"{_fmt(r['words_per_story_before'], '.1f')} → {_fmt(r['words_per_story_after'], '.1f')} | "
             f"{_fmt(r['ppl_per_word_before'], '.1f')} → {_fmt(r['ppl_per_word_after'], '.1f')} | "
             f"{_fmt(r['blimp_before'], '.3f')} → {_fmt(r['blimp_after'], '.3f')} | "
@@ -261,7 +287,10 @@ def _write_table(workdir: str, table: list[dict], judge: str, config) -> None:
             f"{r['equivalent']} |")
     lines += ["", "RL ≈ pretraining to: the pretraining words at which the pretraining-only curve (every milestone, "
               "judged the same way) reaches the RL'd students' mean held-out score, interpolated on log words; "
-              "\"not reached\" when that score lies outside the curve. The teacher's own grades rising while the "
+              "\"not reached\" when that score lies outside the curve. KL end: the KL to the start model over the "
+              "last 10 batches; in band: the share of the second half of the steps whose KL lay within "
+              "rl.kl_target × (1 ± experiment.kl_band), i.e. how well the adaptive controller held it (\"fixed β\": "
+              "no target, a fixed coefficient). The teacher's own grades rising while the "
               "judge's do not is the student learning the teacher, not storytelling.", "",
               "![held-out score against pretraining words](heldout_vs_words.png)", ""]
     run_outputs.write_text(os.path.join(workdir, "table.md"), "\n".join(lines))
@@ -285,9 +314,9 @@ def _plot(path: str, curve: list, curve_ci95: dict, table: list[dict]) -> None:
     ax.set_ylabel("held-out score (judge, sum of 9)")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path + ".tmp.png", dpi=120)
+    with atomic_file(path, "wb", suffix=".tmp.png") as f:
+        fig.savefig(f, dpi=120, format="png")
     plt.close(fig)
-    os.replace(path + ".tmp.png", path)
 
 
 def closing_words(summary: dict, workdir: str) -> str:

@@ -15,9 +15,10 @@ import numpy as np
 from tqdm import tqdm
 
 from storyjax import run_outputs
+from storyjax.atomic import atomic_file
 from storyjax.stats import mean_ci
 from storyjax.teachers import make_teacher
-from storyjax.teachers.base import CRITERIA
+from storyjax.teachers.base import CRITERIA, scored
 
 
 def read_stories(path: str) -> tuple[list[str], list[str]]:
@@ -74,7 +75,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     finally:
         teacher.close()
     scores = np.asarray([d["scores"] if d["scores"] is not None else [np.nan] * 3 for d in done], np.float64)
-    ok = np.isfinite(scores).all(1)
+    ok = scored(scores)
     summary = {"job": "grade", "teacher": teacher.name, "stories": len(done), "unscorable": int((~ok).sum()),
                "sum": mean_ci(scores[ok].sum(1)), **{c: mean_ci(scores[ok, j]) for j, c in enumerate(CRITERIA)},
                "stories_per_s": graded / seconds if seconds else None}
@@ -93,7 +94,6 @@ def _done(path: str) -> list[dict]:
                 lines.append(json.loads(line))
             except ValueError:
                 break
-    with open(path + ".tmp", "w") as f:
+    with atomic_file(path) as f:
         f.writelines(json.dumps(line) + "\n" for line in lines)
-    os.replace(path + ".tmp", path)
     return lines

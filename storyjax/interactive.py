@@ -1,35 +1,36 @@
 """Interactive learning: the student writes stories, the teacher grades them, REINFORCE learns from the grades.
 
-One step: sample a batch from the prompt (jitted sampler) → check the word budget → teacher grades
-[B,3] → ledger charges what the student takes in → rewards → jitted REINFORCE step. The RNG of step k
-is `fold_in(key(seed), k)` and everything else that evolves (params, optimizer, EMA baseline, KL
-coefficient, ledger) is in the checkpoint, so a killed run resumes exactly.
+One step, in phase order: sample a batch from the prompt (jitted sampler) → decode it to text → the
+teacher grades it [B,3] → the ledger charges what the student takes in → the jitted REINFORCE step
+computes the rewards from the grades and updates. The RNG of step k is `fold_in(key(seed), k)` and
+everything else that evolves (params, optimizer, EMA baseline, KL coefficient, ledger) is in the
+checkpoint, so a killed run resumes exactly.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import time
-from typing import Optional
+from typing import Any, Callable, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from absl import logging
-from tqdm import tqdm
 
+from storyjax import blimp, distributed, export, reinforce, rollout, run_loop, run_outputs, sampler, stats, stories
 from storyjax import checkpoint as ckpt_lib
+from storyjax import judge as judge_lib
 from storyjax import ledger as ledger_lib
 from storyjax import model as model_lib
-from storyjax import distributed, preemption, reinforce, run_outputs, sampler, stats, teacher_health
-from storyjax import judge as judge_lib
+from storyjax import teacher_health
 from storyjax import tokenizer as tokenizer_lib
 from storyjax.interactive_logs import PhaseClock, RunLogs
-from storyjax.prompts import HELDOUT_OPENINGS
 from storyjax.teachers import NAMES, make_teacher
-from storyjax.teachers.base import CRITERIA, Grades, GradingCancelled
+from storyjax.teachers.base import CRITERIA, Grades
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
@@ -58,18 +59,23 @@ def validate(config: ml_collections.ConfigDict) -> None:
     if problems:
         raise ValueError("; ".join(problems) + ".")
     teacher_health.TeacherHealth.from_config(config.teacher)
-    if not (config.init_checkpoint or config.init_from_hf) and config.auto_pretrain:
-        from storyjax import pretrain
-        pretrain.validate(config.pretrain)
+    reinforce.RewardConfig.from_config(config.reward)
 
 
-def student_source(config: ml_collections.ConfigDict, workdir: str) -> tuple[str, str]:
-    """The pretraining run to start from; with none named, pretrain the embedded default first."""
+def needs_pretraining(config: ml_collections.ConfigDict) -> bool:
+    """Whether the run starts by pretraining its student (the quickstart: `auto_pretrain` and no student
+    named); `main` then hands `run` the pretraining job."""
+    return not (config.init_checkpoint or config.init_from_hf) and bool(config.auto_pretrain)
+
+
+def student_source(config: ml_collections.ConfigDict, workdir: str,
+                   pretrain: Optional[Callable[[str], Any]] = None) -> tuple[str, str]:
+    """(run directory, milestone) of the student to start from: a storyjax run, an imported transformers
+    folder, or, with none named, the embedded pretraining run `pretrain(directory)` (handed over by main)."""
     if config.init_from_hf:
         if config.init_checkpoint:
             raise ValueError("give one student to start from: --config.init_checkpoint (a storyjax run) or "
                              "--config.init_from_hf (a transformers folder), not both.")
-        from storyjax import export
         run_dir = os.path.join(workdir, "hf_init")
         if distributed.is_primary():
             export.import_as_run(config.init_from_hf, run_dir)
@@ -83,180 +89,29 @@ def student_source(config: ml_collections.ConfigDict, workdir: str) -> tuple[str
                                  f"but init_milestone={config.init_milestone}: give one of them.")
             return os.path.dirname(os.path.dirname(path)), os.path.basename(path)
         return config.init_checkpoint, config.init_milestone
-    if not config.auto_pretrain:
+    if not needs_pretraining(config):
         raise ValueError("this preset starts from a pretraining run: give --config.init_checkpoint=PRETRAIN_WORKDIR "
                          "(and --config.init_milestone=chck_90M or another milestone of it).")
-    from storyjax import pretrain
+    if pretrain is None:
+        raise ValueError("this run pretrains its student first (auto_pretrain, no init_checkpoint): start it with "
+                         "`python -m storyjax.main`, or give --config.init_checkpoint=PRETRAIN_WORKDIR.")
     pre_dir = os.path.join(workdir, "pretrain")
     logging.info("No init_checkpoint: pretraining a %s student on %s first (in %s).",
                  config.pretrain.model.preset, config.pretrain.data.name, pre_dir)
-    pretrain.run(config.pretrain, pre_dir)
+    pretrain(pre_dir)
     return pre_dir, ""
 
 
-def encode_prompts(tok, prompts: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    """Left-padded prompt ids and their validity mask."""
-    ids = tok.encode(prompts)
-    P = max(map(len, ids))
-    toks, valid = np.full((len(ids), P), tok.pad_id, np.int32), np.zeros((len(ids), P), bool)
-    for b, row in enumerate(ids):
-        toks[b, P - len(row):], valid[b, P - len(row):] = row, True
-    return toks, valid
+class Student(NamedTuple):
+    source_dir: str       # the run the student comes from (its tokenizer/ folder is exported with milestones)
+    milestone: str
+    model_cfg: model_lib.ModelConfig
+    tok: Any
+    ref_params: Any       # the frozen starting model (KL reference)
+    shape: dict           # the model shape from the source run's meta
 
 
-def stories_of(tok, prompts: list[str], prompt_BxP, valid_BxP, samples: sampler.Samples):
-    """(full stories, continuations) as text. Prompt and continuation are decoded together so the space
-    between them survives (SentencePiece drops a leading space when a piece list is decoded alone)."""
-    tokens, mask = np.asarray(samples.tokens_BxN), np.asarray(samples.mask_BxN)
-    rows = [[int(t) for t, v in zip(p, pv) if v] + [int(t) for t, m in zip(r, k) if m and t != tok.eos_id]
-            for p, pv, r, k in zip(np.asarray(prompt_BxP), np.asarray(valid_BxP), tokens, mask)]
-    stories = tok.decode(rows)
-    return stories, [s[len(p):] for s, p in zip(stories, prompts)]
-
-
-def make_sample_fn(config, model_cfg, tok):
-    def sample(params, prompt_BxP, valid_BxP, rng):
-        return sampler.sample(model_cfg, params, jnp.asarray(prompt_BxP), jnp.asarray(valid_BxP), rng,
-                              jnp.float32(config.sampling.temperature), jnp.int32(config.sampling.top_k),
-                              jnp.float32(config.sampling.top_p), max_new_tokens=config.sampling.max_new_tokens,
-                              eos_id=tok.eos_id, pad_id=tok.pad_id)
-    return sample
-
-
-def sample_stories(sample, params, tok, prompts: list[str], rng_for_chunk, batch: int):
-    """Stories for `prompts` in chunks of `batch`: (full stories, continuations, surprisal_B, new tokens_B).
-
-    `rng_for_chunk(start)` gives the key of the chunk starting at prompt `start`.
-    """
-    full, texts, surprisal, n_tokens = [], [], [], []
-    for start in range(0, len(prompts), batch):
-        chunk = prompts[start:start + batch]
-        toks, valid = encode_prompts(tok, chunk)
-        out = sample(params, toks, valid, rng_for_chunk(start))
-        s, t = stories_of(tok, chunk, toks, valid, out)
-        full += s
-        texts += t
-        surprisal += list(-np.asarray(out.logprobs_BxN).sum(1))
-        n_tokens += list(np.asarray(out.mask_BxN).sum(1))
-    return full, texts, np.asarray(surprisal), np.asarray(n_tokens, np.float64)
-
-
-def grade(teacher, prompts: list[str], stories: list[str], shard: bool = False) -> Optional[Grades]:
-    """The teacher's grades on every process, or None on every process when grading was cancelled
-    (SIGTERM) on any of them. With several processes (each has sampled the same stories from the same
-    parameters and key), every story is graded once: by process 0, which broadcasts the scores (the raw
-    answers stay with process 0, which logs them), or, with `shard`, each process grades its contiguous
-    share with its own teacher (e.g. a teacher server per host) and all scores and answers are gathered
-    everywhere."""
-    if jax.process_count() == 1:
-        return _grade_or_none(teacher, prompts, stories)
-    if shard:
-        return _grade_sharded(teacher, prompts, stories)
-    grades = _grade_or_none(teacher, prompts, stories) if teacher is not None else None
-    cancelled = distributed.is_primary() and grades is None
-    if bool(np.asarray(distributed.broadcast(np.float32([cancelled])))[0]):
-        return None
-    mine = grades.scores_Bx3 if grades is not None else np.zeros((len(stories), 3), np.float32)
-    scores = np.asarray(distributed.broadcast(np.asarray(mine, np.float32)))
-    return grades if grades is not None else Grades(scores, [""] * len(stories))
-
-
-def _grade_or_none(teacher, prompts: list[str], stories: list[str]) -> Optional[Grades]:
-    try:
-        return teacher.grade_batch(prompts, stories)
-    except GradingCancelled:
-        return None
-
-
-def _grade_sharded(teacher, prompts: list[str], stories: list[str]) -> Optional[Grades]:
-    n, P = len(stories), jax.process_count()
-    per = -(-n // P)
-    lo = min(n, jax.process_index() * per)
-    hi = min(n, lo + per)
-    mine = _grade_or_none(teacher, prompts[lo:hi], stories[lo:hi]) if hi > lo else Grades(np.zeros((0, 3)), [])
-    if distributed.allgather(np.float32([mine is None])).any():
-        return None
-    # Every process contributes `per` rows (NaN/"" past the end) so the gathered arrays have one shape.
-    scores_Px3 = np.full((per, 3), np.nan, np.float32)
-    scores_Px3[:hi - lo] = mine.scores_Bx3
-    answers = list(mine.answers) + [""] * (per - (hi - lo))
-    scores_Bx3 = distributed.allgather(scores_Px3).reshape(P * per, 3)[:n]
-    all_answers = [a for shard in distributed.allgather_strings(answers) for a in shard][:n]
-    return Grades(scores_Bx3, all_answers)
-
-
-def heldout_score(config, sample, params, tok, teacher, judge=None) -> dict:
-    """Mean grades of stories continuing the held-out openings (same RNG before and after), from the
-    training teacher and, beside it, from the judge (`storyjax.judge`), each with its 95% interval."""
-    openings = list(HELDOUT_OPENINGS[:config.heldout.num_openings]) * config.heldout.stories_per_opening
-    if not openings:
-        return {}
-    stories, _, _, _ = sample_stories(sample, params, tok, openings, lambda _: jax.random.key(config.seed + 1),
-                                      batch=len(openings))
-    grades = grade(teacher, openings, stories, config.teacher.shard_across_hosts)
-    independent = not judge_lib.is_teacher(config)
-    judged = grade(judge, openings, stories, False) if independent else grades
-    if grades is None or judged is None:
-        raise preemption.Preempted("SIGTERM while the held-out stories were being graded; rerun to resume.")
-    return {**_mean_grades(grades.scores_Bx3), "stories": len(stories),
-            "judge": {"name": judge_lib.describe(config), "independent": independent,
-                      **_mean_grades(judged.scores_Bx3)}}
-
-
-def _heldout_words(held: dict) -> str:
-    judge = held["judge"]
-    return (f"teacher {stats.score_ci(held)} of 9 over {held['stories']} stories; judge "
-            + ("(the teacher itself)" if not judge["independent"] else f"{judge['name']} {stats.score_ci(judge)}"))
-
-
-def _mean_grades(scores_Bx3) -> dict:
-    scored = np.isfinite(scores_Bx3).all(1)
-    total = stats.mean_ci(scores_Bx3[scored].sum(1))
-    return {"score": total["mean"], "score_ci95": total["ci95"],
-            **{c: float(scores_Bx3[scored, i].mean()) if scored.any() else float("nan")
-               for i, c in enumerate(CRITERIA)},
-            "unscorable": int((~scored).sum())}
-
-
-def milestone_eval(config, model_cfg, sample, params, tok, teacher, judge=None) -> dict:
-    """The evaluations `config.milestone_eval` asks for at a milestone: held-out stories, BLiMP."""
-    from storyjax import evaluate
-    record = {}
-    if config.milestone_eval.heldout and config.heldout.num_openings:  # every process takes part (broadcast)
-        held = heldout_score(config, sample, params, tok, teacher, judge)
-        record.update({"heldout_score": held["score"], **{c: held[c] for c in CRITERIA},
-                       "heldout_unscorable": held["unscorable"], "judge_score": held["judge"]["score"]})
-    record.update(evaluate.blimp_record(model_cfg, params, tok, config.milestone_eval.blimp_dir))
-    return record
-
-
-def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
-    workdir = os.path.abspath(workdir)
-    os.makedirs(workdir, exist_ok=True)
-    prompt_words = tokenizer_lib.count_words(config.prompt)
-    ledger = ledger_lib.InteractiveLedger(
-        budget_words=config.budget_words, prompt_words=prompt_words, charge_prompt=config.charge_prompt,
-        generated_cap=config.generated_words_cap, milestone_every=config.milestone_every_words)
-    B = config.batch_size
-    ledger.check_first_batch(B)
-    if config.ledger_only:
-        ledger_lib.dry_run(ledger, B)
-        summary = {"job": "interactive", "ledger_only": True, "steps": ledger.steps, "stories": ledger.stories,
-                   "input_words": ledger.input_words, "budget_words": ledger.budget_words,
-                   "milestones": [ledger_lib.milestone_name(m) for m in ledger.due_milestones()]}
-        run_outputs.write_summary(workdir, summary)
-        return summary
-
-    from storyjax.evaluate import check_blimp_dir
-    check_blimp_dir(config.milestone_eval.blimp_dir)
-    # Fails here, before any work, if the teacher is unusable. Several processes: process 0 grades for all,
-    # or each process its share of every batch (teacher.shard_across_hosts).
-    shard = config.teacher.shard_across_hosts and jax.process_count() > 1
-    teacher = (make_teacher(config.teacher, workdir, jax.process_index())
-               if shard or distributed.is_primary() else None)
-    teacher_name = teacher.name if teacher is not None else config.teacher.name
-    judge = judge_lib.make(config, workdir, teacher, distributed.is_primary())
-    source_dir, milestone = student_source(config, workdir)
+def load_student(config: ml_collections.ConfigDict, source_dir: str, milestone: str) -> Student:
     meta = ckpt_lib.read_run_meta(source_dir)
     tok = tokenizer_lib.load(os.path.join(source_dir, "tokenizer"))
     model_cfg = model_lib.ModelConfig(**{**meta["model"], "dropout": 0.0,
@@ -265,172 +120,250 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     expected = jax.eval_shape(lambda: model_lib.init_params(model_cfg, jax.random.key(0)))
     if jax.tree.structure(expected) != jax.tree.structure(init_params):
         raise ValueError(f"{source_dir} does not hold parameters of the model its run_meta.json describes.")
-    ref_params = jax.tree.map(jnp.asarray, init_params)
+    return Student(source_dir, milestone, model_cfg, tok, jax.tree.map(jnp.asarray, init_params), meta["model"])
 
-    prompt_toks, prompt_valid = encode_prompts(tok, [config.prompt] * B)
-    sampler.check_lengths(model_cfg, prompt_toks.shape[1], config.sampling.max_new_tokens)
-    if config.heldout.num_openings:  # checked now, not when the held-out score is due after the run
-        longest = max(len(ids) for ids in tok.encode(list(HELDOUT_OPENINGS[:config.heldout.num_openings])))
-        sampler.check_lengths(model_cfg, longest, config.sampling.max_new_tokens)
-    run_meta = {"student": meta["model"], "tokenizer_sha256": tok.sha256, "init": os.path.abspath(source_dir),
-                "init_milestone": milestone, "prompt": config.prompt, "batch_size": B, "seed": config.seed}
-    distributed.primary_first("run meta", lambda: ckpt_lib.check_run_meta(workdir, run_meta))
 
-    optimizer = reinforce.make_optimizer(config.rl)
-    rl_step = reinforce.make_step(model_cfg, config.rl, optimizer)
-    sample = make_sample_fn(config, model_cfg, tok)
-    health = teacher_health.TeacherHealth.from_config(config.teacher)
-    ckpts = ckpt_lib.Checkpoints(workdir, keep=2)
-    # Several processes each hold their own single-device copy: checkpoint host copies (orbax then writes
-    # them from process 0) rather than arrays that look like shards of one global array.
-    saved = (lambda tree: tree) if jax.process_count() == 1 else jax.device_get
-    state = reinforce.init_state(ref_params, optimizer, config.rl)
-    logs = bar = None
-    preempted = preemption.SigtermWatch(on_signal=teacher.cancel if teacher is not None else None)
-    try:
-        restored = ckpts.restore_latest(jax.eval_shape(lambda: state))
-        logs = RunLogs(workdir)
-        jsonl = os.path.join(workdir, "ledger.jsonl")
-        if restored is None:
-            step, extra = 0, {"heldout_start": heldout_score(config, sample, ref_params, tok, teacher, judge)}
-            if extra["heldout_start"]:
-                logging.info("Held-out score before learning: %s", _heldout_words(extra["heldout_start"]))
-            logs.truncate_after(0)
-            ledger_lib.append_jsonl(jsonl, "start", ledger)
-        else:
-            step, state, ledger_dict, extra = restored
-            ledger = ledger_lib.InteractiveLedger.from_dict(ledger_dict)
-            logs.truncate_after(step)  # rows past the checkpoint are rewritten identically by the resumed steps
-            ledger_lib.append_jsonl(jsonl, "resume", ledger, step=step)
-            logging.info("Resumed interactive learning at step %d (%d counted words).", step, ledger.input_words)
+def milestone_eval(config, student: Student, sample, params, teacher, judge=None) -> dict:
+    """The evaluations `config.milestone_eval` asks for at a milestone: held-out stories, BLiMP."""
+    record = {}
+    if config.milestone_eval.heldout and config.heldout.num_openings:  # every process takes part (broadcast)
+        held = stories.heldout_score(config, sample, params, student.tok, teacher, judge)
+        record.update({"heldout_score": held["score"], **{c: held[c] for c in CRITERIA},
+                       "heldout_unscorable": held["unscorable"], "judge_score": held["judge"]["score"]})
+    record.update(blimp.milestone_record(student.model_cfg, params, student.tok, config.milestone_eval.blimp_dir))
+    return record
 
-        weights = tuple(config.reward.weights)
-        max_steps = config.max_steps or None
-        bar = tqdm(total=config.budget_words, initial=ledger.input_words, unit="word", dynamic_ncols=True,
-                   desc="counted input words",
-                   disable=not (config.progress_bar and distributed.is_primary()))
-        t0 = time.time()
-        clock = PhaseClock()
 
-        def save_latest_once():
-            if ckpts.latest_step() != step:
-                ckpts.save_latest(step, saved(state), ledger.to_dict(), extra)
+def fresh_ledger(config: ml_collections.ConfigDict) -> ledger_lib.InteractiveLedger:
+    ledger = ledger_lib.InteractiveLedger(
+        budget_words=config.budget_words, prompt_words=tokenizer_lib.count_words(config.prompt),
+        charge_prompt=config.charge_prompt, generated_cap=config.generated_words_cap,
+        milestone_every=config.milestone_every_words)
+    ledger.check_first_batch(config.batch_size)
+    return ledger
 
-        while ledger.can_afford(B) and not preempted and (max_steps is None or step < max_steps):
-            clock.start()
-            rng = jax.random.fold_in(jax.random.key(config.seed), step)
-            out = sample(state.params, prompt_toks, prompt_valid, rng)
-            stories, texts = stories_of(tok, [config.prompt] * B, prompt_toks, prompt_valid, out)
-            clock.lap("sample")  # stories_of waited for the device
-            grades = grade(teacher, [config.prompt] * B, stories, config.teacher.shard_across_hosts)
-            clock.lap("grade")
-            if grades is None:  # SIGTERM during grading: this batch is neither charged nor applied
-                break
-            scored = np.isfinite(grades.scores_Bx3).all(1)
-            unhealthy = health.after_batch(scored)
-            if unhealthy:  # this batch is neither charged nor applied; a rerun redoes it
-                save_latest_once()
-                ckpts.wait()
-                last = getattr(teacher, "last_problem", "") if teacher is not None else ""
-                ledger_lib.append_jsonl(jsonl, "teacher_unhealthy", ledger, step=step, reason=unhealthy)
-                raise teacher_health.TeacherUnhealthy(
-                    f"{unhealthy}; last teacher status: {last or 'answers that are not three grades 0-3'}. "
-                    f"Checkpoint of step {step} written and nothing charged for the failed batch. Fix the teacher "
-                    f"(teacher.base_url={config.teacher.base_url}, teacher.model, the server's log; see "
-                    f"{workdir}/answers.jsonl) and rerun the same command to resume.")
-            words = np.asarray([tokenizer_lib.count_words(t) for t in texts], np.float32)
-            before = ledger.input_words
-            ledger.charge(B, int(scored.sum()), int(words.sum()))
-            scores = np.where(scored[:, None], grades.scores_Bx3, np.nan)
-            rewards = np.asarray(reinforce.story_rewards(jnp.asarray(scores), jnp.asarray(words), weights,
-                                                         config.reward.length_bonus, config.reward.length_norm))
-            tokens = jnp.concatenate([prompt_toks, out.tokens_BxN], 1)
-            valid = jnp.concatenate([prompt_valid, out.mask_BxN], 1)
-            response = jnp.concatenate([jnp.zeros_like(prompt_valid), out.mask_BxN], 1)
-            state, metrics = rl_step(state, ref_params, tokens, valid, response, jnp.asarray(rewards))
-            step += 1
-            m = {k: float(v) for k, v in jax.device_get(metrics).items()}
-            clock.lap("update")
-            if not (math.isfinite(m["loss"]) and m.pop("state_finite")):
-                raise ckpt_lib.diverged(ckpts, workdir, step, math.isfinite(m["loss"]), "--config.rl.lr")
-            norm = config.reward.length_norm
-            bonus = config.reward.length_bonus * np.minimum(words, norm) / norm
-            surprisal = -np.asarray(out.logprobs_BxN).sum(1)
-            row = logs.write_step(step, config.prompt, stories, grades, rewards, words, bonus, scored, m,
-                                  np.asarray(out.mask_BxN).sum(1), surprisal, ledger, weights)
-            bar.update(ledger.input_words - before)
-            bar.set_postfix(step=step, reward=f"{row['reward_mean']:.3f}", teacher=f"{row['teacher_sum_mean']:.2f}/9")
-            if step % config.log_every == 0 or step == 1:
-                logs.tensorboard(step, {**row, **clock.last()})
-                if not config.progress_bar:  # no bar: a line every log_every steps instead
-                    logging.info("step %d: %s of %s counted words, teacher %.2f/9, reward %.3f, KL %.3f", step,
-                                 f"{ledger.input_words:,}", f"{config.budget_words:,}", row["teacher_sum_mean"],
-                                 row["reward_mean"], m.get("kl", float("nan")))
-                ledger_lib.append_jsonl(jsonl, "step", ledger, step=step, reward=row["reward_mean"])
-            due = ledger.due_milestones()
-            if due or step % config.checkpoint_every_steps == 0 or preempted:
-                for words_done in due:
-                    ledger.milestones_done.append(words_done)
-                    name = ledger_lib.milestone_name(words_done)
-                    ckpts.save_milestone(name, saved(state), ledger.to_dict(), {**extra, "step": step})
-                    if config.export_hf and distributed.is_primary():
-                        from storyjax import export
-                        export.export_milestone(workdir, name, model_cfg, jax.device_get(state.params), tok,
-                                         os.path.join(source_dir, "tokenizer"))
-                    if config.milestone_eval.heldout or config.milestone_eval.blimp_dir:
-                        from storyjax import evaluate
-                        record = milestone_eval(config, model_cfg, sample, state.params, tok, teacher, judge)
-                        evaluate.log_milestone_eval(workdir, logs.writer, ledger, step, name, words_done, record)
-                    ledger_lib.append_jsonl(jsonl, "milestone", ledger, step=step, name=name)
-                ckpts.save_latest(step, saved(state), ledger.to_dict(), extra)
-            clock.lap("rest")  # tables, logs, checkpoints, milestone evaluations
-        if step == 0 and not preempted:
-            raise ValueError("no interactive step ran; check budget_words and max_steps.")
-        save_latest_once()
-        ckpts.wait()
-        if preempted:
-            ledger_lib.append_jsonl(jsonl, "preempted", ledger, step=step)
-            raise preemption.Preempted(f"SIGTERM: checkpoint of step {step} written to {workdir}/latest; "
-                                       "rerun the same command to resume.")
-        heldout_end = heldout_score(config, sample, state.params, tok, teacher, judge)
-        if heldout_end:
-            logging.info("Held-out score after learning: %s", _heldout_words(heldout_end))
-    finally:
-        if bar is not None:
-            bar.close()
-        preempted.close()
-        ckpts.close()
-        if logs is not None:
-            logs.close()
-        if teacher is not None:
-            teacher.close()
-        if judge is not None and judge is not teacher:
-            judge.close()
 
-    params = jax.device_get(state.params)
-    ledger_lib.append_jsonl(jsonl, "end", ledger, step=step)
-    distributed.barrier("logs written")  # process 0's last rows are in before anyone reads them
-    history = logs.read_batch_stats()
-    summary = {
-        "job": "interactive", "steps": step, "stories": ledger.stories, "input_words": ledger.input_words,
-        "generated_words": ledger.generated_words, "unscorable": ledger.unscorable,
-        "budget_words": ledger.budget_words, "teacher": teacher_name,
-        "heldout_score_start": extra["heldout_start"].get("score"), "heldout_score_end": heldout_end.get("score"),
-        "heldout_start": extra["heldout_start"], "heldout_end": heldout_end,
-        "judge": judge_lib.describe(config),
-        "judge_score_start": extra["heldout_start"].get("judge", {}).get("score"),
-        "judge_score_end": heldout_end.get("judge", {}).get("score"),
-        "train_teacher_sum_first10": float(np.mean([r["teacher_sum_mean"] for r in history[:10]])),
-        "train_teacher_sum_last10": float(np.mean([r["teacher_sum_mean"] for r in history[-10:]])),
-        "checkpoints": ckpts.milestones(), "seconds": time.time() - t0,
-        # Where a step's wall-clock went (this invocation's steps): what overlapping the teacher with device
-        # work could at most save is the smaller of "grade" and "sample" + "update".
-        "seconds_per_step": clock.means(),
-        "param_checksum": run_outputs.param_checksum(params),
-    }
+def dry_run(config: ml_collections.ConfigDict, workdir: str) -> dict:
+    """`ledger_only`: the word budget played out, nothing trained."""
+    ledger = fresh_ledger(config)
+    ledger_lib.dry_run(ledger, config.batch_size)
+    summary = {"job": "interactive", "ledger_only": True, "steps": ledger.steps, "stories": ledger.stories,
+               "input_words": ledger.input_words, "budget_words": ledger.budget_words,
+               "milestones": [ledger_lib.milestone_name(m) for m in ledger.due_milestones()]}
     run_outputs.write_summary(workdir, summary)
     return summary
 
+
+def run(config: ml_collections.ConfigDict, workdir: str, pretrain: Optional[Callable[[str], Any]] = None) -> dict:
+    """`pretrain(directory)`: the embedded pretraining job, for a run that starts by pretraining its student."""
+    workdir = os.path.abspath(workdir)
+    os.makedirs(workdir, exist_ok=True)
+    if config.ledger_only:
+        return dry_run(config, workdir)
+    fresh_ledger(config)  # refuses a first batch the budget cannot pay for, before any work
+    blimp.check_dir(config.milestone_eval.blimp_dir)
+    with contextlib.ExitStack() as stack:
+        # Fails here, before any work, if the teacher is unusable. Several processes: process 0 grades for
+        # all, or each process its share of every batch (teacher.shard_across_hosts).
+        shard = config.teacher.shard_across_hosts and jax.process_count() > 1
+        teacher = (make_teacher(config.teacher, workdir, jax.process_index())
+                   if shard or distributed.is_primary() else None)
+        if teacher is not None:
+            stack.callback(teacher.close)
+        judge = judge_lib.make(config, workdir, teacher, distributed.is_primary())
+        if judge is not None and judge is not teacher:
+            stack.callback(judge.close)
+        student = load_student(config, *student_source(config, workdir, pretrain))
+        run = stack.enter_context(run_loop.Run(workdir, keep=2, on_sigterm=teacher.cancel if teacher else None))
+        loop = Loop(config, student, teacher, judge, run)
+        loop.check_run_meta()
+        state, step, extra = loop.start()
+        state, step = loop.train(state, step, extra)
+        heldout_end = loop.heldout(state.params, "after")
+    return loop.summary(state, step, extra, heldout_end, teacher.name if teacher is not None else config.teacher.name)
+
+
+class StepOut(NamedTuple):
+    """What one interactive step produced, for its logs."""
+    full: list            # prompt + story texts
+    grades: Grades
+    words_B: np.ndarray   # counted words of each continuation
+    story: dict           # the step's per-story reward_B, teacher_B, bonus_B (host arrays)
+    metrics: dict         # the step's scalars
+    samples: sampler.Samples
+    words_before: int     # ledger input words before this batch
+
+
+class Loop:
+    """Interactive learning in a run: steps, their logs, checkpoints, milestones, held-out scores."""
+
+    def __init__(self, config, student: Student, teacher, judge, run: run_loop.Run):
+        self.config, self.student, self.teacher, self.judge, self.run = config, student, teacher, judge, run
+        B = config.batch_size
+        self.prompts = [config.prompt] * B
+        self.prompt_BxP, self.valid_BxP = stories.encode_prompts(student.tok, self.prompts)
+        sampler.check_lengths(student.model_cfg, self.prompt_BxP.shape[1], config.sampling.max_new_tokens)
+        stories.check_heldout_lengths(student.model_cfg, student.tok, config.heldout.num_openings,
+                                      config.sampling.max_new_tokens)
+        self.optimizer = reinforce.make_optimizer(config.rl)
+        self.rl_step = reinforce.make_step(student.model_cfg, config.rl, reinforce.RewardConfig.from_config(
+            config.reward), self.optimizer)
+        self.sample = stories.make_sample_fn(config, student.model_cfg, student.tok)
+        self.health = teacher_health.TeacherHealth.from_config(config.teacher)
+        self.logs = RunLogs(run.out)
+        self.clock = PhaseClock()
+        self.ledger = fresh_ledger(config)
+        self.t0 = time.time()
+        # Several processes each hold their own single-device copy: checkpoint host copies (orbax then
+        # writes them from process 0) rather than arrays that look like shards of one global array.
+        self.saved = (lambda tree: tree) if jax.process_count() == 1 else jax.device_get
+
+    def check_run_meta(self) -> None:
+        s, c = self.student, self.config
+        meta = {"student": s.shape, "tokenizer_sha256": s.tok.sha256, "init": os.path.abspath(s.source_dir),
+                "init_milestone": s.milestone, "prompt": c.prompt, "batch_size": c.batch_size, "seed": c.seed}
+        distributed.primary_first("run meta", lambda: ckpt_lib.check_run_meta(self.run.workdir, meta))
+
+    def heldout(self, params, when: str) -> dict:
+        held = stories.heldout_score(self.config, self.sample, params, self.student.tok, self.teacher, self.judge)
+        if held:
+            logging.info("Held-out score %s learning: %s", when, stories.heldout_words(held))
+        return held
+
+    def start(self):
+        """(state, step, extra) of a fresh run (after its held-out score) or of the newest checkpoint."""
+        fresh = reinforce.init_state(self.student.ref_params, self.optimizer, self.config.rl)
+        start = self.run.start(jax.eval_shape(lambda: fresh), self.ledger)
+        self.ledger = start.ledger
+        self.logs.truncate_after(start.step)  # rows past the checkpoint are rewritten identically on resume
+        if start.state is None:
+            return fresh, 0, {"heldout_start": self.heldout(self.student.ref_params, "before")}
+        logging.info("Resumed interactive learning at step %d (%d counted words).", start.step,
+                     self.ledger.input_words)
+        return start.state, start.step, start.extra
+
+    def train(self, state, step: int, extra: dict):
+        c, run = self.config, self.run
+        run.progress(total=c.budget_words, initial=self.ledger.input_words, unit="word",
+                     desc="counted input words", enabled=c.progress_bar)
+        while (self.ledger.can_afford(c.batch_size) and not run.preempted
+               and (not c.max_steps or step < c.max_steps)):
+            out = self.step(state, step, extra)
+            if out is None:  # SIGTERM during grading: this batch is neither charged nor applied
+                break
+            state, out = out
+            step += 1
+            if not (math.isfinite(out.metrics["loss"]) and out.metrics.pop("state_finite")):
+                raise run.diverged(step, math.isfinite(out.metrics["loss"]), "--config.rl.lr")
+            self.log(step, out)
+            due = self.ledger.due_milestones()
+            if due or step % c.checkpoint_every_steps == 0 or run.preempted:
+                run.reach_milestones(step, self.ledger, due, self.saved(state), extra,
+                                     lambda name, words: self.at_milestone(step, name, words, state))
+                run.save_latest(step, self.saved(state), self.ledger, extra)
+            self.clock.lap("rest")  # tables, logs, checkpoints, milestone evaluations
+        if step == 0 and not run.preempted:
+            raise ValueError("no interactive step ran; check budget_words and max_steps.")
+        self.save_latest_once(step, state, extra)
+        run.finish(step, self.ledger)
+        return state, step
+
+    def step(self, state, step: int, extra: dict):
+        """sample → decode → grade → charge → update; None when SIGTERM cancelled the grading."""
+        c, tok, clock = self.config, self.student.tok, self.clock
+        clock.start()
+        rng = jax.random.fold_in(jax.random.key(c.seed), step)
+        samples = self.sample(state.params, self.prompt_BxP, self.valid_BxP, rng)
+        full, texts = stories.decode(tok, self.prompts, self.prompt_BxP, self.valid_BxP, samples)
+        clock.lap("sample")  # decoding waited for the device
+        grades = stories.grade(self.teacher, self.prompts, full, c.teacher.shard_across_hosts)
+        clock.lap("grade")
+        if grades is None:
+            return None
+        self.check_teacher(rollout.scored(grades.scores_Bx3), step, state, extra)
+        words_B = np.asarray([tokenizer_lib.count_words(t) for t in texts], np.float32)
+        before = self.ledger.input_words
+        self.ledger.charge(c.batch_size, int(rollout.scored(grades.scores_Bx3).sum()), int(words_B.sum()))
+        batch = rollout.make(self.prompt_BxP, self.valid_BxP, samples, grades.scores_Bx3, words_B)
+        state, metrics = self.rl_step(state, self.student.ref_params, batch)
+        metrics = jax.device_get(metrics)
+        story = {k: np.asarray(metrics.pop(k)) for k in reinforce.StoryRewards._fields}
+        clock.lap("update")
+        return state, StepOut(full, grades, words_B, story, {k: float(v) for k, v in metrics.items()}, samples,
+                              before)
+
+    def check_teacher(self, scored_B, step: int, state, extra: dict) -> None:
+        """A teacher that stopped grading ends the run with its checkpoint written and nothing charged for the
+        failed batch (a rerun redoes it)."""
+        unhealthy = self.health.after_batch(scored_B)
+        if not unhealthy:
+            return
+        self.save_latest_once(step, state, extra)
+        self.run.ckpts.wait()
+        last = getattr(self.teacher, "last_problem", "") if self.teacher is not None else ""
+        self.run.out.audit("teacher_unhealthy", self.ledger, step=step, reason=unhealthy)
+        raise teacher_health.TeacherUnhealthy(
+            f"{unhealthy}; last teacher status: {last or 'answers that are not three grades 0-3'}. "
+            f"Checkpoint of step {step} written and nothing charged for the failed batch. Fix the teacher "
+            f"(teacher.base_url={self.config.teacher.base_url}, teacher.model, the server's log; see "
+            f"{self.run.workdir}/answers.jsonl) and rerun the same command to resume.")
+
+    def save_latest_once(self, step: int, state, extra: dict) -> None:
+        if self.run.ckpts.latest_step() != step:
+            self.run.save_latest(step, self.saved(state), self.ledger, extra)
+
+    def log(self, step: int, out: StepOut) -> None:
+        c, ledger, m = self.config, self.ledger, out.metrics
+        surprisal_B = -np.asarray(out.samples.logprobs_BxN).sum(1)
+        row = self.logs.write_step(step, c.prompt, out.full, out.grades, out.words_B, out.story, m,
+                                   np.asarray(out.samples.mask_BxN).sum(1), surprisal_B, ledger)
+        self.run.bar.update(ledger.input_words - out.words_before)
+        self.run.bar.set_postfix(step=step, reward=f"{row['reward_mean']:.3f}",
+                                 teacher=f"{row['teacher_sum_mean']:.2f}/9")
+        if step % c.log_every == 0 or step == 1:
+            self.logs.tensorboard(step, {**row, **self.clock.last()})
+            if not c.progress_bar:  # no bar: a line every log_every steps instead
+                logging.info("step %d: %s of %s counted words, teacher %.2f/9, reward %.3f, KL %.3f", step,
+                             f"{ledger.input_words:,}", f"{c.budget_words:,}", row["teacher_sum_mean"],
+                             row["reward_mean"], m.get("kl", float("nan")))
+            self.run.out.audit("step", ledger, step=step, reward=row["reward_mean"])
+
+    def at_milestone(self, step: int, name: str, words: int, state) -> None:
+        """The export and evaluations `config.export_hf` and `config.milestone_eval` ask for."""
+        c, s = self.config, self.student
+        if c.export_hf and run_outputs.is_writer():
+            export.export_milestone(self.run.workdir, name, s.model_cfg, jax.device_get(state.params), s.tok,
+                                    os.path.join(s.source_dir, "tokenizer"))
+        if c.milestone_eval.heldout or c.milestone_eval.blimp_dir:
+            record = milestone_eval(c, s, self.sample, state.params, self.teacher, self.judge)
+            self.run.out.milestone_eval(self.ledger, step, name, words, record)
+
+    def summary(self, state, step: int, extra: dict, heldout_end: dict, teacher_name: str) -> dict:
+        c, ledger = self.config, self.ledger
+        params = jax.device_get(state.params)
+        self.run.out.audit("end", ledger, step=step)
+        distributed.barrier("logs written")  # process 0's last rows are in before anyone reads them
+        history = self.logs.read_batch_stats()
+        start = extra["heldout_start"]
+        summary = {
+            "job": "interactive", "steps": step, "stories": ledger.stories, "input_words": ledger.input_words,
+            "generated_words": ledger.generated_words, "unscorable": ledger.unscorable,
+            "budget_words": ledger.budget_words, "teacher": teacher_name,
+            "heldout_score_start": start.get("score"), "heldout_score_end": heldout_end.get("score"),
+            "heldout_start": start, "heldout_end": heldout_end,
+            "judge": judge_lib.describe(c),
+            "judge_score_start": start.get("judge", {}).get("score"),
+            "judge_score_end": heldout_end.get("judge", {}).get("score"),
+            "train_teacher_sum_first10": float(np.mean([r["teacher_sum_mean"] for r in history[:10]])),
+            "train_teacher_sum_last10": float(np.mean([r["teacher_sum_mean"] for r in history[-10:]])),
+            "checkpoints": self.run.ckpts.milestones(), "seconds": time.time() - self.t0,
+            # Where a step's wall-clock went (this invocation's steps): what overlapping the teacher with
+            # device work could at most save is the smaller of "grade" and "sample" + "update".
+            "seconds_per_step": self.clock.means(),
+            "param_checksum": run_outputs.param_checksum(params),
+        }
+        run_outputs.write_summary(self.run.workdir, summary)
+        return summary
 
 
 def closing_words(summary: dict, workdir: str) -> str:

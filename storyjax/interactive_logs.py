@@ -13,10 +13,9 @@ import os
 import time
 from collections import defaultdict
 
-import jax
 import numpy as np
 
-from storyjax import run_outputs
+from storyjax import rollout, run_outputs
 from storyjax.teachers.base import CRITERIA, Grades
 
 GENERATED = ["step", "index", "prompt", "story", "answer", *CRITERIA, "scored", "words", "reward", "teacher_details"]
@@ -67,47 +66,36 @@ class PhaseClock:
 
 
 class RunLogs:
-    def __init__(self, workdir: str):
-        self.paths = {"generated": os.path.join(workdir, "generated.csv"),
-                      "batch_stats": os.path.join(workdir, "batch_stats.csv")}
-        self.writer = run_outputs.tensorboard(workdir)
-        self.writes = jax.process_index() == 0  # several processes keep the same tables; process 0 writes
+    TABLES = (("generated.csv", GENERATED), ("batch_stats.csv", BATCH_STATS))
+
+    def __init__(self, writer: run_outputs.RunWriter):
+        self.writer = writer
 
     def truncate_after(self, step: int) -> None:
-        if not self.writes:
-            return
-        for name, columns in (("generated", GENERATED), ("batch_stats", BATCH_STATS)):
-            path = self.paths[name]
+        for name, columns in self.TABLES:
+            path = self.writer.path(name)
             rows = []
             if os.path.exists(path):
                 with open(path, newline="") as f:
                     rows = [r for r in csv.DictReader(f) if int(r["step"]) <= step]
-            with open(path + ".tmp", "w", newline="") as f:
-                w = csv.DictWriter(f, columns)
-                w.writeheader()
-                w.writerows(rows)
-            os.replace(path + ".tmp", path)
+            self.writer.rewrite_csv(name, columns, rows)
 
-    def _append(self, name: str, columns: list, rows: list) -> None:
-        if not self.writes:
-            return
-        with open(self.paths[name], "a", newline="") as f:
-            csv.DictWriter(f, columns).writerows(rows)
-
-    def write_step(self, step, prompt, stories, grades: Grades, rewards, words, bonus, scored, metrics,
-                   lengths, surprisal, ledger, weights) -> dict:
-        """`surprisal`: each story's −Σ log p of its own sampled tokens (the paper's entropy, summed)."""
+    def write_step(self, step, prompt, stories, grades: Grades, words, story: dict, metrics, lengths, surprisal,
+                   ledger) -> dict:
+        """`story`: the REINFORCE step's per-story reward, teacher term and bonus (host arrays); `surprisal`:
+        each story's −Σ log p of its own sampled tokens (the paper's entropy, summed)."""
         scores = grades.scores_Bx3
+        scored = rollout.scored(scores)
+        rewards, bonus = story["reward_B"], story["bonus_B"]
         details = grades.details or [None] * len(stories)
-        self._append("generated", GENERATED, [
+        self.writer.append_csv("generated.csv", GENERATED, [
             {"step": step, "index": i, "prompt": prompt, "story": story, "answer": grades.answers[i],
              **{c: _grade_text(scores[i, j]) for j, c in enumerate(CRITERIA)},
              "scored": int(scored[i]), "words": int(words[i]), "reward": "" if np.isnan(rewards[i]) else rewards[i],
              "teacher_details": json.dumps(details[i]) if details[i] else ""}
             for i, story in enumerate(stories)])
         ok = scores[scored]
-        w = np.asarray(weights, np.float32)
-        teacher = (ok * w).sum(1) / (3 * w.sum()) if len(ok) else np.zeros(0)
+        teacher = story["teacher_B"][scored]
         nan_mean = lambda x: float(np.mean(x)) if len(x) else float("nan")
         row = {
             "step": step, "teacher_reward_mean": nan_mean(teacher),
@@ -123,15 +111,11 @@ class RunLogs:
             "stories": ledger.stories, "unscorable_rate": float(1 - scored.mean()),
             "entropy_per_word": float(np.sum(surprisal) / max(np.sum(words), 1.0)),
         }
-        self._append("batch_stats", BATCH_STATS, [row])
+        self.writer.append_csv("batch_stats.csv", BATCH_STATS, [row])
         return row
 
     def tensorboard(self, step: int, row: dict) -> None:
-        run_outputs.log_scalars(self.writer, step, {k: v for k, v in row.items()
-                                                    if k != "step" and np.isfinite(v)})
+        self.writer.scalars(step, {k: v for k, v in row.items() if k != "step" and np.isfinite(v)})
 
     def read_batch_stats(self) -> list[dict]:
-        return read_batch_stats(self.paths["batch_stats"])
-
-    def close(self) -> None:
-        self.writer.close()
+        return read_batch_stats(self.writer.path("batch_stats.csv"))

@@ -80,11 +80,7 @@ class Ledger:
 
 
 def append_jsonl(path: str, event: str, ledger: Ledger, **extra) -> None:
-    """One audit line; a rerun after a crash appends a 'resume' line, never rewrites history. In multi-host
-    runs every process keeps the same ledger and process 0 writes it."""
-    import jax
-    if jax.process_index() != 0:
-        return
+    """One audit line (`run_outputs.RunWriter.audit` decides which process writes it)."""
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     record = {"time": time.time(), "event": event, **ledger.to_dict(), **extra}
     record.pop("milestones_done", None)

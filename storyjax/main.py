@@ -7,19 +7,32 @@ with --traceback): exit code 2 for a refused input, 1 for a run that stopped, 14
 
 from __future__ import annotations
 
+import functools
 import logging as std_logging
 import os
 import sys
 
+import tensorflow_datasets as tfds
 from absl import app, flags, logging
 from ml_collections import config_flags
+
+from storyjax import config_file, distributed, evaluate, experiment, grade, interactive, preemption, pretrain
+from storyjax import teacher_health, workdir_lock
 
 config_flags.DEFINE_config_file("config", None, "Config file, e.g. configs/pretrain.py:tiny.", lock_config=True)
 flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs and outputs (resumes if it holds a run).")
 flags.DEFINE_bool("traceback", False, "Show the full traceback of an error instead of its one-line message.")
 flags.mark_flags_as_required(["config", "workdir"])
 
-JOBS = ("pretrain", "interactive", "evaluate", "grade", "experiment")
+# What each job prints when it ends (the whole record is WORKDIR/summary.json).
+JOBS = {
+    "pretrain": (pretrain, ("steps", "words", "loss_first", "loss_last", "val_loss", "param_checksum")),
+    "interactive": (interactive, ("steps", "stories", "input_words", "unscorable", "heldout_score_start",
+                                  "heldout_score_end", "judge_score_start", "judge_score_end", "param_checksum")),
+    "grade": (grade, ("teacher", "stories", "unscorable", "sum", "stories_per_s")),
+    "experiment": (experiment, ("judge", "teacher", "milestones", "seeds", "outputs")),
+    "evaluate": (evaluate, ("blimp", "perplexity", "stories_sum")),  # the full story report: DIR/eval/stories.json
+}
 # Libraries whose INFO chatter (one line per file written) buries the run's own log.
 _QUIET = ("/orbax/", "/tensorflow_datasets/", "/etils/", "/httpx/")
 
@@ -33,7 +46,6 @@ def _unknown_overrides(argv) -> list[str]:
     spec = next((a.split("=", 1)[1] for a in argv if a.startswith("--config=")), None)
     if spec is None:
         return []
-    from storyjax import config_file
     config = config_file.load(spec)
     problems = []
     for arg in argv:
@@ -63,37 +75,25 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments {argv[1:]}; settings go in --config.KEY=VALUE.")
     logging.get_absl_handler().python_handler.addFilter(_quiet_libraries)
-    import tensorflow_datasets as tfds
     tfds.disable_progress_bar()  # per-split bars; our own bar shows the training progress
     config = flags.FLAGS.config
     if config.job not in JOBS:
-        raise app.UsageError(f"config.job={config.job!r} is unknown; this build runs {JOBS}.")
-    from storyjax import distributed, preemption, workdir_lock
-    if config.job == "pretrain":
-        from storyjax import pretrain as job
-        shown = ("steps", "words", "loss_first", "loss_last", "val_loss", "param_checksum")
-    elif config.job == "interactive":
-        from storyjax import interactive as job
-        shown = ("steps", "stories", "input_words", "unscorable", "heldout_score_start", "heldout_score_end",
-                 "judge_score_start", "judge_score_end", "param_checksum")
-    elif config.job == "grade":
-        from storyjax import grade as job
-        shown = ("teacher", "stories", "unscorable", "sum", "stories_per_s")
-    elif config.job == "experiment":
-        from storyjax import experiment as job
-        shown = ("judge", "teacher", "milestones", "seeds", "outputs")
-    else:
-        from storyjax import evaluate as job
-        shown = ("blimp", "perplexity", "stories_sum")  # the full story report is DIR/eval/stories.json
+        raise app.UsageError(f"config.job={config.job!r} is unknown; this build runs {tuple(JOBS)}.")
+    job, shown = JOBS[config.job]
     if hasattr(job, "validate"):  # bad settings are refused before the workdir is touched
         _one_line_errors(lambda: job.validate(config))
+    run = job.run
+    if job is interactive and interactive.needs_pretraining(config):
+        # The quickstart: the interactive run pretrains its student first, with main's pretraining job.
+        _one_line_errors(lambda: pretrain.validate(config.pretrain))
+        run = functools.partial(interactive.run, pretrain=functools.partial(pretrain.run, config.pretrain))
     distributed.initialize(config.get("distributed"))  # before any computation touches a device
     lock = workdir_lock.WorkdirLock(flags.FLAGS.workdir)
     if distributed.is_primary():
         _one_line_errors(lock.acquire)
         logging.vlog(1, "Config:\n%s", config)  # shown with -v 1
     try:
-        summary = _one_line_errors(lambda: job.run(config, flags.FLAGS.workdir))
+        summary = _one_line_errors(lambda: run(config, flags.FLAGS.workdir))
     except preemption.Preempted as e:
         logging.warning("%s", e)
         sys.exit(143)
@@ -109,7 +109,6 @@ def main(argv):
 def _one_line_errors(fn):
     """Runs `fn`; a refused input (ValueError: exit 2) or a run that had to stop (a diverged loss, a dead
     teacher: exit 1) is one line on stderr, its traceback only with --traceback."""
-    from storyjax import teacher_health
     try:
         return fn()
     except (ValueError, FloatingPointError, teacher_health.TeacherUnhealthy) as e:

@@ -330,6 +330,22 @@ def forward(cfg: ModelConfig, params, tokens_BxT, *, valid_BxT=None, rng=None):
     return logits_BxTxV
 
 
+def sequence_logprobs(cfg: ModelConfig, params, tokens_BxL, valid_BxL):
+    """Teacher-forced log p(token_t | tokens_<t) for t ≥ 1, and the model's entropy there: [B, L-1] each."""
+    logits_BxTxV = forward(cfg, params, tokens_BxL[:, :-1], valid_BxT=valid_BxL[:, :-1])
+    logp_all_BxTxV = jax.nn.log_softmax(logits_BxTxV)
+    logp_BxT = jnp.take_along_axis(logp_all_BxTxV, tokens_BxL[:, 1:, None], axis=-1)[..., 0]
+    entropy_BxT = -(jnp.exp(logp_all_BxTxV) * logp_all_BxTxV).sum(-1)
+    return logp_BxT, entropy_BxT
+
+
+@functools.partial(jax.jit, static_argnames=("cfg",))
+def sequence_logprob(cfg: ModelConfig, params, tokens_BxL, valid_BxL):
+    """Σ_t log p(token_t | tokens_<t) over valid tokens t ≥ 1 (right-padded rows): [B]."""
+    logp_BxT, _ = sequence_logprobs(cfg, params, tokens_BxL, valid_BxL)  # entropy: dead, dropped by XLA
+    return jnp.where(valid_BxL[:, 1:], logp_BxT, 0.0).sum(-1)
+
+
 def decode(cfg: ModelConfig, params, tokens_BxT, positions_BxT, valid_BxT, cache: KVCache):
     """Runs `tokens_BxT` at cache slots [index, index+T) and returns (logits, cache).
 

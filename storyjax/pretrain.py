@@ -11,18 +11,18 @@ import dataclasses
 import math
 import os
 import time
+from typing import Any, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from absl import logging
-from tqdm import tqdm
 
+from storyjax import blimp, distributed, export, pretrain_step, run_loop, run_outputs
 from storyjax import checkpoint as ckpt_lib
 from storyjax import ledger as ledger_lib
 from storyjax import model as model_lib
-from storyjax import distributed, preemption, pretrain_step, run_outputs
 from storyjax.data import packing, source_identity
 from storyjax.data.prepare import prepare
 
@@ -99,32 +99,51 @@ def eval_loss(eval_step, params, stream: packing.TokenStream, block_len: int, n_
     return sum(l * w for l, w in losses) / sum(w for _, w in losses)
 
 
-def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
-    workdir = os.path.abspath(workdir)
-    os.makedirs(workdir, exist_ok=True)
-    from storyjax.evaluate import check_blimp_dir
-    check_blimp_dir(config.milestone_eval.blimp_dir)
+def import_hf(config: ml_collections.ConfigDict) -> Optional[ImportedStudent]:
+    """The transformers checkpoint to start from (`init_from_hf`), or None to train from scratch."""
+    if not config.init_from_hf:
+        return None
+    cfg, params, tok, tok_json = export.load_hf(config.init_from_hf, config.model.compute_dtype, config.model.dropout)
+    cfg = dataclasses.replace(cfg, attention=config.model.get("attention", "auto")).validate()
+    logging.info("Starting from the transformers checkpoint %s (its shape and tokenizer; model.preset and "
+                 "tokenizer.vocab_size are not used).", config.init_from_hf)
+    return ImportedStudent(cfg, params, tok, tok_json, os.path.abspath(config.init_from_hf))
+
+
+class ImportedStudent(NamedTuple):
+    model_cfg: model_lib.ModelConfig
+    params: Any
+    tokenizer: Any
+    tokenizer_json: bytes
+    path: str
+
+
+class Setup(NamedTuple):
+    """What a pretraining run is made of, decided before its first step."""
+    data: Any                     # storyjax.data.prepare's corpus: tokenizer, train and validation streams
+    model_cfg: model_lib.ModelConfig
+    block_len: int
+    devices: list
+    pmap_devices: Any
+    batch_shape: tuple            # [devices, grad_accum, rows per device per micro-batch, block_len]
+    num_steps: int
+    tokens_per_step: int
+    optimizer: Any
+    schedule: Any
+
+
+def setup(config: ml_collections.ConfigDict, workdir: str, imported: Optional[ImportedStudent]) -> Setup:
     devices, pmap_devices = distributed.train_devices(config.distributed.local_devices)
     grad_accum, micro_rows = batch_layout(config.train, len(devices), jax.process_count())
-    hf_params = None
-    if config.init_from_hf:
-        from storyjax import export
-        hf_cfg, hf_params, hf_tok, hf_json = export.load_hf(config.init_from_hf, config.model.compute_dtype,
-                                                            config.model.dropout)
-        hf_cfg = dataclasses.replace(hf_cfg, attention=config.model.get("attention", "auto")).validate()
-        logging.info("Starting from the transformers checkpoint %s (its shape and tokenizer; model.preset and "
-                     "tokenizer.vocab_size are not used).", config.init_from_hf)
-        imported = (hf_tok, hf_json, os.path.abspath(config.init_from_hf))
-    else:
-        imported = None
     # A workdir of another corpus is refused before its tokenizer or token cache is touched.
     data_source = source_identity(config.data)
     ckpt_lib.check_run_meta(workdir, {"data_source": data_source}, partial=True)
     # Process 0 builds the corpus, trains the tokenizer and tokenizes; the others then read what it wrote
     # (or, where the tfds folder is per host, build the same thing: every step is deterministic).
-    data = distributed.primary_first("data prepared",
-                                     lambda: prepare(config, workdir, data_source["config"], imported))
-    model_cfg = hf_cfg if imported else model_lib.model_config_from(config.model, data.tokenizer.vocab_size)
+    hf_tok = (imported.tokenizer, imported.tokenizer_json, imported.path) if imported else None
+    data = distributed.primary_first("data prepared", lambda: prepare(config, workdir, data_source["config"], hf_tok))
+    model_cfg = imported.model_cfg if imported else model_lib.model_config_from(config.model,
+                                                                                  data.tokenizer.vocab_size)
     block_len = config.train.seq_len or model_cfg.max_len
     if block_len > model_cfg.max_len:
         raise ValueError(f"train.seq_len={block_len} exceeds the model context {model_cfg.max_len}.")
@@ -132,153 +151,143 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
         "model": model_cfg.shape_dict(),
         "tokenizer_sha256": data.tokenizer.sha256, "block_len": block_len,
         "data": config.data.name, "data_source": data_source, "seed": config.seed,
-        **({"init_from_hf": os.path.abspath(config.init_from_hf)} if config.init_from_hf else {})}
+        **({"init_from_hf": imported.path} if imported else {})}
     distributed.primary_first("run meta", lambda: ckpt_lib.check_run_meta(workdir, run_meta))
-
     tokens_per_step = config.train.batch_size * block_len
-    ledger = ledger_lib.Ledger(tokens_per_word=data.tokens_per_word,
-                               tokens_per_epoch=packing.num_blocks(data.train, block_len) * block_len,
-                               max_epochs=config.ledger.max_epochs)
-    num_steps = total_steps(config.train, ledger, tokens_per_step)
-    schedule = pretrain_step.lr_schedule(config.train, num_steps)
-    optimizer = pretrain_step.make_optimizer(config.train, num_steps)
-    milestones = sorted(config.ledger.milestones or ledger_lib.BABYLM_MILESTONES)
+    num_steps = total_steps(config.train, fresh_ledger(config, data, block_len), tokens_per_step)
+    return Setup(data, model_cfg, block_len, devices, pmap_devices, (len(devices), grad_accum, micro_rows, block_len),
+                 num_steps, tokens_per_step, pretrain_step.make_optimizer(config.train, num_steps),
+                 pretrain_step.lr_schedule(config.train, num_steps))
+
+
+def fresh_ledger(config, data, block_len: int) -> ledger_lib.Ledger:
+    return ledger_lib.Ledger(tokens_per_word=data.tokens_per_word,
+                             tokens_per_epoch=packing.num_blocks(data.train, block_len) * block_len,
+                             max_epochs=config.ledger.max_epochs)
+
+
+def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
+    workdir = os.path.abspath(workdir)
+    os.makedirs(workdir, exist_ok=True)
+    blimp.check_dir(config.milestone_eval.blimp_dir)
+    imported = import_hf(config)
+    su = setup(config, workdir, imported)
 
     def init() -> pretrain_step.TrainState:
-        if hf_params is not None:
-            params = jax.tree.map(jnp.asarray, hf_params)
+        if imported is not None:
+            params = jax.tree.map(jnp.asarray, imported.params)
         else:
-            params = model_lib.init_params(model_cfg, jax.random.key(config.seed))
-        return pretrain_step.TrainState(params, optimizer.init(params))
+            params = model_lib.init_params(su.model_cfg, jax.random.key(config.seed))
+        return pretrain_step.TrainState(params, su.optimizer.init(params))
 
-    ckpts = ckpt_lib.Checkpoints(workdir, keep=config.checkpoint.keep)
-    try:
-        restored = ckpts.restore_latest(jax.eval_shape(init))
-    except BaseException:
-        ckpts.close()  # an open manager's threads would bury the error under asyncio tracebacks at exit
-        raise
-    extra = {"loss_first": None, "loss_last": None}
-    jsonl = os.path.join(workdir, "ledger.jsonl")
-    if restored is None:
-        step, state = 0, init()
-        ledger_lib.append_jsonl(jsonl, "start", ledger, total_steps=num_steps)
-    else:
-        step, state, ledger_dict, saved_extra = restored
-        extra.update(saved_extra)
-        ledger = ledger_lib.Ledger.from_dict(ledger_dict)
-        ledger_lib.append_jsonl(jsonl, "resume", ledger, total_steps=num_steps)
-        logging.info("Resumed from step %d (%.0f words seen).", step, ledger.words_seen)
-    logging.info("Model: %s, %d parameters; %d steps of %d tokens on %d devices.", model_cfg,
-                 model_lib.count_params(state.params), num_steps, tokens_per_step, len(devices))
+    with run_loop.Run(workdir, keep=config.checkpoint.keep) as run:
+        start = run.start(jax.eval_shape(init), fresh_ledger(config, su.data, su.block_len), total_steps=su.num_steps)
+        if start.step:
+            logging.info("Resumed from step %d (%.0f words seen).", start.step, start.ledger.words_seen)
+        loop = Loop(config, su, run, start.ledger, {"loss_first": None, "loss_last": None, **start.extra})
+        state = start.state if start.state is not None else init()
+        logging.info("Model: %s, %d parameters; %d steps of %d tokens on %d devices.", su.model_cfg,
+                     model_lib.count_params(state.params), su.num_steps, su.tokens_per_step, len(su.devices))
+        p_state = pretrain_step.replicate(state, su.pmap_devices, len(su.devices))
+        del state
+        p_state, step = loop.train(p_state, start.step)
+    val = loop.val_loss(p_state.params)
+    params = ckpt_lib.unreplicate(p_state.params)
+    ledger = loop.ledger
+    return run.end(ledger, {
+        "job": "pretrain", "steps": step, "tokens": ledger.tokens_seen, "words": ledger.words_seen,
+        "epochs": ledger.epochs, "tokens_per_word": ledger.tokens_per_word,
+        "loss_first": loop.extra["loss_first"], "loss_last": loop.extra["loss_last"], "val_loss": val,
+        "val_ppl": math.exp(val), "checkpoints": run.ckpts.milestones(), "latest_step": step,
+        "num_params": model_lib.count_params(params), "param_checksum": run_outputs.param_checksum(params),
+    }, step=step, val_loss=val)
 
-    p_state = pretrain_step.replicate(state, pmap_devices, len(devices))
-    del state
-    train_step = pretrain_step.make_train_step(model_cfg, optimizer, schedule, config.seed,
-                                               dropout=model_cfg.dropout > 0, devices=pmap_devices,
-                                               grad_reduce=config.train.grad_reduce)
-    eval_step = pretrain_step.make_eval_step(model_cfg, devices=pmap_devices)
-    writer = run_outputs.tensorboard(workdir)
 
-    def batch_for(k: int):
-        rows = packing.global_batch(data.train, block_len, config.seed, k, config.train.batch_size,
-                                    jax.process_index(), jax.process_count())
-        return rows.reshape(len(devices), grad_accum, micro_rows, block_len)
+class Loop:
+    """The pretraining loop in a run: steps, their metrics one step late, checkpoints and milestones."""
 
-    def save(kind: str, name: str = ""):
-        host_state = ckpt_lib.unreplicate(p_state)
-        if kind == "latest":
-            ckpts.save_latest(step, host_state, ledger.to_dict(), extra)
-        else:
-            ckpts.save_milestone(name, host_state, ledger.to_dict(), {**extra, "step": step})
-            if config.milestone_eval.val or config.milestone_eval.blimp_dir:
-                from storyjax import evaluate
-                record = {}
-                if config.milestone_eval.val:  # pmapped: every process takes part
-                    record["val_loss"] = eval_loss(eval_step, p_state.params, data.validation, block_len,
-                                                   len(devices), config.eval_rows)
-                record.update(evaluate.blimp_record(model_cfg, host_state.params, data.tokenizer,
-                                                    config.milestone_eval.blimp_dir))
-                evaluate.log_milestone_eval(workdir, writer, ledger, step, name, ledger.words_seen, record)
-            if config.export_hf and distributed.is_primary():
-                from storyjax import export
-                export.export_milestone(workdir, name, model_cfg, host_state.params, data.tokenizer,
-                                        os.path.join(workdir, "tokenizer"))
+    def __init__(self, config, su: Setup, run: run_loop.Run, ledger: ledger_lib.Ledger, extra: dict):
+        self.config, self.su, self.run, self.ledger, self.extra = config, su, run, ledger, extra
+        self.milestones = sorted(config.ledger.milestones or ledger_lib.BABYLM_MILESTONES)
+        self.train_step = pretrain_step.make_train_step(
+            su.model_cfg, su.optimizer, su.schedule, config.seed, dropout=su.model_cfg.dropout > 0,
+            devices=su.pmap_devices, grad_reduce=config.train.grad_reduce)
+        self.eval_step = pretrain_step.make_eval_step(su.model_cfg, devices=su.pmap_devices)
+        self.t_last, self.tokens_since = time.time(), 0
 
-    preempted = preemption.SigtermWatch()
-    pending, pending_ledger, t_last, tokens_since = None, None, time.time(), 0
+    def batch(self, k: int) -> np.ndarray:
+        rows = packing.global_batch(self.su.data.train, self.su.block_len, self.config.seed, k,
+                                    self.config.train.batch_size, jax.process_index(), jax.process_count())
+        return rows.reshape(self.su.batch_shape)
 
-    def check(step_no: int, metrics) -> dict:
+    def train(self, p_state, step: int):
+        """Step N+1 is dispatched before step N's metrics are read (`pending`)."""
+        config, su, run = self.config, self.su, self.run
+        pending = None
+        run.progress(total=su.num_steps, initial=step, unit="step", desc="", enabled=config.progress_bar)
+        while step < su.num_steps and not run.preempted:
+            batch = self.batch(step)
+            self.ledger.charge(su.tokens_per_step)
+            p_state, metrics = self.train_step(p_state, batch, jnp.full((len(su.devices),), step, jnp.int32))
+            step += 1
+            if pending is not None:
+                self.log(*pending)
+            pending = (step, metrics, self.ledger.to_dict())  # the ledger as of this step, logged later
+            self.tokens_since += su.tokens_per_step
+            run.bar.update(1)
+            due = self.ledger.due_milestones(self.milestones)
+            if due or step % config.checkpoint.every_steps == 0 or step == su.num_steps or run.preempted:
+                self.check(step, metrics)  # blocks: never checkpoint an unverified state
+                host_state = ckpt_lib.unreplicate(p_state)
+                run.reach_milestones(step, self.ledger, due, host_state, self.extra,
+                                     lambda name, _: self.at_milestone(step, name, p_state, host_state))
+                run.save_latest(step, host_state, self.ledger, self.extra)
+            if config.eval_every and step % config.eval_every == 0:
+                run.out.scalars(step, {"val_loss": self.val_loss(p_state.params)})
+        if pending is not None:
+            self.check(*pending[:2])
+        run.finish(step, self.ledger)
+        return p_state, step
+
+    def check(self, step: int, metrics) -> dict:
         """Fetches a step's metrics, stops on non-finite ones, records the loss in `extra`."""
         m = {k: float(v[0]) for k, v in jax.device_get(metrics).items()}
         loss_finite = math.isfinite(m["loss"]) and math.isfinite(m["grad_norm"])
         if not (loss_finite and m.pop("state_finite")):
-            raise ckpt_lib.diverged(ckpts, workdir, step_no, loss_finite, "--config.train.lr",
+            raise self.run.diverged(step, loss_finite, "--config.train.lr",
                                     f" (loss {m['loss']}, grad norm {m['grad_norm']})")
-        if extra["loss_first"] is None:
-            extra["loss_first"] = m["loss"]
-        extra["loss_last"] = m["loss"]
+        if self.extra["loss_first"] is None:
+            self.extra["loss_first"] = m["loss"]
+        self.extra["loss_last"] = m["loss"]
         return m
 
-    bar = tqdm(total=num_steps, initial=step, unit="step", dynamic_ncols=True,
-               disable=not (config.progress_bar and distributed.is_primary()))
-    try:
-        while step < num_steps and not preempted:
-            batch = batch_for(step)
-            ledger.charge(tokens_per_step)
-            p_state, metrics = train_step(p_state, batch, jnp.full((len(devices),), step, jnp.int32))
-            step += 1
-            if pending is not None:
-                m = check(*pending)
-                if pending[0] % config.log_every == 0 or pending[0] == 1:
-                    now = time.time()
-                    tok_s = tokens_since / max(now - t_last, 1e-9)
-                    t_last, tokens_since = now, 0
-                    run_outputs.log_scalars(writer, pending[0], {
-                        **m, "tokens_per_s": tok_s, "words": pending_ledger["words_seen"],
-                        "epochs": pending_ledger["epochs"]})
-                    ledger_lib.append_jsonl(jsonl, "step", ledger_lib.Ledger.from_dict(pending_ledger),
-                                            step=pending[0], loss=m["loss"])
-                    bar.set_postfix(loss=f"{m['loss']:.3f}", tok_s=f"{tok_s:,.0f}",
-                                    words=f"{pending_ledger['words_seen']:,.0f}")
-            # The ledger as of this step, for logging once its metrics arrive.
-            pending, pending_ledger = (step, metrics), ledger.to_dict()
-            tokens_since += tokens_per_step
-            bar.update(1)
-            due = ledger.due_milestones(milestones)
-            if due or step % config.checkpoint.every_steps == 0 or step == num_steps or preempted:
-                check(*pending)  # blocks: never checkpoint an unverified state
-                for words in due:
-                    name = ledger_lib.milestone_name(words)
-                    ledger.milestones_done.append(words)
-                    save("milestone", name)
-                    ledger_lib.append_jsonl(jsonl, "milestone", ledger, step=step, name=name)
-                save("latest")
-            if config.eval_every and step % config.eval_every == 0:
-                val = eval_loss(eval_step, p_state.params, data.validation, block_len, len(devices),
-                                config.eval_rows)
-                run_outputs.log_scalars(writer, step, {"val_loss": val})
-        if pending is not None:
-            check(*pending)
-        ckpts.wait()
-        if preempted:
-            ledger_lib.append_jsonl(jsonl, "preempted", ledger, step=step)
-            raise preemption.Preempted(f"SIGTERM: checkpoint of step {step} written to {workdir}/latest; "
-                                       "rerun the same command to resume.")
-    finally:
-        bar.close()
-        preempted.close()
-        ckpts.close()
-        writer.close()
+    def log(self, step: int, metrics, ledger_dict: dict) -> None:
+        m = self.check(step, metrics)
+        if step % self.config.log_every and step != 1:
+            return
+        now = time.time()
+        tok_s = self.tokens_since / max(now - self.t_last, 1e-9)
+        self.t_last, self.tokens_since = now, 0
+        self.run.out.scalars(step, {**m, "tokens_per_s": tok_s, "words": ledger_dict["words_seen"],
+                                    "epochs": ledger_dict["epochs"]})
+        self.run.out.audit("step", ledger_lib.Ledger.from_dict(ledger_dict), step=step, loss=m["loss"])
+        self.run.bar.set_postfix(loss=f"{m['loss']:.3f}", tok_s=f"{tok_s:,.0f}",
+                                 words=f"{ledger_dict['words_seen']:,.0f}")
 
-    val = eval_loss(eval_step, p_state.params, data.validation, block_len, len(devices), config.eval_rows)
-    params = ckpt_lib.unreplicate(p_state.params)
-    ledger_lib.append_jsonl(jsonl, "end", ledger, step=step, val_loss=val)
-    summary = {
-        "job": "pretrain", "steps": step, "tokens": ledger.tokens_seen, "words": ledger.words_seen,
-        "epochs": ledger.epochs, "tokens_per_word": ledger.tokens_per_word,
-        "loss_first": extra["loss_first"], "loss_last": extra["loss_last"], "val_loss": val,
-        "val_ppl": math.exp(val), "checkpoints": ckpts.milestones(), "latest_step": step,
-        "num_params": model_lib.count_params(params), "param_checksum": run_outputs.param_checksum(params),
-    }
-    run_outputs.write_summary(workdir, summary)
-    return summary
+    def at_milestone(self, step: int, name: str, p_state, host_state) -> None:
+        """The evaluations and export `config.milestone_eval` and `config.export_hf` ask for."""
+        config, su = self.config, self.su
+        if config.milestone_eval.val or config.milestone_eval.blimp_dir:
+            record = {}
+            if config.milestone_eval.val:  # pmapped: every process takes part
+                record["val_loss"] = self.val_loss(p_state.params)
+            record.update(blimp.milestone_record(su.model_cfg, host_state.params, su.data.tokenizer,
+                                                 config.milestone_eval.blimp_dir))
+            self.run.out.milestone_eval(self.ledger, step, name, self.ledger.words_seen, record)
+        if config.export_hf and run_outputs.is_writer():
+            export.export_milestone(self.run.workdir, name, su.model_cfg, host_state.params, su.data.tokenizer,
+                                    os.path.join(self.run.workdir, "tokenizer"))
+
+    def val_loss(self, params) -> float:
+        return eval_loss(self.eval_step, params, self.su.data.validation, self.su.block_len, len(self.su.devices),
+                         self.config.eval_rows)

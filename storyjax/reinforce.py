@@ -11,6 +11,7 @@ the loss; its coefficient is fixed or follows trl's adaptive controller (target,
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Callable, NamedTuple
 
 import jax
@@ -20,6 +21,7 @@ import numpy as np
 import optax
 
 from storyjax import model as model_lib
+from storyjax import rollout as rollout_lib
 
 BASELINES = ("ema", "batch_mean", "leave_one_out")
 
@@ -31,15 +33,39 @@ class RLState(NamedTuple):
     kl_coef: jax.Array
 
 
-def story_rewards(scores_Bx3, words_B, weights_3, length_bonus: float, length_norm: float):
+@dataclasses.dataclass(frozen=True)
+class RewardConfig:
+    """The paper's reward settings, hashable so the jitted step closes over them."""
+    weights: tuple[float, float, float] = (1.0, 1.0, 1.0)  # readability, coherence, creativity
+    length_bonus: float = 0.4
+    length_norm: float = 90.0
+
+    @classmethod
+    def from_config(cls, reward_cfg: ml_collections.ConfigDict) -> "RewardConfig":
+        weights = tuple(float(w) for w in reward_cfg.weights)
+        if len(weights) != 3 or min(weights) < 0 or sum(weights) <= 0:
+            raise ValueError(f"reward.weights={reward_cfg.weights}: give three non-negative weights (readability, "
+                             "coherence, creativity) that do not all vanish; the paper's are (1, 1, 1).")
+        if reward_cfg.length_norm <= 0:
+            raise ValueError(f"reward.length_norm={reward_cfg.length_norm}: give a positive word count (paper: 90).")
+        return cls(weights, float(reward_cfg.length_bonus), float(reward_cfg.length_norm))
+
+
+class StoryRewards(NamedTuple):
+    reward_B: jax.Array   # what REINFORCE maximises; NaN where unscorable
+    teacher_B: jax.Array  # the teacher's weighted grades, 0..1
+    bonus_B: jax.Array    # the length bonus before the 1 + bonus normalisation
+
+
+def story_rewards(reward: RewardConfig, scores_Bx3, words_B) -> StoryRewards:
     """The paper's reward: ((Σ w_c s_c)/(3 Σ w_c) + bonus·min(words, norm)/norm) / (1 + bonus).
 
     With unit weights and bonus 0.4, norm 90: ((R+N+C)/9 + 0.4·words/90)/1.4. NaN scores stay NaN.
     """
-    weights_3 = jnp.asarray(weights_3, jnp.float32)
+    weights_3 = jnp.asarray(reward.weights, jnp.float32)
     teacher_B = (scores_Bx3 * weights_3).sum(-1) / (3.0 * weights_3.sum())
-    bonus_B = length_bonus * jnp.minimum(words_B, length_norm) / length_norm
-    return (teacher_B + bonus_B) / (1.0 + length_bonus)
+    bonus_B = reward.length_bonus * jnp.minimum(words_B, reward.length_norm) / reward.length_norm
+    return StoryRewards((teacher_B + bonus_B) / (1.0 + reward.length_bonus), teacher_B, bonus_B)
 
 
 def advantages(rewards_B, baseline, kind: str, ema_decay: float, whiten: bool):
@@ -82,25 +108,17 @@ def adaptive_kl(kl_coef, kl_mean, target: float, horizon: float, batch: int):
     return kl_coef * (1.0 + error * batch / horizon)
 
 
-def sequence_logprobs(cfg: model_lib.ModelConfig, params, tokens_BxL, valid_BxL):
-    """Teacher-forced log π(token_t | tokens_<t) for t ≥ 1, and the policy entropy there: [B, L-1] each."""
-    logits_BxTxV = model_lib.forward(cfg, params, tokens_BxL[:, :-1], valid_BxT=valid_BxL[:, :-1])
-    logp_all_BxTxV = jax.nn.log_softmax(logits_BxTxV)
-    logp_BxT = jnp.take_along_axis(logp_all_BxTxV, tokens_BxL[:, 1:, None], axis=-1)[..., 0]
-    entropy_BxT = -(jnp.exp(logp_all_BxTxV) * logp_all_BxTxV).sum(-1)
-    return logp_BxT, entropy_BxT
-
-
 def make_optimizer(rl_cfg: ml_collections.ConfigDict) -> optax.GradientTransformation:
     return optax.chain(optax.clip_by_global_norm(rl_cfg.grad_clip),
                        optax.adamw(rl_cfg.lr, b1=0.9, b2=0.999, eps=1e-8, weight_decay=0.0))
 
 
-def make_step(cfg: model_lib.ModelConfig, rl_cfg: ml_collections.ConfigDict,
+def make_step(cfg: model_lib.ModelConfig, rl_cfg: ml_collections.ConfigDict, reward: RewardConfig,
               optimizer: optax.GradientTransformation) -> Callable:
-    """Returns jit(step)(state, ref_params, tokens_BxL, valid_BxL, response_BxL, rewards_B) → (state, metrics).
+    """Returns jit(step)(state, ref_params, rollout) → (state, metrics).
 
-    `response_BxL` marks the sampled tokens (end-of-text included); `rewards_B` is NaN where unscorable.
+    The reward is computed here, from the rollout's scores and words; `metrics` carries it per story
+    (`reward_B`, `teacher_B`, `bonus_B`, NaN where unscorable) beside the batch's scalars.
     """
     if rl_cfg.baseline not in BASELINES:
         raise ValueError(f"rl.baseline={rl_cfg.baseline!r} is unknown; choose one of {BASELINES}.")
@@ -109,15 +127,18 @@ def make_step(cfg: model_lib.ModelConfig, rl_cfg: ml_collections.ConfigDict,
     kl_estimator = rl_cfg.kl_estimator
     kl_per_token(jnp.zeros(()), jnp.zeros(()), kl_estimator)  # fail fast on a bad estimator name
 
-    def step(state: RLState, ref_params, tokens_BxL, valid_BxL, response_BxL, rewards_B):
-        mask_BxT = response_BxL[:, 1:].astype(jnp.float32)
-        logp_ref_BxT, _ = sequence_logprobs(cfg, ref_params, tokens_BxL, valid_BxL)
+    def step(state: RLState, ref_params, rollout: rollout_lib.Rollout):
+        tokens_BxL, valid_BxL = rollout.tokens_BxL, rollout.valid_BxL
+        mask_BxT = rollout.response_BxL[:, 1:].astype(jnp.float32)
+        logp_ref_BxT, _ = model_lib.sequence_logprobs(cfg, ref_params, tokens_BxL, valid_BxL)
         logp_ref_BxT = jax.lax.stop_gradient(logp_ref_BxT)
-        scored_B = jnp.isfinite(rewards_B)
+        story = story_rewards(reward, rollout.scores_Bx3, rollout.words_B)
+        rewards_B = story.reward_B
+        scored_B = rollout_lib.scored(rollout.scores_Bx3)
         B = tokens_BxL.shape[0]
 
         def loss_fn(params):
-            logp_BxT, entropy_BxT = sequence_logprobs(cfg, params, tokens_BxL, valid_BxL)
+            logp_BxT, entropy_BxT = model_lib.sequence_logprobs(cfg, params, tokens_BxL, valid_BxL)
             kl_BxT = kl_per_token(logp_BxT, logp_ref_BxT, kl_estimator) * mask_BxT
             kl_B = kl_BxT.sum(-1)
             shaped_B = rewards_B
@@ -144,7 +165,7 @@ def make_step(cfg: model_lib.ModelConfig, rl_cfg: ml_collections.ConfigDict,
         metrics = dict(loss=loss, grad_norm=optax.tree.norm(grads), kl_coef=state.kl_coef,
                        baseline=jnp.where(jnp.isnan(state.baseline), aux["ema"], state.baseline),
                        scored=scored_B.sum(), state_finite=model_lib.all_finite((params, opt_state)),
-                       **{k: v for k, v in aux.items() if k != "ema"})
+                       **{k: v for k, v in aux.items() if k != "ema"}, **story._asdict())
         new_baseline = aux["ema"] if rl_cfg.baseline == "ema" else state.baseline
         return RLState(params, opt_state, new_baseline, kl_coef), metrics
 

@@ -16,6 +16,8 @@ import os
 
 import numpy as np
 
+from storyjax.atomic import write_text
+from storyjax.interactive_logs import read_batch_stats as read_rows
 from storyjax.stats import score_ci
 
 FIRST_LAST = 10
@@ -37,7 +39,6 @@ TABLE = [("teacher_sum_mean", "teacher sum /9"), ("readability_mean", "readabili
 
 def read_batch_stats(workdir: str) -> dict[str, np.ndarray]:
     """batch_stats.csv as one array per column."""
-    from storyjax.interactive_logs import read_batch_stats as read_rows
     rows = read_rows(os.path.join(workdir, "batch_stats.csv"))
     if not rows:
         raise ValueError(f"{workdir}/batch_stats.csv has no steps yet; run the interactive job first.")
@@ -222,10 +223,7 @@ def write_report(workdirs: list[str], out: str, labels: list[str] = (), window: 
                 f"{r[k]:.3f}" if isinstance(r.get(k), (int, float)) else "—" for k in keys) + " |" for r in recs]
             lines.append("")
     path = os.path.join(out, "report.md")
-    with open(path + ".tmp", "w") as f:
-        f.write("\n".join(lines))
-    os.replace(path + ".tmp", path)
-    return path
+    return write_text(path, "\n".join(lines))
 
 
 def main(argv):

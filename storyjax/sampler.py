@@ -28,6 +28,17 @@ class Samples(NamedTuple):
     logprobs_BxN: jax.Array  # policy log-prob of each sampled token (0 where masked)
 
 
+class LoopState(NamedTuple):
+    """What the decoding loop carries from one token to the next."""
+    tokens_BxN: jax.Array    # sampled so far (pad elsewhere)
+    mask_BxN: jax.Array      # response tokens so far
+    logprobs_BxN: jax.Array
+    done_B: jax.Array        # the row has emitted end-of-text
+    logits_BxV: jax.Array    # the next token's logits
+    cache: model_lib.KVCache
+    pos_B: jax.Array         # the next token's position
+
+
 # Rows' done flags are read (on GPUs, a device→host copy that stalls kernel launches) once per this many
 # steps rather than every step; at most this many - 1 steps run after the last row has ended.
 STEPS_PER_CHECK = 8
@@ -105,29 +116,31 @@ def _sample(cfg: model_lib.ModelConfig, params, prompt_BxP, prompt_valid_BxP, rn
     logits_BxPxV, cache = model_lib.decode(cfg, params, prompt_BxP, positions_BxP, prompt_valid_BxP, cache)
     next_pos_B = jnp.sum(prompt_valid_BxP, axis=1).astype(jnp.int32)
 
-    def step(i, state):
-        tokens_BxN, mask_BxN, logprobs_BxN, done_B, logits_BxV, cache, pos_B = state
-        token_B, logprob_B = choose(logits_BxV, jax.random.fold_in(rng, i), temperature, top_k, top_p, filtered)
-        live_B = ~done_B & (i < N)
+    def step(i, s: LoopState) -> LoopState:
+        token_B, logprob_B = choose(s.logits_BxV, jax.random.fold_in(rng, i), temperature, top_k, top_p, filtered)
+        live_B = ~s.done_B & (i < N)
         token_B = jnp.where(live_B, token_B, pad_id)
-        tokens_BxN = tokens_BxN.at[:, i].set(token_B)
-        mask_BxN = mask_BxN.at[:, i].set(live_B)  # a response token: emitted while live, end-of-text included
-        logprobs_BxN = logprobs_BxN.at[:, i].set(jnp.where(live_B, logprob_B, 0.0))
-        done_B = done_B | (token_B == eos_id)
         logits_Bx1xV, cache = model_lib.decode(cfg, params, token_B[:, None],
-                                               jnp.minimum(pos_B, cfg.max_len - 1)[:, None], live_B[:, None], cache)
-        return tokens_BxN, mask_BxN, logprobs_BxN, done_B, logits_Bx1xV[:, 0], cache, pos_B + 1
+                                               jnp.minimum(s.pos_B, cfg.max_len - 1)[:, None], live_B[:, None],
+                                               s.cache)
+        return LoopState(tokens_BxN=s.tokens_BxN.at[:, i].set(token_B),
+                         # a response token: emitted while live, end-of-text included
+                         mask_BxN=s.mask_BxN.at[:, i].set(live_B),
+                         logprobs_BxN=s.logprobs_BxN.at[:, i].set(jnp.where(live_B, logprob_B, 0.0)),
+                         done_B=s.done_B | (token_B == eos_id), logits_BxV=logits_Bx1xV[:, 0], cache=cache,
+                         pos_B=s.pos_B + 1)
 
     def cond(carry):
         i, state = carry
-        return (i < N) & ~jnp.all(state[3])
+        return (i < N) & ~jnp.all(state.done_B)
 
     def steps(carry):  # a fixed trip count: no per-step look at the done flags
         i, state = carry
         state = jax.lax.fori_loop(0, STEPS_PER_CHECK, lambda j, st: step(i + j, st), state)
         return i + STEPS_PER_CHECK, state
 
-    state = (jnp.full((B, N_pad), pad_id, jnp.int32), jnp.zeros((B, N_pad), bool),
-             jnp.zeros((B, N_pad), jnp.float32), jnp.zeros((B,), bool), logits_BxPxV[:, -1], cache, next_pos_B)
-    _, (tokens_BxN, mask_BxN, logprobs_BxN, *_) = jax.lax.while_loop(cond, steps, (jnp.zeros((), jnp.int32), state))
-    return Samples(tokens_BxN[:, :N], mask_BxN[:, :N], logprobs_BxN[:, :N])
+    state = LoopState(tokens_BxN=jnp.full((B, N_pad), pad_id, jnp.int32), mask_BxN=jnp.zeros((B, N_pad), bool),
+                      logprobs_BxN=jnp.zeros((B, N_pad), jnp.float32), done_B=jnp.zeros((B,), bool),
+                      logits_BxV=logits_BxPxV[:, -1], cache=cache, pos_B=next_pos_B)
+    _, end = jax.lax.while_loop(cond, steps, (jnp.zeros((), jnp.int32), state))
+    return Samples(end.tokens_BxN[:, :N], end.mask_BxN[:, :N], end.logprobs_BxN[:, :N])

@@ -23,6 +23,8 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 import sentencepiece as spm
 
+from storyjax.atomic import atomic_file
+
 BOS_ID, PAD_ID, EOS_ID, UNK_ID = 0, 1, 2, 3
 MODEL_FILE, META_FILE = "spm.model", "tokenizer.json"
 HF_FILE = "hf_tokenizer.json"  # an imported tokenizers file (META_FILE already holds our metadata)
@@ -158,9 +160,8 @@ def save_hf(directory: str, json_bytes: bytes, meta: dict) -> None:
 
 def _write_atomic(path: str, data: bytes) -> None:
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path + ".tmp", "wb") as f:
+    with atomic_file(path, "wb") as f:
         f.write(data)
-    os.replace(path + ".tmp", path)
 
 
 def save(directory: str, model_bytes: bytes, meta: dict) -> None:

@@ -37,6 +37,13 @@ def test_equivalent_pretraining_words_are_read_off_the_curve_on_log_words():
     assert experiment.reached_words([(1_000, 1.0), (10_000, 3.0), (100_000, 2.0)], 2.0) == round(10 ** 3.5)
 
 
+def test_kl_band_counts_the_late_steps_near_the_target():
+    settling, late = [0.5, 20.0, 9.5, 7.0, 1.0, 6.0], [6.0, 8.9, 9.1, 2.9, 3.0, float("nan")]
+    assert experiment.kl_in_band(settling + late, 6.0, 0.5) == 3 / 5  # 6.0, 8.9, 3.0 lie in [3, 9]; NaN dropped
+    assert experiment.kl_in_band(settling + late, 0.0, 0.5) is None  # a fixed coefficient has no target
+    assert experiment.kl_in_band([], 6.0, 0.5) is None
+
+
 def test_milestones_the_pretraining_will_not_write_are_refused_before_any_work(tmp_path):
     proc = run_main(TINY + ["--config.experiment.milestones=('chck_7K',)"], tmp_path / "x")
     assert proc.returncode == 2

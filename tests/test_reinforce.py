@@ -6,6 +6,7 @@ import pytest
 
 from storyjax import model as M
 from storyjax import reinforce as R
+from storyjax import rollout as RO
 from storyjax import sampler as S
 
 CFG = M.ModelConfig(vocab_size=64, num_layers=2, d_model=64, num_heads=4, max_len=32, dropout=0.0)
@@ -24,7 +25,21 @@ def setup(**kw):
     cfg = rl_cfg(**kw)
     params = M.init_params(CFG, jax.random.key(0))
     opt = R.make_optimizer(cfg)
-    return R.init_state(params, opt, cfg), params, R.make_step(CFG, cfg, opt)
+    return R.init_state(params, opt, cfg), params, make_step(cfg, opt)
+
+
+NO_BONUS = R.RewardConfig(length_bonus=0.0)
+
+
+def make_step(cfg, opt):
+    """The jitted step, fed rewards directly: with unit weights and no length bonus a story whose three
+    grades are 3r each has reward r."""
+    step = R.make_step(CFG, cfg, NO_BONUS, opt)
+
+    def with_rewards(state, ref, tokens, valid, response, rewards_B):
+        scores_Bx3 = jnp.repeat(3.0 * jnp.asarray(rewards_B, jnp.float32)[:, None], 3, axis=1)
+        return step(state, ref, RO.Rollout(tokens, valid, response, scores_Bx3, jnp.zeros(tokens.shape[0])))
+    return with_rewards
 
 
 def rollouts(params, rng, B=32, N=10):
@@ -40,11 +55,11 @@ def rollouts(params, rng, B=32, N=10):
 def test_paper_reward_formula_with_configurable_weights():
     scores = jnp.asarray([[1, 2, 3], [0, 0, 0], [3, 3, 3], [np.nan] * 3])
     words = jnp.asarray([45.0, 0.0, 120.0, 30.0])
-    r = np.asarray(R.story_rewards(scores, words, (1, 1, 1), 0.4, 90.0))
+    r = np.asarray(R.story_rewards(R.RewardConfig((1, 1, 1), 0.4, 90.0), scores, words).reward_B)
     expected = [((1 + 2 + 3) / 9 + 0.4 * 45 / 90) / 1.4, 0.0, (1 + 0.4) / 1.4]
     np.testing.assert_allclose(r[:3], expected, rtol=1e-6)
     assert np.isnan(r[3])
-    weighted = R.story_rewards(scores[:1], words[:1], (2, 1, 1), 0.0, 90.0)
+    weighted = R.story_rewards(R.RewardConfig((2, 1, 1), 0.0, 90.0), scores[:1], words[:1]).reward_B
     np.testing.assert_allclose(weighted, [(2 * 1 + 2 + 3) / 12], rtol=1e-6)
 
 
@@ -136,6 +151,28 @@ def test_tokens_after_end_of_text_do_not_move_the_gradient():
 
 def test_bad_settings_are_refused():
     with pytest.raises(ValueError, match="rl.baseline"):
-        R.make_step(CFG, rl_cfg(baseline="median"), R.make_optimizer(rl_cfg()))
+        R.make_step(CFG, rl_cfg(baseline="median"), NO_BONUS, R.make_optimizer(rl_cfg()))
     with pytest.raises(ValueError, match="rl.kl_estimator"):
-        R.make_step(CFG, rl_cfg(kl_estimator="k2"), R.make_optimizer(rl_cfg()))
+        R.make_step(CFG, rl_cfg(kl_estimator="k2"), NO_BONUS, R.make_optimizer(rl_cfg()))
+    with pytest.raises(ValueError, match="reward.weights"):
+        R.RewardConfig.from_config(ml_collections.ConfigDict(dict(weights=(1, 1), length_bonus=0.4, length_norm=90)))
+
+
+def test_the_step_computes_the_paper_reward_from_the_rollout():
+    cfg = rl_cfg()
+    params = M.init_params(CFG, jax.random.key(0))
+    opt = R.make_optimizer(cfg)
+    paper = R.RewardConfig((1, 1, 1), 0.4, 90.0)
+    step = R.make_step(CFG, cfg, paper, opt)
+    tokens, valid, response, out = rollouts(params, 0, B=4)
+    scores = np.asarray([[1, 2, 3], [3, 3, 3], [2, np.nan, 1], [0, 0, 0]], np.float32)
+    words = np.asarray([45, 120, 30, 0], np.float32)
+    batch = RO.make(tokens[:, :4], valid[:, :4], out, scores, words)
+    assert np.isnan(np.asarray(batch.scores_Bx3)[2]).all()  # a partly graded story is unscorable whole
+    _, m = step(R.init_state(params, opt, cfg), params, batch)
+    expected = [((1 + 2 + 3) / 9 + 0.4 * 45 / 90) / 1.4, (1 + 0.4) / 1.4, np.nan, 0.0]
+    np.testing.assert_allclose(np.asarray(m["reward_B"]), expected, rtol=1e-6)
+    np.testing.assert_allclose(np.asarray(m["teacher_B"])[[0, 1, 3]], [6 / 9, 1.0, 0.0], rtol=1e-6)
+    np.testing.assert_allclose(np.asarray(m["bonus_B"]), 0.4 * np.minimum(words, 90) / 90, rtol=1e-6)
+    assert int(m["scored"]) == 3
+    np.testing.assert_array_equal(RO.scored(scores), [True, True, False, True])

@@ -16,6 +16,7 @@ import os
 import numpy as np
 
 from storyjax import tokenizer as tokenizer_lib
+from storyjax.atomic import atomic_file
 from storyjax.data import iter_documents
 
 
@@ -54,11 +55,10 @@ def tokenize_split(source, tok: tokenizer_lib.Tokenizer, cache_dir: str, split: 
     flush()
     tokens = np.concatenate(chunks) if chunks else np.zeros((0,), np.int32)
     os.makedirs(cache_dir, exist_ok=True)
-    np.save(stem + ".tmp.npy", tokens)
-    os.replace(stem + ".tmp.npy", stem + ".npy")
-    with open(stem + ".json.tmp", "w") as f:
+    with atomic_file(stem + ".npy", "wb", suffix=".tmp.npy") as f:
+        np.save(f, tokens)
+    with atomic_file(stem + ".json") as f:
         json.dump({"tokens": int(len(tokens)), "words": int(words)}, f)
-    os.replace(stem + ".json.tmp", stem + ".json")
     return TokenStream(tokens, words)
 
 

@@ -8,6 +8,7 @@ import os
 import ml_collections
 from absl import logging
 
+from storyjax import export
 from storyjax import tokenizer as tokenizer_lib
 from storyjax.data import iter_documents, load_corpus, packing
 
@@ -27,7 +28,6 @@ def prepare(config: ml_collections.ConfigDict, workdir: str, source_key: str, im
     sources = load_corpus(config.data)
     tok_dir = os.path.join(workdir, "tokenizer")
     if imported is not None and not tokenizer_lib.exists(tok_dir):
-        from storyjax import export
         export.install_tokenizer(tok_dir, *imported)
     if tokenizer_lib.exists(tok_dir):
         tok = tokenizer_lib.load(tok_dir)

@@ -20,6 +20,13 @@ class Grades(NamedTuple):
     details: Optional[list] = None  # per story, what a logit-reading teacher saw (expected, argmax, digit_mass)
 
 
+def scored(scores_Bx3):
+    """Which stories the teacher graded: all three grades finite. The one definition every part of storyjax
+    uses, on host (numpy) and traced (jax) arrays alike."""
+    xp = scores_Bx3.__array_namespace__()
+    return xp.isfinite(scores_Bx3).all(-1)
+
+
 class GradingCancelled(Exception):
     """A batch's grading was abandoned (SIGTERM): the batch is neither charged nor applied."""
 

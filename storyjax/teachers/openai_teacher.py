@@ -29,7 +29,8 @@ import httpx
 import numpy as np
 from absl import logging
 
-from storyjax.teachers.base import Grades, GradingCancelled, Teacher
+from storyjax.teachers.answer_log import answer_records
+from storyjax.teachers.base import Grades, GradingCancelled, Teacher, scored
 
 _ANSWER = re.compile(r"\s*([0-3])\s+([0-3])\s+([0-3])\s*")
 BODY_HEAD = 200      # bytes of an unusable response body kept in the answer log
@@ -100,7 +101,6 @@ class OpenAITeacher(Teacher):
     def _load_cache(path: str) -> dict:
         """Well-formed answers of a run's answer log and of its per-host siblings (see answer_logs). Only
         answers that parse count: a log written before answers were validated may hold an "ok" that is not."""
-        from storyjax.teachers import answer_records
         cache = {}
         for rec in answer_records(path):
             answer = rec.get("answer")
@@ -193,7 +193,7 @@ class OpenAITeacher(Teacher):
         results = asyncio.run(self._grade_all(list(prompts), list(stories)))
         answers = [a for a, _ in results]
         scores = np.stack([parse_answer(a) for a in answers]) if answers else np.zeros((0, 3), np.float32)
-        bad = int(np.isnan(scores).any(1).sum())
+        bad = int((~scored(scores)).sum())
         if bad:
             logging.warning("teacher: %d of %d answers unscorable (statuses: %s)", bad, len(answers),
                             sorted({s for _, s in results if s not in ("ok", "cached")}))

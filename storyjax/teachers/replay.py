@@ -13,7 +13,7 @@ import os
 
 import numpy as np
 
-from storyjax.teachers import answer_records
+from storyjax.teachers.answer_log import answer_records
 from storyjax.teachers.base import Grades
 from storyjax.teachers.openai_teacher import OpenAITeacher
 

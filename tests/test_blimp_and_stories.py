@@ -2,8 +2,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from storyjax import evaluate as E
+from storyjax import blimp
 from storyjax import model as M
+from storyjax import stories
 from storyjax import tokenizer as T
 from storyjax.stats import mean_ci
 
@@ -13,31 +14,31 @@ def test_padded_batched_scores_equal_one_sequence_at_a_time(austen_dir):
     cfg = M.ModelConfig(vocab_size=tok.vocab_size, num_layers=2, d_model=64, num_heads=4, max_len=64, dropout=0.0)
     params = M.init_params(cfg, jax.random.key(0))
     texts = ["Anne was sorry.", "The sisters walked to Uppercross in the rain, talking of Captain Wentworth.", "No."]
-    got = E.score_texts(cfg, params, tok, texts)
+    got = blimp.score_texts(cfg, params, tok, texts)
     for text, score in zip(texts, got):
         ids = jnp.asarray([[tok.eos_id] + tok.encode([text])[0]])
         logp = jax.nn.log_softmax(M.forward(cfg, params, ids[:, :-1]))
         want = float(jnp.take_along_axis(logp, ids[:, 1:, None], -1).sum())
         assert abs(score - want) < 1e-3 * max(1.0, abs(want))
-    assert E.sequence_logprob._cache_size() <= 2  # one bucket shape per call size, no recompiles per text
+    assert M.sequence_logprob._cache_size() <= 2  # one bucket shape per call size, no recompiles per text
 
 
 def test_minimal_pair_reader_names_a_bad_line(tmp_path):
     f = tmp_path / "p.jsonl"
     f.write_text('{"sentence_good": "A cat sleeps.", "sentence_bad": "A cat sleep."}\n{"good": "x"}\n')
     try:
-        E.read_minimal_pairs(str(f))
+        blimp.read_minimal_pairs(str(f))
     except ValueError as e:
         assert "p.jsonl:2" in str(e)
     else:
         raise AssertionError("a line without the BLiMP fields was accepted")
     f.write_text('{"sentence_good": "A cat sleeps.", "sentence_bad": "A cat sleep."}\n\n')
-    assert E.read_minimal_pairs(str(f)) == (["A cat sleeps."], ["A cat sleep."])
+    assert blimp.read_minimal_pairs(str(f)) == (["A cat sleeps."], ["A cat sleep."])
 
 
 def test_story_statistics_against_hand_counts():
-    assert E.distinct_n(["a b a b", "a c"], 1) == 3 / 6
-    assert E.distinct_n(["a b a b"], 2) == 2 / 3
-    assert E.repetition_rate("the cat sat the cat sat") == 1 - 3 / 4
+    assert stories.distinct_n(["a b a b", "a c"], 1) == 3 / 6
+    assert stories.distinct_n(["a b a b"], 2) == 2 / 3
+    assert stories.repetition_rate("the cat sat the cat sat") == 1 - 3 / 4
     ci = mean_ci(np.asarray([1.0, 2.0, 3.0, 4.0]))
     assert ci["mean"] == 2.5 and abs(ci["ci95"] - 1.96 * np.std([1, 2, 3, 4], ddof=1) / 2) < 1e-12

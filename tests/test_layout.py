@@ -1,0 +1,127 @@
+"""The package's layout: no import circle among its modules, package imports at the top of each file, and
+the jobs as peers (none imports another; `main` and the experiment compose them).
+
+Anyone can run the check: `python tests/test_layout.py` prints each module's storyjax imports and any circle.
+"""
+
+import ast
+import os
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PACKAGE = os.path.join(ROOT, "storyjax")
+JOBS = {"storyjax.pretrain", "storyjax.interactive", "storyjax.evaluate", "storyjax.grade"}
+COMPOSERS = {"storyjax.main", "storyjax.experiment"}
+
+
+def modules() -> dict[str, str]:
+    found = {}
+    for folder, _, files in os.walk(PACKAGE):
+        for name in files:
+            if name.endswith(".py"):
+                rel = os.path.relpath(os.path.join(folder, name), ROOT)[:-3].replace(os.sep, ".")
+                found[rel.removesuffix(".__init__")] = os.path.join(folder, name)
+    return found
+
+
+def _target(name: str, known: dict) -> str:
+    """The package module an import names (a submodule when `from package import submodule`)."""
+    while name and name not in known:
+        name = name.rpartition(".")[0]
+    return name
+
+
+def imports(path: str, module: str, known: dict) -> list[tuple[str, bool]]:
+    """(imported package module, whether the import sits inside a function or class body)."""
+    tree = ast.parse(open(path).read(), path)
+    top = set(map(id, tree.body))
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = [f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in known else node.module
+                     for a in node.names]
+        else:
+            continue
+        for name in names:
+            target = _target(name, known)
+            if target.startswith("storyjax") and target != module:
+                found.append((target, id(node) not in top))
+    return found
+
+
+def graph() -> tuple[dict[str, set], list[str]]:
+    known = modules()
+    edges, local = {}, []
+    for module, path in known.items():
+        edges[module] = set()
+        for target, nested in imports(path, module, known):
+            edges[module].add(target)
+            if nested:
+                local.append(f"{module} imports {target} inside a function")
+    return edges, local
+
+
+def cycles(edges: dict[str, set]) -> list[list[str]]:
+    found, state, stack = [], {}, []
+
+    def visit(node):
+        state[node] = "open"
+        stack.append(node)
+        for nxt in sorted(edges.get(node, ())):
+            if state.get(nxt) == "open":
+                found.append(stack[stack.index(nxt):] + [nxt])
+            elif nxt not in state:
+                visit(nxt)
+        stack.pop()
+        state[node] = "done"
+
+    for node in sorted(edges):
+        if node not in state:
+            visit(node)
+    return found
+
+
+def test_no_import_circle():
+    edges, _ = graph()
+    assert cycles(edges) == []
+
+
+def test_package_imports_at_the_top_of_each_file():
+    _, local = graph()
+    assert local == []
+
+
+def test_jobs_are_peers():
+    edges, _ = graph()
+    crossing = [f"{job} imports {other}" for job in JOBS for other in edges[job] & (JOBS | COMPOSERS)]
+    assert crossing == []
+
+
+def test_the_loops_read_in_short_functions():
+    long = []
+    for name in ("pretrain", "interactive", "run_loop"):
+        path = os.path.join(PACKAGE, f"{name}.py")
+        for node in ast.walk(ast.parse(open(path).read())):
+            if isinstance(node, ast.FunctionDef) and node.end_lineno - node.lineno + 1 > 60:
+                long.append(f"{name}.{node.name}: {node.end_lineno - node.lineno + 1} lines")
+    assert long == []
+
+
+def test_every_saved_state_has_params_first():
+    from storyjax import pretrain_step, reinforce  # noqa: PLC0415 — only this test needs jax
+    assert pretrain_step.TrainState._fields[0] == reinforce.RLState._fields[0] == "params"  # checkpoint.params_of
+
+
+def test_the_check_sees_a_circle():
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c", "a"]]
+
+
+if __name__ == "__main__":
+    edges, local = graph()
+    for module in sorted(edges):
+        print(f"{module}: {', '.join(sorted(edges[module])) or '-'}")
+    problems = [" → ".join(c) for c in cycles(edges)] + local
+    print("\n".join(problems) or "no import circle; every package import at the top of its file")
+    sys.exit(1 if problems else 0)
