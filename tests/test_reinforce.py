@@ -176,3 +176,16 @@ def test_the_step_computes_the_paper_reward_from_the_rollout():
     np.testing.assert_allclose(np.asarray(m["bonus_B"]), 0.4 * np.minimum(words, 90) / 90, rtol=1e-6)
     assert int(m["scored"]) == 3
     np.testing.assert_array_equal(RO.scored(scores), [True, True, False, True])
+
+
+def test_kl_penalty_is_centred_in_its_batch_so_a_rising_coefficient_biases_no_advantage():
+    r = jnp.asarray([0.5, 0.5, np.nan, 0.5, 0.5], jnp.float32)
+    kl = jnp.asarray([1.0, 3.0, 100.0, 2.0, 6.0], jnp.float32)  # the unscorable row's KL is left out
+    # An EMA baseline that already holds the teacher's reward: only the penalty, centred, is left.
+    adv, ema = R.kl_advantages(r, kl, 2.0, jnp.float32(0.5), "ema", 0.9, False)
+    np.testing.assert_allclose(np.asarray(adv), [4.0, 0.0, 0.0, 2.0, -6.0], atol=1e-6)
+    assert float(ema) == pytest.approx(0.5)
+    # With the batch mean as baseline it is exactly baselining the penalised reward r - beta*KL.
+    adv_bm, _ = R.kl_advantages(r, kl, 2.0, jnp.nan, "batch_mean", 0.9, False)
+    shaped, _ = R.advantages(r - 2.0 * kl, jnp.nan, "batch_mean", 0.9, False)
+    np.testing.assert_allclose(np.asarray(adv_bm), np.asarray(shaped), atol=1e-6)

@@ -157,9 +157,9 @@ class JaxTeacher(Teacher):
         logging.info("JAX teacher: %s (%s, %d layers, %s) loaded in %.1f s; grades read as %s.", cfg.weights,
                      self.lm_cfg.family, self.lm_cfg.num_layers, dtype, time.time() - t0, grading)
         if grading == "expected":
-            logging.warning("teacher.grading='expected' rewards the student with the teacher's output distribution, "
-                            "which BabyLM's rules forbid in a run that claims compliance; use 'greedy' or 'sample' "
-                            "there.")
+            logging.warning("grading='expected': as a training teacher it rewards the student with its output "
+                            "distribution, which BabyLM's rules forbid in a run that claims compliance (use 'greedy' "
+                            "or 'sample' there); as a judge of held-out stories it is allowed.")
 
     # -- pieces ------------------------------------------------------------------------------------------
     def _prefix(self, prompt: str):
