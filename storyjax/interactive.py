@@ -188,7 +188,7 @@ class StepOut(NamedTuple):
     full: list            # prompt + story texts
     grades: Grades
     words_B: np.ndarray   # counted words of each continuation
-    story: dict           # the step's per-story reward_B, teacher_B, bonus_B (host arrays)
+    per_story: dict       # the step's reward_B, teacher_B, bonus_B (host arrays)
     metrics: dict         # the step's scalars
     samples: sampler.Samples
     words_before: int     # ledger input words before this batch
@@ -287,9 +287,9 @@ class Loop:
         batch = rollout.make(self.prompt_BxP, self.valid_BxP, samples, grades.scores_Bx3, words_B)
         state, metrics = self.rl_step(state, self.student.ref_params, batch)
         metrics = jax.device_get(metrics)
-        story = {k: np.asarray(metrics.pop(k)) for k in reinforce.StoryRewards._fields}
+        per_story = {k: np.asarray(metrics.pop(k)) for k in reinforce.StoryRewards._fields}
         clock.lap("update")
-        return state, StepOut(full, grades, words_B, story, {k: float(v) for k, v in metrics.items()}, samples,
+        return state, StepOut(full, grades, words_B, per_story, {k: float(v) for k, v in metrics.items()}, samples,
                               before)
 
     def check_teacher(self, scored_B, step: int, state, extra: dict) -> None:
@@ -315,7 +315,7 @@ class Loop:
     def log(self, step: int, out: StepOut) -> None:
         c, ledger, m = self.config, self.ledger, out.metrics
         surprisal_B = -np.asarray(out.samples.logprobs_BxN).sum(1)
-        row = self.logs.write_step(step, c.prompt, out.full, out.grades, out.words_B, out.story, m,
+        row = self.logs.write_step(step, c.prompt, out.full, out.grades, out.words_B, out.per_story, m,
                                    np.asarray(out.samples.mask_BxN).sum(1), surprisal_B, ledger)
         self.run.bar.update(ledger.input_words - out.words_before)
         self.run.bar.set_postfix(step=step, reward=f"{row['reward_mean']:.3f}",

@@ -80,13 +80,13 @@ class RunLogs:
                     rows = [r for r in csv.DictReader(f) if int(r["step"]) <= step]
             self.writer.rewrite_csv(name, columns, rows)
 
-    def write_step(self, step, prompt, stories, grades: Grades, words, story: dict, metrics, lengths, surprisal,
+    def write_step(self, step, prompt, stories, grades: Grades, words, per_story: dict, metrics, lengths, surprisal,
                    ledger) -> dict:
-        """`story`: the REINFORCE step's per-story reward, teacher term and bonus (host arrays); `surprisal`:
+        """`per_story`: the REINFORCE step's reward, teacher term and bonus per story (host arrays); `surprisal`:
         each story's −Σ log p of its own sampled tokens (the paper's entropy, summed)."""
         scores = grades.scores_Bx3
         scored = rollout.scored(scores)
-        rewards, bonus = story["reward_B"], story["bonus_B"]
+        rewards, bonus = per_story["reward_B"], per_story["bonus_B"]
         details = grades.details or [None] * len(stories)
         self.writer.append_csv("generated.csv", GENERATED, [
             {"step": step, "index": i, "prompt": prompt, "story": story, "answer": grades.answers[i],
@@ -95,7 +95,7 @@ class RunLogs:
              "teacher_details": json.dumps(details[i]) if details[i] else ""}
             for i, story in enumerate(stories)])
         ok = scores[scored]
-        teacher = story["teacher_B"][scored]
+        teacher = per_story["teacher_B"][scored]
         nan_mean = lambda x: float(np.mean(x)) if len(x) else float("nan")
         row = {
             "step": step, "teacher_reward_mean": nan_mean(teacher),
