@@ -29,6 +29,7 @@ from storyjax import model as model_lib
 from storyjax import teacher_health
 from storyjax import tokenizer as tokenizer_lib
 from storyjax.interactive_logs import PhaseClock, RunLogs
+from storyjax.prompts import HELDOUT_OPENINGS
 from storyjax.teachers import NAMES, make_teacher
 from storyjax.teachers.base import CRITERIA, Grades
 
@@ -160,7 +161,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, pretrain: Optional[Call
     os.makedirs(workdir, exist_ok=True)
     if config.ledger_only:
         return dry_run(config, workdir)
-    fresh_ledger(config)  # refuses a first batch the budget cannot pay for, before any work
+    ledger = fresh_ledger(config)  # refuses a first batch the budget cannot pay for, before any work
     blimp.check_dir(config.milestone_eval.blimp_dir)
     with contextlib.ExitStack() as stack:
         # Fails here, before any work, if the teacher is unusable. Several processes: process 0 grades for
@@ -175,7 +176,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, pretrain: Optional[Call
             stack.callback(judge.close)
         student = load_student(config, *student_source(config, workdir, pretrain))
         run = stack.enter_context(run_loop.Run(workdir, keep=2, on_sigterm=teacher.cancel if teacher else None))
-        loop = Loop(config, student, teacher, judge, run)
+        loop = Loop(config, student, teacher, judge, run, ledger)
         loop.check_run_meta()
         state, step, extra = loop.start()
         state, step = loop.train(state, step, extra)
@@ -197,14 +198,15 @@ class StepOut(NamedTuple):
 class Loop:
     """Interactive learning in a run: steps, their logs, checkpoints, milestones, held-out scores."""
 
-    def __init__(self, config, student: Student, teacher, judge, run: run_loop.Run):
+    def __init__(self, config, student: Student, teacher, judge, run: run_loop.Run,
+                 ledger: ledger_lib.InteractiveLedger):
         self.config, self.student, self.teacher, self.judge, self.run = config, student, teacher, judge, run
         B = config.batch_size
         self.prompts = [config.prompt] * B
         self.prompt_BxP, self.valid_BxP = stories.encode_prompts(student.tok, self.prompts)
         sampler.check_lengths(student.model_cfg, self.prompt_BxP.shape[1], config.sampling.max_new_tokens)
-        stories.check_heldout_lengths(student.model_cfg, student.tok, config.heldout.num_openings,
-                                      config.sampling.max_new_tokens)
+        stories.check_openings_fit(student.model_cfg, student.tok, HELDOUT_OPENINGS[:config.heldout.num_openings],
+                                   config.sampling.max_new_tokens)
         self.optimizer = reinforce.make_optimizer(config.rl)
         self.rl_step = reinforce.make_step(student.model_cfg, config.rl, reinforce.RewardConfig.from_config(
             config.reward), self.optimizer)
@@ -212,7 +214,7 @@ class Loop:
         self.health = teacher_health.TeacherHealth.from_config(config.teacher)
         self.logs = RunLogs(run.out)
         self.clock = PhaseClock()
-        self.ledger = fresh_ledger(config)
+        self.ledger = ledger  # fresh; replaced by the checkpoint's in `start` on resume
         self.t0 = time.time()
         # Several processes each hold their own single-device copy: checkpoint host copies (orbax then
         # writes them from process 0) rather than arrays that look like shards of one global array.
@@ -280,10 +282,11 @@ class Loop:
         clock.lap("grade")
         if grades is None:
             return None
-        self.check_teacher(rollout.scored(grades.scores_Bx3), step, state, extra)
+        scored_B = rollout.scored(grades.scores_Bx3)
+        self.check_teacher(scored_B, step, state, extra)
         words_B = np.asarray([tokenizer_lib.count_words(t) for t in texts], np.float32)
         before = self.ledger.input_words
-        self.ledger.charge(c.batch_size, int(rollout.scored(grades.scores_Bx3).sum()), int(words_B.sum()))
+        self.ledger.charge(c.batch_size, int(scored_B.sum()), int(words_B.sum()))
         batch = rollout.make(self.prompt_BxP, self.valid_BxP, samples, grades.scores_Bx3, words_B)
         state, metrics = self.rl_step(state, self.student.ref_params, batch)
         metrics = jax.device_get(metrics)

@@ -65,9 +65,6 @@ class RunWriter:
         if self.active:
             write_csv(self.path(name), rows, columns)
 
-    def json(self, name: str, value) -> str:
-        return write_json(self.path(name), value)
-
     def close(self) -> None:
         if self._tensorboard is not None:
             self._tensorboard.close()

@@ -145,10 +145,11 @@ def mean_grades(scores_Bx3) -> dict:
             "unscorable": int((~ok).sum())}
 
 
-def check_heldout_lengths(model_cfg: model_lib.ModelConfig, tok, num_openings: int, max_new_tokens: int) -> None:
-    """Checked when a run starts, not when the held-out score is due after it."""
-    if num_openings:
-        longest = max(len(ids) for ids in tok.encode(list(HELDOUT_OPENINGS[:num_openings])))
+def check_openings_fit(model_cfg: model_lib.ModelConfig, tok, openings: list[str], max_new_tokens: int) -> None:
+    """Every opening plus `max_new_tokens` fits the student's context; checked before any work (a run checks
+    its held-out openings when it starts, not when their score is due after it)."""
+    if openings:
+        longest = max(len(ids) for ids in tok.encode(list(openings)))
         sampler.check_lengths(model_cfg, longest, max_new_tokens)
 
 
@@ -169,8 +170,7 @@ def report(config, cfg, params, tok, workdir: str) -> dict:
     means with 95% intervals, length, diversity, repetition and the student's own surprisal."""
     openings = [o for o in (*HELDOUT_OPENINGS, PAPER_PROMPT)][:config.stories.num_openings]
     prompts = [o for o in openings for _ in range(config.stories.per_opening)]
-    longest = max(len(ids) for ids in tok.encode(openings))
-    sampler.check_lengths(cfg, longest, config.sampling.max_new_tokens)
+    check_openings_fit(cfg, tok, openings, config.sampling.max_new_tokens)
     sample = make_sample_fn(config, cfg, tok)
     teacher = make_teacher(config.teacher, workdir)
     try:
