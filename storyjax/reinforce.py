@@ -1,13 +1,14 @@
 """REINFORCE with a baseline over batched teacher scores, as one jitted pure function of arrays.
 
-    loss = -(1/B) Σ_i A_i Σ_t log π(y_it | y_<it)  [+ β·KL(π‖π_ref) per token]  - η·H(π)
+    loss = -(1/B) Σ_i Σ_t A_it log π(y_it | y_<it)  [+ β·KL(π‖π_ref) per token]  - η·H(π)
 
-A_i = r_i − b_i with b from an exponential moving average (default; carried in the state and
-checkpointed), the batch mean, or leave-one-out. A story the teacher could not score (reward NaN) gets
-A_i = 0 and is left out of every baseline and statistic. The KL to the frozen starting model uses the
-k1 or k3 estimator on the sampled tokens, either subtracted from the reward (trl PPO's way; the penalty
-centred within its batch, the baseline tracking the teacher's reward: see `kl_advantages`) or added to
-the loss; its coefficient is fixed or follows trl's adaptive controller (target, horizon).
+A_it = r_i − b_i (less the KL penalty's share, below), b from an exponential moving average (default;
+carried in the state and checkpointed), the batch mean, or leave-one-out. A story the teacher could not
+score (reward NaN) gets A = 0 and is left out of every baseline and statistic. The KL to the frozen
+starting model is either subtracted from the reward as its log-ratio (trl PPO's way: once per story, or
+per token with each token charged what it and its successors incur, `reward_token`) or added to the loss
+with the k1 or k3 estimator (which also gives the KL reported and controlled); its coefficient is fixed
+or follows trl's adaptive controller (target, horizon).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from storyjax import model as model_lib
 from storyjax import rollout as rollout_lib
 
 BASELINES = ("ema", "batch_mean", "leave_one_out")
+KL_MODES = ("reward", "reward_token", "loss")
 
 
 class RLState(NamedTuple):
@@ -104,14 +106,40 @@ def kl_advantages(rewards_B, kl_B, kl_coef, baseline, kind: str, ema_decay: floa
 
     The baseline follows the teacher's reward alone; the penalty is centred within its own batch. An EMA
     of the penalised reward lags it whenever the adaptive controller raises β, and then every advantage
-    is negative: measured on the CPU quickstart student (target 2, horizon 100), β rose 0.05 → 1.2 while
-    the mean advantage fell to −2 per story and the KL stayed at 4.5 ± 1.5 instead of coming down."""
+    is negative (measured on the CPU quickstart student: the mean advantage fell to −2 per story)."""
     scored_B = jnp.isfinite(rewards_B)
     adv_B, ema = advantages(rewards_B, baseline, kind, ema_decay, whiten=False)
     kl_kind = "batch_mean" if kind == "ema" else kind
     kl_adv_B, _ = advantages(jnp.where(scored_B, kl_B, jnp.nan), jnp.nan, kl_kind, ema_decay, whiten=False)
     adv_B = adv_B - kl_coef * kl_adv_B
     return (whitened(adv_B, scored_B) if whiten else adv_B), ema
+
+
+def kl_token_advantages(rewards_B, kl_BxT, mask_BxT, kl_coef, baseline, kind: str, ema_decay: float,
+                        whiten: bool):
+    """Per-token advantages of the teacher's reward with a per-token KL penalty −β·KL_t (trl PPO's reward shape,
+    value-free): A_it = (r_i − b) − β·(Σ_{s≥t} KL_is − its batch mean at t), and the new EMA baseline.
+
+    A token answers only for the KL it and its successors incur, not for the tokens before it (whose
+    penalty is noise to its gradient in `kl_advantages`); the score's baseline follows the teacher's
+    reward, the KL-to-go is centred per position over the stories still going there. Measured on the CPU
+    quickstart student it held the KL no better than the per-story penalty (README, Holding the KL)."""
+    scored_B = jnp.isfinite(rewards_B)
+    adv_B, ema = advantages(rewards_B, baseline, kind, ema_decay, whiten=False)
+    w_BxT = mask_BxT * scored_B[:, None]
+    togo_BxT = jnp.cumsum((kl_BxT * w_BxT)[:, ::-1], axis=1)[:, ::-1]
+    n_T = w_BxT.sum(0)
+    total_T = (togo_BxT * w_BxT).sum(0)
+    if kind == "leave_one_out":
+        centre_BxT = (total_T - togo_BxT) / jnp.maximum(n_T - 1, 1)
+    else:
+        centre_BxT = jnp.broadcast_to(total_T / jnp.maximum(n_T, 1), togo_BxT.shape)
+    adv_BxT = (adv_B[:, None] - kl_coef * (togo_BxT - centre_BxT)) * w_BxT
+    if whiten:
+        n = jnp.maximum(w_BxT.sum(), 1)
+        centred_BxT = (adv_BxT - adv_BxT.sum() / n) * w_BxT
+        adv_BxT = centred_BxT / jnp.sqrt((centred_BxT ** 2).sum() / jnp.maximum(n - 1, 1) + 1e-8)
+    return adv_BxT, ema
 
 
 def kl_per_token(logp, logp_ref, estimator: str):
@@ -144,8 +172,9 @@ def make_step(cfg: model_lib.ModelConfig, rl_cfg: ml_collections.ConfigDict, rew
     """
     if rl_cfg.baseline not in BASELINES:
         raise ValueError(f"rl.baseline={rl_cfg.baseline!r} is unknown; choose one of {BASELINES}.")
-    if rl_cfg.kl_mode not in ("reward", "loss"):
-        raise ValueError(f"rl.kl_mode={rl_cfg.kl_mode!r}: use 'reward' (trl PPO's way) or 'loss'.")
+    if rl_cfg.kl_mode not in KL_MODES:
+        raise ValueError(f"rl.kl_mode={rl_cfg.kl_mode!r}: use 'reward' (one penalty per story), 'reward_token' "
+                         "(a penalty per token, trl PPO's shape) or 'loss'.")
     kl_estimator = rl_cfg.kl_estimator
     kl_per_token(jnp.zeros(()), jnp.zeros(()), kl_estimator)  # fail fast on a bad estimator name
 
@@ -163,19 +192,29 @@ def make_step(cfg: model_lib.ModelConfig, rl_cfg: ml_collections.ConfigDict, rew
             logp_BxT, entropy_BxT = model_lib.sequence_logprobs(cfg, params, tokens_BxL, valid_BxL)
             kl_BxT = kl_per_token(logp_BxT, logp_ref_BxT, kl_estimator) * mask_BxT
             kl_B = kl_BxT.sum(-1)
-            if rl_cfg.kl_mode == "reward":
-                adv_B, ema = kl_advantages(rewards_B, jax.lax.stop_gradient(kl_B), state.kl_coef, state.baseline,
-                                           rl_cfg.baseline, rl_cfg.ema_decay, rl_cfg.whiten)
+            # A penalty in the reward is differentiated by REINFORCE, whose gradient is the KL's only for the
+            # log-ratio (k1): k3 charges the tokens π under-weights too, pushing π further from π_ref (measured:
+            # target 2, KL 5.6 and rising). The estimator chooses what is reported, controlled and put in a loss.
+            log_ratio_BxT = jax.lax.stop_gradient(logp_BxT - logp_ref_BxT) * mask_BxT
+            if rl_cfg.kl_mode == "reward_token":
+                adv_BxT, ema = kl_token_advantages(rewards_B, log_ratio_BxT, mask_BxT, state.kl_coef,
+                                                   state.baseline, rl_cfg.baseline, rl_cfg.ema_decay, rl_cfg.whiten)
             else:
-                adv_B, ema = advantages(rewards_B, state.baseline, rl_cfg.baseline, rl_cfg.ema_decay, rl_cfg.whiten)
-            adv_B = jax.lax.stop_gradient(adv_B)
-            policy = -(adv_B * (logp_BxT * mask_BxT).sum(-1)).sum() / B
+                if rl_cfg.kl_mode == "reward":
+                    adv_B, ema = kl_advantages(rewards_B, log_ratio_BxT.sum(-1), state.kl_coef, state.baseline,
+                                               rl_cfg.baseline, rl_cfg.ema_decay, rl_cfg.whiten)
+                else:
+                    adv_B, ema = advantages(rewards_B, state.baseline, rl_cfg.baseline, rl_cfg.ema_decay,
+                                            rl_cfg.whiten)
+                adv_BxT = adv_B[:, None] * mask_BxT
+            adv_BxT = jax.lax.stop_gradient(adv_BxT)
+            policy = -(adv_BxT * logp_BxT * mask_BxT).sum() / B
             n_tokens = jnp.maximum(mask_BxT.sum(), 1.0)
             entropy = (entropy_BxT * mask_BxT).sum() / n_tokens
             loss = policy - rl_cfg.entropy_coef * entropy
             if rl_cfg.kl_mode == "loss":
                 loss = loss + state.kl_coef * kl_BxT.sum() / B
-            aux = dict(policy_loss=policy, entropy=entropy, kl=kl_B.mean(), advantage_abs=jnp.abs(adv_B).mean(),
+            aux = dict(policy_loss=policy, entropy=entropy, kl=kl_B.mean(), advantage_abs=jnp.abs(adv_BxT).sum() / n_tokens,
                        ema=ema, reward_scored=jnp.where(scored_B, rewards_B, 0.0).sum() / jnp.maximum(scored_B.sum(), 1))
             return loss, aux
 

@@ -189,3 +189,51 @@ def test_kl_penalty_is_centred_in_its_batch_so_a_rising_coefficient_biases_no_ad
     adv_bm, _ = R.kl_advantages(r, kl, 2.0, jnp.nan, "batch_mean", 0.9, False)
     shaped, _ = R.advantages(r - 2.0 * kl, jnp.nan, "batch_mean", 0.9, False)
     np.testing.assert_allclose(np.asarray(adv_bm), np.asarray(shaped), atol=1e-6)
+
+
+def test_token_kl_penalty_charges_each_token_for_what_it_and_its_successors_incur():
+    r = jnp.asarray([0.5, 0.5, np.nan, 0.5], jnp.float32)
+    mask = jnp.asarray([[1, 1, 1, 0], [1, 1, 1, 1], [1, 1, 1, 1], [1, 1, 0, 0]], jnp.float32)
+    kl = jnp.asarray([[0.5, 1.0, 2.0, 0.0], [0.0, 0.0, 3.0, 1.0], [9.0, 9.0, 9.0, 9.0], [1.0, 1.0, 0.0, 0.0]])
+    adv, ema = R.kl_token_advantages(r, kl * mask, mask, 1.0, jnp.float32(0.5), "ema", 0.9, False)
+    adv = np.asarray(adv)
+    togo = np.asarray([[3.5, 3.0, 2.0, 0.0], [4.0, 4.0, 4.0, 1.0], [0.0] * 4, [2.0, 1.0, 0.0, 0.0]])
+    live = np.asarray(mask) * [[1], [1], [0], [1]]
+    centre = (togo * live).sum(0) / live.sum(0)
+    np.testing.assert_allclose(adv, -(togo - centre) * live, atol=1e-6)
+    assert float(ema) == pytest.approx(0.5)
+    assert (adv[2] == 0).all()  # the unscorable story moves nothing, and its KL is in no centre
+    # A token is not charged for the KL its predecessors incurred (noise to its gradient): raising the
+    # first token's KL moves that token's advantage and no later one.
+    kl2 = kl.at[1, 0].add(5.0)
+    adv2 = np.asarray(R.kl_token_advantages(r, kl2 * mask, mask, 1.0, jnp.float32(0.5), "ema", 0.9, False)[0])
+    np.testing.assert_allclose(adv2[:, 1:], adv[:, 1:], atol=1e-6)
+    assert adv2[1, 0] < adv[1, 0] - 3
+
+
+def exact_kl(params, ref, tokens):
+    """Mean over positions of KL(π(·|ctx) ‖ π_ref(·|ctx)), from the full next-token distributions."""
+    logp = jax.nn.log_softmax(M.forward(CFG, params, tokens))
+    logq = jax.nn.log_softmax(M.forward(CFG, ref, tokens))
+    return float((jnp.exp(logp) * (logp - logq)).sum(-1).mean())
+
+
+@pytest.mark.parametrize("mode", ["reward", "reward_token", "loss"])
+def test_kl_penalty_pulls_a_drifted_student_back_to_its_reference(mode):
+    """A student pushed away from its reference, then given equal rewards and a KL coefficient, comes back:
+    in every mode the penalty's gradient points towards π_ref (with k3 as a REINFORCE reward it did not)."""
+    state, ref, step = setup(baseline="ema", lr=3e-3)
+    for k in range(6):  # drift: reward the token 9
+        tokens, valid, response, out = rollouts(state.params, k)
+        state, _ = step(state, ref, tokens, valid, response, (np.asarray(out.tokens_BxN) == 9).mean(1) * 10)
+    probe = rollouts(ref, 999, B=64)[0]
+    drifted = exact_kl(state.params, ref, probe)
+    cfg = rl_cfg(baseline="ema", lr=3e-3, kl_coef=1.0, kl_mode=mode, kl_estimator="k3")
+    back = R.make_optimizer(cfg)
+    state = R.RLState(state.params, back.init(state.params), jnp.float32(0.5), jnp.float32(cfg.kl_coef))
+    pull = make_step(cfg, back)
+    for k in range(12):
+        tokens, valid, response, _ = rollouts(state.params, 100 + k)
+        state, m = pull(state, ref, tokens, valid, response, jnp.full((tokens.shape[0],), 0.5))
+    assert drifted > 0.05
+    assert exact_kl(state.params, ref, probe) < 0.5 * drifted
