@@ -117,22 +117,27 @@ def _rope(x_BxSxHxD, pos_BxS, inv_freq):
 
 
 def _segment_attention(q_BxSxKxGxD, k, v, mask_BxSxT, scale, softcap=0.0):
-    """(out [B,S,K,G,D] normalised within this segment, lse [B,S,K,G]) of one segment."""
+    """(out [B,S,K,G,D] normalised within this segment, lse [B,S,K,G]) of one segment.
+
+    Scores are laid out as the batched matmul produces them, batch axes first ([K,B,S,G,T] against a shared
+    segment, [B,K,S,G,T] against a per-row one), so softmax and P·V read them in place: written [B,S,K,G,T],
+    each layer copied the largest tensor of the pass twice (measured on CPU: a third of the story pass)."""
     shared = k.ndim == 3
-    s = jnp.einsum("bskgd,tkd->bskgt" if shared else "bskgd,btkd->bskgt", q_BxSxKxGxD, k,
+    s = jnp.einsum("bskgd,tkd->kbsgt" if shared else "bskgd,btkd->bksgt", q_BxSxKxGxD, k,
                    preferred_element_type=jnp.float32) * scale
     if softcap:
         s = jnp.tanh(s / softcap) * softcap
     if mask_BxSxT is not None:
-        s = jnp.where(mask_BxSxT[:, :, None, None, :], s, -jnp.inf)
+        s = jnp.where(mask_BxSxT[None, :, :, None, :] if shared else mask_BxSxT[:, None, :, None, :], s, -jnp.inf)
     m = jnp.max(s, -1, keepdims=True)
     m = jnp.where(jnp.isfinite(m), m, 0.0)  # a row that sees nothing here: weight 0 below, not NaN
     p = jnp.exp(s - m)
     denom = p.sum(-1, keepdims=True)
-    out = jnp.einsum("bskgt,tkd->bskgd" if shared else "bskgt,btkd->bskgd", p.astype(v.dtype), v,
+    out = jnp.einsum("kbsgt,tkd->kbsgd" if shared else "bksgt,btkd->bksgd", p.astype(v.dtype), v,
                      preferred_element_type=jnp.float32) / jnp.maximum(denom, 1e-30)
     lse = jnp.where(denom[..., 0] > 0, m[..., 0] + jnp.log(jnp.maximum(denom[..., 0], 1e-30)), -jnp.inf)
-    return out, lse
+    order = (1, 2, 0, 3) if shared else (0, 2, 1, 3)  # back to [B,S,K,G]: small tensors
+    return jnp.transpose(out, order + (4,)), jnp.transpose(lse, order)
 
 
 def _merge(parts):
