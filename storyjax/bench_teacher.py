@@ -169,13 +169,15 @@ def _random_jax(shape: dict, stories: int, prefix_len: int, story_len: int, batc
     valid = jax.device_put(jnp.arange(S)[None] < story_len - jnp.asarray(rng.integers(0, 10, (B, 1))), rows)
     answer = jax.device_put(jnp.zeros((B, 4), jnp.int32), rows)
 
+    run = jax_teacher.passes(jax.default_backend())  # what the teacher runs
+
     def grade_all():
-        k, v = jax_teacher._prefill(cfg, params, prefix)
+        k, v = run.prefill(cfg, params, prefix)
         out = []
         for _ in range(-(-stories // B)):
-            first, sk, sv = jax_teacher._suffix(cfg, params, k, v, toks, valid)
-            out += [first.argmax(-1)] + [jax_teacher._extend(cfg, params, k, v, sk, sv, valid, answer[:, :e]
-                                                             ).argmax(-1) for e in (2, 4)]
+            first, sk, sv = run.suffix(cfg, params, k, v, toks, valid)
+            out += [first.argmax(-1)] + [run.extend(cfg, params, k, v, sk, sv, valid, answer[:, :e]).argmax(-1)
+                                         for e in (2, 4)]
         return jax.block_until_ready(out)
 
     grade_all()  # compile
@@ -185,7 +187,7 @@ def _random_jax(shape: dict, stories: int, prefix_len: int, story_len: int, batc
         grade_all()
         times.append(time.perf_counter() - t0)
     seconds = float(np.median(times))
-    compiled = jax_teacher._suffix.lower(cfg, params, *jax_teacher._prefill(cfg, params, prefix), toks, valid).compile()
+    compiled = run.suffix.lower(cfg, params, *run.prefill(cfg, params, prefix), toks, valid).compile()
     return {"teacher": f"jax random {dtype}", "stories": stories, "seconds": seconds,
             "stories_per_s": stories / seconds, "batch": B, "devices": step, "story_pass_xla_bytes":
             planned_bytes(compiled), "num_params": int(sum(x.size for x in jax.tree.leaves(params)))}

@@ -53,6 +53,11 @@ def random_params(cfg, seed=0):
     return {"embed": n(cfg.vocab_size, D), "final_norm": 1 + n(D), "layers": layers, "rope_inv_freq": jnp.asarray(inv)}
 
 
+def teacher_passes():
+    """The jitted passes the teacher runs on this backend (with its compiler options)."""
+    return jax_teacher.passes(jax.default_backend())
+
+
 @pytest.mark.parametrize("family", ["llama", "qwen2", "gemma3"])
 def test_shared_prefix_attention_equals_plain_prefill(family):
     """Prefix once (one copy, every row attends to it), stories as a right-padded batch, answer tokens as a
@@ -63,15 +68,15 @@ def test_shared_prefix_attention_equals_plain_prefill(family):
     prefix = rng.integers(0, cfg.vocab_size, 37)
     stories = [rng.integers(0, cfg.vocab_size, n) for n in (5, 23, 1, 16)]
     answer = rng.integers(0, cfg.vocab_size, 4)
-    k, v = jax_teacher._prefill(cfg, params, jnp.asarray([prefix], jnp.int32))
+    k, v = teacher_passes().prefill(cfg, params, jnp.asarray([prefix], jnp.int32))
     S = 24
     toks = np.zeros((4, S), np.int32)
     valid = np.zeros((4, S), bool)
     for b, s in enumerate(stories):
         toks[b, :len(s)], valid[b, :len(s)] = s, True
-    first, sk, sv = jax_teacher._suffix(cfg, params, k, v, jnp.asarray(toks), jnp.asarray(valid))
-    later = [jax_teacher._extend(cfg, params, k, v, sk, sv, jnp.asarray(valid),
-                                 jnp.asarray(np.tile(answer[:e], (4, 1)), jnp.int32)) for e in (1, 3)]
+    first, sk, sv = teacher_passes().suffix(cfg, params, k, v, jnp.asarray(toks), jnp.asarray(valid))
+    later = [teacher_passes().extend(cfg, params, k, v, sk, sv, jnp.asarray(valid),
+                         jnp.asarray(np.tile(answer[:e], (4, 1)), jnp.int32)) for e in (1, 3)]
     for b, s in enumerate(stories):
         whole = np.concatenate([prefix, s, answer]).astype(np.int32)
         ref = np.asarray(lm.full_logits(cfg, params, jnp.asarray([whole]), jnp.ones((1, len(whole)), bool)))[0]
@@ -95,10 +100,9 @@ def test_stories_and_weights_split_over_devices_give_the_same_logits(model_paral
     answer = jnp.asarray(rng.integers(0, cfg.vocab_size, (8, 3)), jnp.int32)
 
     def digits(params, place=lambda x: x):
-        k, v = jax_teacher._prefill(cfg, params, prefix)
-        first, sk, sv = jax_teacher._suffix(cfg, params, k, v, place(toks), place(valid))
-        return np.asarray(first), np.asarray(jax_teacher._extend(cfg, params, k, v, sk, sv, place(valid),
-                                                                 place(answer)))
+        k, v = teacher_passes().prefill(cfg, params, prefix)
+        first, sk, sv = teacher_passes().suffix(cfg, params, k, v, place(toks), place(valid))
+        return np.asarray(first), np.asarray(teacher_passes().extend(cfg, params, k, v, sk, sv, place(valid), place(answer)))
 
     mesh = jax_teacher.teacher_mesh(8, model_parallel)
     rows = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data"))

@@ -23,7 +23,7 @@ import hashlib
 import json
 import os
 import time
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -95,7 +95,6 @@ def prompt_parts(tok, template: str, prompt: str) -> PromptParts:
     return PromptParts(prefix, tail)
 
 
-@functools.partial(jax.jit, static_argnums=0)
 def _prefill(cfg, params, prefix_1xP):
     P = prefix_1xP.shape[1]
     pos = jnp.arange(P)[None]
@@ -103,7 +102,6 @@ def _prefill(cfg, params, prefix_1xP):
     return k[:, 0], v[:, 0]  # [L, P, Hkv, D]: the shared segment
 
 
-@functools.partial(jax.jit, static_argnums=0)
 def _suffix(cfg, params, prefix_k, prefix_v, suffix_BxS, valid_BxS):
     """Digit-1 logits of each story (at its last real token) and the stories' own K/V."""
     P = prefix_k.shape[1]
@@ -114,7 +112,6 @@ def _suffix(cfg, params, prefix_k, prefix_v, suffix_BxS, valid_BxS):
     return lm.logits(cfg, params, h[jnp.arange(h.shape[0]), last_B]), k, v
 
 
-@functools.partial(jax.jit, static_argnums=0)
 def _extend(cfg, params, prefix_k, prefix_v, suffix_k, suffix_v, valid_BxS, answer_BxE):
     """Logits after the answer tokens so far, which follow each story's last real token."""
     B, E = answer_BxE.shape
@@ -125,6 +122,34 @@ def _extend(cfg, params, prefix_k, prefix_v, suffix_k, suffix_v, valid_BxS, answ
                 lm.Segment(suffix_k, suffix_v, jnp.broadcast_to(valid_BxS[:, None, :], (B, E, S)), P + jnp.arange(S)))
     h, _, _ = lm.forward(cfg, params, answer_BxE, pos, lm.causal_mask(jnp.ones((B, E), bool)), segments)
     return lm.logits(cfg, params, h[:, -1])
+
+
+class Passes(NamedTuple):
+    """The teacher's three jitted passes (the model config static): the shared prefix, the stories, and the
+    answer tokens after them."""
+    prefill: Callable
+    suffix: Callable
+    extend: Callable
+
+
+# XLA:CPU's YNNPACK dot fusions (on by default in jaxlib 0.10) ran the SmolLM2 story pass at 12.9 s against
+# 11.0 s with XLA's own dot emitter (32 stories x 160 tokens, 2 cores), so on CPU the passes are compiled
+# without them; the option is per compilation, so the student's programs keep XLA's defaults.
+CPU_COMPILER_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type": ""}
+
+
+@functools.lru_cache(maxsize=None)
+def passes(platform: str) -> Passes:
+    """The passes compiled for `platform` ("cpu", "gpu", "tpu")."""
+    options = CPU_COMPILER_OPTIONS if platform == "cpu" else None
+    if options:
+        try:  # a jaxlib that does not know the option keeps its defaults
+            jax.jit(lambda x: x + 1, compiler_options=options)(jnp.zeros((), jnp.float32)).block_until_ready()
+        except Exception as e:  # noqa: BLE001 — XLA reports an unknown option as a generic runtime error
+            logging.warning("XLA does not take %s (%s); the JAX teacher compiles with its defaults.", options, e)
+            options = None
+    jit = functools.partial(jax.jit, static_argnums=0, compiler_options=options)
+    return Passes(jit(_prefill), jit(_suffix), jit(_extend))
 
 
 class JaxTeacher(Teacher):
@@ -146,6 +171,7 @@ class JaxTeacher(Teacher):
         self.lm_cfg, params, self.tok = lm_weights.load(cfg.weights, dtype)
         self.mesh = teacher_mesh(int(cfg.get("devices", 0)), int(cfg.get("model_parallel", 1)))
         self.params = shard_params(params, self.mesh)
+        self.passes = passes(self.mesh.devices.flat[0].platform)
         self.memory_logged = False
         self.answer = answer_format(self.tok)
         self.weights_id = _weights_id(cfg.weights)
@@ -173,7 +199,7 @@ class JaxTeacher(Teacher):
             bos = self.tok.bos_token_id
             if bos is not None and self.tok.encode("a")[:1] == [bos] and ids[:1] != [bos]:
                 ids = [bos] + ids  # a tokenizer that starts every text with BOS (e.g. a base model's)
-            k, v = _prefill(self.lm_cfg, self.params, jnp.asarray([ids], jnp.int32))
+            k, v = self.passes.prefill(self.lm_cfg, self.params, jnp.asarray([ids], jnp.int32))
             tail = self.tok.encode(parts.tail, add_special_tokens=False)
             self._prefixes[prompt] = (k, v, len(ids), tail)
             while len(self._prefixes) > PREFIX_CACHE:
@@ -241,7 +267,7 @@ class JaxTeacher(Teacher):
         toks, valid = jax.device_put((toks, valid), self._sharding("data"))
         if not self.memory_logged:
             self._log_memory(k, v, toks, valid)
-        logits_BxV, sk, sv = _suffix(self.lm_cfg, self.params, k, v, toks, valid)
+        logits_BxV, sk, sv = self.passes.suffix(self.lm_cfg, self.params, k, v, toks, valid)
         # `sample` draws with a key of each story's own text: its grades do not depend on the batch it
         # landed in, and a resumed run draws them again exactly.
         keys_B = jnp.stack([jax.random.fold_in(self._rng, _text_seed(prompt, st)) for st in stories]
@@ -251,7 +277,7 @@ class JaxTeacher(Teacher):
         for pos in range(3):
             if pos:
                 E = self.answer.digit_at[pos]
-                logits_BxV = _extend(self.lm_cfg, self.params, k, v, sk, sv, valid,
+                logits_BxV = self.passes.extend(self.lm_cfg, self.params, k, v, sk, sv, valid,
                                      jax.device_put(answer[:, :E], self._sharding("data")))
             cand = jnp.asarray(self.answer.candidates[pos])
             p_Bx4 = np.asarray(jax.nn.softmax(logits_BxV, -1)[:, cand], np.float64)
@@ -278,7 +304,7 @@ class JaxTeacher(Teacher):
         """The teacher's device memory as XLA plans its largest call (a micro-batch of stories against the
         prefix), per device: the weights' share plus that call's activations and K/V."""
         self.memory_logged = True
-        compiled = _suffix.lower(self.lm_cfg, self.params, k, v, toks, valid).compile()
+        compiled = self.passes.suffix.lower(self.lm_cfg, self.params, k, v, toks, valid).compile()
         total = planned_bytes(compiled)
         weights = sum(x.addressable_shards[0].data.nbytes for x in jax.tree.leaves(self.params))
         self.memory = {"weights_bytes_per_device": int(weights), "story_pass_bytes": total}
