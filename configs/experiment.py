@@ -45,6 +45,10 @@ def get_config(preset: str = "tiny") -> ml_collections.ConfigDict:
         c.interactive.budget_words = 3_000
         c.interactive.heldout.num_openings = 0       # the experiment evaluates every student itself
         c.interactive.milestone_eval.heldout = False
+        # The adaptive controller on, with a target these ~26 steps reach and the authority (horizon) the
+        # paper's 920 steps of 360 stories give trl's horizon of 10,000: the table's "KL end" says if it held.
+        c.interactive.rl.kl_target = 1.0
+        c.interactive.rl.kl_horizon = 100.0
     c.experiment = ml_collections.ConfigDict(dict(
         # pretraining milestones to learn from (the paper's: 20M ... 900M of a BabyLM run)
         milestones=("chck_20M", "chck_50M", "chck_90M", "chck_200M", "chck_500M", "chck_900M") if paper
