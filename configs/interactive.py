@@ -60,6 +60,10 @@ def get_config(preset: str = "default") -> ml_collections.ConfigDict:
     c.sampling = ml_collections.ConfigDict(dict(max_new_tokens=90 if paper else 64, temperature=1.0, top_k=0,
                                                 top_p=1.0))
     c.reward = ml_collections.ConfigDict(dict(weights=(1.0, 1.0, 1.0), length_bonus=0.4, length_norm=90.0))
+    # rl.kl_mode: reward (the story's log-ratio subtracted from its reward) | reward_token (per token, as
+    # trl's PPO) | loss;
+    # rl.kl_estimator (k1 | k3): the KL reported and followed by the controller (kl_target > 0), and in
+    # loss mode the term added to the loss; a penalty in the reward is always the log-ratio (README).
     c.rl = ml_collections.ConfigDict(dict(
         lr=1e-6 if paper else 3e-5, grad_clip=1.0, baseline="ema", ema_decay=0.9, whiten=False,
         kl_coef=0.2 if paper else 0.05, kl_target=6.0 if paper else 0.0, kl_horizon=10_000.0,

@@ -5,8 +5,8 @@
 A_it = r_i − b_i (less the KL penalty's share, below), b from an exponential moving average (default;
 carried in the state and checkpointed), the batch mean, or leave-one-out. A story the teacher could not
 score (reward NaN) gets A = 0 and is left out of every baseline and statistic. The KL to the frozen
-starting model is either subtracted from the reward as its log-ratio (trl PPO's way: once per story, or
-per token with each token charged what it and its successors incur, `reward_token`) or added to the loss
+starting model is either subtracted from the reward as its log-ratio (once per story, or per token as
+trl's PPO does, each token charged what it and its successors incur: `reward_token`) or added to the loss
 with the k1 or k3 estimator (which also gives the KL reported and controlled); its coefficient is fixed
 or follows trl's adaptive controller (target, horizon).
 """
@@ -102,7 +102,7 @@ def whitened(adv_B, scored_B):
 
 
 def kl_advantages(rewards_B, kl_B, kl_coef, baseline, kind: str, ema_decay: float, whiten: bool):
-    """Advantages of the KL-penalised reward r_i − β·KL_i (trl PPO's way), and the new EMA baseline.
+    """Advantages of the KL-penalised reward r_i − β·KL_i, and the new EMA baseline.
 
     The baseline follows the teacher's reward alone; the penalty is centred within its own batch. An EMA
     of the penalised reward lags it whenever the adaptive controller raises β, and then every advantage
@@ -174,7 +174,7 @@ def make_step(cfg: model_lib.ModelConfig, rl_cfg: ml_collections.ConfigDict, rew
         raise ValueError(f"rl.baseline={rl_cfg.baseline!r} is unknown; choose one of {BASELINES}.")
     if rl_cfg.kl_mode not in KL_MODES:
         raise ValueError(f"rl.kl_mode={rl_cfg.kl_mode!r}: use 'reward' (one penalty per story), 'reward_token' "
-                         "(a penalty per token, trl PPO's shape) or 'loss'.")
+                         "(a penalty per token, as trl's PPO) or 'loss'.")
     kl_estimator = rl_cfg.kl_estimator
     kl_per_token(jnp.zeros(()), jnp.zeros(()), kl_estimator)  # fail fast on a bad estimator name
 
