@@ -194,7 +194,8 @@ def make_step(cfg: model_lib.ModelConfig, rl_cfg: ml_collections.ConfigDict, rew
             kl_B = kl_BxT.sum(-1)
             # A penalty in the reward is differentiated by REINFORCE, whose gradient is the KL's only for the
             # log-ratio (k1): k3 charges the tokens π under-weights too, pushing π further from π_ref (measured:
-            # target 2, KL 5.6 and rising). The estimator chooses what is reported, controlled and put in a loss.
+            # the KL held at twice its target while β rose 0.05 → 1.8). The estimator chooses what is
+            # reported, controlled and put in a loss.
             log_ratio_BxT = jax.lax.stop_gradient(logp_BxT - logp_ref_BxT) * mask_BxT
             if rl_cfg.kl_mode == "reward_token":
                 adv_BxT, ema = kl_token_advantages(rewards_B, log_ratio_BxT, mask_BxT, state.kl_coef,
@@ -214,7 +215,8 @@ def make_step(cfg: model_lib.ModelConfig, rl_cfg: ml_collections.ConfigDict, rew
             loss = policy - rl_cfg.entropy_coef * entropy
             if rl_cfg.kl_mode == "loss":
                 loss = loss + state.kl_coef * kl_BxT.sum() / B
-            aux = dict(policy_loss=policy, entropy=entropy, kl=kl_B.mean(), advantage_abs=jnp.abs(adv_BxT).sum() / n_tokens,
+            aux = dict(policy_loss=policy, entropy=entropy, kl=kl_B.mean(),
+                       advantage_abs=jnp.abs(adv_BxT).sum() / n_tokens,
                        ema=ema, reward_scored=jnp.where(scored_B, rewards_B, 0.0).sum() / jnp.maximum(scored_B.sum(), 1))
             return loss, aux
 

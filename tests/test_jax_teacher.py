@@ -76,7 +76,7 @@ def test_shared_prefix_attention_equals_plain_prefill(family):
         toks[b, :len(s)], valid[b, :len(s)] = s, True
     first, sk, sv = teacher_passes().suffix(cfg, params, k, v, jnp.asarray(toks), jnp.asarray(valid))
     later = [teacher_passes().extend(cfg, params, k, v, sk, sv, jnp.asarray(valid),
-                         jnp.asarray(np.tile(answer[:e], (4, 1)), jnp.int32)) for e in (1, 3)]
+                                     jnp.asarray(np.tile(answer[:e], (4, 1)), jnp.int32)) for e in (1, 3)]
     for b, s in enumerate(stories):
         whole = np.concatenate([prefix, s, answer]).astype(np.int32)
         ref = np.asarray(lm.full_logits(cfg, params, jnp.asarray([whole]), jnp.ones((1, len(whole)), bool)))[0]

@@ -278,7 +278,7 @@ class JaxTeacher(Teacher):
             if pos:
                 E = self.answer.digit_at[pos]
                 logits_BxV = self.passes.extend(self.lm_cfg, self.params, k, v, sk, sv, valid,
-                                     jax.device_put(answer[:, :E], self._sharding("data")))
+                                                jax.device_put(answer[:, :E], self._sharding("data")))
             cand = jnp.asarray(self.answer.candidates[pos])
             p_Bx4 = np.asarray(jax.nn.softmax(logits_BxV, -1)[:, cand], np.float64)
             m_B = p_Bx4.sum(1)

@@ -121,7 +121,7 @@ def _segment_attention(q_BxSxKxGxD, k, v, mask_BxSxT, scale, softcap=0.0):
 
     Scores are laid out as the batched matmul produces them, batch axes first ([K,B,S,G,T] against a shared
     segment, [B,K,S,G,T] against a per-row one), so softmax and P·V read them in place: written [B,S,K,G,T],
-    each layer copied the largest tensor of the pass twice (measured on CPU: a third of the story pass)."""
+    each layer copied the largest tensor of the pass twice (SmolLM2 story pass on CPU: 17 s → 11–13 s)."""
     shared = k.ndim == 3
     s = jnp.einsum("bskgd,tkd->kbsgt" if shared else "bskgd,btkd->bksgt", q_BxSxKxGxD, k,
                    preferred_element_type=jnp.float32) * scale
