@@ -101,6 +101,13 @@ def whitened(adv_B, scored_B):
     return centred_B / jnp.sqrt(var + 1e-8)
 
 
+def batch_centred(values_B, kind: str):
+    """The finite values less their batch's centre (leave-one-out with that baseline, else the mean; a KL
+    penalty has no history for an EMA to follow), 0 where NaN."""
+    return advantages(values_B, jnp.nan, "leave_one_out" if kind == "leave_one_out" else "batch_mean", 0.0,
+                      whiten=False)[0]
+
+
 def kl_advantages(rewards_B, kl_B, kl_coef, baseline, kind: str, ema_decay: float, whiten: bool):
     """Advantages of the KL-penalised reward r_i − β·KL_i, and the new EMA baseline.
 
@@ -109,9 +116,7 @@ def kl_advantages(rewards_B, kl_B, kl_coef, baseline, kind: str, ema_decay: floa
     is negative (measured on the CPU quickstart student: the mean advantage fell to −2 per story)."""
     scored_B = jnp.isfinite(rewards_B)
     adv_B, ema = advantages(rewards_B, baseline, kind, ema_decay, whiten=False)
-    kl_kind = "batch_mean" if kind == "ema" else kind
-    kl_adv_B, _ = advantages(jnp.where(scored_B, kl_B, jnp.nan), jnp.nan, kl_kind, ema_decay, whiten=False)
-    adv_B = adv_B - kl_coef * kl_adv_B
+    adv_B = adv_B - kl_coef * batch_centred(jnp.where(scored_B, kl_B, jnp.nan), kind)
     return (whitened(adv_B, scored_B) if whiten else adv_B), ema
 
 
@@ -126,19 +131,12 @@ def kl_token_advantages(rewards_B, kl_BxT, mask_BxT, kl_coef, baseline, kind: st
     quickstart student it held the KL no better than the per-story penalty (README, Holding the KL)."""
     scored_B = jnp.isfinite(rewards_B)
     adv_B, ema = advantages(rewards_B, baseline, kind, ema_decay, whiten=False)
-    w_BxT = mask_BxT * scored_B[:, None]
-    togo_BxT = jnp.cumsum((kl_BxT * w_BxT)[:, ::-1], axis=1)[:, ::-1]
-    n_T = w_BxT.sum(0)
-    total_T = (togo_BxT * w_BxT).sum(0)
-    if kind == "leave_one_out":
-        centre_BxT = (total_T - togo_BxT) / jnp.maximum(n_T - 1, 1)
-    else:
-        centre_BxT = jnp.broadcast_to(total_T / jnp.maximum(n_T, 1), togo_BxT.shape)
-    adv_BxT = (adv_B[:, None] - kl_coef * (togo_BxT - centre_BxT)) * w_BxT
+    live_BxT = (mask_BxT > 0) & scored_B[:, None]
+    togo_BxT = jnp.cumsum(jnp.where(live_BxT, kl_BxT, 0.0)[:, ::-1], axis=1)[:, ::-1]
+    centred = jax.vmap(lambda togo_B: batch_centred(togo_B, kind), in_axes=1, out_axes=1)
+    adv_BxT = jnp.where(live_BxT, adv_B[:, None] - kl_coef * centred(jnp.where(live_BxT, togo_BxT, jnp.nan)), 0.0)
     if whiten:
-        n = jnp.maximum(w_BxT.sum(), 1)
-        centred_BxT = (adv_BxT - adv_BxT.sum() / n) * w_BxT
-        adv_BxT = centred_BxT / jnp.sqrt((centred_BxT ** 2).sum() / jnp.maximum(n - 1, 1) + 1e-8)
+        adv_BxT = whitened(adv_BxT, live_BxT)
     return adv_BxT, ema
 
 

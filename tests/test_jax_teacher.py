@@ -102,7 +102,8 @@ def test_stories_and_weights_split_over_devices_give_the_same_logits(model_paral
     def digits(params, place=lambda x: x):
         k, v = teacher_passes().prefill(cfg, params, prefix)
         first, sk, sv = teacher_passes().suffix(cfg, params, k, v, place(toks), place(valid))
-        return np.asarray(first), np.asarray(teacher_passes().extend(cfg, params, k, v, sk, sv, place(valid), place(answer)))
+        last = teacher_passes().extend(cfg, params, k, v, sk, sv, place(valid), place(answer))
+        return np.asarray(first), np.asarray(last)
 
     mesh = jax_teacher.teacher_mesh(8, model_parallel)
     rows = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data"))
