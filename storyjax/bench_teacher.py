@@ -67,8 +67,11 @@ def bench_client(cfg, stories: list) -> dict:
         finally:
             teacher.close()
     scored = int(np.isfinite(grades.scores_Bx3).all(1).sum())
-    return {"teacher": teacher.name, "stories": len(stories), "scored": scored, "seconds": seconds,
-            "stories_per_s": len(stories) / seconds, "answers": list(grades.answers)}
+    row = {"teacher": teacher.name, "stories": len(stories), "scored": scored, "seconds": seconds,
+           "stories_per_s": len(stories) / seconds, "answers": list(grades.answers)}
+    if hasattr(teacher, "kernels"):
+        row["kernels"] = teacher.kernels
+    return row
 
 
 def _cache(model, cache) -> dict:
@@ -188,7 +191,8 @@ def _random_jax(shape: dict, stories: int, prefix_len: int, story_len: int, batc
         times.append(time.perf_counter() - t0)
     seconds = float(np.median(times))
     compiled = run.suffix.lower(cfg, params, *run.prefill(cfg, params, prefix), toks, valid).compile()
-    return {"teacher": f"jax random {dtype}", "stories": stories, "seconds": seconds,
+    return {"teacher": f"jax random {dtype}", "kernels": jax_teacher.resolve_cpu_kernels()
+            if jax.default_backend() == "cpu" else jax.default_backend(), "stories": stories, "seconds": seconds,
             "stories_per_s": stories / seconds, "batch": B, "devices": step, "story_pass_xla_bytes":
             planned_bytes(compiled), "num_params": int(sum(x.size for x in jax.tree.leaves(params)))}
 

@@ -86,6 +86,32 @@ def test_shared_prefix_attention_equals_plain_prefill(family):
         np.testing.assert_allclose(np.asarray(later[1][b]), ref[end + 2], atol=1e-5, rtol=0)
 
 
+def test_both_cpu_kernel_choices_give_the_same_logits_and_auto_follows_the_cpu(tmp_path):
+    """`teacher.cpu_kernels`: XLA's own dot emitter and YNNPACK compute the same digit logits; `auto` picks
+    XLA's on CPUs with AMX (where it measured faster) and YNNPACK elsewhere; a bad name fails early."""
+    cfg = tiny_cfg()
+    params = random_params(cfg)
+    rng = np.random.default_rng(5)
+    prefix = jnp.asarray([rng.integers(0, cfg.vocab_size, 19)], jnp.int32)
+    toks = jnp.asarray(rng.integers(0, cfg.vocab_size, (8, 12)), jnp.int32)
+    valid = jnp.arange(12)[None] < jnp.asarray(rng.integers(1, 13, (8, 1)))
+    firsts = []
+    for kernels in ("xla", "ynnpack"):
+        run = jax_teacher.passes("cpu", kernels)
+        k, v = run.prefill(cfg, params, prefix)
+        firsts.append(np.asarray(run.suffix(cfg, params, k, v, toks, valid)[0]))
+    np.testing.assert_allclose(firsts[0], firsts[1], atol=1e-5, rtol=0)
+    amx, plain = tmp_path / "amx", tmp_path / "plain"
+    amx.write_text("processor\t: 0\nflags\t\t: fpu sse avx512f amx_bf16 amx_tile amx_int8\n")
+    plain.write_text("processor\t: 0\nflags\t\t: fpu sse avx512f avx512_bf16\n")
+    assert jax_teacher.resolve_cpu_kernels("auto", str(amx)) == "xla"
+    assert jax_teacher.resolve_cpu_kernels("auto", str(plain)) == "ynnpack"
+    assert jax_teacher.resolve_cpu_kernels("auto", str(tmp_path / "none")) == "ynnpack"
+    assert jax_teacher.compiler_options("cpu", "xla") and jax_teacher.compiler_options("gpu", "xla") is None
+    with pytest.raises(ValueError, match="teacher.cpu_kernels='mkl': choose one of"):
+        jax_teacher.compiler_options("gpu", "mkl")
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("model_parallel", [1, 2, 8])
 def test_stories_and_weights_split_over_devices_give_the_same_logits(model_parallel):

@@ -132,16 +132,41 @@ class Passes(NamedTuple):
     extend: Callable
 
 
-# XLA:CPU's YNNPACK dot fusions (on by default in jaxlib 0.10) ran the SmolLM2 story pass at 12.9 s against
-# 11.0 s with XLA's own dot emitter (32 stories x 160 tokens, 2 cores), so on CPU the passes are compiled
-# without them; the option is per compilation, so the student's programs keep XLA's defaults.
-CPU_COMPILER_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type": ""}
+# The matmul kernels on CPU (`teacher.cpu_kernels`): jaxlib 0.10 fuses dots into YNNPACK by default; the
+# other choice is XLA's own (Eigen) dot emitter. Which is faster depends on the CPU. The SmolLM2 story pass
+# (32 stories x 160 tokens, 2 cores) took 11.0 s with XLA's emitter against 12.9 s with YNNPACK on an Intel
+# CPU with AMX; on an AMD EPYC (Zen 5, AVX-512) 96 stories were graded in 11.9-12.7 s with YNNPACK against
+# 12.8-13.7 s with XLA's (three runs each). `auto` follows these measurements. The option is per
+# compilation, so the student's programs keep XLA's defaults.
+CPU_KERNELS = ("auto", "xla", "ynnpack")
+_XLA_DOTS = {"xla_cpu_experimental_ynn_fusion_type": ""}
+
+
+def cpu_has_amx(cpuinfo: str = "/proc/cpuinfo") -> bool:
+    try:
+        with open(cpuinfo) as f:
+            return any(line.startswith("flags") and " amx_tile" in line for line in f)
+    except OSError:
+        return False
+
+
+def resolve_cpu_kernels(cpu_kernels: str = "auto", cpuinfo: str = "/proc/cpuinfo") -> str:
+    if cpu_kernels not in CPU_KERNELS:
+        raise ValueError(f"teacher.cpu_kernels={cpu_kernels!r}: choose one of {CPU_KERNELS}.")
+    if cpu_kernels == "auto":
+        return "xla" if cpu_has_amx(cpuinfo) else "ynnpack"
+    return cpu_kernels
+
+
+def compiler_options(platform: str, cpu_kernels: str = "auto"):
+    kernels = resolve_cpu_kernels(cpu_kernels)  # checked on every platform: a bad value fails early anywhere
+    return _XLA_DOTS if platform == "cpu" and kernels == "xla" else None
 
 
 @functools.lru_cache(maxsize=None)
-def passes(platform: str) -> Passes:
-    """The passes compiled for `platform` ("cpu", "gpu", "tpu")."""
-    options = CPU_COMPILER_OPTIONS if platform == "cpu" else None
+def passes(platform: str, cpu_kernels: str = "auto") -> Passes:
+    """The passes compiled for `platform` ("cpu", "gpu", "tpu"); on CPU with the matmul kernels named."""
+    options = compiler_options(platform, cpu_kernels)
     if options:
         try:  # a jaxlib that does not know the option keeps its defaults
             jax.jit(lambda x: x + 1, compiler_options=options)(jnp.zeros((), jnp.float32)).block_until_ready()
@@ -171,7 +196,7 @@ class JaxTeacher(Teacher):
         self.lm_cfg, params, self.tok = lm_weights.load(cfg.weights, dtype)
         self.mesh = teacher_mesh(int(cfg.get("devices", 0)), int(cfg.get("model_parallel", 1)))
         self.params = shard_params(params, self.mesh)
-        self.passes = passes(self.mesh.devices.flat[0].platform)
+        self.passes = passes(self.mesh.devices.flat[0].platform, cfg.get("cpu_kernels", "auto"))
         self.memory_logged = False
         self.answer = answer_format(self.tok)
         self.weights_id = _weights_id(cfg.weights)
@@ -180,8 +205,11 @@ class JaxTeacher(Teacher):
         self._rng = jax.random.key(int(cfg.get("seed", 0)))
         self.truncated = 0
         self.last_problem = ""
-        logging.info("JAX teacher: %s (%s, %d layers, %s) loaded in %.1f s; grades read as %s.", cfg.weights,
-                     self.lm_cfg.family, self.lm_cfg.num_layers, dtype, time.time() - t0, grading)
+        platform = self.mesh.devices.flat[0].platform
+        self.kernels = resolve_cpu_kernels(cfg.get("cpu_kernels", "auto")) if platform == "cpu" else platform
+        logging.info("JAX teacher: %s (%s, %d layers, %s, %s kernels) loaded in %.1f s; grades read as %s.",
+                     cfg.weights, self.lm_cfg.family, self.lm_cfg.num_layers, dtype, self.kernels, time.time() - t0,
+                     grading)
         if grading == "expected":
             logging.warning("grading='expected': as a training teacher it rewards the student with its output "
                             "distribution, which BabyLM's rules forbid in a run that claims compliance (use 'greedy' "
