@@ -3,7 +3,9 @@ checkpoints, and the real SmolLM2-135M-Instruct GGUF), the shared-prefix attenti
 prefill, and grades read from the logits."""
 
 import importlib.util
+import itertools
 import os
+import unittest.mock
 
 import jax
 import jax.numpy as jnp
@@ -110,6 +112,30 @@ def test_both_cpu_kernel_choices_give_the_same_logits_and_auto_follows_the_cpu(t
     assert jax_teacher.compiler_options("cpu", "xla") and jax_teacher.compiler_options("gpu", "xla") is None
     with pytest.raises(ValueError, match="teacher.cpu_kernels='mkl': choose one of"):
         jax_teacher.compiler_options("gpu", "mkl")
+
+
+def test_stories_are_cut_into_the_micro_batches_that_compute_the_fewest_tokens():
+    """Sorted story lengths are split into consecutive micro-batches (each padded to a multiple of `step`
+    rows and its longest story rounded up to the bucket, plus a fixed cost per call): the cheapest split, as
+    brute force over every split finds it; equal lengths stay in full micro-batches."""
+    def cost(parts, lengths, step=8, bucket=32, cap=512):
+        return sum(-(-(p.stop - p.start) // step) * step * min(-(-lengths[p.stop - 1] // bucket) * bucket, cap)
+                   + 2 * step * bucket for p in parts)
+
+    rng = np.random.default_rng(0)
+    for n in (1, 5, 9, 12):
+        for _ in range(4):
+            lengths = sorted(rng.integers(1, 400, n).tolist())
+            parts = jax_teacher.micro_batches(lengths, 8, 8, 32, 512)
+            assert [i for p in parts for i in range(n)[p]] == list(range(n))
+            assert all(1 <= p.stop - p.start <= 8 for p in parts)
+            splits = [[slice(a, b) for a, b in zip((0,) + cuts, cuts + (n,))]
+                      for r in range(n) for cuts in itertools.combinations(range(1, n), r)]
+            feasible = [c for c in (cost(s, lengths) for s in splits if all(p.stop - p.start <= 8 for p in s))]
+            assert cost(parts, lengths) == min(feasible)
+    even = jax_teacher.micro_batches([149] * 96, 32, 8, 32, 4000)
+    assert [(p.start, p.stop) for p in even] == [(0, 32), (32, 64), (64, 96)]
+    assert jax_teacher.micro_batches([], 32, 8, 32, 4000) == []
 
 
 @pytest.mark.slow
@@ -230,6 +256,17 @@ def test_grades_are_read_from_the_logits_with_their_digit_mass(smollm2, tmp_path
     # The same stories in another batch shape and order give the same grades (padding never leaks in).
     again = smollm2.grade_batch([PAPER_PROMPT] * 2, stories[:0:-1])
     np.testing.assert_allclose(again.scores_Bx3, g.scores_Bx3[:0:-1], atol=1e-5)
+    # Ragged stories are cut into micro-batches by length (eight short ones apart from a long one); the
+    # grades are those of the same stories in one padded micro-batch.
+    ragged = [PAPER_PROMPT + f" a fox number {i} found a key." for i in range(8)] + [stories[0] * 6]
+    smollm2.micro = 16
+    try:
+        planned = smollm2.grade_batch([PAPER_PROMPT] * 9, ragged)
+        with unittest.mock.patch.object(jax_teacher, "micro_batches", lambda lengths, *a: [slice(0, len(lengths))]):
+            whole = smollm2.grade_batch([PAPER_PROMPT] * 9, ragged)
+    finally:
+        smollm2.micro = 8
+    np.testing.assert_allclose(planned.scores_Bx3, whole.scores_Bx3, atol=1e-5)
     # Run on one device (the CPU default) or split over this process's 8 (fake) devices, stories over 4 and
     # each weight matrix over 2: the same grades.
     assert smollm2.mesh.size == 1 and len(jax.local_devices()) == 8
