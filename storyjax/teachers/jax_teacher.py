@@ -282,7 +282,7 @@ class JaxTeacher(Teacher):
         for i in range(n):
             groups.setdefault(prompts[i], []).append(i)
         for prompt, rows in groups.items():
-            k, v, P, tail = self._prefix(prompt)
+            _, _, P, tail = self._prefix(prompt)
             room = self.lm_cfg.max_len - P - len(self.answer.ids)
             ids = {i: self._suffix_ids(stories[i], tail, room) for i in rows}
             rows.sort(key=lambda i: len(ids[i]))
