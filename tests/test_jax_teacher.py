@@ -423,6 +423,9 @@ def test_unusable_weights_are_refused_with_the_fix(tmp_path):
     cfg = ml_collections.ConfigDict(dict(name="jax", weights="", grading="mean", template=""))
     with pytest.raises(ValueError, match="teacher.grading='mean': choose one of"):
         jax_teacher.JaxTeacher(cfg)
+    cfg.update(grading="greedy", cpu_kernels="mkl")  # refused before any weights are read
+    with pytest.raises(ValueError, match="teacher.cpu_kernels='mkl': choose one of"):
+        jax_teacher.JaxTeacher(cfg)
 
 
 def test_replay_regrades_a_jax_teachers_log(tmp_path):

@@ -214,12 +214,15 @@ class JaxTeacher(Teacher):
             raise ValueError(f"teacher.batch_size={self.micro} must be >= 1 and teacher.min_digit_mass="
                              f"{self.min_mass} in 0..1.")
         self.template = load_template(cfg.template)
+        kernels = resolve_cpu_kernels(cfg.get("cpu_kernels", "auto"))  # settings first, then seconds of loading
+        self.mesh = teacher_mesh(int(cfg.get("devices", 0)), int(cfg.get("model_parallel", 1)))
+        platform = self.mesh.devices.flat[0].platform
+        self.kernels = kernels if platform == "cpu" else platform
         dtype = cfg.get("compute_dtype", "") or ("float32" if jax.default_backend() == "cpu" else "bfloat16")
         t0 = time.time()
         self.lm_cfg, params, self.tok = lm_weights.load(cfg.weights, dtype)
-        self.mesh = teacher_mesh(int(cfg.get("devices", 0)), int(cfg.get("model_parallel", 1)))
         self.params = shard_params(params, self.mesh)
-        self.passes = passes(self.mesh.devices.flat[0].platform, cfg.get("cpu_kernels", "auto"))
+        self.passes = passes(platform, kernels)
         self.memory_logged = False
         self.answer = answer_format(self.tok)
         self.weights_id = _weights_id(cfg.weights)
@@ -228,8 +231,6 @@ class JaxTeacher(Teacher):
         self._rng = jax.random.key(int(cfg.get("seed", 0)))
         self.truncated = 0
         self.last_problem = ""
-        platform = self.mesh.devices.flat[0].platform
-        self.kernels = resolve_cpu_kernels(cfg.get("cpu_kernels", "auto")) if platform == "cpu" else platform
         logging.info("JAX teacher: %s (%s, %d layers, %s, %s kernels) loaded in %.1f s; grades read as %s.",
                      cfg.weights, self.lm_cfg.family, self.lm_cfg.num_layers, dtype, self.kernels, time.time() - t0,
                      grading)
