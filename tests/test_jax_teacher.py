@@ -256,16 +256,19 @@ def test_grades_are_read_from_the_logits_with_their_digit_mass(smollm2, tmp_path
     # The same stories in another batch shape and order give the same grades (padding never leaks in).
     again = smollm2.grade_batch([PAPER_PROMPT] * 2, stories[:0:-1])
     np.testing.assert_allclose(again.scores_Bx3, g.scores_Bx3[:0:-1], atol=1e-5)
-    # Ragged stories are cut into micro-batches by length (eight short ones apart from a long one); the
-    # grades are those of the same stories in one padded micro-batch.
+    # Ragged stories are cut into micro-batches by length (eight short ones and a long one: two micro-batches
+    # of 8 rows, not 16 rows as long as the longest); the grades are those of one padded micro-batch.
     ragged = [PAPER_PROMPT + f" a fox number {i} found a key." for i in range(8)] + [stories[0] * 6]
     smollm2.micro = 16
+    cut, plans = jax_teacher.micro_batches, []
     try:
-        planned = smollm2.grade_batch([PAPER_PROMPT] * 9, ragged)
+        with unittest.mock.patch.object(jax_teacher, "micro_batches", lambda *a: plans.append(cut(*a)) or plans[-1]):
+            planned = smollm2.grade_batch([PAPER_PROMPT] * 9, ragged)
         with unittest.mock.patch.object(jax_teacher, "micro_batches", lambda lengths, *a: [slice(0, len(lengths))]):
             whole = smollm2.grade_batch([PAPER_PROMPT] * 9, ragged)
     finally:
         smollm2.micro = 8
+    assert len(plans) == 1 and len(plans[0]) == 2  # two micro-batches of 8 rows, one of them short
     np.testing.assert_allclose(planned.scores_Bx3, whole.scores_Bx3, atol=1e-5)
     # Run on one device (the CPU default) or split over this process's 8 (fake) devices, stories over 4 and
     # each weight matrix over 2: the same grades.
