@@ -191,7 +191,7 @@ def micro_batches(lengths: list, most: int, step: int, bucket: int, cap: int) ->
         S = min(-(-lengths[end - 1] // bucket) * bucket, cap)
         for start in range(max(0, end - most), end):
             cost = best[start] + -(-(end - start) // step) * step * S + per_call
-            if cost < best[end]:
+            if cost <= best[end]:  # on a tie (rows padded anyway) the later cut: short stories stay together
                 best[end], cut[end] = cost, start
     parts, end = [], n
     while end:
