@@ -4,8 +4,9 @@ grading stories inside the program, on the student's devices, with the grades re
 The prompt is the `openai` teacher's rubric, wrapped in the model's own chat template. Everything before
 `{story}` (chat header, rubric, opening line) is the same for every story of an opening: its K/V are
 computed once and cached, and every story attends to that single copy (see `teachers.lm`). Each story's
-own tokens (its text, the rest of the template, the assistant header) run as a right-padded batch whose
-length is rounded up to a bucket, so a run compiles a handful of shapes.
+own tokens (its text, the rest of the template, the assistant header) run as right-padded micro-batches of
+stories of similar length (`micro_batches`), each rounded up to a bucket of rows and tokens, so a run
+compiles a handful of shapes and ragged stories are not padded to the longest.
 
 The answer "d d d" is teacher-forced: at each digit position the teacher's distribution over the tokens
 for 0..3 is read off; `grading=expected` gives its mean (renormalised over 0..3), `greedy` the most
