@@ -178,6 +178,12 @@ def passes(platform: str, cpu_kernels: str = "auto") -> Passes:
     return Passes(jit(_prefill), jit(_suffix), jit(_extend))
 
 
+def padded_shape(rows: int, longest: int, step: int, bucket: int, cap: int) -> tuple:
+    """(rows, tokens) a micro-batch is padded to: a multiple of `step` rows, its longest story rounded up to
+    `bucket` tokens but at most `cap` (the teacher's context after the prefix and the answer)."""
+    return -(-rows // step) * step, min(-(-longest // bucket) * bucket, cap)
+
+
 def micro_batches(lengths: list, most: int, step: int, bucket: int, cap: int) -> list:
     """Slices cutting stories sorted by length (`lengths`, ascending) into consecutive micro-batches of at
     most `most`, chosen to compute the fewest tokens: each micro-batch is padded to a multiple of `step`
@@ -189,9 +195,9 @@ def micro_batches(lengths: list, most: int, step: int, bucket: int, cap: int) ->
     per_call = 2 * step * bucket
     best, cut = [0.0] + [float("inf")] * n, [0] * (n + 1)
     for end in range(1, n + 1):
-        S = min(-(-lengths[end - 1] // bucket) * bucket, cap)
         for start in range(max(0, end - most), end):
-            cost = best[start] + -(-(end - start) // step) * step * S + per_call
+            B_pad, S = padded_shape(end - start, lengths[end - 1], step, bucket, cap)
+            cost = best[start] + B_pad * S + per_call
             if cost <= best[end]:  # on a tie (rows padded anyway) the later cut: short stories stay together
                 best[end], cut[end] = cost, start
     parts, end = [], n
@@ -285,10 +291,10 @@ class JaxTeacher(Teacher):
             groups.setdefault(prompts[i], []).append(i)
         for prompt, rows in groups.items():
             _, _, P, tail = self._prefix(prompt)
-            room = self.lm_cfg.max_len - P - len(self.answer.ids)
-            ids = {i: self._suffix_ids(stories[i], tail, room) for i in rows}
+            ids = {i: self._suffix_ids(stories[i], tail, self._room(P)) for i in rows}
             rows.sort(key=lambda i: len(ids[i]))
-            for part in micro_batches([len(ids[i]) for i in rows], self.micro, self._row_step(), BUCKET, room):
+            for part in micro_batches([len(ids[i]) for i in rows], self.micro, self._row_step(), BUCKET,
+                                      self._room(P)):
                 if self._cancelled:
                     raise GradingCancelled("grading was cancelled (SIGTERM).")
                 idx = rows[part]
@@ -308,6 +314,10 @@ class JaxTeacher(Teacher):
         self._log(prompts, stories, scores, answers, details, statuses)
         return Grades(scores, answers, details)
 
+    def _room(self, prefix_len: int) -> int:
+        """Tokens a story (with the template's tail) may take: the context after the prefix and the answer."""
+        return self.lm_cfg.max_len - prefix_len - len(self.answer.ids)
+
     def _row_step(self) -> int:
         """Micro-batches are padded to a multiple of this many rows: a multiple of the device count, so a
         run compiles a few batch shapes."""
@@ -318,9 +328,8 @@ class JaxTeacher(Teacher):
         """Grades of one micro-batch: `rows` are the stories' own token ids (story, then the template's tail)."""
         k, v, P, _ = self._prefix(prompt)
         B = len(rows)
-        S = min(-(-max(map(len, rows)) // BUCKET) * BUCKET, self.lm_cfg.max_len - P - len(self.answer.ids))
-        step = self._row_step()
-        B_pad = -(-B // step) * step  # padded rows repeat the last story and are dropped below
+        # padded rows repeat the last story and are dropped below
+        B_pad, S = padded_shape(B, max(map(len, rows)), self._row_step(), BUCKET, self._room(P))
         toks, valid = np.zeros((B_pad, S), np.int32), np.zeros((B_pad, S), bool)
         for b in range(B_pad):
             row = rows[min(b, B - 1)]
