@@ -76,7 +76,7 @@ def get_config(preset: str = "default") -> ml_collections.ConfigDict:
         # compute_dtype: "" = float32 on CPU, bfloat16 elsewhere; devices: local devices the stories are split
         # over (0: all accelerators, or one CPU); model_parallel: devices each weight matrix is split over (a
         # teacher larger than one device: e.g. 8B in bf16 on 16 GB chips needs 2 or more); cpu_kernels: the
-        # matmul kernels on CPU (auto | xla | ynnpack: which is faster depends on the CPU, see jax_teacher).
+        # matmul kernels on CPU (auto | xla | ynnpack: which is faster depends on the CPU; teachers/lm_passes.py).
         weights="", grading="expected", min_digit_mass=0.1, batch_size=32, compute_dtype="", devices=0,
         model_parallel=1, cpu_kernels="auto",
         base_url="http://127.0.0.1:8000/v1", model="meta-llama/Llama-3.1-8B-Instruct",

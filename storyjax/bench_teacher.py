@@ -27,7 +27,7 @@ from storyjax import config_file
 from storyjax.data.tales_generator import make_tale
 from storyjax.profiling import planned_bytes
 from storyjax.prompts import PAPER_PROMPT
-from storyjax.teachers import jax_teacher, lm, make_teacher
+from storyjax.teachers import jax_teacher, lm, lm_passes, make_teacher
 from storyjax.teachers.openai_teacher import load_template
 
 RANDOM_SHAPES = {  # transformers LlamaConfig fields
@@ -172,7 +172,7 @@ def _random_jax(shape: dict, stories: int, prefix_len: int, story_len: int, batc
     valid = jax.device_put(jnp.arange(S)[None] < story_len - jnp.asarray(rng.integers(0, 10, (B, 1))), rows)
     answer = jax.device_put(jnp.zeros((B, 4), jnp.int32), rows)
 
-    run = jax_teacher.passes(jax.default_backend())  # what the teacher runs
+    run = lm_passes.passes(jax.default_backend())  # what the teacher runs
 
     def grade_all():
         k, v = run.prefill(cfg, params, prefix)
@@ -191,7 +191,7 @@ def _random_jax(shape: dict, stories: int, prefix_len: int, story_len: int, batc
         times.append(time.perf_counter() - t0)
     seconds = float(np.median(times))
     compiled = run.suffix.lower(cfg, params, *run.prefill(cfg, params, prefix), toks, valid).compile()
-    return {"teacher": f"jax random {dtype}", "kernels": jax_teacher.resolve_cpu_kernels()
+    return {"teacher": f"jax random {dtype}", "kernels": lm_passes.resolve_cpu_kernels()
             if jax.default_backend() == "cpu" else jax.default_backend(), "stories": stories, "seconds": seconds,
             "stories_per_s": stories / seconds, "batch": B, "devices": step, "story_pass_xla_bytes":
             planned_bytes(compiled), "num_params": int(sum(x.size for x in jax.tree.leaves(params)))}

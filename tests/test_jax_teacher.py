@@ -13,7 +13,7 @@ import ml_collections
 import numpy as np
 import pytest
 
-from storyjax.teachers import jax_teacher, lm, lm_weights
+from storyjax.teachers import jax_teacher, lm, lm_passes, lm_weights
 
 SMOLLM2 = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
@@ -57,7 +57,7 @@ def random_params(cfg, seed=0):
 
 def teacher_passes():
     """The jitted passes the teacher runs on this backend (with its compiler options)."""
-    return jax_teacher.passes(jax.default_backend())
+    return lm_passes.passes(jax.default_backend())
 
 
 @pytest.mark.parametrize("family", ["llama", "qwen2", "gemma3"])
@@ -99,19 +99,19 @@ def test_both_cpu_kernel_choices_give_the_same_logits_and_auto_follows_the_cpu(t
     valid = jnp.arange(12)[None] < jnp.asarray(rng.integers(1, 13, (8, 1)))
     firsts = []
     for kernels in ("xla", "ynnpack"):
-        run = jax_teacher.passes("cpu", kernels)
+        run = lm_passes.passes("cpu", kernels)
         k, v = run.prefill(cfg, params, prefix)
         firsts.append(np.asarray(run.suffix(cfg, params, k, v, toks, valid)[0]))
     np.testing.assert_allclose(firsts[0], firsts[1], atol=1e-5, rtol=0)
     amx, plain = tmp_path / "amx", tmp_path / "plain"
     amx.write_text("processor\t: 0\nflags\t\t: fpu sse avx512f amx_bf16 amx_tile amx_int8\n")
     plain.write_text("processor\t: 0\nflags\t\t: fpu sse avx512f avx512_bf16\n")
-    assert jax_teacher.resolve_cpu_kernels("auto", str(amx)) == "xla"
-    assert jax_teacher.resolve_cpu_kernels("auto", str(plain)) == "ynnpack"
-    assert jax_teacher.resolve_cpu_kernels("auto", str(tmp_path / "none")) == "ynnpack"
-    assert jax_teacher.compiler_options("cpu", "xla") and jax_teacher.compiler_options("gpu", "xla") is None
+    assert lm_passes.resolve_cpu_kernels("auto", str(amx)) == "xla"
+    assert lm_passes.resolve_cpu_kernels("auto", str(plain)) == "ynnpack"
+    assert lm_passes.resolve_cpu_kernels("auto", str(tmp_path / "none")) == "ynnpack"
+    assert lm_passes.compiler_options("cpu", "xla") and lm_passes.compiler_options("gpu", "xla") is None
     with pytest.raises(ValueError, match="teacher.cpu_kernels='mkl': choose one of"):
-        jax_teacher.compiler_options("gpu", "mkl")
+        lm_passes.compiler_options("gpu", "mkl")
 
 
 def test_stories_are_cut_into_the_micro_batches_that_compute_the_fewest_tokens():
@@ -157,15 +157,15 @@ def test_stories_and_weights_split_over_devices_give_the_same_logits(model_paral
         last = teacher_passes().extend(cfg, params, k, v, sk, sv, place(valid), place(answer))
         return np.asarray(first), np.asarray(last)
 
-    mesh = jax_teacher.teacher_mesh(8, model_parallel)
+    mesh = lm_passes.teacher_mesh(8, model_parallel)
     rows = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data"))
-    split = jax_teacher.shard_params(params, mesh)
+    split = lm_passes.shard_params(params, mesh)
     assert split["layers"]["w_down"].sharding.spec == jax.sharding.PartitionSpec(
         *((None, "model", None) if model_parallel > 1 else ()))
     for ours, ref in zip(digits(split, lambda x: jax.device_put(x, rows)), digits(params)):
         np.testing.assert_allclose(ours, ref, atol=1e-5, rtol=0)
     with pytest.raises(ValueError, match="model_parallel=3 must be >= 1 and divide the 8"):
-        jax_teacher.teacher_mesh(8, 3)
+        lm_passes.teacher_mesh(8, 3)
 
 
 @pytest.mark.parametrize("family", ["llama", "qwen2", "gemma3"])
@@ -274,8 +274,8 @@ def test_grades_are_read_from_the_logits_with_their_digit_mass(smollm2, tmp_path
     # each weight matrix over 2: the same grades.
     assert smollm2.mesh.size == 1 and len(jax.local_devices()) == 8
     mesh, params = smollm2.mesh, smollm2.params
-    smollm2.mesh = jax_teacher.teacher_mesh(8, model_parallel=2)
-    smollm2.params = jax_teacher.shard_params(params, smollm2.mesh)
+    smollm2.mesh = lm_passes.teacher_mesh(8, model_parallel=2)
+    smollm2.params = lm_passes.shard_params(params, smollm2.mesh)
     assert smollm2.params["layers"]["wq"].sharding.spec == jax.sharding.PartitionSpec(None, None, "model")
     smollm2._prefixes.clear()  # cached prefix K/V live on the mesh they were computed on
     try:

@@ -19,12 +19,11 @@ fails to parse.
 from __future__ import annotations
 
 import collections
-import functools
 import hashlib
 import json
 import os
 import time
-from typing import Callable, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -32,7 +31,8 @@ import numpy as np
 from absl import logging
 
 from storyjax.profiling import planned_bytes
-from storyjax.teachers import lm, lm_weights
+from storyjax.teachers import lm_weights
+from storyjax.teachers.lm_passes import passes, resolve_cpu_kernels, shard_params, teacher_mesh
 from storyjax.teachers.base import Grades, GradingCancelled, Teacher
 from storyjax.teachers.openai_teacher import load_template
 
@@ -94,88 +94,6 @@ def prompt_parts(tok, template: str, prompt: str) -> PromptParts:
         text = content + "\n"
     prefix, tail = text.split(_STORY)
     return PromptParts(prefix, tail)
-
-
-def _prefill(cfg, params, prefix_1xP):
-    P = prefix_1xP.shape[1]
-    pos = jnp.arange(P)[None]
-    _, k, v = lm.forward(cfg, params, prefix_1xP, pos, lm.causal_mask(jnp.ones((1, P), bool)))
-    return k[:, 0], v[:, 0]  # [L, P, Hkv, D]: the shared segment
-
-
-def _suffix(cfg, params, prefix_k, prefix_v, suffix_BxS, valid_BxS):
-    """Digit-1 logits of each story (at its last real token) and the stories' own K/V."""
-    P = prefix_k.shape[1]
-    pos = P + jnp.arange(suffix_BxS.shape[1])[None]
-    h, k, v = lm.forward(cfg, params, suffix_BxS, pos + jnp.zeros_like(suffix_BxS), lm.causal_mask(valid_BxS),
-                         (lm.Segment(prefix_k, prefix_v, pos=jnp.arange(P)),))
-    last_B = valid_BxS.sum(1) - 1
-    return lm.logits(cfg, params, h[jnp.arange(h.shape[0]), last_B]), k, v
-
-
-def _extend(cfg, params, prefix_k, prefix_v, suffix_k, suffix_v, valid_BxS, answer_BxE):
-    """Logits after the answer tokens so far, which follow each story's last real token."""
-    B, E = answer_BxE.shape
-    P = prefix_k.shape[1]
-    pos = P + valid_BxS.sum(1)[:, None] + jnp.arange(E)[None]
-    S = valid_BxS.shape[1]
-    segments = (lm.Segment(prefix_k, prefix_v, pos=jnp.arange(P)),
-                lm.Segment(suffix_k, suffix_v, jnp.broadcast_to(valid_BxS[:, None, :], (B, E, S)), P + jnp.arange(S)))
-    h, _, _ = lm.forward(cfg, params, answer_BxE, pos, lm.causal_mask(jnp.ones((B, E), bool)), segments)
-    return lm.logits(cfg, params, h[:, -1])
-
-
-class Passes(NamedTuple):
-    """The teacher's three jitted passes (the model config static): the shared prefix, the stories, and the
-    answer tokens after them."""
-    prefill: Callable
-    suffix: Callable
-    extend: Callable
-
-
-# The matmul kernels on CPU (`teacher.cpu_kernels`): jaxlib 0.10 fuses dots into YNNPACK by default; the
-# other choice is XLA's own (Eigen) dot emitter. Which is faster depends on the CPU. The SmolLM2 story pass
-# (32 stories x 160 tokens, 2 cores) took 11.0 s with XLA's emitter against 12.9 s with YNNPACK on an Intel
-# CPU with AMX; on an AMD EPYC (Zen 5, AVX-512) 96 stories were graded in 11.9-12.7 s with YNNPACK against
-# 12.8-13.7 s with XLA's (three runs each). `auto` follows these measurements. The option is per
-# compilation, so the student's programs keep XLA's defaults.
-CPU_KERNELS = ("auto", "xla", "ynnpack")
-_XLA_DOTS = {"xla_cpu_experimental_ynn_fusion_type": ""}
-
-
-def cpu_has_amx(cpuinfo: str = "/proc/cpuinfo") -> bool:
-    try:
-        with open(cpuinfo) as f:
-            return any(line.startswith("flags") and " amx_tile" in line for line in f)
-    except OSError:
-        return False
-
-
-def resolve_cpu_kernels(cpu_kernels: str = "auto", cpuinfo: str = "/proc/cpuinfo") -> str:
-    if cpu_kernels not in CPU_KERNELS:
-        raise ValueError(f"teacher.cpu_kernels={cpu_kernels!r}: choose one of {CPU_KERNELS}.")
-    if cpu_kernels == "auto":
-        return "xla" if cpu_has_amx(cpuinfo) else "ynnpack"
-    return cpu_kernels
-
-
-def compiler_options(platform: str, cpu_kernels: str = "auto"):
-    kernels = resolve_cpu_kernels(cpu_kernels)  # checked on every platform: a bad value fails early anywhere
-    return _XLA_DOTS if platform == "cpu" and kernels == "xla" else None
-
-
-@functools.lru_cache(maxsize=None)
-def passes(platform: str, cpu_kernels: str = "auto") -> Passes:
-    """The passes compiled for `platform` ("cpu", "gpu", "tpu"); on CPU with the matmul kernels named."""
-    options = compiler_options(platform, cpu_kernels)
-    if options:
-        try:  # a jaxlib that does not know the option keeps its defaults
-            jax.jit(lambda x: x + 1, compiler_options=options)(jnp.zeros((), jnp.float32)).block_until_ready()
-        except Exception as e:  # noqa: BLE001 — XLA reports an unknown option as a generic runtime error
-            logging.warning("XLA does not take %s (%s); the JAX teacher compiles with its defaults.", options, e)
-            options = None
-    jit = functools.partial(jax.jit, static_argnums=0, compiler_options=options)
-    return Passes(jit(_prefill), jit(_suffix), jit(_extend))
 
 
 def padded_shape(rows: int, longest: int, step: int, bucket: int, cap: int) -> tuple:
@@ -396,42 +314,6 @@ class JaxTeacher(Teacher):
                 f.write(json.dumps({"time": time.time(), "key": self.key(p, s), "status": st, "answer": a,
                                     "scores": [None if np.isnan(x) else float(x) for x in sc], **d,
                                     "model": self.cfg.weights, "prompt": p, "story": s}) + "\n")
-
-
-def teacher_mesh(devices: int, model_parallel: int = 1) -> jax.sharding.Mesh:
-    """This process's devices as ("data", "model"): stories split over "data", each weight matrix over
-    "model" when `model_parallel` > 1 (a teacher larger than one device). CPU "devices" share the same
-    cores, so one CPU unless `devices` says more."""
-    local = jax.local_devices()
-    n = devices or (1 if jax.default_backend() == "cpu" else len(local))
-    if not 1 <= n <= len(local):
-        raise ValueError(f"teacher.devices={n}: this process has {len(local)} devices; use 1..{len(local)} "
-                         "(0: all accelerators, or one CPU).")
-    if model_parallel < 1 or n % model_parallel:
-        raise ValueError(f"teacher.model_parallel={model_parallel} must be >= 1 and divide the {n} teacher devices "
-                         "(teacher.devices).")
-    return jax.sharding.Mesh(np.asarray(local[:n]).reshape(n // model_parallel, model_parallel), ("data", "model"))
-
-
-# Megatron-style: Q/K/V, gate and up split by output columns, the attention output and down projections
-# by input rows, so each layer needs one reduction per matmul pair; embedding and head split over the
-# vocabulary. A dimension the "model" axis does not divide stays whole.
-_SPLIT = {"wq": 2, "wk": 2, "wv": 2, "w_gate": 2, "w_up": 2, "wo": 1, "w_down": 1, "bq": 1, "bk": 1, "bv": 1}
-
-
-def shard_params(params: dict, mesh: jax.sharding.Mesh) -> dict:
-    mp = mesh.shape["model"]
-
-    def spec(path, x):
-        names = [getattr(k, "key", None) for k in path]
-        axis = _SPLIT.get(names[-1]) if "layers" in names else {"embed": 0, "lm_head": 1}.get(names[-1])
-        if mp == 1 or axis is None or x.shape[axis] % mp:
-            return jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
-        parts = [None] * x.ndim
-        parts[axis] = "model"
-        return jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(*parts))
-
-    return jax.device_put(params, jax.tree_util.tree_map_with_path(spec, params))
 
 
 def _text_seed(prompt: str, story: str) -> int:
