@@ -15,9 +15,10 @@ corpus, or Austen with --config.pretrain.data.name=text_files
 --config.pretrain.data.path=../shared/data/corpora/austen):
   XLA_FLAGS=--xla_force_host_platform_device_count=8 python -m storyjax.main \
       --config=configs/experiment.py:tiny --workdir=runs/experiment
-paper (GPU / TPU pod; the paper's milestones of a BabyLM pretraining run, an 8B judge in-process):
+paper (GPU / TPU pod; the paper's milestones of a BabyLM pretraining run, a 7B judge of another family than
+the Llama-3.1-8B teacher, in-process; a judge that is the teacher's model is refused):
   python -m storyjax.main --config=configs/experiment.py:paper --config.init_checkpoint=PRETRAIN_DIR \
-      --config.judge.weights=/path/to/Llama-3.1-8B-Instruct --workdir=DIR
+      --config.judge.weights=/path/to/Qwen2.5-7B-Instruct --workdir=DIR
 """
 
 import ml_collections

@@ -71,13 +71,16 @@ def get_config(preset: str = "default") -> ml_collections.ConfigDict:
     c.teacher = ml_collections.ConfigDict(dict(
         name="openai" if paper else "rubric",      # rubric | openai | replay | jax
         # jax: an instruct LLM in-process; weights = a Hugging Face folder or a .gguf file. Grades are read
-        # off its logits (expected | greedy | sample); a story with less than min_digit_mass of the teacher's
+        # off its logits: sample (a digit drawn at `temperature`, 0.2: the paper's teacher) | greedy |
+        # expected (the mean of its distribution over 0-3: the teacher's output distribution as the reward,
+        # which BabyLM's rules forbid; a training teacher refuses it unless allow_distribution_reward=True,
+        # and the run's summary then says so; a judge may use it); a story with less than min_digit_mass of the teacher's
         # probability on the digits 0-3 at any grade is unscorable. batch_size: stories per teacher pass;
         # compute_dtype: "" = float32 on CPU, bfloat16 elsewhere; devices: local devices the stories are split
         # over (0: all accelerators, or one CPU); model_parallel: devices each weight matrix is split over (a
         # teacher larger than one device: e.g. 8B in bf16 on 16 GB chips needs 2 or more); cpu_kernels: the
         # matmul kernels on CPU (auto | xla | ynnpack: which is faster depends on the CPU; teachers/lm_passes.py).
-        weights="", grading="expected", min_digit_mass=0.1, batch_size=32, compute_dtype="", devices=0,
+        weights="", grading="sample", allow_distribution_reward=False, min_digit_mass=0.1, batch_size=32, compute_dtype="", devices=0,
         model_parallel=1, cpu_kernels="auto",
         base_url="http://127.0.0.1:8000/v1", model="meta-llama/Llama-3.1-8B-Instruct",
         template="",                               # empty: storyjax/teachers/templates/rubric_prompt.txt
@@ -94,7 +97,10 @@ def get_config(preset: str = "default") -> ml_collections.ConfigDict:
         replay_from=""))                           # replay: a run's answers.jsonl
     # The judge of held-out stories (storyjax/judge.py), reported beside the training teacher: same settings
     # as `teacher`; name "auto" = the in-process jax teacher when judge.weights is given, else the rubric.
-    c.judge = ml_collections.ConfigDict({**c.teacher.to_dict(), "name": "auto", "grading": "greedy"})
+    # A judge that is the teacher's own model is refused unless allow_same=True. The quickstart has no second
+    # grader offline (judge = the rubric = its teacher), so it says so: its held-out gain is no evidence.
+    c.judge = ml_collections.ConfigDict({**c.teacher.to_dict(), "name": "auto", "grading": "greedy",
+                                         "allow_same": not paper})
     c.budget_words = 1_000_000 if paper else 10_000  # default: 98 steps of 32 stories
     c.charge_prompt = "once"
     c.generated_words_cap = 100_000_000

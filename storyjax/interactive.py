@@ -55,12 +55,23 @@ def validate(config: ml_collections.ConfigDict) -> None:
         (math.isfinite(config.rl.lr) and config.rl.lr > 0, f"rl.lr={config.rl.lr}: use a positive learning rate"),
         (judge_lib.resolved(config).name in NAMES, f"judge.name={config.judge.name!r}: choose auto or one of "
                                                    f"{NAMES}"),
+        (not distribution_reward(config.teacher) or config.teacher.allow_distribution_reward,
+         "teacher.grading='expected' rewards the student with the teacher's output distribution, which BabyLM's "
+         "rules forbid: use teacher.grading=sample (the paper's, at temperature 0.2) or greedy, or set "
+         "teacher.allow_distribution_reward=True to run it anyway (the summary will say so)"),
     ]
     problems = [why for ok, why in checks if not ok]
     if problems:
         raise ValueError("; ".join(problems) + ".")
     teacher_health.TeacherHealth.from_config(config.teacher)
     reinforce.RewardConfig.from_config(config.reward)
+    reinforce.check(config.rl)
+    judge_lib.check(config)
+
+
+def distribution_reward(teacher: ml_collections.ConfigDict) -> bool:
+    """Whether a training teacher's grades are its output distribution (the `jax` teacher's `expected`)."""
+    return teacher.name == "jax" and teacher.get("grading") == "expected"
 
 
 def needs_pretraining(config: ml_collections.ConfigDict) -> bool:
@@ -352,6 +363,8 @@ class Loop:
             "job": "interactive", "steps": step, "stories": ledger.stories, "input_words": ledger.input_words,
             "generated_words": ledger.generated_words, "unscorable": ledger.unscorable,
             "budget_words": ledger.budget_words, "teacher": teacher_name,
+            # Said wherever the figures stand: such a run does not follow BabyLM's rules.
+            "reward_is_teacher_distribution": distribution_reward(c.teacher),
             "heldout_score_start": start.get("score"), "heldout_score_end": heldout_end.get("score"),
             "heldout_start": start, "heldout_end": heldout_end,
             "judge": judge_lib.describe(c),

@@ -6,13 +6,18 @@ training teacher and by the judge (`config.judge`, the same settings as `config.
 reported side by side; the gap between them is the hacking made visible.
 
 `judge.name="auto"` (the default): the in-process `jax` teacher when `judge.weights` names an instruct
-model, else the offline `rubric`. When the judge would be the training teacher itself (same name and
-settings), it is not asked twice and the report says the judge is not independent.
+model, else the offline `rubric`. A judge that is the training teacher's own model (both the rubric; the
+same weights file by content fingerprint; the same Hugging Face folder; the same server and model name;
+or, across kinds, the same model name) is refused unless `judge.allow_same=True`; then every summary,
+table and report says "judge = teacher" where its figures stand. A judge grading with exactly the
+teacher's settings is not asked twice: the teacher's grades are reused.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
 
 import ml_collections
 
@@ -27,11 +32,15 @@ def resolved(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     return judge
 
 
+def _teacher(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """The training teacher: `config.teacher` (an interactive run) or `config.interactive.teacher` (an experiment)."""
+    return config.teacher if "teacher" in config else config.interactive.teacher
+
+
 def is_teacher(config: ml_collections.ConfigDict) -> bool:
-    """Whether the judge grades exactly as the training teacher does (then it is not independent). The
-    teacher is `config.teacher` (an interactive run) or `config.interactive.teacher` (an experiment)."""
+    """Whether the judge grades exactly as the training teacher does (then the teacher's grades are reused)."""
     judge = resolved(config)
-    teacher = config.teacher if "teacher" in config else config.interactive.teacher
+    teacher = _teacher(config)
     if judge.name != teacher.name:
         return False
     if judge.name == "rubric":  # no settings: one rubric
@@ -40,6 +49,62 @@ def is_teacher(config: ml_collections.ConfigDict) -> bool:
             "jax": ("weights", "template", "grading", "min_digit_mass"),
             "replay": ("replay_from",)}.get(judge.name, tuple(judge.keys()))
     return all(judge.get(k) == teacher.get(k) for k in keys)
+
+
+def fingerprint(path: str) -> str:
+    """A content fingerprint of a weights file (its size and first and last 4 MiB; hashing every byte of an
+    8B model would take a minute) or of a folder's config and weight index, so a copy elsewhere matches."""
+    path = os.path.realpath(path)
+    if os.path.isdir(path):
+        parts = [os.path.join(path, f) for f in ("config.json", "model.safetensors.index.json")]
+        parts = [p for p in parts if os.path.isfile(p)] or sorted(
+            os.path.join(path, f) for f in os.listdir(path) if f.endswith((".safetensors", ".gguf")))[:1]
+        return "|".join(fingerprint(p) for p in parts) or path
+    if not os.path.isfile(path):
+        return path
+    digest, size = hashlib.sha256(), os.path.getsize(path)
+    with open(path, "rb") as f:
+        digest.update(f.read(4 << 20))
+        if size > 8 << 20:
+            f.seek(size - (4 << 20))
+            digest.update(f.read())
+    return f"{size}:{digest.hexdigest()[:16]}"
+
+
+def _model_name(name: str) -> str:
+    """A model's name as a hub id, folder or file would say it: "meta-llama/Llama-3.1-8B-Instruct",
+    "/w/Llama-3.1-8B-Instruct/" and "Llama-3.1-8B-Instruct.Q4_K_M.gguf" are all "llama-3.1-8b-instruct"."""
+    base = os.path.basename(str(name).rstrip("/")).lower()
+    base = re.sub(r"\.gguf$", "", base)
+    return re.sub(r"[.-](q\d\w*|f16|f32|bf16|fp16)$", "", base)
+
+
+def _identity(cfg: ml_collections.ConfigDict) -> set[str]:
+    """What names the model behind a grader."""
+    if cfg.name == "rubric":
+        return {"the offline rubric"}
+    if cfg.name == "jax" and cfg.get("weights"):
+        return {f"weights {fingerprint(cfg.weights)}", f"model {_model_name(cfg.weights)}"}
+    if cfg.name == "openai":
+        return {f"server {str(cfg.base_url).rstrip('/')} model {cfg.model}", f"model {_model_name(cfg.model)}"}
+    if cfg.name == "replay":
+        return {f"replayed answers {os.path.realpath(cfg.replay_from)}"}
+    return set()
+
+
+def same_model(config: ml_collections.ConfigDict) -> str:
+    """Why the judge is the training teacher's own model ("" when it is not)."""
+    shared = _identity(resolved(config)) & _identity(_teacher(config))
+    return f"both are {sorted(shared)[0]}" if shared else ""
+
+
+def check(config: ml_collections.ConfigDict) -> None:
+    """Refuses a judge that is the training teacher's model, unless `judge.allow_same` says to run it anyway."""
+    why = same_model(config)
+    if why and not config.judge.get("allow_same", False):
+        raise ValueError(f"the judge is the training teacher ({why}), so its scores cannot tell learning from "
+                         "reward hacking: give a judge of another model (--config.judge.weights=..., another "
+                         "family is best), or set --config.judge.allow_same=True to report it as judge = teacher.")
 
 
 def make(config: ml_collections.ConfigDict, workdir: str, teacher, primary: bool = True):
@@ -60,4 +125,5 @@ def describe(config: ml_collections.ConfigDict) -> str:
     what = {"jax": judge.get("weights"), "openai": judge.get("model"), "replay": judge.get("replay_from")}.get(
         judge.name, "")
     name = f"{judge.name} ({os.path.basename(str(what).rstrip('/'))})" if what else judge.name
-    return name + (" — the training teacher itself, not an independent judge" if is_teacher(config) else "")
+    return name + (" — judge = teacher: the training teacher's own model, not an independent judge"
+                   if same_model(config) else "")

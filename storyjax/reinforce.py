@@ -161,6 +161,21 @@ def make_optimizer(rl_cfg: ml_collections.ConfigDict) -> optax.GradientTransform
                        optax.adamw(rl_cfg.lr, b1=0.9, b2=0.999, eps=1e-8, weight_decay=0.0))
 
 
+def check(rl_cfg: ml_collections.ConfigDict) -> None:
+    """Refuses `rl` settings no run can use, with one line naming the key and the fix."""
+    if rl_cfg.baseline not in BASELINES:
+        raise ValueError(f"rl.baseline={rl_cfg.baseline!r} is unknown; choose one of {BASELINES}.")
+    if rl_cfg.kl_mode not in KL_MODES:
+        raise ValueError(f"rl.kl_mode={rl_cfg.kl_mode!r}: use 'reward' (one penalty per story), 'reward_token' "
+                         "(a penalty per token, as trl's PPO) or 'loss'.")
+    kl_per_token(jnp.zeros(()), jnp.zeros(()), rl_cfg.kl_estimator)  # fail fast on a bad estimator name
+    # The k1 term log π − log π_ref, differentiated through π on the student's own samples, has zero
+    # expected gradient (E_π[∇ log π] = 0): as a loss it would remove the penalty while reporting it.
+    if rl_cfg.kl_mode == "loss" and rl_cfg.kl_estimator == "k1":
+        raise ValueError("rl.kl_mode='loss' with rl.kl_estimator='k1' has zero expected gradient (no KL penalty "
+                         "at all): use rl.kl_estimator='k3' with the loss, or rl.kl_mode='reward'.")
+
+
 def make_step(cfg: model_lib.ModelConfig, rl_cfg: ml_collections.ConfigDict, reward: RewardConfig,
               optimizer: optax.GradientTransformation) -> Callable:
     """Returns jit(step)(state, ref_params, rollout) → (state, metrics).
@@ -168,13 +183,8 @@ def make_step(cfg: model_lib.ModelConfig, rl_cfg: ml_collections.ConfigDict, rew
     The reward is computed here, from the rollout's scores and words; `metrics` carries it per story
     (`reward_B`, `teacher_B`, `bonus_B`, NaN where unscorable) beside the batch's scalars.
     """
-    if rl_cfg.baseline not in BASELINES:
-        raise ValueError(f"rl.baseline={rl_cfg.baseline!r} is unknown; choose one of {BASELINES}.")
-    if rl_cfg.kl_mode not in KL_MODES:
-        raise ValueError(f"rl.kl_mode={rl_cfg.kl_mode!r}: use 'reward' (one penalty per story), 'reward_token' "
-                         "(a penalty per token, as trl's PPO) or 'loss'.")
+    check(rl_cfg)
     kl_estimator = rl_cfg.kl_estimator
-    kl_per_token(jnp.zeros(()), jnp.zeros(()), kl_estimator)  # fail fast on a bad estimator name
 
     def step(state: RLState, ref_params, rollout: rollout_lib.Rollout):
         tokens_BxL, valid_BxL = rollout.tokens_BxL, rollout.valid_BxL

@@ -122,7 +122,7 @@ def heldout_score(config, sample, params, tok, teacher, judge=None) -> dict:
     full, _, _, _ = sample_stories(sample, params, tok, openings, lambda _: jax.random.key(config.seed + 1),
                                    batch=len(openings))
     grades = grade(teacher, openings, full, config.teacher.shard_across_hosts)
-    independent = not judge_lib.is_teacher(config)
+    independent = not judge_lib.same_model(config)
     judged = grade(judge, openings, full, False) if independent else grades
     if grades is None or judged is None:
         raise preemption.Preempted("SIGTERM while the held-out stories were being graded; rerun to resume.")

@@ -237,3 +237,13 @@ def test_kl_penalty_pulls_a_drifted_student_back_to_its_reference(mode):
         state, m = pull(state, ref, tokens, valid, response, jnp.full((tokens.shape[0],), 0.5))
     assert drifted > 0.05
     assert exact_kl(state.params, ref, probe) < 0.5 * drifted
+
+
+def test_a_kl_loss_with_no_gradient_is_refused_in_one_line():
+    with pytest.raises(ValueError, match="zero expected gradient") as err:
+        R.check(rl_cfg(kl_mode="loss", kl_estimator="k1"))
+    assert "\n" not in str(err.value)
+    R.check(rl_cfg(kl_mode="loss", kl_estimator="k3"))
+    R.check(rl_cfg(kl_mode="reward", kl_estimator="k1"))
+    with pytest.raises(ValueError, match="rl.kl_mode='bogus'"):
+        R.check(rl_cfg(kl_mode="bogus"))

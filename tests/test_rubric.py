@@ -6,6 +6,7 @@ import re
 import numpy as np
 import pytest
 
+from storyjax import adversarial as A
 from storyjax.data import common
 from storyjax.data.tales_generator import make_tale
 from storyjax.teachers import rubric as R
@@ -186,3 +187,81 @@ def test_non_words_cost_points_step_by_step_not_at_one_threshold(excerpts):
     steps = curve[:-1] - curve[1:]
     assert (steps >= -0.05).all() and (steps <= 1.0).all(), curve
     assert (curve[-1] < 0.5).all() and (curve[0] > 1.5).all(), curve
+
+
+# Cheap strategies as families (storyjax.adversarial), graded as batches the way a run grades them. Measured
+# when written on 300 Austen passages (sum of 9): real 6.40; pronoun templates 1.05, capitalised pseudo-words
+# 0.00, pseudo-word nouns 0.08, unpunctuated tail 0.80, run-on tail 1.02, copied opening 1.94, "The end." 0.00,
+# shuffled sentences 5.94, word salad 0.27, repeated sentence 2.02, one template across the batch 4.00.
+FAMILY_MARGIN = {family: 1.0 for family in A.FAMILIES}
+# A shuffle keeps every sentence whole; only the order evidence (entities linking neighbours, a/the, the
+# opening) can see it, and in mid-novel paragraphs that evidence is thin: the margin is stated, not 1 point.
+FAMILY_MARGIN["shuffled_sentences"] = 0.3
+
+
+@pytest.fixture(scope="module")
+def family_grades(austen_dir):
+    chosen = A.passages([f.read_text() for f in sorted(austen_dir.glob("*.txt"))], N_EXCERPTS)
+    teacher = R.RubricTeacher()
+    out = {}
+    for family in ["real", *A.FAMILIES]:
+        prompts, stories = A.stories(family, chosen)
+        out[family] = np.concatenate([teacher.grade_batch(prompts[i:i + 32], stories[i:i + 32]).scores_Bx3
+                                      for i in range(0, len(stories), 32)])
+    return out
+
+
+@pytest.mark.parametrize("family", sorted(A.FAMILIES))
+def test_real_prose_beats_every_cheap_strategy_by_its_margin(family_grades, family):
+    real, fooled = family_grades["real"].sum(1), family_grades[family].sum(1)
+    assert real.mean() >= 5.5, real.mean()
+    assert real.mean() - fooled.mean() >= FAMILY_MARGIN[family], (family, real.mean(), fooled.mean())
+    if family == "word_salad":
+        assert fooled.mean() <= 1.5
+
+
+def test_a_made_up_capitalised_word_is_a_name_only_when_it_recurs():
+    once = "Zorvek went to the market. The Kwimbal sold him a Trasple and a Gorblin for his tea."
+    twice = "Zorvek went to the market. Zorvek bought bread and cheese, and Zorvek carried them home."
+    assert R.junk_rate(R._WORD.findall(once)) >= 0.2
+    assert R.junk_rate(R._WORD.findall(twice)) == 0.0
+    assert R.junk_rate(R._WORD.findall("Mr Kwimbal smiled at the boy.")) == 0.0  # a title makes a name
+
+
+def test_a_pronoun_alone_does_not_link_sentences_about_other_things():
+    unlinked = ["Her tall leaf dances.", "He red cake sings.", "They old stone jumps.", "Its blue boat sleeps."]
+    linked = ["Ada found a leaf.", "She gave the leaf to Tom.", "He put it in a book.", "The book was old."]
+    assert R.continuity(unlinked) == 0.0
+    assert R.continuity(linked) == 1.0
+
+
+def test_sentences_need_a_finite_verb_and_subjects_a_verb_after_them():
+    assert R.verbless_rate(["They Pera Kume Vubu.", "She Tavi Rigi Zeru."]) == 1.0
+    assert R.verbless_rate(["The old man walked home.", "They sing every night."]) == 0.0
+    assert R.grammar_violation_rate(["He red cake dances."]) > 0
+    assert R.grammar_violation_rate(["He quickly ran home."]) == 0
+
+
+def test_the_unfinished_tail_is_graded():
+    good = "Lily found a small kitten in the garden. She gave it some milk. The kitten purred and slept."
+    tail = " cloud the apple sings green river quickly the of jumps blue under stone happy"
+    assert R.grade(good)[0] == 3 and R.grade(good + tail)[0] <= 1
+
+
+def test_one_template_filled_in_across_a_batch_earns_no_creativity_but_different_stories_keep_theirs(excerpts):
+    rng = [random.Random(i) for i in range(8)]
+    templated = [A.batch_template("", r) for r in rng]
+    tales = excerpts[:8]
+    teacher = R.RubricTeacher()
+    copied = teacher.grade_batch([""] * 8, templated).scores_Bx3
+    assert (copied[:, 2] == 0).all() and (copied[:, 1] <= 1).all()
+    alone = np.array([R.grade_story("", s) for s in templated])
+    assert alone.sum(1).mean() >= copied.sum(1).mean() + 2  # the same stories graded one at a time
+    np.testing.assert_array_equal(teacher.grade_batch([""] * 8, tales).scores_Bx3,
+                                  np.array([R.grade_story("", s) for s in tales], np.float32))
+
+
+def test_the_opening_said_back_and_a_story_of_one_sentence_tell_no_story():
+    prompt = "Let me tell you a long, magical tale. Once upon a time, in a faraway land,"
+    assert R.grade_story(prompt, prompt + " " + prompt)[1:] == (0, 0)
+    assert R.grade_story(prompt, prompt + " there lived a girl called Ada. The end.")[1] == 0

