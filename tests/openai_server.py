@@ -46,7 +46,9 @@ class FakeTeacherServer:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 server.requests.append({"body": body, "auth": self.headers.get("Authorization")})
                 text = body["messages"][-1]["content"]
-                story = text.split("The storyteller's story:")[-1]
+                # the story exactly: the line(s) between the template's story label and its answer instruction
+                story = text.split("The student's story")[-1].split(":\n", 1)[-1]
+                story = story.split("Answer with the three grades")[0].strip()
                 fault = server.force or server.fault(story)
                 if fault == "500":
                     return self._send(500, {"error": "internal"})

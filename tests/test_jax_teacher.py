@@ -384,15 +384,14 @@ def austen_pairs(n: int, words: int = 70):
 
 
 @pytest.mark.slow
-def test_smollm2_prefers_real_passages_to_their_shuffled_words_once_the_rubric_shows_no_example():
-    """Ordering, measured on 20 Persuasion passages vs their shuffled words (expected grades, paired):
-    with the rubric as the `openai` teacher sends it, which ends "Example: 2 1 3", SmolLM2-135M copies the
-    example (argmax "2 1 3" for all 40) and shows no preference (sum 6.015 vs 6.032, Δ -0.017 ± 0.022);
-    with the same rubric less the example (templates/rubric_prompt_no_example.txt: the answer format is
-    forced anyway) it answers "1 2 3" and grades the real passages higher: 5.714 vs 5.606, Δ +0.108 ± 0.030
-    (95%), readability 1.169 vs 1.129, coherence 1.643 vs 1.578, creativity 2.902 vs 2.899."""
+def test_smollm2_prefers_real_passages_to_their_shuffled_words_with_a_prompt_that_shows_no_example():
+    """Ordering, measured on 20 Persuasion passages vs their shuffled words (expected grades, paired). With
+    the earlier rubric prompt, which ended "Example: 2 1 3", SmolLM2-135M copied the example (argmax "2 1 3"
+    for all 40) and showed no preference (Δ -0.017 ± 0.022 of 9); without the example it grades the real
+    passages higher (+0.108 ± 0.030 with the first such prompt). The default prompt
+    (templates/rubric_prompt.txt) shows no example."""
     from storyjax.prompts import PAPER_PROMPT
-    template = os.path.join(os.path.dirname(jax_teacher.__file__), "templates", "rubric_prompt_no_example.txt")
+    template = ""
     cfg = ml_collections.ConfigDict(dict(name="jax", weights=smollm2_path(), template=template, grading="expected",
                                          min_digit_mass=0.0, batch_size=20, temperature=0.2, seed=0,
                                          compute_dtype="float32"))

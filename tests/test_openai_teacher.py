@@ -53,7 +53,7 @@ def test_failures_are_masked_counted_logged_and_never_defaulted(server, tmp_path
     monkeypatch.setenv("STORYJAX_TEST_KEY", "sk-secret-123")
     teacher = make_teacher(teacher_cfg(server.url), str(tmp_path))
     stories = ["A good story about a fox.", "FAIL500 story.", "GARBAGE story.", "TWO story.", "HANG story.",
-               "Another good story about a bear."]
+               "Another good story about a cat."]
     grades = teacher.grade_batch(["Once upon a time"] * 6, stories)
     ok = ~np.isnan(grades.scores_Bx3).any(1)
     assert ok.tolist() == [True, False, False, False, False, True]
