@@ -87,16 +87,17 @@ def get_config(preset: str = "default") -> ml_collections.ConfigDict:
         # off its logits: sample (a digit drawn at `temperature`, 0.2: the paper's teacher) | greedy |
         # expected (the mean of its distribution over 0-3: the teacher's output distribution as the reward,
         # which BabyLM's rules forbid; a training teacher refuses it unless allow_distribution_reward=True,
-        # and the run's summary then says so; a judge may use it); a story with less than min_digit_mass of the teacher's
-        # probability on the digits 0-3 at any grade is unscorable. batch_size: stories per teacher pass;
+        # and the run's summary then says so; a judge may use it); a story with less than min_digit_mass of the
+        # teacher's probability on the digits 0-3 at any grade is unscorable. batch_size: stories per teacher pass;
         # compute_dtype: "" = float32 on CPU, bfloat16 elsewhere; devices: local devices the stories are split
         # over (0: all accelerators, or one CPU); model_parallel: devices each weight matrix is split over (a
         # teacher larger than one device: e.g. 8B in bf16 on 16 GB chips needs 2 or more); cpu_kernels: the
         # matmul kernels on CPU (auto | xla | ynnpack: which is faster depends on the CPU; teachers/lm_passes.py).
-        weights="", grading="sample", allow_distribution_reward=False, min_digit_mass=0.1, batch_size=32, compute_dtype="", devices=0,
-        model_parallel=1, cpu_kernels="auto",
+        weights="", grading="sample", allow_distribution_reward=False, min_digit_mass=0.1, batch_size=32,
+        compute_dtype="", devices=0, model_parallel=1, cpu_kernels="auto",
         base_url="http://127.0.0.1:8000/v1", model="meta-llama/Llama-3.1-8B-Instruct",
         template="",                               # empty: storyjax/teachers/templates/rubric_prompt.txt
+        pairwise_template="",                      # jax, pairs: empty = templates/pairwise_prompt.txt
         api_key_env="OPENAI_API_KEY",              # the key is read from this variable, never logged
         temperature=0.2, max_tokens=6, seed=0,     # the paper's teacher sampling; seed -1 sends none
         constrain="none",                          # none | vllm | vllm_legacy | llama_cpp
@@ -112,8 +113,11 @@ def get_config(preset: str = "default") -> ml_collections.ConfigDict:
     # as `teacher`; name "auto" = the in-process jax teacher when judge.weights is given, else the rubric.
     # A judge that is the teacher's own model is refused unless allow_same=True. The quickstart has no second
     # grader offline (judge = the rubric = its teacher), so it says so: its held-out gain is no evidence.
+    # mode="pairwise" also asks the judge, for each held-out opening, which story is the better: the one
+    # written after learning or the one before (both orders, read off its logits; the rubric compares sums),
+    # and reports the after-story's win rate with a 95% interval clustered by opening.
     c.judge = ml_collections.ConfigDict({**c.teacher.to_dict(), "name": "auto", "grading": "greedy",
-                                         "allow_same": not paper})
+                                         "allow_same": not paper, "mode": "absolute"})
     c.budget_words = 1_000_000 if paper else 10_000  # default: 98 steps of 32 stories
     c.charge_prompt = "once"
     c.generated_words_cap = 100_000_000

@@ -7,6 +7,10 @@ passage's opening sentence, as a student's opening line would be.
 
 `python -m storyjax.adversarial --text_dir=DIR` grades every family with the offline rubric on the
 passages of DIR/*.txt and prints the mean sum of 9 per family next to the real passages'.
+`--judge_weights=MODEL` (a .gguf file or Hugging Face folder of an instruct model) asks instead how well
+that model, as the in-process judge, tells each passage from its manipulation: on the absolute scale (the
+passage's expected sum of grades above the manipulation's) and pairwise (its probability that the passage
+is the better story, both orders averaged, above one half), with how often the two orders agree.
 """
 
 from __future__ import annotations
@@ -17,9 +21,12 @@ import random
 import re
 from typing import Callable
 
+import ml_collections
 import numpy as np
 
-from storyjax.teachers.rubric import RubricTeacher
+from storyjax.stats import position_bias
+from storyjax.teachers.jax_teacher import JaxTeacher
+from storyjax.teachers.rubric import RubricTeacher, sentences
 
 PRONOUNS = ("He", "She", "They", "Her", "His", "Their", "It", "We")
 ADJECTIVES = ("big small happy sad bright dark soft loud quiet warm cold kind brave clever gentle old young tall "
@@ -30,11 +37,6 @@ VERBS_S = "dances sings runs jumps sleeps shines falls grows flies swims laughs 
 VERBS_ED = "danced sang ran jumped slept shone fell grew flew swam laughed cried waited walked".split()
 NAMES = "Ada Ben Lily Tom Mia Max Rosa Finn Ivy Leo Nora Sam".split()
 _WORD = re.compile(r"[A-Za-z']+")
-_SENTENCE_END = re.compile(r"(?:(?<=[.!?])|(?<=[.!?][\"'”’)]))\s+(?=[\"'“‘(]?[A-Z0-9])")
-
-
-def sentences(text: str) -> list[str]:
-    return [s.strip() for s in _SENTENCE_END.split(text.strip()) if s.strip()]
 
 
 def _pseudo_word(rng: random.Random) -> str:
@@ -168,9 +170,13 @@ def main(argv=None) -> None:
     parser.add_argument("--text_dir", required=True, help="a folder of plain-text files (e.g. novels)")
     parser.add_argument("--n", type=int, default=200, help="passages per family")
     parser.add_argument("--batch", type=int, default=32, help="stories the rubric grades together")
+    parser.add_argument("--judge_weights", default="", help="an instruct model to measure as a judge instead")
+    parser.add_argument("--families", default=",".join(FAMILIES), help="comma-separated families to measure")
     args = parser.parse_args(argv)
     texts = [p.read_text(errors="replace") for p in sorted(pathlib.Path(args.text_dir).glob("*.txt"))]
     chosen = passages(texts, args.n)
+    if args.judge_weights:
+        return judge_accuracy(args.judge_weights, chosen, args.families.split(","), args.batch)
     teacher = RubricTeacher()
     print(f"{'family':<26} {'sum /9':>7} {'R':>5} {'N':>5} {'C':>5}")
     for family in ["real", *FAMILIES]:
@@ -179,6 +185,26 @@ def main(argv=None) -> None:
                 for i in range(0, len(told), args.batch)]
         grades = np.concatenate(rows)
         print(f"{family:<26} {grades.sum(1).mean():7.2f} " + " ".join(f"{x:5.2f}" for x in grades.mean(0)))
+
+
+def judge_accuracy(weights: str, chosen: list[str], families: list[str], batch: int) -> None:
+    """Per family, how often the judge ranks the real passage above its manipulation: absolute (expected
+    sums) against pairwise (both orders), with the pairwise consistency across orders."""
+    judge = JaxTeacher(ml_collections.ConfigDict(dict(
+        name="jax", weights=weights, template="", pairwise_template="", grading="expected", min_digit_mass=0.0,
+        batch_size=batch, temperature=0.2, seed=0, compute_dtype="", devices=0, model_parallel=1,
+        cpu_kernels="auto")))
+    prompts, real_ = stories("real", chosen)
+    real_sum = judge.grade_batch(prompts, real_).scores_Bx3.sum(1)
+    print(f"{'family':<26} {'absolute':>8} {'pairwise':>8} {'consistent':>10} {'first slot':>10}")
+    for family in families:
+        _, told = stories(family, chosen)
+        fake_sum = judge.grade_batch(prompts, told).scores_Bx3.sum(1)
+        prefs = judge.prefer(prompts, real_, told)
+        absolute = float(np.mean(np.sign(real_sum - fake_sum) + 1) / 2)  # a tie counts half
+        pairwise = float(np.mean(np.sign(prefs.p_a_B - 0.5) + 1) / 2)
+        bias = position_bias(prefs.p_a_first_B, prefs.p_a_second_B)
+        print(f"{family:<26} {absolute:8.2f} {pairwise:8.2f} {bias['consistency']:10.2f} {bias['first_slot']:10.2f}")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
-"""The grading job: any teacher grades a JSONL of (prompt, story) lines; see configs/grade.py.
+"""The grading job: any teacher grades a JSONL of (prompt, story) lines, or judges a JSONL of
+(prompt, a, b) pairs; see configs/grade.py.
 
-Rerunning the same command continues: the lines already in grades.jsonl are kept and grading resumes
-after them (the teacher's own cache makes the `openai` teacher's repeats free).
+Rerunning the same command continues: the lines already in grades.jsonl (pairs.jsonl) are kept and
+grading resumes after them (the teacher's own cache makes the `openai` teacher's repeats free).
 """
 
 from __future__ import annotations
@@ -16,57 +17,126 @@ from tqdm import tqdm
 
 from storyjax import run_outputs
 from storyjax.atomic import atomic_file
-from storyjax.stats import mean_ci
-from storyjax.teachers import make_teacher
+from storyjax.stats import mean_ci, position_bias, win_rate
+from storyjax.teachers import PAIRWISE, make_teacher
 from storyjax.teachers.base import CRITERIA, scored
 
 
-def read_stories(path: str) -> tuple[list[str], list[str]]:
+def _read_jsonl(path: str, keys: tuple, what: str, config_key: str) -> list[tuple]:
+    """The string fields `keys` of every line of a JSONL file, with the line named when one is not."""
+    shape = "{" + ", ".join(f'"{k}": ...' for k in keys) + "}"
     if not path or not os.path.isfile(path):
-        raise ValueError(f"stories={path!r} is not a file; give a .jsonl of {{\"prompt\": ..., \"story\": ...}} lines.")
-    prompts, stories = [], []
+        raise ValueError(f"{config_key}={path!r} is not a file; give a .jsonl of {shape} lines.")
+    rows = []
     with open(path) as f:
         for n, line in enumerate(f, 1):
             if not line.strip():
                 continue
             try:
                 rec = json.loads(line)
-                prompt, story = rec["prompt"], rec["story"]
+                row = tuple(rec[k] for k in keys)
             except (ValueError, KeyError, TypeError):
-                raise ValueError(f"{path}, line {n}: not a JSON object with \"prompt\" and \"story\".") from None
-            if not isinstance(prompt, str) or not isinstance(story, str):
-                raise ValueError(f"{path}, line {n}: \"prompt\" and \"story\" must be strings.")
-            prompts.append(prompt)
-            stories.append(story)
-    if not stories:
-        raise ValueError(f"{path} holds no stories.")
-    return prompts, stories
+                raise ValueError(f"{path}, line {n}: not a JSON object with " + " and ".join(
+                    f'"{k}"' for k in keys) + ".") from None
+            if not all(isinstance(x, str) for x in row):
+                raise ValueError(f"{path}, line {n}: " + " and ".join(f'"{k}"' for k in keys) + " must be strings.")
+            rows.append(row)
+    if not rows:
+        raise ValueError(f"{path} holds no {what}.")
+    return rows
+
+
+def read_stories(path: str) -> tuple[list[str], list[str]]:
+    prompts, stories = zip(*_read_jsonl(path, ("prompt", "story"), "stories", "stories"))
+    return list(prompts), list(stories)
+
+
+def read_pairs(path: str) -> tuple[list[str], list[str], list[str]]:
+    """(prompts, stories a, stories b) of a JSONL of {"prompt", "a", "b"}: two stories from one opening."""
+    prompts, a, b = zip(*_read_jsonl(path, ("prompt", "a", "b"), "pairs", "pairs"))
+    return list(prompts), list(a), list(b)
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
     if config.batch < 1:
         raise ValueError(f"batch={config.batch}: grade at least 1 story at a time.")
-    read_stories(config.stories)
+    if bool(config.stories) == bool(config.get("pairs")):
+        raise ValueError("give one of --config.stories=FILE.jsonl (grade each story) or --config.pairs=FILE.jsonl "
+                         "(judge which of two stories is the better), not " + ("both." if config.stories else
+                                                                                 "neither."))
+    if config.stories:
+        read_stories(config.stories)
+        return
+    read_pairs(config.pairs)
+    if config.teacher.name not in PAIRWISE:
+        raise ValueError(f"teacher.name={config.teacher.name!r} cannot judge pairs of stories: use "
+                         "teacher.name=jax (an instruct model; its preference is read from its logits) or rubric "
+                         "(the larger sum of grades).")
 
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
+    if config.get("pairs"):
+        return run_pairs(config, workdir)
     prompts, stories = read_stories(config.stories)
     os.makedirs(workdir, exist_ok=True)
-    out = os.path.join(workdir, "grades.jsonl")
-    done = _done(out)
     teacher = make_teacher(config.teacher, workdir)
-    seconds, graded = 0.0, 0
+
+    def ask(part: slice) -> list[dict]:
+        grades = teacher.grade_batch(prompts[part], stories[part])
+        details = grades.details or [{}] * len(grades.answers)
+        return [{"index": part.start + i, "scores": None if np.isnan(row).any() else [float(x) for x in row],
+                 "answer": grades.answers[i], **details[i]} for i, row in enumerate(grades.scores_Bx3)]
+
+    done, rate = _resumable(os.path.join(workdir, "grades.jsonl"), len(stories), config, teacher, ask, "story")
+    scores = np.asarray([d["scores"] if d["scores"] is not None else [np.nan] * 3 for d in done], np.float64)
+    ok = scored(scores)
+    summary = {"job": "grade", "teacher": teacher.name, "stories": len(done), "unscorable": int((~ok).sum()),
+               "sum": mean_ci(scores[ok].sum(1)), **{c: mean_ci(scores[ok, j]) for j, c in enumerate(CRITERIA)},
+               "stories_per_s": rate}
+    run_outputs.write_summary(workdir, summary)
+    return summary
+
+
+def run_pairs(config: ml_collections.ConfigDict, workdir: str) -> dict:
+    """Judges every pair and writes DIR/pairs.jsonl (per pair: `p_a`, the judge's probability that a is the
+    better story averaged over both orders, null when unscorable, and the two orders' values) and
+    DIR/summary.json (the win rate of a with its 95% interval clustered by opening, and position bias)."""
+    prompts, stories_a, stories_b = read_pairs(config.pairs)
+    os.makedirs(workdir, exist_ok=True)
+    teacher = make_teacher(config.teacher, workdir)
+    finite = lambda x: None if not np.isfinite(x) else float(x)
+
+    def ask(part: slice) -> list[dict]:
+        prefs = teacher.prefer(prompts[part], stories_a[part], stories_b[part])
+        details = prefs.details or [{}] * len(prefs.p_a_B)
+        orders = zip(prefs.p_a_B, prefs.p_a_first_B, prefs.p_a_second_B)
+        return [{"index": part.start + i, "p_a": finite(p), "p_a_first": finite(f), "p_a_second": finite(s),
+                 **details[i]} for i, (p, f, s) in enumerate(orders)]
+
+    done, rate = _resumable(os.path.join(workdir, "pairs.jsonl"), len(prompts), config, teacher, ask, "pair")
+    column = lambda key: np.asarray([np.nan if d[key] is None else d[key] for d in done], np.float64)
+    p_a = column("p_a")
+    summary = {"job": "grade", "mode": "pairwise", "teacher": teacher.name, "pairs": len(done),
+               "unscorable": int((~np.isfinite(p_a)).sum()),
+               "a_wins": win_rate(p_a, [prompts[d["index"]] for d in done]),
+               "position": position_bias(column("p_a_first"), column("p_a_second")),
+               "pairs_per_s": rate}
+    run_outputs.write_summary(workdir, summary)
+    return summary
+
+
+def _resumable(out: str, n: int, config, teacher, ask, unit: str) -> tuple[list[dict], float | None]:
+    """Runs `ask` on the items `out` does not hold yet, `config.batch` at a time, appending its lines to
+    `out` as each batch ends (a killed job loses at most one batch); (every line, items per second)."""
+    done = _done(out)
+    seconds, asked = 0.0, 0
     try:
-        bar = tqdm(total=len(stories), initial=len(done), unit="story", disable=not config.progress_bar)
-        for start in range(len(done), len(stories), config.batch):
+        bar = tqdm(total=n, initial=len(done), unit=unit, disable=not config.progress_bar)
+        for start in range(len(done), n, config.batch):
             t0 = time.perf_counter()
-            grades = teacher.grade_batch(prompts[start:start + config.batch], stories[start:start + config.batch])
+            lines = ask(slice(start, min(n, start + config.batch)))
             seconds += time.perf_counter() - t0
-            graded += len(grades.answers)
-            details = grades.details or [{}] * len(grades.answers)
-            lines = [{"index": start + i,
-                      "scores": None if np.isnan(row).any() else [float(x) for x in row],
-                      "answer": grades.answers[i], **details[i]} for i, row in enumerate(grades.scores_Bx3)]
+            asked += len(lines)
             with open(out, "a") as f:
                 f.writelines(json.dumps(line) + "\n" for line in lines)
             done += lines
@@ -74,13 +144,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
         bar.close()
     finally:
         teacher.close()
-    scores = np.asarray([d["scores"] if d["scores"] is not None else [np.nan] * 3 for d in done], np.float64)
-    ok = scored(scores)
-    summary = {"job": "grade", "teacher": teacher.name, "stories": len(done), "unscorable": int((~ok).sum()),
-               "sum": mean_ci(scores[ok].sum(1)), **{c: mean_ci(scores[ok, j]) for j, c in enumerate(CRITERIA)},
-               "stories_per_s": graded / seconds if seconds else None}
-    run_outputs.write_summary(workdir, summary)
-    return summary
+    return done, (asked / seconds if seconds else None)
 
 
 def _done(path: str) -> list[dict]:

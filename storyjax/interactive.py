@@ -10,6 +10,7 @@ checkpoint, so a killed run resumes exactly.
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import os
 import time
@@ -30,7 +31,7 @@ from storyjax import teacher_health
 from storyjax import tokenizer as tokenizer_lib
 from storyjax.interactive_logs import PhaseClock, RunLogs
 from storyjax.prompts import HELDOUT_OPENINGS
-from storyjax.teachers import NAMES, make_teacher
+from storyjax.teachers import NAMES, PAIRWISE, make_teacher
 from storyjax.teachers.base import CRITERIA, Grades
 
 
@@ -55,6 +56,13 @@ def validate(config: ml_collections.ConfigDict) -> None:
         (math.isfinite(config.rl.lr) and config.rl.lr > 0, f"rl.lr={config.rl.lr}: use a positive learning rate"),
         (judge_lib.resolved(config).name in NAMES, f"judge.name={config.judge.name!r}: choose auto or one of "
                                                    f"{NAMES}"),
+        (config.judge.get("mode", "absolute") in ("absolute", "pairwise"),
+         f"judge.mode={config.judge.get('mode')!r}: choose 'absolute' (grades on 0-3) or 'pairwise' (which of "
+         "the held-out stories before and after learning is the better)"),
+        (config.judge.get("mode", "absolute") != "pairwise" or (
+            judge_lib.resolved(config).name in PAIRWISE and config.heldout.num_openings > 0),
+         "judge.mode=pairwise needs a judge that compares stories (judge.name=jax with judge.weights, or rubric) "
+         "and held-out stories to compare (heldout.num_openings > 0)"),
         (not distribution_reward(config.teacher) or config.teacher.allow_distribution_reward,
          "teacher.grading='expected' rewards the student with the teacher's output distribution, which BabyLM's "
          "rules forbid: use teacher.grading=sample (the paper's, at temperature 0.2) or greedy, or set "
@@ -192,7 +200,9 @@ def run(config: ml_collections.ConfigDict, workdir: str, pretrain: Optional[Call
         state, step, extra = loop.start()
         state, step = loop.train(state, step, extra)
         heldout_end = loop.heldout(state.params, "after")
-    return loop.summary(state, step, extra, heldout_end, teacher.name if teacher is not None else config.teacher.name)
+        pairwise = stories.heldout_pairwise(config, judge, extra["heldout_start"], heldout_end)
+    return loop.summary(state, step, extra, heldout_end, teacher.name if teacher is not None else config.teacher.name,
+                        pairwise)
 
 
 class StepOut(NamedTuple):
@@ -352,13 +362,20 @@ class Loop:
             record = milestone_eval(c, s, self.sample, state.params, self.teacher, self.judge)
             self.run.out.milestone_eval(self.ledger, step, name, words, record)
 
-    def summary(self, state, step: int, extra: dict, heldout_end: dict, teacher_name: str) -> dict:
+    def summary(self, state, step: int, extra: dict, heldout_end: dict, teacher_name: str,
+                pairwise: Optional[dict] = None) -> dict:
         c, ledger = self.config, self.ledger
         params = jax.device_get(state.params)
         self.run.out.audit("end", ledger, step=step)
         distributed.barrier("logs written")  # process 0's last rows are in before anyone reads them
         history = self.logs.read_batch_stats()
-        start = extra["heldout_start"]
+        # The held-out stories themselves go to their own file, not into the summary's figures.
+        start = {k: v for k, v in extra["heldout_start"].items() if k != "texts"}
+        heldout_end = {k: v for k, v in heldout_end.items() if k != "texts"}
+        if pairwise:
+            run_outputs.write_text(os.path.join(self.run.workdir, "heldout_pairs.jsonl"),
+                                   "".join(json.dumps(p) + "\n" for p in pairwise["pairs"]))
+            pairwise = {"judge": judge_lib.describe(c), **{k: v for k, v in pairwise.items() if k != "pairs"}}
         summary = {
             "job": "interactive", "steps": step, "stories": ledger.stories, "input_words": ledger.input_words,
             "generated_words": ledger.generated_words, "unscorable": ledger.unscorable,
@@ -370,6 +387,9 @@ class Loop:
             "judge": judge_lib.describe(c),
             "judge_score_start": start.get("judge", {}).get("score"),
             "judge_score_end": heldout_end.get("judge", {}).get("score"),
+            # judge.mode=pairwise: how often the judge preferred the story after learning to the one before
+            # from the same opening and key (WORKDIR/heldout_pairs.jsonl holds every pair).
+            "pairwise": pairwise,
             "train_teacher_sum_first10": float(np.mean([r["teacher_sum_mean"] for r in history[:10]])),
             "train_teacher_sum_last10": float(np.mean([r["teacher_sum_mean"] for r in history[-10:]])),
             "checkpoints": self.run.ckpts.milestones(), "seconds": time.time() - self.t0,
@@ -399,6 +419,12 @@ def closing_words(summary: dict, workdir: str) -> str:
                      + ("" if (end.get("judge") or {}).get("independent") else
                         " Only an independent judge (--config.judge.weights=...) tells storytelling from "
                         "learning the teacher's blind spots."))
+    pairwise = summary.get("pairwise") or {}
+    if pairwise.get("after_wins"):
+        wins = pairwise["after_wins"]
+        lines.append(f"Judge {pairwise['judge']}, pairwise: the story after learning was the better in "
+                     f"{wins['win_rate']:.2f} ± {wins['ci95']:.2f} of {wins['pairs']} held-out pairs (95% interval "
+                     f"over {wins['clusters']} openings; 0.5 = no change; heldout_pairs.jsonl holds them).")
     lines.append(f"Outputs in {workdir}: summary.json, generated.csv (every story with its grades), "
                  f"batch_stats.csv, milestones/. Plots: python -m storyjax.report --workdir={workdir} "
                  f"--out={workdir}/report")

@@ -29,7 +29,8 @@ JOBS = {
     "pretrain": (pretrain, ("steps", "words", "loss_first", "loss_last", "val_loss", "param_checksum")),
     "interactive": (interactive, ("steps", "stories", "input_words", "unscorable", "heldout_score_start",
                                   "heldout_score_end", "judge_score_start", "judge_score_end", "param_checksum")),
-    "grade": (grade, ("teacher", "stories", "unscorable", "sum", "stories_per_s")),
+    "grade": (grade, ("teacher", "stories", "unscorable", "sum", "stories_per_s", "pairs", "a_wins", "position",
+                  "pairs_per_s")),
     "experiment": (experiment, ("judge", "teacher", "milestones", "seeds", "outputs")),
     "evaluate": (evaluate, ("blimp", "perplexity", "stories_sum")),  # the full story report: DIR/eval/stories.json
 }

@@ -27,6 +27,7 @@ from storyjax import rollout as rollout_lib
 
 BASELINES = ("ema", "batch_mean", "leave_one_out")
 KL_MODES = ("reward", "reward_token", "loss")
+KL_ESTIMATORS = ("k1", "k3")
 
 
 class RLState(NamedTuple):
@@ -147,7 +148,7 @@ def kl_per_token(logp, logp_ref, estimator: str):
     if estimator == "k3":
         log_ratio = logp_ref - logp
         return jnp.expm1(log_ratio) - log_ratio
-    raise ValueError(f"rl.kl_estimator={estimator!r}: use 'k1' or 'k3'.")
+    raise ValueError(f"rl.kl_estimator={estimator!r}: use one of {KL_ESTIMATORS}.")
 
 
 def adaptive_kl(kl_coef, kl_mean, target: float, horizon: float, batch: int):
@@ -168,7 +169,9 @@ def check(rl_cfg: ml_collections.ConfigDict) -> None:
     if rl_cfg.kl_mode not in KL_MODES:
         raise ValueError(f"rl.kl_mode={rl_cfg.kl_mode!r}: use 'reward' (one penalty per story), 'reward_token' "
                          "(a penalty per token, as trl's PPO) or 'loss'.")
-    kl_per_token(jnp.zeros(()), jnp.zeros(()), rl_cfg.kl_estimator)  # fail fast on a bad estimator name
+    # Names only: validation runs before jax.distributed.initialize, when no array may exist yet.
+    if rl_cfg.kl_estimator not in KL_ESTIMATORS:
+        raise ValueError(f"rl.kl_estimator={rl_cfg.kl_estimator!r}: use one of {KL_ESTIMATORS}.")
     # The k1 term log π − log π_ref, differentiated through π on the student's own samples, has zero
     # expected gradient (E_π[∇ log π] = 0): as a loss it would remove the penalty while reporting it.
     if rl_cfg.kl_mode == "loss" and rl_cfg.kl_estimator == "k1":

@@ -128,7 +128,30 @@ def heldout_score(config, sample, params, tok, teacher, judge=None) -> dict:
         raise preemption.Preempted("SIGTERM while the held-out stories were being graded; rerun to resume.")
     return {**mean_grades(grades.scores_Bx3), "stories": len(full),
             "judge": {"name": judge_lib.describe(config), "independent": independent,
-                      **mean_grades(judged.scores_Bx3)}}
+                      **mean_grades(judged.scores_Bx3)},
+            "texts": full}  # for judge.mode=pairwise: the same openings' stories after learning meet these
+
+
+def heldout_pairwise(config, judge, start: dict, end: dict) -> Optional[dict]:
+    """judge.mode=pairwise: for each held-out story, which is the better, the one written after learning or
+    the one from the same opening and the same sampling key before it; the after-stories' win rate with a
+    95% interval clustered by opening, and how much the order of showing moved the judge. None where there
+    is nothing to compare (another mode, no held-out stories, or a process that holds no judge)."""
+    if config.judge.get("mode", "absolute") != "pairwise" or judge is None:
+        return None
+    before, after = start.get("texts") or [], end.get("texts") or []
+    if not before or len(before) != len(after):
+        return None
+    openings = list(HELDOUT_OPENINGS[:config.heldout.num_openings]) * config.heldout.stories_per_opening
+    try:
+        prefs = judge.prefer(openings, after, before)
+    except GradingCancelled:
+        raise preemption.Preempted("SIGTERM while the held-out pairs were being judged; rerun to resume.") from None
+    return {"after_wins": stats.win_rate(prefs.p_a_B, openings),
+            "position": stats.position_bias(prefs.p_a_first_B, prefs.p_a_second_B),
+            "unscorable": int((~np.isfinite(prefs.p_a_B)).sum()),
+            "pairs": [{"opening": o, "before": b, "after": a, "p_after": None if not np.isfinite(p) else float(p)}
+                      for o, b, a, p in zip(openings, before, after, prefs.p_a_B)]}
 
 
 def heldout_words(held: dict) -> str:

@@ -2,6 +2,8 @@
 
 import json
 
+import numpy as np
+
 from openai_server import FakeTeacherServer
 from test_main import run_main, summary
 
@@ -64,3 +66,65 @@ def test_bad_story_files_are_refused_in_one_line(tmp_path):
     proc = run_main(["--config=configs/grade.py", f"--config.stories={bad}"], tmp_path / "w")
     assert proc.returncode == 2 and "bad.jsonl, line 2: not a JSON object with \"prompt\" and \"story\"" in proc.stderr
     assert not (tmp_path / "w").exists()
+
+
+def write_pairs(path, austen_dir, n=12, family="word_salad"):
+    """Pairs from real passages of a novel: (a) the passage, (b) the same passage made into `family`; every
+    third pair swapped, so a judge that always answers "a" cannot score."""
+    from storyjax import adversarial
+    texts = [p.read_text(errors="replace") for p in sorted(austen_dir.glob("*.txt"))]
+    chosen = adversarial.passages(texts, n, seed=5)
+    prompts, real = adversarial.stories("real", chosen)
+    _, bad = adversarial.stories(family, chosen)
+    rows, truth = [], []
+    for i, (p, r, b) in enumerate(zip(prompts, real, bad)):
+        swap = i % 3 == 2
+        rows.append({"prompt": p, "a": b if swap else r, "b": r if swap else b})
+        truth.append(0.0 if swap else 1.0)
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path, truth
+
+
+def test_pairs_are_judged_with_a_win_rate_clustered_by_opening_and_resume(tmp_path, austen_dir):
+    pairs, truth = write_pairs(tmp_path / "pairs.jsonl", austen_dir)
+    args = ["--config=configs/grade.py", f"--config.pairs={pairs}", "--config.batch=5", "--config.progress_bar=False"]
+    proc = run_main(args, tmp_path / "full")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = [json.loads(line) for line in open(tmp_path / "full" / "pairs.jsonl")]
+    assert [d["index"] for d in lines] == list(range(12))
+    # The rubric: the larger sum of grades wins (a tie is 0.5), in both orders alike.
+    p_a = [d["p_a"] for d in lines]
+    assert p_a == [(np.sign(d["sum_a"] - d["sum_b"]) + 1) / 2 for d in lines]
+    assert all(d["p_a_first"] == d["p_a_second"] == d["p_a"] for d in lines)
+    # Real prose beats its own word salad (measured: 11 of 12, one tie on a passage of short exclamations).
+    assert sum(p == t for p, t in zip(p_a, truth)) >= 10 and not any(abs(p - t) == 1 for p, t in zip(p_a, truth))
+    s = summary(tmp_path / "full")
+    assert s["mode"] == "pairwise" and s["pairs"] == 12 and s["unscorable"] == 0
+    assert s["a_wins"]["win_rate"] == np.mean(p_a) and s["a_wins"]["clusters"] == 12 and s["a_wins"]["ci95"] > 0
+    assert s["position"] == {"consistency": 1.0, "first_slot": 0.5}  # no slot to prefer
+    # Killed after one batch with a torn line: the rerun keeps the first batch and ends the same.
+    (tmp_path / "part").mkdir()
+    text = open(tmp_path / "full" / "pairs.jsonl").read().splitlines()
+    (tmp_path / "part" / "pairs.jsonl").write_text("\n".join(text[:5]) + "\n" + text[5][:7])
+    assert run_main(args, tmp_path / "part").returncode == 0
+    assert open(tmp_path / "part" / "pairs.jsonl").read() == open(tmp_path / "full" / "pairs.jsonl").read()
+
+
+def test_pairs_and_stories_are_one_or_the_other_and_a_bad_pair_is_named(tmp_path):
+    stories = write_stories(tmp_path / "stories.jsonl")
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"prompt": "x", "a": "one", "b": "two"}\n{"prompt": "x", "a": "only a"}\n')
+    both = run_main(["--config=configs/grade.py", f"--config.stories={stories}", f"--config.pairs={bad}"],
+                    tmp_path / "w")
+    assert both.returncode == 2 and "not both" in both.stderr
+    neither = run_main(["--config=configs/grade.py"], tmp_path / "w")
+    assert neither.returncode == 2 and "not neither" in neither.stderr
+    proc = run_main(["--config=configs/grade.py", f"--config.pairs={bad}"], tmp_path / "w")
+    assert proc.returncode == 2 and 'bad.jsonl, line 2: not a JSON object with "prompt" and "a" and "b"' in proc.stderr
+    assert not (tmp_path / "w").exists()
+    # A teacher that cannot compare stories says which can.
+    pairs = tmp_path / "ok.jsonl"
+    pairs.write_text('{"prompt": "x", "a": "one", "b": "two"}\n')
+    served = run_main(["--config=configs/grade.py", f"--config.pairs={pairs}", "--config.teacher.name=openai"],
+                      tmp_path / "o")
+    assert served.returncode == 2 and "cannot judge pairs" in served.stderr

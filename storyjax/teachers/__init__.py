@@ -14,6 +14,7 @@ from storyjax.teachers.replay import ReplayTeacher
 from storyjax.teachers.rubric import RubricTeacher
 
 NAMES = ("rubric", "openai", "replay", "jax")
+PAIRWISE = ("rubric", "jax")  # the teachers that can say which of two stories is the better (Teacher.prefer)
 
 
 def make_teacher(cfg: ml_collections.ConfigDict, workdir: str = "", process_index: int = 0) -> Teacher:
@@ -36,4 +37,4 @@ def make_teacher(cfg: ml_collections.ConfigDict, workdir: str = "", process_inde
 
 
 __all__ = ["Grades", "Teacher", "make_teacher", "answers_file", "answer_logs", "answer_records", "NAMES",
-           "ANSWERS_FILE"]
+           "PAIRWISE", "ANSWERS_FILE"]

@@ -20,6 +20,14 @@ class Grades(NamedTuple):
     details: Optional[list] = None  # per story, what a logit-reading teacher saw (expected, argmax, digit_mass)
 
 
+class Preferences(NamedTuple):
+    """A judge's preference between two stories told from the same opening, asked in both orders."""
+    p_a_B: np.ndarray         # probability that story a is the better one, averaged over both orders; NaN: unscorable
+    p_a_first_B: np.ndarray   # ... as judged with a shown first
+    p_a_second_B: np.ndarray  # ... as judged with a shown second (1 - the judge's preference for the first slot)
+    details: Optional[list] = None
+
+
 def scored(scores_Bx3):
     """Which stories the teacher graded: all three grades finite. The one definition every part of storyjax
     uses, on host (numpy) and traced (jax) arrays alike."""
@@ -37,6 +45,11 @@ class Teacher(abc.ABC):
     @abc.abstractmethod
     def grade_batch(self, prompts: list, stories: list) -> Grades:
         """Grades every story; must not raise for a story it cannot grade (NaN instead)."""
+
+    def prefer(self, prompts: list, stories_a: list, stories_b: list) -> Preferences:
+        """Which of two stories from the same opening is the better, in both orders (judge.mode=pairwise)."""
+        raise ValueError(f"the {self.name!r} teacher cannot judge pairs of stories: use the jax teacher (an "
+                         "instruct model, its preference read from its logits) or the rubric (the larger sum).")
 
     def cancel(self) -> None:
         """Abandons a grade_batch in progress (SIGTERM); teachers that answer at once ignore it."""

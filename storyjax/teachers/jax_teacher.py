@@ -33,10 +33,11 @@ from absl import logging
 from storyjax.profiling import planned_bytes
 from storyjax.teachers import lm_weights
 from storyjax.teachers.lm_passes import passes, resolve_cpu_kernels, shard_params, teacher_mesh
-from storyjax.teachers.base import Grades, GradingCancelled, Teacher
-from storyjax.teachers.openai_teacher import load_template
+from storyjax.teachers.base import Grades, GradingCancelled, Preferences, Teacher
+from storyjax.teachers.openai_teacher import ANSWER, load_template
 
 GRADINGS = ("expected", "greedy", "sample")
+PAIRWISE_TEMPLATE = os.path.join(os.path.dirname(__file__), "templates", "pairwise_prompt.txt")
 _STORY = "\u2063<storyjax-story>\u2063"  # where the story goes in the rendered chat prompt
 BUCKET = 32                               # suffix lengths are rounded up to a multiple of this
 PREFIX_CACHE = 4                          # openings whose prefix K/V are kept
@@ -86,12 +87,14 @@ class PromptParts(NamedTuple):
 
 
 def prompt_parts(tok, template: str, prompt: str) -> PromptParts:
-    content = template.format(prompt=prompt, story=_STORY)
+    question, _, lead = template.partition(ANSWER)
+    lead = lead.split("\n")[0]  # the rest of its line (a trailing space too) opens the model's own answer
+    content = question.rstrip("\n").format(prompt=prompt, story=_STORY)
     if getattr(tok, "chat_template", None):
         text = tok.apply_chat_template([{"role": "user", "content": content}], tokenize=False,
-                                       add_generation_prompt=True)
+                                       add_generation_prompt=True) + lead
     else:
-        text = content + "\n"
+        text = content + "\n" + lead
     prefix, tail = text.split(_STORY)
     return PromptParts(prefix, tail)
 
@@ -165,23 +168,26 @@ class JaxTeacher(Teacher):
                             "or 'sample' there); as a judge of held-out stories it is allowed.")
 
     # -- pieces ------------------------------------------------------------------------------------------
-    def _prefix(self, prompt: str):
-        """(prefix K/V, its length, tail ids) of an opening, computed once and kept while it is among the
-        PREFIX_CACHE most recently used (the training prompt, every batch; held-out openings come and go)."""
-        if prompt in self._prefixes:
-            self._prefixes.move_to_end(prompt)
+    def _prefix(self, prompt: str, template: str = ""):
+        """(prefix K/V, its length, tail ids) of an opening under a template (the rubric's by default),
+        computed once and kept while it is among the PREFIX_CACHE most recently used (the training prompt,
+        every batch; held-out openings come and go)."""
+        template = template or self.template
+        key = (template, prompt)
+        if key in self._prefixes:
+            self._prefixes.move_to_end(key)
         else:
-            parts = prompt_parts(self.tok, self.template, prompt)
+            parts = prompt_parts(self.tok, template, prompt)
             ids = self.tok.encode(parts.prefix, add_special_tokens=False)
             bos = self.tok.bos_token_id
             if bos is not None and self.tok.encode("a")[:1] == [bos] and ids[:1] != [bos]:
                 ids = [bos] + ids  # a tokenizer that starts every text with BOS (e.g. a base model's)
             k, v = self.passes.prefill(self.lm_cfg, self.params, jnp.asarray([ids], jnp.int32))
             tail = self.tok.encode(parts.tail, add_special_tokens=False)
-            self._prefixes[prompt] = (k, v, len(ids), tail)
+            self._prefixes[key] = (k, v, len(ids), tail)
             while len(self._prefixes) > PREFIX_CACHE:
                 self._prefixes.popitem(last=False)
-        return self._prefixes[prompt]
+        return self._prefixes[key]
 
     def _suffix_ids(self, story: str, tail: list, room: int) -> list:
         ids = self.tok.encode(story, add_special_tokens=False)
@@ -244,18 +250,10 @@ class JaxTeacher(Teacher):
 
     def _grade_rows(self, prompt: str, rows: list, stories: list):
         """Grades of one micro-batch: `rows` are the stories' own token ids (story, then the template's tail)."""
-        k, v, P, _ = self._prefix(prompt)
+        k, v, P, _ = prefix = self._prefix(prompt)
         B = len(rows)
-        # padded rows repeat the last story and are dropped below
-        B_pad, S = padded_shape(B, max(map(len, rows)), self._row_step(), BUCKET, self._room(P))
-        toks, valid = np.zeros((B_pad, S), np.int32), np.zeros((B_pad, S), bool)
-        for b in range(B_pad):
-            row = rows[min(b, B - 1)]
-            toks[b, :len(row)], valid[b, :len(row)] = row, True
-        toks, valid = jax.device_put((toks, valid), self._sharding("data"))
-        if not self.memory_logged:
-            self._log_memory(k, v, toks, valid)
-        logits_BxV, sk, sv = self.passes.suffix(self.lm_cfg, self.params, k, v, toks, valid)
+        logits_BxV, sk, sv, valid = self._suffix_pass(prefix, rows)
+        B_pad = valid.shape[0]
         # `sample` draws with a key of each story's own text: its grades do not depend on the batch it
         # landed in, and a resumed run draws them again exactly.
         keys_B = jnp.stack([jax.random.fold_in(self._rng, _text_seed(prompt, st)) for st in stories]
@@ -284,6 +282,65 @@ class JaxTeacher(Teacher):
             mass.append(m_B)
         cut = lambda cols: np.stack(cols, 1)[:B]
         return cut(expected), cut(argmax), cut(chosen), cut(mass)
+
+    def _suffix_pass(self, prefix, rows: list):
+        """The next-token logits after each row (its own token ids) against a prefix: (logits_BxV, the rows'
+        K/V, valid) for the rows padded to the micro-batch's shape (padded rows repeat the last row)."""
+        k, v, P, _ = prefix
+        B = len(rows)
+        B_pad, S = padded_shape(B, max(map(len, rows)), self._row_step(), BUCKET, self._room(P))
+        toks, valid = np.zeros((B_pad, S), np.int32), np.zeros((B_pad, S), bool)
+        for b in range(B_pad):
+            row = rows[min(b, B - 1)]
+            toks[b, :len(row)], valid[b, :len(row)] = row, True
+        toks, valid = jax.device_put((toks, valid), self._sharding("data"))
+        if not self.memory_logged:
+            self._log_memory(k, v, toks, valid)
+        logits_BxV, sk, sv = self.passes.suffix(self.lm_cfg, self.params, k, v, toks, valid)
+        return logits_BxV, sk, sv, valid
+
+    # -- pairwise judging --------------------------------------------------------------------------------
+    def prefer(self, prompts: list, stories_a: list, stories_b: list) -> Preferences:
+        """Which of two stories from one opening is the better, read off the logits of the answer "1" or
+        "2" (renormalised over the two) under the pairwise prompt (`pairwise_template`), asked in both
+        orders so that a preference for a slot cancels. A pair with less than `min_digit_mass` of the
+        probability on "1" and "2" in either order is unscorable (NaN)."""
+        template = load_template(self.cfg.get("pairwise_template", "") or PAIRWISE_TEMPLATE)
+        one, two = self.answer.candidates[0][1], self.answer.candidates[0][2]
+        first_a = self._first_of_two(prompts, [_pair(a, b) for a, b in zip(stories_a, stories_b)], template,
+                                     one, two)
+        first_b = self._first_of_two(prompts, [_pair(b, a) for a, b in zip(stories_a, stories_b)], template,
+                                     one, two)
+        (q_a_first, m_first), (q_b_first, m_second) = first_a, first_b
+        ok = np.minimum(m_first, m_second) >= self.min_mass
+        p_first, p_second = q_a_first, 1.0 - q_b_first
+        p_a = np.where(ok, (p_first + p_second) / 2, np.nan)
+        details = [{"p_a_first": round(float(f), 6), "p_a_second": round(float(s), 6),
+                    "mass": [round(float(x), 6), round(float(y), 6)]}
+                   for f, s, x, y in zip(p_first, p_second, m_first, m_second)]
+        return Preferences(p_a, np.where(ok, p_first, np.nan), np.where(ok, p_second, np.nan), details)
+
+    def _first_of_two(self, prompts: list, texts: list, template: str, one: int, two: int):
+        """Per text, (the probability that the answer is "1" given "1" or "2", the mass on the two)."""
+        n = len(texts)
+        q, mass = np.zeros(n), np.zeros(n)
+        groups: dict = {}
+        for i in range(n):
+            groups.setdefault(prompts[i], []).append(i)
+        for prompt, rows in groups.items():
+            prefix = self._prefix(prompt, template)
+            ids = {i: self._suffix_ids(texts[i], prefix[3], self._room(prefix[2])) for i in rows}
+            rows.sort(key=lambda i: len(ids[i]))
+            for part in micro_batches([len(ids[i]) for i in rows], self.micro, self._row_step(), BUCKET,
+                                      self._room(prefix[2])):
+                if self._cancelled:
+                    raise GradingCancelled("grading was cancelled (SIGTERM).")
+                idx = rows[part]
+                logits_BxV = self._suffix_pass(prefix, [ids[i] for i in idx])[0]
+                p_Bx2 = np.asarray(jax.nn.softmax(logits_BxV, -1)[:, jnp.asarray([one, two])], np.float64)[:len(idx)]
+                mass[idx] = p_Bx2.sum(1)
+                q[idx] = p_Bx2[:, 0] / np.maximum(mass[idx], 1e-30)
+        return q, mass
 
     def _sharding(self, *axes):
         return jax.sharding.NamedSharding(self.mesh, jax.sharding.PartitionSpec(*axes))
@@ -314,6 +371,11 @@ class JaxTeacher(Teacher):
                 f.write(json.dumps({"time": time.time(), "key": self.key(p, s), "status": st, "answer": a,
                                     "scores": [None if np.isnan(x) else float(x) for x in sc], **d,
                                     "model": self.cfg.weights, "prompt": p, "story": s}) + "\n")
+
+
+def _pair(first: str, second: str) -> str:
+    """The two stories as the pairwise prompt shows them."""
+    return f"Story 1:\n{first}\n\nStory 2:\n{second}"
 
 
 def _text_seed(prompt: str, story: str) -> int:

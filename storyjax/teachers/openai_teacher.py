@@ -35,6 +35,10 @@ from storyjax.teachers.base import Grades, GradingCancelled, Teacher, scored
 _ANSWER = re.compile(r"\s*([0-3])\s+([0-3])\s+([0-3])\s*")
 BODY_HEAD = 200      # bytes of an unusable response body kept in the answer log
 CANCEL_POLL_S = 0.1  # how often grading looks for a cancellation (SIGTERM)
+# Where the teacher's answer begins: what follows it in a template opens the answer (the in-process
+# teacher writes it as the start of the model's own turn, so a small model answers in the format without
+# being shown an example grade to copy); a chat API gets it as the question's last line.
+ANSWER = "{answer}"
 DEFAULT_TEMPLATE = os.path.join(os.path.dirname(__file__), "templates", "rubric_prompt.txt")
 # Constrained decoding, per server family: the answer grammar "d d d" with d in 0..3.
 _REGEX = r"[0-3] [0-3] [0-3]"
@@ -62,6 +66,9 @@ def load_template(path: str) -> str:
     if missing:
         raise ValueError(f"teacher.template {path} lacks the placeholder(s) {missing}; the teacher would never "
                          "see the story. Add them where the opening line and the story belong.")
+    if template.count(ANSWER) > 1 or (ANSWER in template and template.split(ANSWER)[1].strip().count("\n")):
+        raise ValueError(f"teacher.template {path}: {ANSWER} may appear once, followed by one line of plain text "
+                         "at most (the start of the teacher's answer).")
     return template
 
 
@@ -116,7 +123,8 @@ class OpenAITeacher(Teacher):
 
     # -- one request ---------------------------------------------------------------------------------------
     def _messages(self, prompt: str, story: str) -> list:
-        return [{"role": "user", "content": self.template.format(prompt=prompt, story=story)}]
+        # A chat API cannot portably start the answer for the model: the answer's lead closes the question.
+        return [{"role": "user", "content": self.template.format(prompt=prompt, story=story, answer="")}]
 
     def _body(self, prompt: str, story: str) -> dict:
         body = {"model": self.cfg.model, "messages": self._messages(prompt, story),

@@ -34,11 +34,13 @@ import re
 import numpy as np
 
 from storyjax.teachers import rubric_lexicon as lex
-from storyjax.teachers.base import Grades, Teacher
+from storyjax.teachers.base import Grades, Preferences, Teacher
 
 # A sentence ends at . ! or ? (and any closing quotes) before whitespace and a capital or an opening quote;
 # '"Why?" asked the owl.' stays one sentence.
-_SENTENCE_END = re.compile(r"(?:(?<=[.!?])|(?<=[.!?][\"'”’)]))\s+(?=[\"'“‘(]?[A-Z0-9])")
+# A title's full stop ("Mr. Knightley", "Dr. Foster", "St. Ives") ends no sentence.
+_SENTENCE_END = re.compile(r"(?<!\bMr\.)(?<!\bMrs\.)(?<!\bMs\.)(?<!\bDr\.)(?<!\bSt\.)"
+                           r"(?:(?<=[.!?])|(?<=[.!?][\"'”’)]))\s+(?=[\"'“‘(]?[A-Z0-9])")
 _WORD = re.compile(r"[A-Za-z']+")
 # A formula that closes a story tells none of it.
 _CLOSING = re.compile(r"^[\"'“‘(]*(the end|the end of the story)[.!]*[\"'”’)]*$", re.IGNORECASE)
@@ -481,3 +483,11 @@ class RubricTeacher(Teacher):
         scores[copied, 2] = 0
         answers = [" ".join(str(int(x)) for x in row) for row in scores]
         return Grades(scores, answers)
+
+    def prefer(self, prompts: list[str], stories_a: list[str], stories_b: list[str]) -> Preferences:
+        """The story with the larger sum of grades is the better (1 or 0; a tie 0.5). The rubric has no
+        position to be biased by: both orders agree."""
+        sum_a = np.asarray([sum(grade_story(p, s)) for p, s in zip(prompts, stories_a)], np.float64)
+        sum_b = np.asarray([sum(grade_story(p, s)) for p, s in zip(prompts, stories_b)], np.float64)
+        p_a = (np.sign(sum_a - sum_b) + 1) / 2
+        return Preferences(p_a, p_a, p_a, [{"sum_a": float(a), "sum_b": float(b)} for a, b in zip(sum_a, sum_b)])
