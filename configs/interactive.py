@@ -11,7 +11,7 @@ default (the README quickstart; 2 CPU cores, offline, about 6 minutes: 3 pretrai
   and shared skeletons): 5.37 ± 0.76 → 6.13 ± 0.68, the KL to the start model ending near 0.8 nats; the
   current rubric grades the tiny student's salad lower, and that run has not been repeated with it.
 
-paper (DESIGN §1): GPT-2-small student from a pretraining run, the fixed prompt, 360 stories per step,
+paper (arXiv 2509.15714): GPT-2-small student from a pretraining run, the fixed prompt, 360 stories per step,
 lr 1e-6, up to 90 new tokens with pure sampling, reward ((R+N+C)/9 + 0.4·words/90)/1.4, 1M counted input
 words with the prompt charged for the first batch only (→ exactly 920 steps, 331,200 stories, 999,360
 words), checkpoints every 100K counted words, an OpenAI-compatible teacher serving Llama-3.1-8B-Instruct:

@@ -8,7 +8,7 @@ tiny (default; CPU, minutes, the embedded `tales` corpus):
   Expect (8 fake CPU devices, ~2.5 min): loss 7.4 (ln 1536) → about 5.0, val_loss ≈ 4.9,
   milestones chck_100K ... chck_400K (≈478K words in 200 steps).
 
-gpt2_small (the paper's recipe, DESIGN §1; TPU/GPU):
+gpt2_small (the paper's recipe, arXiv 2509.15714; TPU/GPU):
   python -m storyjax.main --config=configs/pretrain.py:gpt2_small --config.data.name=babylm_100m \
       --workdir=gs://BUCKET/run
   12×768 GPT-2, vocab 16,000, 512-token blocks, 256 blocks (131,072 tokens) per step, AdamW 5e-4,

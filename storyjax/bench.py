@@ -96,7 +96,7 @@ def matmul_params(shape: dict) -> int:
 def peak_flops(device_kind: str) -> float | None:
     kind = device_kind.lower()
     if "h200" in kind or "h100" in kind:
-        return 790e12  # measured bf16 matmul ceiling on this workplace's H200 (DESIGN/issue figures)
+        return 790e12  # measured bf16 matmul ceiling of the H200 these benchmarks ran on
     return None
 
 

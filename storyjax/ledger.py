@@ -90,7 +90,8 @@ def append_jsonl(path: str, event: str, ledger: Ledger, **extra) -> None:
 
 @dataclasses.dataclass
 class InteractiveLedger:
-    """Words of the interactive phase (DESIGN §1). Input words are what the student *takes in*: the prompt
+    """Words of the interactive phase, counted as the paper (arXiv 2509.15714) counts them. Input words
+    are what the student *takes in*: the prompt
     (charged for every story of the first batch only, as the paper did — 16 × 360 — or for every story of
     every batch) and the teacher's three score words for
     each story it could grade; an unscorable story teaches nothing and is charged nothing. The student's own

@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import ml_collections
 
 PRESETS = {
-    # The paper's student (DESIGN §1): 97,737,216 parameters at vocab 16,000.
+    # The paper's student (arXiv 2509.15714): 97,737,216 parameters at vocab 16,000.
     "gpt2_small": dict(num_layers=12, d_model=768, num_heads=12, max_len=512),
     # CPU-sized: trains at a few thousand tokens/s on two cores.
     "tiny": dict(num_layers=4, d_model=256, num_heads=4, max_len=128),

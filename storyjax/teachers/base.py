@@ -1,7 +1,7 @@
 """The teacher interface: a batch of (prompt, story) in; scores [B,3] (NaN where unscorable) and raw answers out.
 
 Word accounting belongs to the ledger, not to teachers: it charges a fixed number of answer words per
-graded story (DESIGN §1).
+graded story (arXiv 2509.15714).
 """
 
 from __future__ import annotations

@@ -142,6 +142,7 @@ class JaxTeacher(Teacher):
             raise ValueError(f"teacher.batch_size={self.micro} must be >= 1 and teacher.min_digit_mass="
                              f"{self.min_mass} in 0..1.")
         self.template = load_template(cfg.template)
+        self.pairwise_template = load_template(cfg.get("pairwise_template", "") or PAIRWISE_TEMPLATE)
         kernels = resolve_cpu_kernels(cfg.get("cpu_kernels", "auto"))  # settings first, then seconds of loading
         self.mesh = teacher_mesh(int(cfg.get("devices", 0)), int(cfg.get("model_parallel", 1)))
         platform = self.mesh.devices.flat[0].platform
@@ -168,11 +169,10 @@ class JaxTeacher(Teacher):
                             "or 'sample' there); as a judge of held-out stories it is allowed.")
 
     # -- pieces ------------------------------------------------------------------------------------------
-    def _prefix(self, prompt: str, template: str = ""):
-        """(prefix K/V, its length, tail ids) of an opening under a template (the rubric's by default),
-        computed once and kept while it is among the PREFIX_CACHE most recently used (the training prompt,
-        every batch; held-out openings come and go)."""
-        template = template or self.template
+    def _prefix(self, prompt: str, template: str):
+        """(prefix K/V, its length, tail ids) of an opening under a template (the rubric's or the pairwise
+        one), computed once and kept while it is among the PREFIX_CACHE most recently used (the training
+        prompt, every batch; held-out openings come and go)."""
         key = (template, prompt)
         if key in self._prefixes:
             self._prefixes.move_to_end(key)
@@ -208,22 +208,9 @@ class JaxTeacher(Teacher):
         n = len(stories)
         expected, argmax, chosen = np.zeros((n, 3), np.float32), np.zeros((n, 3), np.int32), np.zeros((n, 3))
         mass = np.zeros((n, 3), np.float32)
-        # Stories of one opening share a prefix; within it, stories sorted by length are cut into the
-        # micro-batches that compute the fewest padded tokens (ragged stories are not padded to the longest).
-        groups: dict = {}
-        for i in range(n):
-            groups.setdefault(prompts[i], []).append(i)
-        for prompt, rows in groups.items():
-            _, _, P, tail = self._prefix(prompt)
-            ids = {i: self._suffix_ids(stories[i], tail, self._room(P)) for i in rows}
-            rows.sort(key=lambda i: len(ids[i]))
-            for part in micro_batches([len(ids[i]) for i in rows], self.micro, self._row_step(), BUCKET,
-                                      self._room(P)):
-                if self._cancelled:
-                    raise GradingCancelled("grading was cancelled (SIGTERM).")
-                idx = rows[part]
-                e, a, c, m = self._grade_rows(prompt, [ids[i] for i in idx], [stories[i] for i in idx])
-                expected[idx], argmax[idx], chosen[idx], mass[idx] = e, a, c, m
+        for prompt, prefix, idx, rows in self._micro_batched(prompts, stories, self.template):
+            e, a, c, m = self._grade_rows(prompt, prefix, rows, [stories[i] for i in idx])
+            expected[idx], argmax[idx], chosen[idx], mass[idx] = e, a, c, m
         scored = mass.min(1) >= self.min_mass
         values = {"expected": expected, "greedy": argmax, "sample": chosen}[self.grading]
         scores = np.where(scored[:, None], values, np.nan).astype(np.float32)
@@ -238,6 +225,24 @@ class JaxTeacher(Teacher):
         self._log(prompts, stories, scores, answers, details, statuses)
         return Grades(scores, answers, details)
 
+    def _micro_batched(self, prompts: list, texts: list, template: str):
+        """(prompt, its prefix, indices, their token ids) per micro-batch. Texts of one opening share a prefix;
+        within it, texts sorted by length are cut into the micro-batches that compute the fewest padded
+        tokens (ragged texts are not padded to the longest). Stops at once when grading is cancelled."""
+        groups: dict = {}
+        for i, prompt in enumerate(prompts):
+            groups.setdefault(prompt, []).append(i)
+        for prompt, rows in groups.items():
+            prefix = self._prefix(prompt, template)
+            room = self._room(prefix[2])
+            ids = {i: self._suffix_ids(texts[i], prefix[3], room) for i in rows}
+            rows.sort(key=lambda i: len(ids[i]))
+            for part in micro_batches([len(ids[i]) for i in rows], self.micro, self._row_step(), BUCKET, room):
+                if self._cancelled:
+                    raise GradingCancelled("grading was cancelled (SIGTERM).")
+                idx = rows[part]
+                yield prompt, prefix, idx, [ids[i] for i in idx]
+
     def _room(self, prefix_len: int) -> int:
         """Tokens a story (with the template's tail) may take: the context after the prefix and the answer."""
         return self.lm_cfg.max_len - prefix_len - len(self.answer.ids)
@@ -248,9 +253,9 @@ class JaxTeacher(Teacher):
         data = self.mesh.shape["data"]
         return data * max(1, 8 // data)
 
-    def _grade_rows(self, prompt: str, rows: list, stories: list):
+    def _grade_rows(self, prompt: str, prefix, rows: list, stories: list):
         """Grades of one micro-batch: `rows` are the stories' own token ids (story, then the template's tail)."""
-        k, v, P, _ = prefix = self._prefix(prompt)
+        k, v, _, _ = prefix
         B = len(rows)
         logits_BxV, sk, sv, valid = self._suffix_pass(prefix, rows)
         B_pad = valid.shape[0]
@@ -305,7 +310,7 @@ class JaxTeacher(Teacher):
         "2" (renormalised over the two) under the pairwise prompt (`pairwise_template`), asked in both
         orders so that a preference for a slot cancels. A pair with less than `min_digit_mass` of the
         probability on "1" and "2" in either order is unscorable (NaN)."""
-        template = load_template(self.cfg.get("pairwise_template", "") or PAIRWISE_TEMPLATE)
+        template = self.pairwise_template
         one, two = self.answer.candidates[0][1], self.answer.candidates[0][2]
         first_a = self._first_of_two(prompts, [_pair(a, b) for a, b in zip(stories_a, stories_b)], template,
                                      one, two)
@@ -322,24 +327,12 @@ class JaxTeacher(Teacher):
 
     def _first_of_two(self, prompts: list, texts: list, template: str, one: int, two: int):
         """Per text, (the probability that the answer is "1" given "1" or "2", the mass on the two)."""
-        n = len(texts)
-        q, mass = np.zeros(n), np.zeros(n)
-        groups: dict = {}
-        for i in range(n):
-            groups.setdefault(prompts[i], []).append(i)
-        for prompt, rows in groups.items():
-            prefix = self._prefix(prompt, template)
-            ids = {i: self._suffix_ids(texts[i], prefix[3], self._room(prefix[2])) for i in rows}
-            rows.sort(key=lambda i: len(ids[i]))
-            for part in micro_batches([len(ids[i]) for i in rows], self.micro, self._row_step(), BUCKET,
-                                      self._room(prefix[2])):
-                if self._cancelled:
-                    raise GradingCancelled("grading was cancelled (SIGTERM).")
-                idx = rows[part]
-                logits_BxV = self._suffix_pass(prefix, [ids[i] for i in idx])[0]
-                p_Bx2 = np.asarray(jax.nn.softmax(logits_BxV, -1)[:, jnp.asarray([one, two])], np.float64)[:len(idx)]
-                mass[idx] = p_Bx2.sum(1)
-                q[idx] = p_Bx2[:, 0] / np.maximum(mass[idx], 1e-30)
+        q, mass = np.zeros(len(texts)), np.zeros(len(texts))
+        for _, prefix, idx, rows in self._micro_batched(prompts, texts, template):
+            logits_BxV = self._suffix_pass(prefix, rows)[0]
+            p_Bx2 = np.asarray(jax.nn.softmax(logits_BxV, -1)[:, jnp.asarray([one, two])], np.float64)[:len(idx)]
+            mass[idx] = p_Bx2.sum(1)
+            q[idx] = p_Bx2[:, 0] / np.maximum(mass[idx], 1e-30)
         return q, mass
 
     def _sharding(self, *axes):
