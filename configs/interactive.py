@@ -71,7 +71,10 @@ def get_config(preset: str = "default") -> ml_collections.ConfigDict:
     c.batch_size = 360 if paper else 32
     c.sampling = ml_collections.ConfigDict(dict(max_new_tokens=90 if paper else 64, temperature=1.0, top_k=0,
                                                 top_p=1.0))
-    c.reward = ml_collections.ConfigDict(dict(weights=(1.0, 1.0, 1.0), length_bonus=0.4, length_norm=90.0))
+    # control: "" (learn from the teacher) | random_reward (the teacher's grades permuted within each batch) |
+    # length_only (min(words, length_norm)/length_norm): the experiment's control runs, same budget.
+    c.reward = ml_collections.ConfigDict(dict(weights=(1.0, 1.0, 1.0), length_bonus=0.4, length_norm=90.0,
+                                              control=""))
     # rl.kl_mode: reward (the story's log-ratio subtracted from its reward) | reward_token (per token, as
     # trl's PPO) | loss;
     # rl.kl_estimator (k1 | k3): the KL reported and followed by the controller (kl_target > 0), and in

@@ -7,6 +7,7 @@ a pretraining or interactive workdir (its latest checkpoint) or a milestone insi
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import tempfile
@@ -69,6 +70,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
         logging.info("BLiMP overall accuracy %.3f", summary["blimp"]["overall"])
     if config.stories.num_openings:
         summary["stories"] = stories.report(config, cfg, params, tok, workdir)
+        records = summary["stories"].pop("records")
+        run_outputs.write_text(os.path.join(out_dir, "stories.jsonl"), "".join(json.dumps(r) + "\n" for r in records))
         run_outputs.write_json(os.path.join(out_dir, "stories.json"), summary["stories"])
         summary["stories_sum"] = summary["stories"]["sum"]
         logging.info("Held-out stories: teacher sum %.2f ± %.2f of 9", summary["stories"]["sum"]["mean"],

@@ -1,23 +1,24 @@
 """The paper's experiment end to end (configs/experiment.py): does interactive learning from a teacher
-help a student as much as more pretraining would?
+help a student as much as more pretraining would, and more than learning from noise?
 
 Phases, each resumable (a finished phase leaves its summary.json and is not run again; an unfinished one
 resumes from its own checkpoints):
   1. pretraining with word milestones (WORKDIR/pretrain), unless `init_checkpoint` names a run;
-  2. every pretraining milestone evaluated (WORKDIR/eval/pretrain/chck_N): the pretraining-only curve;
-  3. interactive learning from each of `experiment.milestones` × `experiment.seeds`, same word budget
-     (WORKDIR/rl/chck_N_sS), each then evaluated (WORKDIR/eval/rl/chck_N_sS);
-  4. the table, the plot and the headline figure: for each RL'd student, the pretraining words at which
-     the pretraining-only curve reaches its held-out score (linear interpolation on log words; "not
-     reached" outside the curve's range).
-Every student's held-out stories are graded by the judge (storyjax.judge), not by the teacher it learned
-from; the training teacher's own view (its grades over the first and last 10 batches) sits beside it.
+  2. every pretraining milestone evaluated (WORKDIR/eval/pretrain/chck_N): the pretraining-only curve, and
+     with judge.mode=pairwise each milestone's stories judged against the first milestone's;
+  3. interactive learning from each of `experiment.milestones` × `experiment.seeds` (WORKDIR/rl/chck_N_sS),
+     and the controls (`experiment.controls` at `experiment.control_milestone`: WORKDIR/rl/chck_N_sS_KIND),
+     all with the same word budget, each evaluated (WORKDIR/eval/rl/...) and, pairwise, judged against
+     its starting milestone's stories;
+  4. the analysis (storyjax.experiment_analysis) and its report (storyjax.experiment_report).
+Every student writes from the same held-out openings with the same sampling keys (evaluate.seed), so
+before and after are compared story by story. Held-out stories are graded by the judge (storyjax.judge), not
+by the teacher the student learned from; the training teacher's own view sits beside it.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import os
 
 import ml_collections
@@ -25,13 +26,15 @@ import numpy as np
 from absl import logging
 
 from storyjax import checkpoint as ckpt_lib
+from storyjax import evaluate, interactive, judge as judge_lib, pretrain, reinforce, run_outputs, stats
+from storyjax import experiment_analysis as analysis
+from storyjax import experiment_report as report
 from storyjax import ledger as ledger_lib
-from storyjax.atomic import atomic_file
-from storyjax import evaluate, interactive, judge as judge_lib, pretrain, run_outputs
 from storyjax.interactive_logs import read_batch_stats
-
-FIRST_LAST = 10  # batches averaged at the start and end of learning, as the paper reports
-
+from storyjax.teachers import PAIRWISE, make_teacher
+from storyjax.teachers.base import GradingCancelled
+from storyjax import preemption
+from storyjax.prompts import heldout_openings
 
 def validate(config: ml_collections.ConfigDict) -> None:
     ex = config.experiment
@@ -56,7 +59,29 @@ def validate(config: ml_collections.ConfigDict) -> None:
                              f"{pretraining_milestones(config)}: add their word counts to "
                              "pretrain.ledger.milestones, or pretrain on more words.")
         pretrain.validate(config.pretrain)
-    interactive.validate(_rl_config(config, ex.milestones[0], ex.seeds[0], "."))
+    controls = tuple(ex.get("controls", ()))
+    bad = [c for c in controls if c not in reinforce.CONTROLS[1:]]
+    if bad or len(set(controls)) != len(controls):
+        raise ValueError(f"experiment.controls={controls}: name each control run once, from "
+                         f"{reinforce.CONTROLS[1:]} (or () for none).")
+    if controls and ex.control_milestone not in ex.milestones:
+        raise ValueError(f"experiment.control_milestone={ex.control_milestone!r}: the controls run from one of "
+                         f"experiment.milestones {tuple(ex.milestones)}.")
+    if not (ex.bootstrap >= 100):
+        raise ValueError(f"experiment.bootstrap={ex.bootstrap}: give at least 100 replicates (2000 is usual).")
+    limits = ex.monitor
+    if not (0 < limits.max_distinct2_drop < 1 and 0 < limits.max_repeat_rise < 1 and 0 < limits.max_skeleton_rise < 1):
+        raise ValueError("experiment.monitor: max_distinct2_drop, max_repeat_rise and max_skeleton_rise are shares "
+                         "in (0, 1), e.g. 0.2, 0.1, 0.2.")
+    heldout_openings(config.evaluate.stories.num_openings, (config.interactive.prompt,))
+    if config.evaluate.stories.num_openings < 2:
+        raise ValueError(f"evaluate.stories.num_openings={config.evaluate.stories.num_openings}: the experiment "
+                         "compares students on held-out openings; give at least 2 (intervals cluster by opening).")
+    if config.judge.get("mode", "absolute") == "pairwise" and judge_lib.resolved(config).name not in PAIRWISE:
+        raise ValueError(f"judge.mode=pairwise needs a judge that compares two stories ({PAIRWISE}); "
+                         f"judge.name={judge_lib.resolved(config).name!r} does not.")
+    for kind in ("rl", *controls):
+        interactive.validate(_rl_config(config, ex.milestones[0], ex.seeds[0], ".", kind))
 
 
 def pretraining_milestones(config) -> list[str]:
@@ -73,22 +98,111 @@ def _read(path: str) -> dict:
         return json.load(f)
 
 
-def _rl_config(config, milestone: str, seed: int, pretrain_dir: str) -> ml_collections.ConfigDict:
+def _rl_config(config, milestone: str, seed: int, pretrain_dir: str, kind: str = "rl") -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict(config.interactive.to_dict())
     c.init_checkpoint, c.init_milestone, c.seed = pretrain_dir, milestone, int(seed)
-    c.progress_bar, c.judge = config.progress_bar, config.judge
+    c.progress_bar = config.progress_bar
+    # The runs' own held-out scores are off: the experiment judges every student itself, pairs included.
+    c.judge = ml_collections.ConfigDict({**config.judge.to_dict(), "mode": "absolute"})
+    c.reward.control = "" if kind == "rl" else kind
     return c
 
 
-def _evaluate(config, checkpoint: str, out: str) -> dict:
+def plan(config) -> list[tuple[str, str, int]]:
+    """(kind, milestone, seed) of every interactive run: RL from each milestone, the controls from one."""
+    ex = config.experiment
+    runs = [("rl", m, int(s)) for m in ex.milestones for s in ex.seeds]
+    return runs + [(kind, ex.control_milestone, int(s)) for kind in ex.get("controls", ()) for s in ex.seeds]
+
+
+def run_name(kind: str, milestone: str, seed: int) -> str:
+    return f"{milestone}_s{seed}" + ("" if kind == "rl" else f"_{kind}")
+
+
+def _evaluate(config, checkpoint: str, out: str) -> analysis.Student:
     """One student's evaluation (judge-graded held-out stories, perplexity, BLiMP), run once."""
     if not _done(out):
         c = ml_collections.ConfigDict(config.evaluate.to_dict())
         c.checkpoint, c.init_from_hf, c.progress_bar = checkpoint, "", False
         c.teacher = judge_lib.resolved(config)
         c.data = config.pretrain.data
+        c.stories.exclude = (config.interactive.prompt,)  # never measured on the opening it learned from
         evaluate.run(c, out)
-    return _read(os.path.join(out, "summary.json"))
+    with open(os.path.join(out, "eval", "stories.jsonl")) as f:
+        records = [json.loads(line) for line in f]
+    return analysis.Student(records, _student_row(_read(os.path.join(out, "summary.json"))))
+
+
+class PairwiseJudge:
+    """judge.mode=pairwise: the judge, loaded once on first use, asked which of two students' stories from
+    the same opening and key is the better (both orders); each comparison is written once (pairwise.json and
+    pairwise.jsonl beside the student's evaluation) and read back on a rerun."""
+
+    def __init__(self, config, workdir: str):
+        self.config, self.workdir, self.judge = config, workdir, None
+        self.on = config.judge.get("mode", "absolute") == "pairwise"
+
+    def compare(self, student: analysis.Student, reference: analysis.Student, out: str):
+        if not self.on:
+            return None
+        path = os.path.join(out, "pairwise.json")
+        if os.path.exists(path):
+            return _read(path)
+        if [r["prompt"] for r in student.records] != [r["prompt"] for r in reference.records]:
+            raise ValueError(f"{out}: the two students' held-out stories do not pair up (different openings); "
+                             "evaluate both with the same evaluate.stories settings.")
+        if self.judge is None:
+            os.makedirs(os.path.join(self.workdir, "judge"), exist_ok=True)
+            self.judge = make_teacher(judge_lib.resolved(self.config), os.path.join(self.workdir, "judge"))
+        openings = student.openings_N
+        try:
+            prefs = self.judge.prefer(openings, [r["story"] for r in student.records],
+                                      [r["story"] for r in reference.records])
+        except GradingCancelled:
+            raise preemption.Preempted("SIGTERM while stories were being judged in pairs; rerun to resume.") from None
+        result = {**stats.win_rate(prefs.p_a_B, openings),
+                  "position": stats.position_bias(prefs.p_a_first_B, prefs.p_a_second_B)}
+        run_outputs.write_text(os.path.join(out, "pairwise.jsonl"), "".join(
+            json.dumps({"opening": o, "a": r["story"], "b": b["story"],
+                        "p_a": float(p) if p == p else None}) + "\n"
+            for o, r, b, p in zip(openings, student.records, reference.records, prefs.p_a_B)))
+        run_outputs.write_json(path, result)
+        return result
+
+    def close(self):
+        if self.judge is not None:
+            self.judge.close()
+
+
+class TeacherView:
+    """`experiment.teacher_view`: the training teacher's own grades of every student's held-out stories
+    (teacher_view.json beside its evaluation; loaded once, on first use). The student learned this grader, so
+    a rise under it is no evidence of better stories; beside the judge's it tells a blind judge (both flat
+    where the stories changed) from a hacked teacher (the teacher's up, the judge's down)."""
+
+    def __init__(self, config, workdir: str):
+        self.config, self.workdir, self.teacher = config, workdir, None
+        self.on = bool(config.experiment.get("teacher_view", False))
+
+    def sums(self, student: analysis.Student, out: str):
+        if not self.on:
+            return None
+        path = os.path.join(out, "teacher_view.json")
+        if not os.path.exists(path):
+            if self.teacher is None:
+                os.makedirs(os.path.join(self.workdir, "teacher_view"), exist_ok=True)
+                self.teacher = make_teacher(self.config.interactive.teacher, os.path.join(self.workdir, "teacher_view"))
+            try:
+                grades = self.teacher.grade_batch(student.openings_N, [r["story"] for r in student.records])
+            except GradingCancelled:
+                raise preemption.Preempted("SIGTERM while the teacher graded held-out stories; rerun to resume.") from None
+            run_outputs.write_json(path, {"teacher": self.teacher.name, "sums": [
+                float(row.sum()) if np.isfinite(row).all() else None for row in grades.scores_Bx3]})
+        return np.asarray([np.nan if x is None else x for x in _read(path)["sums"]], np.float64)
+
+    def close(self):
+        if self.teacher is not None:
+            self.teacher.close()
 
 
 def _student_row(summary: dict) -> dict:
@@ -100,56 +214,13 @@ def _student_row(summary: dict) -> dict:
             "blimp": (summary.get("blimp") or {}).get("overall")}
 
 
-def kl_in_band(kl_per_step: list[float], target: float, band: float):
-    """Share of the second half of a run's steps whose KL to the start model lies within target·(1 ± band):
-    how well the adaptive controller held the KL where it was asked to (the first half is its settling
-    time). None without a target (a fixed KL coefficient)."""
-    late = [k for k in kl_per_step[len(kl_per_step) // 2:] if math.isfinite(k)]
-    if target <= 0 or not late:
-        return None
-    return float(np.mean([abs(k - target) <= band * target for k in late]))
-
-
-def reached_words(curve: list[tuple[float, float]], score: float):
-    """Pretraining words at which the pretraining-only curve [(words, held-out score)] first reaches
-    `score`, interpolated linearly in log words; None when the curve never gets there (or starts above)."""
-    pts = sorted(curve)
-    if not pts or score is None or not math.isfinite(score) or score < pts[0][1]:
-        return None
-    if score == pts[0][1]:
-        return float(pts[0][0])
-    for (w0, s0), (w1, s1) in zip(pts, pts[1:]):
-        if s0 < score <= s1:
-            t = (score - s0) / (s1 - s0)
-            return float(round(10 ** (math.log10(w0) + t * (math.log10(w1) - math.log10(w0)))))
-    return None
-
-
-def equivalence(curve: list[tuple[float, float]], score) -> str:
-    """`reached_words` in words, saying which side of the curve an unreached score lies on."""
-    w = reached_words(curve, score)
-    if w is not None:
-        return _words(w)
-    if score is None or not curve:
-        return "—"
-    pts = sorted(curve)
-    return (f"not reached (above the curve's best, {_fmt(max(s for _, s in pts))})" if score > pts[0][1]
-            else f"not reached (below the first milestone's {_fmt(pts[0][1])})")
-
-
-def _pooled(rows: list[dict], key: str):
-    """Mean over seeds and the 95% half-width of that mean from each seed's own interval."""
-    vals = [(r[key], r.get(f"{key}_ci95")) for r in rows if r.get(key) is not None]
-    if not vals:
-        return None, None
-    mean = float(np.mean([v for v, _ in vals]))
-    cis = [c for _, c in vals if c is not None and math.isfinite(c)]
-    return mean, (float(math.sqrt(sum(c * c for c in cis)) / len(cis)) if cis else None)
 
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     workdir = os.path.abspath(workdir)
     os.makedirs(workdir, exist_ok=True)
+    if config.get("ledger_only"):
+        return dry_run(config, workdir)
     pretrain_dir = os.path.abspath(config.init_checkpoint) if config.init_checkpoint else \
         os.path.join(workdir, "pretrain")
     if not config.init_checkpoint and not _done(pretrain_dir):
@@ -161,172 +232,112 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     missing = [m for m in config.experiment.milestones if m not in milestones]
     if missing:
         raise ValueError(f"{pretrain_dir} has no milestones {missing}; it has {milestones}.")
-
-    logging.info("Experiment 2/4: evaluating the %d pretraining milestones (the pretraining-only curve), "
-                 "held-out stories graded by the judge: %s", len(milestones), judge_lib.describe(config))
-    before = {}
-    for m in milestones:
-        before[m] = _student_row(_evaluate(config, os.path.join(pretrain_dir, "milestones", m),
-                                           os.path.join(workdir, "eval", "pretrain", m)))
-        logging.info("  %s: held-out %s ± %s of 9", m, _fmt(before[m]["heldout"]), _fmt(before[m]["heldout_ci95"]))
-
-    runs = [(m, s) for m in config.experiment.milestones for s in config.experiment.seeds]
-    after = {}
-    for i, (m, seed) in enumerate(runs):
-        name = f"{m}_s{seed}"
-        rl_dir = os.path.join(workdir, "rl", name)
-        if not _done(rl_dir):
-            logging.info("Experiment 3/4: interactive learning %d of %d, from %s with seed %d (%d counted words)",
-                         i + 1, len(runs), m, seed, config.interactive.budget_words)
-            interactive.run(_rl_config(config, m, seed, pretrain_dir), rl_dir)
-        rl = _read(os.path.join(rl_dir, "summary.json"))
-        stats = read_batch_stats(os.path.join(rl_dir, "batch_stats.csv"))
-        row = _student_row(_evaluate(config, rl_dir, os.path.join(workdir, "eval", "rl", name)))
-        row.update(milestone=m, seed=seed, steps=rl["steps"], input_words=rl["input_words"],
-                   teacher_first10=rl["train_teacher_sum_first10"], teacher_last10=rl["train_teacher_sum_last10"],
-                   kl_end=float(np.mean([r["kl"] for r in stats[-FIRST_LAST:]])) if stats else None,
-                   kl_in_band=kl_in_band([r["kl"] for r in stats], config.interactive.rl.kl_target,
-                                         config.experiment.kl_band))
-        after[name] = row
-        logging.info("  %s: held-out %s ± %s of 9 (from %s)", name, _fmt(row["heldout"]), _fmt(row["heldout_ci95"]),
-                     _fmt(before[m]["heldout"]))
+    milestones = sorted(milestones, key=ckpt_lib.milestone_words)
+    pairs, view = PairwiseJudge(config, workdir), TeacherView(config, workdir)
+    try:
+        before = _pretraining_curve(config, pretrain_dir, workdir, milestones, pairs, view)
+        runs = _interactive_runs(config, pretrain_dir, workdir, before, pairs, view)
+    finally:
+        pairs.close()
+        view.close()
 
     logging.info("Experiment 4/4: table, plot and headline in %s", workdir)
-    curve = _curve(before)
-    for row in after.values():
-        row["equivalent_pretraining_words"] = reached_words(curve, row["heldout"])
-    table = _table(config, before, after)
-    _write_table(workdir, table, judge_lib.describe(config), config)
-    _plot(os.path.join(workdir, "heldout_vs_words.png"), curve,
-          {ckpt_lib.milestone_words(m): r["heldout_ci95"] for m, r in before.items()}, table)
-    headline = [{"milestone": r["milestone"], "pretraining_words": r["pretraining_words"],
-                 "interactive_words": r["input_words"], "heldout_before": r["heldout_before"],
-                 "heldout_after": r["heldout_after"], "equivalent_pretraining_words": r["equivalent_words"],
-                 "per_seed": [a["equivalent_pretraining_words"] for a in after.values() if a["milestone"] == r["milestone"]],
-                 "per_seed_heldout": [a["heldout"] for a in after.values() if a["milestone"] == r["milestone"]]}
-                for r in table]
-    run_outputs.write_json(os.path.join(workdir, "headline.json"), headline)
+    curve = [(ckpt_lib.milestone_words(m), s.row["heldout"]) for m, s in before.items() if s.row["heldout"] is not None]
+    table, per_run = analysis.rows(curve, before, runs, config)
+    curve_check = analysis.curve_check(before)
+    verdict = analysis.gates(curve_check, table)
+    run_outputs.write_csv(os.path.join(workdir, "runs.csv"), [{**r, "flags": "; ".join(r["flags"])} for r in per_run])
+    report.write(workdir, config, table, curve, before, curve_check, verdict, judge_lib.describe(config))
     summary = {"job": "experiment", "pretrain": pretrain_dir, "judge": judge_lib.describe(config),
+               "judge_mode": config.judge.get("mode", "absolute"),
                "teacher": config.interactive.teacher.name, "milestones": list(config.experiment.milestones),
-               "seeds": list(config.experiment.seeds), "rows": table, "curve": curve,
-               "outputs": [os.path.join(workdir, f) for f in ("table.md", "table.csv", "heldout_vs_words.png",
-                                                               "headline.json")]}
+               "seeds": list(config.experiment.seeds), "controls": list(config.experiment.get("controls", ())),
+               "rows": table, "runs": per_run, "curve": curve, "curve_check": curve_check, "gates": verdict,
+               "outputs": [os.path.join(workdir, f) for f in report.OUTPUTS]}
     run_outputs.write_summary(workdir, summary)
     return summary
 
 
-def _curve(before: dict) -> list[tuple[int, float]]:
-    return [(ckpt_lib.milestone_words(m), r["heldout"]) for m, r in before.items() if r["heldout"] is not None]
+def _pretraining_curve(config, pretrain_dir: str, workdir: str, milestones: list[str], pairs: PairwiseJudge,
+                       view: TeacherView) -> dict[str, analysis.Student]:
+    logging.info("Experiment 2/4: evaluating the %d pretraining milestones (the pretraining-only curve), "
+                 "held-out stories graded by the judge: %s", len(milestones), judge_lib.describe(config))
+    before = {}
+    for m in milestones:
+        out = os.path.join(workdir, "eval", "pretrain", m)
+        before[m] = _evaluate(config, os.path.join(pretrain_dir, "milestones", m), out)
+        before[m].teacher_sums_N = view.sums(before[m], out)
+        if m != milestones[0]:
+            before[m].pairwise = pairs.compare(before[m], before[milestones[0]], out)
+        logging.info("  %s: held-out %s ± %s of 9%s", m, analysis.fmt(before[m].row["heldout"]),
+                     analysis.fmt(before[m].row["heldout_ci95"]), _wins_words(before[m].pairwise, milestones[0]))
+    return before
 
 
-def _table(config, before: dict, after: dict) -> list[dict]:
-    rows = []
-    for m in config.experiment.milestones:
-        seeds = [a for a in after.values() if a["milestone"] == m]
-        mean = lambda k: float(np.mean([a[k] for a in seeds if a.get(k) is not None])) if any(
-            a.get(k) is not None for a in seeds) else None
-        heldout_after, ci_after = _pooled(seeds, "heldout")
-        rows.append({
-            "milestone": m, "pretraining_words": ckpt_lib.milestone_words(m), "seeds": len(seeds),
-            "input_words": int(np.mean([a["input_words"] for a in seeds])),
-            "teacher_first10": mean("teacher_first10"), "teacher_last10": mean("teacher_last10"),
-            "heldout_before": before[m]["heldout"], "heldout_before_ci95": before[m]["heldout_ci95"],
-            "heldout_after": heldout_after, "heldout_after_ci95": ci_after,
-            "kl_end": mean("kl_end"), "kl_target": float(config.interactive.rl.kl_target),
-            "kl_band": float(config.experiment.kl_band),
-            "kl_in_band": mean("kl_in_band"), "words_per_story_before": before[m]["words_per_story"],
-            "words_per_story_after": mean("words_per_story"),
-            "ppl_per_word_before": before[m]["ppl_per_word"], "ppl_per_word_after": mean("ppl_per_word"),
-            "blimp_before": before[m]["blimp"], "blimp_after": mean("blimp"),
-            "distinct_2_before": before[m]["distinct_2"], "distinct_2_after": mean("distinct_2"),
-            "repetition_before": before[m]["repetition"], "repetition_after": mean("repetition"),
-            "equivalent_words": reached_words(_curve(before), heldout_after),
-            "equivalent": equivalence(_curve(before), heldout_after),
-        })
-    return rows
+def _interactive_runs(config, pretrain_dir: str, workdir: str, before: dict, pairs: PairwiseJudge,
+                      view: TeacherView) -> list:
+    todo, runs = plan(config), []
+    for i, (kind, m, seed) in enumerate(todo):
+        name = run_name(kind, m, seed)
+        rl_dir = os.path.join(workdir, "rl", name)
+        if not _done(rl_dir):
+            logging.info("Experiment 3/4: interactive run %d of %d (%s), from %s with seed %d (%d counted words)",
+                         i + 1, len(todo), kind, m, seed, config.interactive.budget_words)
+            interactive.run(_rl_config(config, m, seed, pretrain_dir, kind), rl_dir)
+        out = os.path.join(workdir, "eval", "rl", name)
+        student = _evaluate(config, rl_dir, out)
+        student.pairwise = pairs.compare(student, before[m], out)
+        student.teacher_sums_N = view.sums(student, out)
+        stats_rows = read_batch_stats(os.path.join(rl_dir, "batch_stats.csv"))
+        runs.append(analysis.Run(kind, m, ckpt_lib.milestone_words(m), seed, _read(os.path.join(rl_dir, "summary.json")),
+                                 [r["kl"] for r in stats_rows], student))
+        logging.info("  %s: held-out %s ± %s of 9 (from %s)%s", name, analysis.fmt(student.row["heldout"]),
+                     analysis.fmt(student.row["heldout_ci95"]), analysis.fmt(before[m].row["heldout"]),
+                     _wins_words(student.pairwise, m))
+    return runs
 
 
-def _kl_band_words(row: dict) -> str:
-    if row["kl_in_band"] is None:
-        return "fixed β"
-    return f"{100 * row['kl_in_band']:.0f}% in {row['kl_target']:g} ± {row['kl_band'] * row['kl_target']:g}"
-
-
-def _fmt(x, spec=".2f") -> str:
-    return "—" if x is None or (isinstance(x, float) and not math.isfinite(x)) else format(x, spec)
-
-
-def _words(w) -> str:
-    return f"{w / 1e6:.3g}M" if w >= 1e6 else f"{w / 1e3:.3g}K"
-
-
-def _write_table(workdir: str, table: list[dict], judge: str, config) -> None:
-    run_outputs.write_csv(os.path.join(workdir, "table.csv"), table)
-    lines = [f"# Interactive learning from pretraining milestones ({config.preset})", "",
-             f"Judge of held-out stories: {judge}. Training teacher: {config.interactive.teacher.name}. "
-             f"{len(config.experiment.seeds)} seeds per milestone, {config.interactive.budget_words:,} counted "
-             f"words of interaction each. Held-out: mean grade sum of 9 with 95% intervals over "
-             f"{config.evaluate.stories.num_openings * config.evaluate.stories.per_opening} stories per student "
-             "(after learning: the mean over seeds, its interval from each seed's story sample; each seed's "
-             "score is in headline.json).", "",
-             "| milestone | teacher sum first → last 10 | held-out before | held-out after | KL end (in band) | "
-             "words/story "
-             "| ppl/word | BLiMP | distinct-2 | repetition | RL ≈ pretraining to |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
-    for r in table:
-        lines.append(
-            f"| {r['milestone']} | {_fmt(r['teacher_first10'])} → {_fmt(r['teacher_last10'])} | "
-            f"{_fmt(r['heldout_before'])} ± {_fmt(r['heldout_before_ci95'])} | "
-            f"{_fmt(r['heldout_after'])} ± {_fmt(r['heldout_after_ci95'])} | {_fmt(r['kl_end'])} "
-            f"({_kl_band_words(r)}) | "
-            f"{_fmt(r['words_per_story_before'], '.1f')} → {_fmt(r['words_per_story_after'], '.1f')} | "
-            f"{_fmt(r['ppl_per_word_before'], '.1f')} → {_fmt(r['ppl_per_word_after'], '.1f')} | "
-            f"{_fmt(r['blimp_before'], '.3f')} → {_fmt(r['blimp_after'], '.3f')} | "
-            f"{_fmt(r['distinct_2_before'], '.3f')} → {_fmt(r['distinct_2_after'], '.3f')} | "
-            f"{_fmt(r['repetition_before'], '.3f')} → {_fmt(r['repetition_after'], '.3f')} | "
-            f"{r['equivalent']} |")
-    lines += ["", "RL ≈ pretraining to: the pretraining words at which the pretraining-only curve (every milestone, "
-              "judged the same way) reaches the RL'd students' mean held-out score, interpolated on log words; "
-              "\"not reached\" when that score lies outside the curve. KL end: the KL to the start model over the "
-              "last 10 batches; in band: the share of the second half of the steps whose KL lay within "
-              "rl.kl_target × (1 ± experiment.kl_band), i.e. how well the adaptive controller held it (\"fixed β\": "
-              "no target, a fixed coefficient). The teacher's own grades rising while the "
-              "judge's do not is the student learning the teacher, not storytelling.", "",
-              "![held-out score against pretraining words](heldout_vs_words.png)", ""]
-    run_outputs.write_text(os.path.join(workdir, "table.md"), "\n".join(lines))
-
-
-def _plot(path: str, curve: list, curve_ci95: dict, table: list[dict]) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    pts = sorted(curve)
-    if pts:
-        ax.errorbar([w for w, _ in pts], [s for _, s in pts], yerr=[curve_ci95.get(w) or 0 for w, _ in pts],
-                    fmt="o-", capsize=3, label="pretraining only")
-    for r in table:
-        if r["heldout_after"] is not None:
-            ax.errorbar([r["pretraining_words"]], [r["heldout_after"]], yerr=[r["heldout_after_ci95"] or 0],
-                        fmt="s", capsize=4, label=f"{r['milestone']} + {r['input_words']:,} words of interaction")
-    ax.set_xscale("log")
-    ax.set_xlabel("pretraining words")
-    ax.set_ylabel("held-out score (judge, sum of 9)")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    with atomic_file(path, "wb", suffix=".tmp.png") as f:
-        fig.savefig(f, dpi=120, format="png")
-    plt.close(fig)
+def _wins_words(pairwise, reference: str) -> str:
+    if not pairwise:
+        return ""
+    return f"; preferred to {reference}'s stories {analysis.fmt(pairwise['win_rate'])} ± {analysis.fmt(pairwise['ci95'])}"
 
 
 def closing_words(summary: dict, workdir: str) -> str:
-    """The experiment's result in words: per milestone, the judge's held-out score before → after and the
-    pretraining it is worth, and where the table is."""
-    lines = [f"Judge: {summary['judge']}; training teacher: {summary['teacher']}."]
-    for r in summary["rows"]:
-        lines.append(f"{r['milestone']}: held-out {_fmt(r['heldout_before'])} ± {_fmt(r['heldout_before_ci95'])} → "
-                     f"{_fmt(r['heldout_after'])} ± {_fmt(r['heldout_after_ci95'])} of 9 after {r['input_words']:,} "
-                     f"words of interaction ({r['seeds']} seeds); pretraining-only equivalent: {r['equivalent']} "
-                     f"(it starts at {_words(r['pretraining_words'])} words).")
-    lines.append(f"Table: {workdir}/table.md (and table.csv, heldout_vs_words.png, headline.json).")
-    return "\n".join(lines)
+    if summary.get("ledger_only"):
+        return report.plan_words(summary)
+    return report.closing_words(summary, workdir)
+
+
+def dry_run(config: ml_collections.ConfigDict, workdir: str) -> dict:
+    """`ledger_only`: every piece checked as configured and the work laid out (runs, steps, stories, counted
+    words, the models each phase loads), nothing trained or loaded."""
+    runs = plan(config)
+    ledger = interactive.fresh_ledger(_rl_config(config, runs[0][1], runs[0][2], ".", "rl"))
+    ledger_lib.dry_run(ledger, config.interactive.batch_size)
+    judge, teacher = judge_lib.resolved(config), config.interactive.teacher
+    models = {"teacher": _model_needs(teacher, "interactive.teacher"), "judge": _model_needs(judge, "judge")}
+    missing = [f"{key}.weights ({what})" for key, what in (("interactive.teacher", models["teacher"]),
+                                                           ("judge", models["judge"]))
+               if "not set" in what or "not on this machine" in what]
+    n_eval = len(pretraining_milestones(config)) + len(runs)
+    stories_per_student = config.evaluate.stories.num_openings * config.evaluate.stories.per_opening
+    summary = {"job": "experiment", "ledger_only": True, "pretraining_milestones": pretraining_milestones(config),
+               "runs": [run_name(*r) for r in runs], "per_run": {"steps": ledger.steps, "stories": ledger.stories, "input_words": ledger.input_words},
+               "students_evaluated": n_eval, "heldout_stories_per_student": stories_per_student,
+               "pairs_judged": (n_eval - 1) * stories_per_student if config.judge.get("mode") == "pairwise" else 0,
+               "models": models, "missing": missing, "judge": judge_lib.describe(config)}
+    run_outputs.write_summary(workdir, summary)
+    return summary
+
+
+def _model_needs(cfg, key: str) -> str:
+    if cfg.name == "jax":
+        if not cfg.weights:
+            return f"in-process jax, {key}.weights not set"
+        size = (f", {os.path.getsize(cfg.weights) / 2**30:.2f} GiB on disk" if os.path.isfile(cfg.weights) else
+                ", a folder" if os.path.isdir(cfg.weights) else ", not on this machine")
+        return f"in-process jax: {cfg.weights}{size}"
+    if cfg.name == "openai":
+        return f"OpenAI-compatible server {cfg.base_url} serving {cfg.model}"
+    return cfg.name

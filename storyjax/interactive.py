@@ -30,7 +30,7 @@ from storyjax import model as model_lib
 from storyjax import teacher_health
 from storyjax import tokenizer as tokenizer_lib
 from storyjax.interactive_logs import PhaseClock, RunLogs
-from storyjax.prompts import HELDOUT_OPENINGS
+from storyjax.prompts import heldout_openings
 from storyjax.teachers import NAMES, PAIRWISE, make_teacher
 from storyjax.teachers.base import CRITERIA, Grades
 
@@ -71,6 +71,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     problems = [why for ok, why in checks if not ok]
     if problems:
         raise ValueError("; ".join(problems) + ".")
+    heldout_openings(config.heldout.num_openings, (config.prompt,))
     teacher_health.TeacherHealth.from_config(config.teacher)
     reinforce.RewardConfig.from_config(config.reward)
     reinforce.check(config.rl)
@@ -226,7 +227,8 @@ class Loop:
         self.prompts = [config.prompt] * B
         self.prompt_BxP, self.valid_BxP = stories.encode_prompts(student.tok, self.prompts)
         sampler.check_lengths(student.model_cfg, self.prompt_BxP.shape[1], config.sampling.max_new_tokens)
-        stories.check_openings_fit(student.model_cfg, student.tok, HELDOUT_OPENINGS[:config.heldout.num_openings],
+        stories.check_openings_fit(student.model_cfg, student.tok,
+                                   heldout_openings(config.heldout.num_openings, (config.prompt,)),
                                    config.sampling.max_new_tokens)
         self.optimizer = reinforce.make_optimizer(config.rl)
         self.rl_step = reinforce.make_step(student.model_cfg, config.rl, reinforce.RewardConfig.from_config(
@@ -308,7 +310,9 @@ class Loop:
         words_B = np.asarray([tokenizer_lib.count_words(t) for t in texts], np.float32)
         before = self.ledger.input_words
         self.ledger.charge(c.batch_size, int(scored_B.sum()), int(words_B.sum()))
-        batch = rollout.make(self.prompt_BxP, self.valid_BxP, samples, grades.scores_Bx3, words_B)
+        reward_scores_Bx3 = (rollout.permuted_grades(grades.scores_Bx3, c.seed, step)
+                             if c.reward.get("control", "") == "random_reward" else grades.scores_Bx3)
+        batch = rollout.make(self.prompt_BxP, self.valid_BxP, samples, reward_scores_Bx3, words_B)
         state, metrics = self.rl_step(state, self.student.ref_params, batch)
         metrics = jax.device_get(metrics)
         per_story = {k: np.asarray(metrics.pop(k)) for k in reinforce.StoryRewards._fields}
@@ -382,6 +386,7 @@ class Loop:
             "budget_words": ledger.budget_words, "teacher": teacher_name,
             # Said wherever the figures stand: such a run does not follow BabyLM's rules.
             "reward_is_teacher_distribution": distribution_reward(c.teacher),
+            "reward_control": c.reward.get("control", "") or None,
             "heldout_score_start": start.get("score"), "heldout_score_end": heldout_end.get("score"),
             "heldout_start": start, "heldout_end": heldout_end,
             "judge": judge_lib.describe(c),

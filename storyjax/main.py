@@ -31,7 +31,7 @@ JOBS = {
                                   "heldout_score_end", "judge_score_start", "judge_score_end", "param_checksum")),
     "grade": (grade, ("teacher", "stories", "unscorable", "sum", "stories_per_s", "pairs", "a_wins", "position",
                   "pairs_per_s")),
-    "experiment": (experiment, ("judge", "teacher", "milestones", "seeds", "outputs")),
+    "experiment": (experiment, ("judge", "teacher", "milestones", "seeds", "controls", "gates", "outputs")),
     "evaluate": (evaluate, ("blimp", "perplexity", "stories_sum")),  # the full story report: DIR/eval/stories.json
 }
 # Libraries whose INFO chatter (one line per file written) buries the run's own log.

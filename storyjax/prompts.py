@@ -59,3 +59,14 @@ HELDOUT_OPENINGS = (
     "The little cloud could not rain, no matter how hard it tried.",
     "Zoe's umbrella took her on a journey high above the city.",
 )
+
+
+def heldout_openings(n: int, exclude=()) -> list[str]:
+    """The first `n` held-out openings that are not a training prompt (`exclude`): a student is never
+    measured on an opening it learned from."""
+    skip = {" ".join(p.split()) for p in exclude}
+    openings = [o for o in HELDOUT_OPENINGS if " ".join(o.split()) not in skip]
+    if n > len(openings):
+        raise ValueError(f"{n} held-out openings asked for; there are {len(openings)} besides the training "
+                         f"prompt(s): ask for at most {len(openings)} (stories.num_openings or heldout.num_openings).")
+    return openings[:n]

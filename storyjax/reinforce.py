@@ -43,6 +43,11 @@ class RewardConfig:
     weights: tuple[float, float, float] = (1.0, 1.0, 1.0)  # readability, coherence, creativity
     length_bonus: float = 0.4
     length_norm: float = 90.0
+    # A control run (storyjax.experiment): "random_reward" learns from the teacher's grades permuted within
+    # each batch (rollout.permuted_grades, on the host); "length_only" from the story's length alone,
+    # min(words, norm)/norm. Either way the teacher grades every story, so the word count and the unscorable
+    # mask are the real run's.
+    control: str = ""
 
     @classmethod
     def from_config(cls, reward_cfg: ml_collections.ConfigDict) -> "RewardConfig":
@@ -52,7 +57,14 @@ class RewardConfig:
                              "coherence, creativity) that do not all vanish; the paper's are (1, 1, 1).")
         if reward_cfg.length_norm <= 0:
             raise ValueError(f"reward.length_norm={reward_cfg.length_norm}: give a positive word count (paper: 90).")
-        return cls(weights, float(reward_cfg.length_bonus), float(reward_cfg.length_norm))
+        control = reward_cfg.get("control", "")
+        if control not in CONTROLS:
+            raise ValueError(f"reward.control={control!r}: leave it empty (learn from the teacher) or choose a "
+                             f"control run, one of {CONTROLS[1:]}.")
+        return cls(weights, float(reward_cfg.length_bonus), float(reward_cfg.length_norm), control)
+
+
+CONTROLS = ("", "random_reward", "length_only")
 
 
 class StoryRewards(NamedTuple):
@@ -68,7 +80,10 @@ def story_rewards(reward: RewardConfig, scores_Bx3, words_B) -> StoryRewards:
     """
     weights_3 = jnp.asarray(reward.weights, jnp.float32)
     teacher_B = (scores_Bx3 * weights_3).sum(-1) / (3.0 * weights_3.sum())
-    bonus_B = reward.length_bonus * jnp.minimum(words_B, reward.length_norm) / reward.length_norm
+    length_B = jnp.minimum(words_B, reward.length_norm) / reward.length_norm
+    bonus_B = reward.length_bonus * length_B
+    if reward.control == "length_only":  # NaN where the teacher could not grade: the same stories count
+        return StoryRewards(jnp.where(jnp.isnan(teacher_B), jnp.nan, length_B), teacher_B, bonus_B)
     return StoryRewards((teacher_B + bonus_B) / (1.0 + reward.length_bonus), teacher_B, bonus_B)
 
 

@@ -33,3 +33,13 @@ def make(prompt_BxP, prompt_valid_BxP, samples: sampler.Samples, scores_Bx3, wor
                    valid_BxL=jnp.concatenate([prompt_valid_BxP, samples.mask_BxN], 1),
                    response_BxL=jnp.concatenate([jnp.zeros_like(prompt_valid_BxP), samples.mask_BxN], 1),
                    scores_Bx3=jnp.asarray(scores_Bx3), words_B=jnp.asarray(words_B, jnp.float32))
+
+
+def permuted_grades(scores_Bx3, seed: int, step: int) -> np.ndarray:
+    """The random-reward control: the scored rows' grades shuffled among themselves (unscorable rows stay
+    where they are), so a batch keeps its grades' distribution and mean but a story's grades are no longer
+    its own. Drawn from (seed, step): a resumed run permutes a step as it did the first time."""
+    scores_Bx3 = np.array(scores_Bx3, np.float32)
+    rows = np.flatnonzero(scored(scores_Bx3))
+    scores_Bx3[rows] = scores_Bx3[np.random.default_rng([seed, step, 0x5eed]).permutation(rows)]
+    return scores_Bx3

@@ -24,26 +24,50 @@ def score_ci(held: dict) -> str:
     return f"{held['score']:.2f} ± {held.get('score_ci95') or 0:.2f}"
 
 
-def win_rate(p_a, clusters) -> dict:
-    """How often story a beats story b: the mean of the judge's preferences `p_a` (each in 0..1, NaN for an
-    unscorable pair) with a 95% interval clustered by `clusters` (the opening: pairs from one opening are not
-    independent). The standard error is the cluster-robust (sandwich) one of a mean, with a t quantile on
-    clusters - 1 degrees of freedom, since a handful of openings makes a normal interval too narrow."""
-    p_a = np.asarray(p_a, np.float64)
+def clustered_mean(x, clusters) -> dict:
+    """The mean of `x` (NaN left out) with a 95% interval clustered by `clusters` (the opening: stories or
+    pairs from one opening are not independent). The standard error is the cluster-robust (sandwich) one of
+    a mean, with a t quantile on clusters - 1 degrees of freedom, since a handful of openings makes a normal
+    interval too narrow."""
+    x = np.asarray(x, np.float64)
     clusters = np.asarray(clusters)
-    ok = np.isfinite(p_a)
-    p_a, clusters = p_a[ok], clusters[ok]
-    if len(p_a) == 0:
-        return {"win_rate": float("nan"), "ci95": float("nan"), "pairs": 0, "clusters": 0}
-    mean = float(p_a.mean())
+    ok = np.isfinite(x)
+    x, clusters = x[ok], clusters[ok]
+    if len(x) == 0:
+        return {"mean": float("nan"), "ci95": float("nan"), "n": 0, "clusters": 0}
+    mean = float(x.mean())
     keys, which = np.unique(clusters, return_inverse=True)
     K = len(keys)
     if K < 2:
-        return {"win_rate": mean, "ci95": float("nan"), "pairs": int(len(p_a)), "clusters": int(K)}
-    residual_K = np.bincount(which, weights=p_a - mean, minlength=K)
-    se = math.sqrt(K / (K - 1) * float((residual_K ** 2).sum())) / len(p_a)
-    half = float(scipy_stats.t.ppf(0.975, K - 1)) * se
-    return {"win_rate": mean, "ci95": half, "pairs": int(len(p_a)), "clusters": int(K)}
+        return {"mean": mean, "ci95": float("nan"), "n": int(len(x)), "clusters": int(K)}
+    residual_K = np.bincount(which, weights=x - mean, minlength=K)
+    se = math.sqrt(K / (K - 1) * float((residual_K ** 2).sum())) / len(x)
+    return {"mean": mean, "ci95": float(scipy_stats.t.ppf(0.975, K - 1)) * se, "n": int(len(x)), "clusters": int(K)}
+
+
+def win_rate(p_a, clusters) -> dict:
+    """How often story a beats story b: the mean of the judge's preferences `p_a` (each in 0..1, NaN for an
+    unscorable pair) with its 95% interval clustered by opening (`clustered_mean`)."""
+    m = clustered_mean(p_a, clusters)
+    return {"win_rate": m["mean"], "ci95": m["ci95"], "pairs": m["n"], "clusters": m["clusters"]}
+
+
+def paired_delta(after, before, clusters) -> dict:
+    """The mean paired difference after - before (two students' stories from the same opening and the same
+    sampling key; NaN where either is unscorable) with its 95% interval clustered by opening."""
+    return clustered_mean(np.asarray(after, np.float64) - np.asarray(before, np.float64), clusters)
+
+
+def across_seeds(means) -> dict:
+    """The mean over seeds of a per-seed figure and its 95% t-interval (seeds - 1 degrees of freedom): the
+    between-seed spread, which holds the within-seed sampling noise too. No interval from one seed."""
+    x = np.asarray([m for m in means if m is not None and math.isfinite(m)], np.float64)
+    if len(x) == 0:
+        return {"mean": float("nan"), "ci95": float("nan"), "seeds": 0}
+    if len(x) < 2:
+        return {"mean": float(x[0]), "ci95": float("nan"), "seeds": 1}
+    half = float(scipy_stats.t.ppf(0.975, len(x) - 1)) * x.std(ddof=1) / math.sqrt(len(x))
+    return {"mean": float(x.mean()), "ci95": half, "seeds": int(len(x))}
 
 
 def position_bias(p_a_first, p_a_second) -> dict:

@@ -16,7 +16,7 @@ import numpy as np
 from storyjax import distributed, preemption, rollout, sampler, stats
 from storyjax import judge as judge_lib
 from storyjax import model as model_lib
-from storyjax.prompts import HELDOUT_OPENINGS, PAPER_PROMPT
+from storyjax.prompts import heldout_openings
 from storyjax.teachers import make_teacher
 from storyjax.teachers.base import CRITERIA, Grades, GradingCancelled
 
@@ -116,7 +116,7 @@ def _grade_sharded(teacher, prompts: list[str], stories: list[str]) -> Optional[
 def heldout_score(config, sample, params, tok, teacher, judge=None) -> dict:
     """Mean grades of stories continuing the held-out openings (same RNG before and after), from the
     training teacher and, beside it, from the judge (`storyjax.judge`), each with its 95% interval."""
-    openings = list(HELDOUT_OPENINGS[:config.heldout.num_openings]) * config.heldout.stories_per_opening
+    openings = heldout_openings(config.heldout.num_openings, (config.prompt,)) * config.heldout.stories_per_opening
     if not openings:
         return {}
     full, _, _, _ = sample_stories(sample, params, tok, openings, lambda _: jax.random.key(config.seed + 1),
@@ -142,7 +142,7 @@ def heldout_pairwise(config, judge, start: dict, end: dict) -> Optional[dict]:
     before, after = start.get("texts") or [], end.get("texts") or []
     if not before or len(before) != len(after):
         return None
-    openings = list(HELDOUT_OPENINGS[:config.heldout.num_openings]) * config.heldout.stories_per_opening
+    openings = heldout_openings(config.heldout.num_openings, (config.prompt,)) * config.heldout.stories_per_opening
     try:
         prefs = judge.prefer(openings, after, before)
     except GradingCancelled:
@@ -191,7 +191,7 @@ def repetition_rate(text: str, n: int = 3) -> float:
 def report(config, cfg, params, tok, workdir: str) -> dict:
     """Held-out openings (ours plus the paper's prompt), k stories each, graded by the configured teacher:
     means with 95% intervals, length, diversity, repetition and the student's own surprisal."""
-    openings = [o for o in (*HELDOUT_OPENINGS, PAPER_PROMPT)][:config.stories.num_openings]
+    openings = heldout_openings(config.stories.num_openings, config.stories.get("exclude", ()))
     prompts = [o for o in openings for _ in range(config.stories.per_opening)]
     check_openings_fit(cfg, tok, openings, config.sampling.max_new_tokens)
     sample = make_sample_fn(config, cfg, tok)
@@ -217,4 +217,9 @@ def report(config, cfg, params, tok, workdir: str) -> dict:
         "entropy_per_word": float(surprisal[has_words].sum() / words[has_words].sum()) if has_words.any() else None,
         "entropy_per_token": float(surprisal.sum() / max(n_tokens.sum(), 1)),
         "examples": [{"prompt": p, "story": f, "answer": a} for p, f, a in list(zip(prompts, full, grades.answers))[:8]],
+        # Every story, in prompt order (evaluate writes them to eval/stories.jsonl, not into the summary): two
+        # students evaluated with the same seed wrote story i from the same opening and sampling key.
+        "records": [{"prompt": p, "story": f, "continuation": t,
+                     "scores": [float(x) for x in row] if okay else None, "answer": a}
+                    for p, f, t, row, okay, a in zip(prompts, full, texts, scores, ok, grades.answers)],
     }

@@ -7,10 +7,13 @@ import os
 import signal
 import time
 
+import ml_collections
+import numpy as np
 import pytest
 
 from conftest import BLIMP
-from storyjax import experiment
+from storyjax import experiment, stats
+from storyjax import experiment_analysis as analysis
 from test_main import run_main, start_main
 
 TINY = ["--config=configs/experiment.py:tiny", "--config.pretrain.data.num_docs=2000",
@@ -28,20 +31,20 @@ TINY = ["--config=configs/experiment.py:tiny", "--config.pretrain.data.num_docs=
 
 def test_equivalent_pretraining_words_are_read_off_the_curve_on_log_words():
     curve = [(1_000, 1.0), (10_000, 3.0), (100_000, 5.0)]
-    assert experiment.reached_words(curve, 4.0) == round(10 ** 4.5)  # whole words
-    assert experiment.reached_words(curve, 1.0) == 1_000 and experiment.reached_words(curve, 5.0) == 100_000
-    assert experiment.reached_words(curve, 0.5) is None and experiment.reached_words(curve, 5.5) is None
-    assert experiment.equivalence(curve, 5.5) == "not reached (above the curve's best, 5.00)"
-    assert experiment.equivalence(curve, 0.5) == "not reached (below the first milestone's 1.00)"
+    assert analysis.reached_words(curve, 4.0) == round(10 ** 4.5)  # whole words
+    assert analysis.reached_words(curve, 1.0) == 1_000 and analysis.reached_words(curve, 5.0) == 100_000
+    assert analysis.reached_words(curve, 0.5) is None and analysis.reached_words(curve, 5.5) is None
+    assert analysis.equivalence(curve, 5.5) == "not reached (above the curve's best, 5.00)"
+    assert analysis.equivalence(curve, 0.5) == "not reached (below the first milestone's 1.00)"
     # A curve that dips: the first crossing counts.
-    assert experiment.reached_words([(1_000, 1.0), (10_000, 3.0), (100_000, 2.0)], 2.0) == round(10 ** 3.5)
+    assert analysis.reached_words([(1_000, 1.0), (10_000, 3.0), (100_000, 2.0)], 2.0) == round(10 ** 3.5)
 
 
 def test_kl_band_counts_the_late_steps_near_the_target():
     settling, late = [0.5, 20.0, 9.5, 7.0, 1.0, 6.0], [6.0, 8.9, 9.1, 2.9, 3.0, float("nan")]
-    assert experiment.kl_in_band(settling + late, 6.0, 0.5) == 3 / 5  # 6.0, 8.9, 3.0 lie in [3, 9]; NaN dropped
-    assert experiment.kl_in_band(settling + late, 0.0, 0.5) is None  # a fixed coefficient has no target
-    assert experiment.kl_in_band([], 6.0, 0.5) is None
+    assert analysis.kl_in_band(settling + late, 6.0, 0.5) == 3 / 5  # 6.0, 8.9, 3.0 lie in [3, 9]; NaN dropped
+    assert analysis.kl_in_band(settling + late, 0.0, 0.5) is None  # a fixed coefficient has no target
+    assert analysis.kl_in_band([], 6.0, 0.5) is None
 
 
 def test_milestones_the_pretraining_will_not_write_are_refused_before_any_work(tmp_path):
@@ -73,7 +76,7 @@ def test_experiment_writes_the_table_plot_and_headline_and_a_killed_run_ends_the
         assert 0 <= r["heldout_before"] <= 9 and 0 <= r["heldout_after"] <= 9
         assert r["ppl_per_word_before"] > 1 and r["ppl_per_word_after"] > 1
         assert 0 <= r["blimp_before"] <= 1 and 0 <= r["blimp_after"] <= 1 and r["kl_end"] >= 0
-        assert r["equivalent"] == experiment.equivalence(s["curve"], r["heldout_after"])
+        assert r["equivalent"] == analysis.equivalence(s["curve"], r["heldout_after"])
     with open(tmp_path / "ref" / "table.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     assert [r["milestone"] for r in rows] == ["chck_5K", "chck_20K"]
@@ -95,3 +98,144 @@ def test_experiment_writes_the_table_plot_and_headline_and_a_killed_run_ends_the
     rerun = run_main(args, tmp_path / "killed")
     assert rerun.returncode == 0, rerun.stderr[-4000:]
     assert (tmp_path / "killed" / "table.csv").read_text() == (tmp_path / "ref" / "table.csv").read_text()
+
+
+# --- The analysis on synthetic students, where the answer is known ---------------------------------------
+
+WORDS = ("fox bear river hill lamp cake boat star owl seed kite snow moon door tree rain song map bell key "
+         "ran saw found made took gave sang hid lost kept").split()
+
+
+def synthetic_student(sums_N, rng, n_openings=13, template=False, pairwise=None):
+    """A student's evaluated stories: story i from opening i // per_opening, its judge sum given (split over
+    the three grades), its text varied (or one template filled in)."""
+    per = len(sums_N) // n_openings
+    records = []
+    for i, total in enumerate(sums_N):
+        if template:
+            text = f"The {WORDS[i % 10]} went to the {WORDS[(i + 3) % 10]}. The {WORDS[i % 7]} saw the {WORDS[5]}."
+        else:
+            text = " ".join(" ".join(rng.choice(WORDS + ["the", "a", "to", "and", "with", "of", "in"],
+                                                rng.integers(5, 11))).capitalize() + "." for _ in range(3))
+        opening = f"Opening number {i // per}."
+        records.append({"prompt": opening, "story": f"{opening} {text}", "continuation": " " + text,
+                        "scores": [total / 3] * 3})
+    mean, ci = float(np.mean(sums_N)), 1.96 * float(np.std(sums_N, ddof=1)) / np.sqrt(len(sums_N))
+    row = {"heldout": mean, "heldout_ci95": ci, "ppl_per_word": 10.0, "blimp": None}
+    return analysis.Student(records, row, pairwise)
+
+
+def analysis_config(seeds=(0, 1, 2)):
+    return ml_collections.ConfigDict({
+        "experiment": {"seeds": seeds, "kl_band": 0.5, "bootstrap": 400,
+                       "monitor": {"max_distinct2_drop": 0.2, "max_repeat_rise": 0.1, "max_skeleton_rise": 0.2}},
+        "interactive": {"rl": {"kl_target": 0.0}}})
+
+
+def synthetic_run(kind, milestone, seed, sums_N, rng, teacher=(4.0, 4.0), **kw):
+    summary = {"steps": 10, "input_words": 1000, "train_teacher_sum_first10": teacher[0],
+               "train_teacher_sum_last10": teacher[1]}
+    return analysis.Run(kind, milestone, analysis.milestone_words(milestone), seed, summary, [0.1] * 10,
+                        synthetic_student(sums_N, rng, **kw))
+
+
+def paired_world(rng, effect, n_openings=13, per=4, seed_sd=0.0, seeds=3):
+    """Latent story quality per opening and story; before = latent + noise; each seed's after = latent +
+    effect + that seed's own shift + noise (the same opening and key: the latent part is shared)."""
+    latent = np.repeat(rng.normal(4.0, 1.0, n_openings), per) + rng.normal(0, 0.5, n_openings * per)
+    before = latent + rng.normal(0, 0.3, latent.shape)
+    afters = [latent + effect + rng.normal(0, seed_sd) + rng.normal(0, 0.3, latent.shape) for _ in range(seeds)]
+    return before, afters
+
+
+def test_a_planted_effect_is_found_and_beats_the_random_reward_control():
+    rng = np.random.default_rng(0)
+    before, rl_after = paired_world(rng, 0.4)
+    random_after = [before + rng.normal(0, 0.4, before.shape) for _ in range(3)]  # the same stories, no effect
+    start = synthetic_student(before, rng)
+    curve_students = {"chck_10K": start, "chck_100K": synthetic_student(before + 1.0, rng)}
+    runs = [synthetic_run("rl", "chck_10K", s, a, rng) for s, a in enumerate(rl_after)]
+    runs += [synthetic_run("random_reward", "chck_10K", s, a, rng) for s, a in enumerate(random_after)]
+    curve = [(analysis.milestone_words(m), s.row["heldout"]) for m, s in curve_students.items()]
+    table, per_run = analysis.rows(curve, curve_students, runs, analysis_config())
+    rl, control = table
+    assert (rl["run"], control["run"], rl["seeds"]) == ("rl", "random_reward", 3)
+    assert abs(rl["paired_delta"] - 0.4) < 0.1 and rl["paired_delta"] - rl["paired_ci95"] > 0
+    assert abs(control["paired_delta"]) < 0.15
+    assert abs(rl["gain_vs_random"] - 0.4) < 0.1 and rl["gain_vs_random"] - rl["gain_vs_random_ci95"] > 0
+    assert len(per_run) == 6 and all(r["flags"] == [] for r in per_run) and rl["flag"] == ""
+    verdict = analysis.gates(analysis.curve_check(curve_students), table)
+    assert verdict == {"curve_rises": True, "paired_excludes_0": True, "beats_random_reward": True, "no_flag": True}
+
+
+def test_a_null_effect_interval_covers_zero_95_percent_of_the_time_when_seeds_differ():
+    """Each seed's learning moves its student by its own random amount (mean 0): the t-interval over the
+    seeds' paired means covers 0 about 95% of the time; pooling the seeds' stories and clustering by opening
+    alone (ignoring the seeds) would claim far more precision than there is."""
+    rng = np.random.default_rng(1)
+    covered = pooled_covered = 0
+    trials = 600
+    for _ in range(trials):
+        before, afters = paired_world(rng, 0.0, seed_sd=0.3)
+        openings = np.repeat(np.arange(13), 4)
+        per_seed = [stats.paired_delta(a, before, openings)["mean"] for a in afters]
+        seeds = stats.across_seeds(per_seed)
+        covered += abs(seeds["mean"]) <= seeds["ci95"]
+        pooled = stats.paired_delta(np.concatenate(afters), np.tile(before, 3), np.tile(openings, 3))
+        pooled_covered += abs(pooled["mean"]) <= pooled["ci95"]
+    assert 0.92 <= covered / trials <= 0.98
+    assert pooled_covered / trials < 0.7
+
+
+def test_the_headline_reads_the_curve_and_its_interval_resamples_openings_and_seeds():
+    rng = np.random.default_rng(2)
+    base = np.repeat(rng.normal(0, 0.5, 13), 4)
+    curve_students = {m: synthetic_student(base + level + rng.normal(0, 0.2, base.shape), rng)
+                      for m, level in (("chck_1K", 1.0), ("chck_10K", 3.0), ("chck_100K", 5.0))}
+    curve = [(analysis.milestone_words(m), s.row["heldout"]) for m, s in curve_students.items()]
+    runs = [synthetic_run("rl", "chck_10K", s, base + 4.0 + rng.normal(0, 0.2, base.shape), rng) for s in range(3)]
+    (row,), _ = analysis.rows(curve, curve_students, runs, analysis_config())
+    assert row["headline_words"] == analysis.reached_words(curve, row["heldout_after"])
+    assert 20_000 < row["headline_words"] < 50_000  # a score of ~4 lies halfway between 10K (3) and 100K (5)
+    assert row["headline_extra_words"] == row["headline_words"] - 10_000
+    assert 10_000 < row["headline_ci95_low"] < row["headline_words"] < row["headline_ci95_high"] < 100_000
+    # Above the curve's best: not reached, and the interval's upper end says "above".
+    runs = [synthetic_run("rl", "chck_10K", s, base + 5.4 + rng.normal(0, 0.2, base.shape), rng) for s in range(3)]
+    (row,), _ = analysis.rows(curve, curve_students, runs, analysis_config())
+    assert row["headline_words"] is None and row["equivalent"].startswith("not reached (above")
+    assert row["headline_ci95_high"] == "above"
+
+
+def test_the_monitor_flags_a_teacher_rising_while_the_judge_falls_and_one_template():
+    rng = np.random.default_rng(3)
+    before, afters = paired_world(rng, -0.8)
+    start = synthetic_student(before, rng)
+    curve = {"chck_10K": start}
+    hacked = [synthetic_run("rl", "chck_10K", s, a, rng, teacher=(3.0, 6.0)) for s, a in enumerate(afters)]
+    (row,), per_run = analysis.rows([(10_000, start.row["heldout"])], curve, hacked, analysis_config())
+    assert "teacher up, judge down" in row["flag"] and all("teacher up, judge down" in r["flags"] for r in per_run)
+    same = [synthetic_run("rl", "chck_10K", s, before, rng, template=True) for s in range(3)]
+    (row,), _ = analysis.rows([(10_000, start.row["heldout"])], curve, same, analysis_config())
+    assert "one template" in row["flag"] and "teacher up" not in row["flag"]
+    assert analysis.gates(analysis.curve_check(curve), [row])["no_flag"] is False
+
+
+def test_controls_and_monitor_settings_are_refused_before_any_work(tmp_path):
+    for arg, message in (("--config.experiment.controls=('coin_flip',)", "experiment.controls"),
+                         ("--config.experiment.control_milestone=chck_10K", "experiment.control_milestone"),
+                         ("--config.experiment.monitor.max_repeat_rise=2.0", "experiment.monitor"),
+                         ("--config.evaluate.stories.num_openings=60", "held-out openings asked for")):
+        proc = run_main(TINY + ["--config.experiment.controls=('random_reward',)",
+                                "--config.experiment.control_milestone=chck_5K", arg], tmp_path / "x")
+        assert proc.returncode == 2 and message in proc.stderr, (arg, proc.stderr[-500:])
+        assert not os.path.exists(tmp_path / "x" / "pretrain")
+
+
+def test_the_paper_preset_dry_run_lists_the_plan_and_the_weights_it_still_needs(tmp_path):
+    proc = run_main(["--config=configs/experiment.py:paper", "--config.ledger_only=True"], tmp_path / "plan")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    s = json.loads((tmp_path / "plan" / "summary.json").read_text())
+    assert len(s["runs"]) == 6 * 3 + 2 * 3 and "chck_90M_s42_random_reward" in s["runs"]
+    assert s["per_run"] == {"steps": 920, "stories": 331_200, "input_words": 999_360}
+    assert any("interactive.teacher.weights" in m for m in s["missing"]) and any("judge.weights" in m for m in s["missing"])
+    assert "Missing before a real run" in proc.stdout and "920 steps" in proc.stdout

@@ -138,6 +138,15 @@ def test_stories_are_cut_into_the_micro_batches_that_compute_the_fewest_tokens()
     assert jax_teacher.micro_batches([], 32, 8, 32, 4000) == []
 
 
+def test_an_opening_with_few_stories_computes_few_rows():
+    """Held-out grading has 2-4 stories per opening: padded to the next power of two of the data devices
+    (a few shapes to compile), not to the 8 rows a full micro-batch is cut to."""
+    rows = lambda n, unit=1, step=8: jax_teacher.padded_shape(n, 50, step, 32, 512, unit)[0]
+    assert [rows(n) for n in (1, 2, 3, 4, 5, 8, 9, 17)] == [1, 2, 4, 4, 8, 8, 16, 24]
+    assert [rows(n, unit=2) for n in (1, 3, 5)] == [2, 4, 8] and rows(5, unit=3, step=6) == 6
+    assert jax_teacher.padded_shape(3, 50, 8, 32, 40)[1] == 40  # tokens: the bucket, capped by the room
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("model_parallel", [1, 2, 8])
 def test_stories_and_weights_split_over_devices_give_the_same_logits(model_parallel):

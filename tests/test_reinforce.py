@@ -247,3 +247,58 @@ def test_a_kl_loss_with_no_gradient_is_refused_in_one_line():
     R.check(rl_cfg(kl_mode="reward", kl_estimator="k1"))
     with pytest.raises(ValueError, match="rl.kl_mode='bogus'"):
         R.check(rl_cfg(kl_mode="bogus"))
+
+
+def _target_probability_after(step, state, ref, params, reward_of, steps=6, target=9):
+    def prob_of_target(p):
+        tokens, _, _, _ = rollouts(params, 123)
+        return float(jax.nn.softmax(M.forward(CFG, p, tokens[:, :4])[:, -1])[:, target].mean())
+    p0 = prob_of_target(params)
+    for k in range(steps):
+        tokens, valid, response, out = rollouts(state.params, k)
+        grades = (np.asarray(out.tokens_BxN) == target).mean(1) * 10
+        state, _ = step(state, ref, tokens, valid, response, jnp.asarray(reward_of(grades, k), jnp.float32))
+    return p0, prob_of_target(state.params)
+
+
+def test_the_random_reward_control_teaches_nothing_where_the_real_grades_teach():
+    """The same rollouts and grades, permuted within each batch (the random-reward control): the rewarded
+    token gains nothing, while the real grades make it several times likelier."""
+    def permuted(grades, k):
+        return RO.permuted_grades(np.repeat(np.asarray(grades)[:, None], 3, 1), seed=0, step=k)[:, 0]
+    state, params, step = setup(baseline="ema")
+    p0, real = _target_probability_after(step, state, jax.tree.map(jnp.copy, params), params, lambda g, k: g)
+    state, params, step = setup(baseline="ema")  # the step donates its state: a fresh start, the same one
+    _, control = _target_probability_after(step, state, jax.tree.map(jnp.copy, params), params, permuted)
+    assert real > 3 * p0 and control < 1.5 * p0
+
+
+def test_permuted_grades_keep_the_batch_and_its_unscorable_rows_and_replay_on_resume():
+    rng = np.random.default_rng(0)
+    scores = rng.integers(0, 4, (32, 3)).astype(np.float32)
+    scores[[3, 7]] = np.nan
+    out = RO.permuted_grades(scores, seed=5, step=2)
+    assert np.isnan(out[[3, 7]]).all() and not np.isnan(np.delete(out, [3, 7], 0)).any()
+    rows = lambda x: sorted(map(tuple, np.delete(x, [3, 7], 0)))
+    assert rows(out) == rows(scores)  # the batch's grades, only moved between stories
+    np.testing.assert_array_equal(out, RO.permuted_grades(scores, seed=5, step=2))  # a resumed step: the same
+    assert not np.array_equal(out, RO.permuted_grades(scores, seed=5, step=3))
+    # Over many batches a story's reward no longer follows its own grades.
+    corr = [np.corrcoef(s[:, 0], RO.permuted_grades(s, 0, k)[:, 0])[0, 1]
+            for k, s in enumerate(rng.integers(0, 4, (200, 32, 3)).astype(np.float32))]
+    assert abs(np.mean(corr)) < 0.03
+
+
+def test_the_length_only_control_rewards_length_alone():
+    cfg = rl_cfg()
+    params = M.init_params(CFG, jax.random.key(0))
+    opt = R.make_optimizer(cfg)
+    step = R.make_step(CFG, cfg, R.RewardConfig((1, 1, 1), 0.4, 90.0, "length_only"), opt)
+    tokens, valid, response, out = rollouts(params, 0, B=3)
+    scores = np.asarray([[0, 0, 0], [3, 3, 3], [2, np.nan, 1]], np.float32)
+    batch = RO.make(tokens[:, :4], valid[:, :4], out, scores, np.asarray([45, 120, 30], np.float32))
+    _, m = step(R.init_state(params, opt, cfg), params, batch)
+    np.testing.assert_allclose(np.asarray(m["reward_B"]), [0.5, 1.0, np.nan], rtol=1e-6)
+    with pytest.raises(ValueError, match="reward.control='bogus'"):
+        R.RewardConfig.from_config(ml_collections.ConfigDict(dict(weights=(1, 1, 1), length_bonus=0.4,
+                                                                  length_norm=90, control="bogus")))

@@ -21,6 +21,7 @@ from __future__ import annotations
 import collections
 import hashlib
 import json
+import math
 import os
 import time
 from typing import NamedTuple
@@ -99,13 +100,20 @@ def prompt_parts(tok, template: str, prompt: str) -> PromptParts:
     return PromptParts(prefix, tail)
 
 
-def padded_shape(rows: int, longest: int, step: int, bucket: int, cap: int) -> tuple:
-    """(rows, tokens) a micro-batch is padded to: a multiple of `step` rows, its longest story rounded up to
-    `bucket` tokens but at most `cap` (the teacher's context after the prefix and the answer)."""
-    return -(-rows // step) * step, min(-(-longest // bucket) * bucket, cap)
+def padded_shape(rows: int, longest: int, step: int, bucket: int, cap: int, unit: int = 0) -> tuple:
+    """(rows, tokens) a micro-batch is padded to: a multiple of `step` rows, or, for fewer rows than that,
+    `unit` (the data devices) times the next power of two (an opening with 2 stories computes 2 rows, not 8:
+    a few more shapes to compile, no wasted rows); its longest story rounded up to `bucket` tokens but at
+    most `cap` (the teacher's context after the prefix and the answer)."""
+    unit = unit or step
+    if rows >= step:
+        padded = -(-rows // step) * step
+    else:
+        padded = unit * (1 << max(0, math.ceil(math.log2(-(-rows // unit)))))
+    return min(padded, -(-rows // step) * step), min(-(-longest // bucket) * bucket, cap)
 
 
-def micro_batches(lengths: list, most: int, step: int, bucket: int, cap: int) -> list:
+def micro_batches(lengths: list, most: int, step: int, bucket: int, cap: int, unit: int = 0) -> list:
     """Slices cutting stories sorted by length (`lengths`, ascending) into consecutive micro-batches of at
     most `most`, chosen to compute the fewest tokens: each micro-batch is padded to a multiple of `step`
     rows and its longest story rounded up to `bucket` tokens (at most `cap`), and each costs as much again
@@ -117,7 +125,7 @@ def micro_batches(lengths: list, most: int, step: int, bucket: int, cap: int) ->
     best, cut = [0.0] + [float("inf")] * n, [0] * (n + 1)
     for end in range(1, n + 1):
         for start in range(max(0, end - most), end):
-            B_pad, S = padded_shape(end - start, lengths[end - 1], step, bucket, cap)
+            B_pad, S = padded_shape(end - start, lengths[end - 1], step, bucket, cap, unit)
             cost = best[start] + B_pad * S + per_call
             if cost <= best[end]:  # on a tie (rows padded anyway) the later cut: short stories stay together
                 best[end], cut[end] = cost, start
@@ -237,7 +245,8 @@ class JaxTeacher(Teacher):
             room = self._room(prefix[2])
             ids = {i: self._suffix_ids(texts[i], prefix[3], room) for i in rows}
             rows.sort(key=lambda i: len(ids[i]))
-            for part in micro_batches([len(ids[i]) for i in rows], self.micro, self._row_step(), BUCKET, room):
+            for part in micro_batches([len(ids[i]) for i in rows], self.micro, self._row_step(), BUCKET, room,
+                                      self.mesh.shape["data"]):
                 if self._cancelled:
                     raise GradingCancelled("grading was cancelled (SIGTERM).")
                 idx = rows[part]
@@ -293,7 +302,7 @@ class JaxTeacher(Teacher):
         K/V, valid) for the rows padded to the micro-batch's shape (padded rows repeat the last row)."""
         k, v, P, _ = prefix
         B = len(rows)
-        B_pad, S = padded_shape(B, max(map(len, rows)), self._row_step(), BUCKET, self._room(P))
+        B_pad, S = padded_shape(B, max(map(len, rows)), self._row_step(), BUCKET, self._room(P), self.mesh.shape["data"])
         toks, valid = np.zeros((B_pad, S), np.int32), np.zeros((B_pad, S), bool)
         for b in range(B_pad):
             row = rows[min(b, B - 1)]

@@ -1,0 +1,311 @@
+"""The experiment's analysis (storyjax.experiment runs it): from every student's judged held-out stories to
+the table, the headline and its interval, the reward-hacking monitor and the pre-registered gates.
+
+Every student is evaluated from the same held-out openings with the same sampling keys, so story i of one
+student and story i of another are a pair: differences are taken per story and their intervals clustered by
+opening (stats.clustered_mean); a figure over seeds gets a t-interval over the seeds' own figures
+(stats.across_seeds), which holds the between-seed spread.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Optional
+
+import numpy as np
+
+from storyjax import checkpoint as ckpt_lib
+from storyjax import stats
+from storyjax.teachers import rubric
+
+RUN_KINDS = ("rl", "random_reward", "length_only")
+
+
+@dataclasses.dataclass
+class Student:
+    """One evaluated student: its held-out stories (eval/stories.jsonl, in the shared order) and figures."""
+    records: list[dict]
+    row: dict                         # the evaluation's figures (judge mean, perplexity, BLiMP, ...)
+    pairwise: Optional[dict] = None   # the judge's preferences against the reference student, if asked
+    teacher_sums_N: Optional[np.ndarray] = None  # the training teacher's grade sums of the same stories
+
+    @property
+    def sums_N(self) -> np.ndarray:
+        return np.asarray([sum(r["scores"]) if r["scores"] is not None else np.nan for r in self.records],
+                          np.float64)
+
+    @property
+    def openings_N(self) -> list[str]:
+        return [r["prompt"] for r in self.records]
+
+
+@dataclasses.dataclass
+class Run:
+    """One interactive-learning run (a kind, a milestone, a seed) and its evaluated student."""
+    kind: str
+    milestone: str
+    milestone_words: int
+    seed: int
+    summary: dict
+    kl_per_step: list[float]
+    student: Student
+
+
+def kl_in_band(kl_per_step: list[float], target: float, band: float):
+    """Share of the second half of a run's steps whose KL to the start model lies within target·(1 ± band):
+    how well the adaptive controller held the KL where it was asked to (the first half is its settling
+    time). None without a target (a fixed KL coefficient)."""
+    late = [k for k in kl_per_step[len(kl_per_step) // 2:] if math.isfinite(k)]
+    if target <= 0 or not late:
+        return None
+    return float(np.mean([abs(k - target) <= band * target for k in late]))
+
+
+def reached_words(curve: list[tuple[float, float]], score):
+    """Pretraining words at which the pretraining-only curve [(words, held-out score)] first reaches
+    `score`, interpolated linearly in log words; None when the curve never gets there (or starts above)."""
+    pts = sorted(curve)
+    if not pts or score is None or not math.isfinite(score) or score < pts[0][1]:
+        return None
+    if score == pts[0][1]:
+        return float(pts[0][0])
+    for (w0, s0), (w1, s1) in zip(pts, pts[1:]):
+        if s0 < score <= s1:
+            t = (score - s0) / (s1 - s0)
+            return float(round(10 ** (math.log10(w0) + t * (math.log10(w1) - math.log10(w0)))))
+    return None
+
+
+def _side(curve, score) -> str:
+    """Which side of the curve an unreached score lies on: "above" its best or "below" its first point."""
+    return "above" if score > sorted(curve)[0][1] else "below"
+
+
+def equivalence(curve: list[tuple[float, float]], score) -> str:
+    """`reached_words` in words, saying which side of the curve an unreached score lies on."""
+    w = reached_words(curve, score)
+    if w is not None:
+        return words_text(w)
+    if score is None or not curve or not math.isfinite(score):
+        return "—"
+    pts = sorted(curve)
+    return (f"not reached (above the curve's best, {fmt(max(s for _, s in pts))})" if _side(pts, score) == "above"
+            else f"not reached (below the first milestone's {fmt(pts[0][1])})")
+
+
+def headline_interval(curve_words_M, curve_sums_MxN, after_sums_SxN, openings_N, reps: int = 2000,
+                      seed: int = 0) -> tuple:
+    """A 95% bootstrap interval of the pretraining words the curve needs to reach the RL'd students' mean
+    held-out score: openings resampled (every student's stories from a drawn opening come along, so the curve
+    and the students move together) and seeds resampled. A replicate whose score the curve never reaches
+    counts as beyond that end; such an end of the interval is "below" or "above" instead of a number."""
+    curve_sums_MxN = np.asarray(curve_sums_MxN, np.float64)
+    after_sums_SxN = np.asarray(after_sums_SxN, np.float64)
+    keys, which_N = np.unique(np.asarray(openings_N), return_inverse=True)
+    rng = np.random.default_rng(seed)
+    counts_RxK = rng.multinomial(len(keys), np.full(len(keys), 1 / len(keys)), size=reps)
+    seeds_RxS = rng.integers(0, len(after_sums_SxN), (reps, len(after_sums_SxN)))
+    w_RxN = counts_RxK[:, which_N].astype(np.float64)
+
+    def weighted_mean(w_RxN, x_N):
+        ok = np.isfinite(x_N)
+        return (w_RxN[:, ok] * x_N[ok]).sum(1) / np.maximum(w_RxN[:, ok].sum(1), 1e-12)
+
+    curve_RxM = np.stack([weighted_mean(w_RxN, x) for x in curve_sums_MxN], 1)
+    seed_RxS = np.stack([weighted_mean(w_RxN, x) for x in after_sums_SxN], 1)
+    after_R = np.take_along_axis(seed_RxS, seeds_RxS, 1).mean(1)
+    values = []
+    for r in range(reps):
+        curve = list(zip(curve_words_M, curve_RxM[r]))
+        w = reached_words(curve, after_R[r])
+        values.append(w if w is not None else (math.inf if _side(curve, after_R[r]) == "above" else -math.inf))
+    lo, hi = np.quantile(np.asarray(values), [0.025, 0.975], method="inverted_cdf")
+    named = lambda v: "below" if v == -math.inf else "above" if v == math.inf else float(v)
+    return named(lo), named(hi)
+
+
+def story_metrics(records: list[dict]) -> dict:
+    """What a reward hack leaves in the stories: length, distinct-2, the share of a story's sentences that
+    repeat an earlier one, and the share of stories that are another story's template filled in."""
+    texts = [r["continuation"] for r in records]
+    words = [len(t.split()) for t in texts]
+    grams = [tuple(w[i:i + 2]) for w in (t.split() for t in texts) for i in range(len(w) - 1)]
+    return {"mean_words": float(np.mean(words)) if words else None,
+            "distinct_2": len(set(grams)) / len(grams) if grams else 0.0,
+            "repeated_sentences": float(np.mean([rubric.duplicate_share(rubric.sentences(t)) for t in texts]))
+            if texts else None,
+            "shared_skeleton": float(rubric.shared_skeletons([r["prompt"] for r in records],
+                                                             [r["story"] for r in records]).mean())
+            if records else None}
+
+
+def hacking_flags(teacher_gain, paired: dict, before: dict, after: dict, limits) -> list[str]:
+    """The monitor's verdict on one run or row: the teacher's grades rose while the judge's fell (its interval
+    below 0), or the stories' diversity collapsed (distinct-2, repeated sentences, shared skeletons)."""
+    flags = []
+    delta, ci = paired.get("mean"), paired.get("ci95")
+    if teacher_gain is not None and teacher_gain > 0 and delta is not None and math.isfinite(delta) and \
+            ci is not None and math.isfinite(ci) and delta + ci < 0:
+        flags.append("teacher up, judge down")
+    if after["distinct_2"] < (1 - limits.max_distinct2_drop) * before["distinct_2"]:
+        flags.append("distinct-2 collapsed")
+    if after["repeated_sentences"] - before["repeated_sentences"] > limits.max_repeat_rise:
+        flags.append("repeated sentences")
+    if after["shared_skeleton"] - before["shared_skeleton"] > limits.max_skeleton_rise:
+        flags.append("one template")
+    return flags
+
+
+def run_figures(run: Run, start: Student, limits) -> dict:
+    """One run's figures against its starting milestone: paired delta (clustered by opening), win rate,
+    teacher gain, the monitor's metrics and flags."""
+    s = run.summary
+    paired = stats.paired_delta(run.student.sums_N, start.sums_N, run.student.openings_N)
+    teacher_gain = s["train_teacher_sum_last10"] - s["train_teacher_sum_first10"]
+    view = (stats.paired_delta(run.student.teacher_sums_N, start.teacher_sums_N, run.student.openings_N)
+            if run.student.teacher_sums_N is not None and start.teacher_sums_N is not None else {})
+    before_m, after_m = story_metrics(start.records), story_metrics(run.student.records)
+    return {"run": run.kind, "milestone": run.milestone, "seed": run.seed, "steps": s["steps"],
+            "input_words": s["input_words"], "teacher_first10": s["train_teacher_sum_first10"],
+            "teacher_last10": s["train_teacher_sum_last10"], "teacher_gain": teacher_gain,
+            "heldout": run.student.row["heldout"], "heldout_ci95": run.student.row["heldout_ci95"],
+            "paired_delta": paired["mean"], "paired_ci95": paired["ci95"],
+            "teacher_heldout_delta": view.get("mean"), "teacher_heldout_ci95": view.get("ci95"),
+            "win_rate": (run.student.pairwise or {}).get("win_rate"),
+            "win_ci95": (run.student.pairwise or {}).get("ci95"),
+            **{f"{k}_before": v for k, v in before_m.items()}, **{f"{k}_after": v for k, v in after_m.items()},
+            "flags": hacking_flags(teacher_gain, paired, before_m, after_m, limits)}
+
+
+def rows(curve: list[tuple[int, float]], pretrain: dict[str, Student], runs: list[Run], config) -> tuple:
+    """(table rows, per-run rows): one table row per run kind and milestone, with seed-aware intervals."""
+    ex = config.experiment
+    per_run = {id(r): run_figures(r, pretrain[r.milestone], ex.monitor) for r in runs}
+    curve_M = sorted(curve)
+    by_words = {milestone_words(m): m for m in pretrain}
+    curve_sums_MxN = [pretrain[by_words[w]].sums_N for w, _ in curve_M]
+    table = []
+    for kind in RUN_KINDS:
+        for m in dict.fromkeys(r.milestone for r in runs if r.kind == kind):
+            group = [r for r in runs if r.kind == kind and r.milestone == m]
+            figs = [per_run[id(r)] for r in group]
+            table.append(_row(kind, m, group, figs, pretrain[m], curve_M, curve_sums_MxN, config))
+    for row in table:  # the gain column: each run kind against the random-reward control, seed by seed
+        control = next((c for c in table if c["run"] == "random_reward" and c["milestone"] == row["milestone"]), None)
+        row["gain_vs_random"], row["gain_vs_random_ci95"] = _against(row, control, per_run, runs)
+    return table, [per_run[id(r)] for r in runs]
+
+
+def _against(row: dict, control: Optional[dict], per_run: dict, runs: list[Run]):
+    if control is None or row["run"] == "random_reward":
+        return None, None
+    mine = {r.seed: per_run[id(r)]["paired_delta"] for r in runs if r.kind == row["run"] and r.milestone == row["milestone"]}
+    theirs = {r.seed: per_run[id(r)]["paired_delta"] for r in runs
+              if r.kind == "random_reward" and r.milestone == row["milestone"]}
+    both = sorted(set(mine) & set(theirs))
+    d = stats.across_seeds([mine[s] - theirs[s] for s in both])
+    return _num(d["mean"]), _num(d["ci95"])
+
+
+def _num(x):
+    return None if x is None or not math.isfinite(x) else float(x)
+
+
+def _row(kind: str, m: str, group: list[Run], figs: list[dict], start: Student, curve_M, curve_sums_MxN,
+         config) -> dict:
+    ex = config.experiment
+    mean = lambda k: _num(float(np.mean([f[k] for f in figs if f.get(k) is not None]))) if any(
+        f.get(k) is not None for f in figs) else None
+    one = len(figs) == 1
+    paired = stats.across_seeds([f["paired_delta"] for f in figs])
+    heldout = stats.across_seeds([f["heldout"] for f in figs])
+    wins = stats.across_seeds([f["win_rate"] for f in figs if f["win_rate"] is not None])
+    view = stats.across_seeds([f["teacher_heldout_delta"] for f in figs if f["teacher_heldout_delta"] is not None])
+    words = milestone_words(m)
+    after = heldout["mean"]
+    reached = reached_words(curve_M, after)
+    low, high = headline_interval([w for w, _ in curve_M], curve_sums_MxN, [r.student.sums_N for r in group],
+                                  start.openings_N, reps=ex.bootstrap, seed=0) if curve_M else (None, None)
+    flags = sorted({x for f in figs for x in f["flags"]})
+    kl_end = [float(np.mean(r.kl_per_step[-10:])) for r in group if r.kl_per_step]
+    return {
+        "run": kind, "milestone": m, "milestone_words": words, "seeds": len(group),
+        "input_words": int(np.mean([f["input_words"] for f in figs])),
+        "teacher_first10": mean("teacher_first10"), "teacher_last10": mean("teacher_last10"),
+        "teacher_gain": mean("teacher_gain"),
+        "heldout_before": start.row["heldout"], "heldout_before_ci95": start.row["heldout_ci95"],
+        "heldout_after": _num(after), "heldout_after_ci95": figs[0]["heldout_ci95"] if one else _num(heldout["ci95"]),
+        # with one seed the interval is that seed's, clustered by opening; with more, the t-interval over seeds
+        "paired_delta": _num(paired["mean"]), "paired_ci95": figs[0]["paired_ci95"] if one else _num(paired["ci95"]),
+        "win_rate": _num(wins["mean"]), "win_ci95": (figs[0]["win_ci95"] if one else _num(wins["ci95"]))
+        if wins["seeds"] else None,
+        "gain_vs_random": None, "gain_vs_random_ci95": None,
+        # the training teacher's view of the same held-out pairs (experiment.teacher_view): not evidence
+        "teacher_heldout_delta": _num(view["mean"]) if view["seeds"] else None,
+        "teacher_heldout_ci95": (figs[0]["teacher_heldout_ci95"] if one else _num(view["ci95"])) if view["seeds"] else None,
+        "headline_words": reached, "headline_extra_words": None if reached is None else reached - words,
+        "headline_ci95_low": low, "headline_ci95_high": high, "equivalent": equivalence(curve_M, after),
+        "kl_end": _num(float(np.mean(kl_end))) if kl_end else None,
+        "kl_in_band": mean_of([kl_in_band(r.kl_per_step, config.interactive.rl.kl_target, ex.kl_band) for r in group]),
+        "words_per_story_before": figs[0]["mean_words_before"], "words_per_story_after": mean("mean_words_after"),
+        "ppl_per_word_before": start.row["ppl_per_word"],
+        "ppl_per_word_after": mean_of([r.student.row["ppl_per_word"] for r in group]),
+        "blimp_before": start.row["blimp"], "blimp_after": mean_of([r.student.row["blimp"] for r in group]),
+        "distinct_2_before": figs[0]["distinct_2_before"], "distinct_2_after": mean("distinct_2_after"),
+        "repeated_sentences_before": figs[0]["repeated_sentences_before"],
+        "repeated_sentences_after": mean("repeated_sentences_after"),
+        "shared_skeleton_before": figs[0]["shared_skeleton_before"], "shared_skeleton_after": mean("shared_skeleton_after"),
+        "flag": "; ".join(flags),
+    }
+
+
+def mean_of(values):
+    vals = [v for v in values if v is not None and math.isfinite(v)]
+    return float(np.mean(vals)) if vals else None
+
+
+def milestone_words(name: str) -> int:
+    return ckpt_lib.milestone_words(name)
+
+
+def curve_check(pretrain: dict[str, Student]) -> dict:
+    """The judge's pretraining curve, paired: the last milestone's stories against the first's (same
+    openings and keys), the paired difference of judge sums and, with a pairwise judge, the win rate."""
+    names = sorted(pretrain, key=milestone_words)
+    first, last = pretrain[names[0]], pretrain[names[-1]]
+    paired = stats.paired_delta(last.sums_N, first.sums_N, first.openings_N)
+    view = (stats.paired_delta(last.teacher_sums_N, first.teacher_sums_N, first.openings_N)
+            if last.teacher_sums_N is not None and first.teacher_sums_N is not None else {})
+    return {"first": names[0], "last": names[-1], "paired_delta": _num(paired["mean"]),
+            "teacher_paired_delta": _num(view.get("mean")), "teacher_paired_ci95": _num(view.get("ci95")),
+            "paired_ci95": _num(paired["ci95"]), "win_rate": (last.pairwise or {}).get("win_rate"),
+            "win_ci95": (last.pairwise or {}).get("ci95")}
+
+
+def gates(curve: dict, table: list[dict]) -> dict:
+    """The experiment's pre-registered gates (configs/experiment.py), each True, False or None (not measured):
+    1. the judge's pretraining curve rises by more than its interval (last vs first milestone, paired; and
+       the pairwise win rate above 1/2 where asked); 2. an RL row's paired after - before interval excludes 0
+       above; 3. its gain over the random-reward control excludes 0 above; 4. no row is flagged."""
+    def above(x, ci, zero=0.0):
+        return None if x is None or ci is None else bool(x - ci > zero)
+    curve_ok = above(curve["paired_delta"], curve["paired_ci95"])
+    if curve_ok is not None and curve.get("win_rate") is not None:
+        curve_ok = curve_ok and bool(above(curve["win_rate"], curve["win_ci95"], 0.5))
+    rl = [r for r in table if r["run"] == "rl"]
+    verdicts = lambda key, ci: [above(r[key], r[ci]) for r in rl if r[key] is not None]
+    any_true = lambda v: None if not v or all(x is None for x in v) else any(bool(x) for x in v)
+    return {"curve_rises": curve_ok, "paired_excludes_0": any_true(verdicts("paired_delta", "paired_ci95")),
+            "beats_random_reward": any_true(verdicts("gain_vs_random", "gain_vs_random_ci95")),
+            "no_flag": not any(r["flag"] for r in table)}
+
+
+def fmt(x, spec=".2f") -> str:
+    return "—" if x is None or (isinstance(x, float) and not math.isfinite(x)) else format(x, spec)
+
+
+def words_text(w) -> str:
+    if isinstance(w, str):
+        return w
+    return f"{w / 1e6:.3g}M" if abs(w) >= 1e6 else f"{w / 1e3:.3g}K"
