@@ -26,15 +26,15 @@ import numpy as np
 from absl import logging
 
 from storyjax import checkpoint as ckpt_lib
-from storyjax import evaluate, interactive, judge as judge_lib, pretrain, reinforce, run_outputs, stats
+from storyjax import evaluate, interactive, judge as judge_lib, preemption, pretrain, reinforce, run_outputs, stats
 from storyjax import experiment_analysis as analysis
 from storyjax import experiment_report as report
 from storyjax import ledger as ledger_lib
 from storyjax.interactive_logs import read_batch_stats
+from storyjax.prompts import heldout_openings
 from storyjax.teachers import PAIRWISE, make_teacher
 from storyjax.teachers.base import GradingCancelled
-from storyjax import preemption
-from storyjax.prompts import heldout_openings
+
 
 def validate(config: ml_collections.ConfigDict) -> None:
     ex = config.experiment
@@ -323,7 +323,8 @@ def dry_run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     n_eval = len(pretraining_milestones(config)) + len(runs)
     stories_per_student = config.evaluate.stories.num_openings * config.evaluate.stories.per_opening
     summary = {"job": "experiment", "ledger_only": True, "pretraining_milestones": pretraining_milestones(config),
-               "runs": [run_name(*r) for r in runs], "per_run": {"steps": ledger.steps, "stories": ledger.stories, "input_words": ledger.input_words},
+               "runs": [run_name(*r) for r in runs],
+               "per_run": {"steps": ledger.steps, "stories": ledger.stories, "input_words": ledger.input_words},
                "students_evaluated": n_eval, "heldout_stories_per_student": stories_per_student,
                "pairs_judged": (n_eval - 1) * stories_per_student if config.judge.get("mode") == "pairwise" else 0,
                "models": models, "missing": missing, "judge": judge_lib.describe(config)}

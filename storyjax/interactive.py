@@ -191,7 +191,10 @@ def run(config: ml_collections.ConfigDict, workdir: str, pretrain: Optional[Call
                    if shard or distributed.is_primary() else None)
         if teacher is not None:
             stack.callback(teacher.close)
-        judge = judge_lib.make(config, workdir, teacher, distributed.is_primary())
+        # The judge grades held-out stories only: with none (an experiment judges its students itself) it is
+        # not loaded.
+        judge = judge_lib.make(config, workdir, teacher, distributed.is_primary()) if config.heldout.num_openings \
+            else None
         if judge is not None and judge is not teacher:
             stack.callback(judge.close)
         student = load_student(config, *student_source(config, workdir, pretrain))

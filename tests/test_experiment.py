@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from conftest import BLIMP
-from storyjax import experiment, stats
+from storyjax import stats
 from storyjax import experiment_analysis as analysis
 from test_main import run_main, start_main
 
@@ -65,11 +65,14 @@ def blimp_subset(tmp_path_factory):
 @pytest.mark.slow
 def test_experiment_writes_the_table_plot_and_headline_and_a_killed_run_ends_the_same(tfds_dir, blimp_subset,
                                                                                      tmp_path):
-    args = TINY + [f"--config.pretrain.data.tfds_dir={tfds_dir}", f"--config.evaluate.blimp_dir={blimp_subset}"]
+    args = TINY + [f"--config.pretrain.data.tfds_dir={tfds_dir}", f"--config.evaluate.blimp_dir={blimp_subset}",
+                   "--config.experiment.controls=('random_reward',)", "--config.experiment.control_milestone=chck_5K",
+                   "--config.judge.mode=pairwise", "--config.experiment.bootstrap=200"]
     ref = run_main(args, tmp_path / "ref")
     assert ref.returncode == 0, ref.stderr[-4000:]
     s = json.loads((tmp_path / "ref" / "summary.json").read_text())
-    assert [r["milestone"] for r in s["rows"]] == ["chck_5K", "chck_20K"]
+    assert [(r["run"], r["milestone"]) for r in s["rows"]] == [("rl", "chck_5K"), ("rl", "chck_20K"),
+                                                               ("random_reward", "chck_5K")]
     assert [w for w, _ in s["curve"]] == [5_000, 10_000, 20_000]  # every pretraining milestone, judged
     for r in s["rows"]:
         assert r["seeds"] == 2 and 0 < r["input_words"] <= 400
@@ -77,15 +80,27 @@ def test_experiment_writes_the_table_plot_and_headline_and_a_killed_run_ends_the
         assert r["ppl_per_word_before"] > 1 and r["ppl_per_word_after"] > 1
         assert 0 <= r["blimp_before"] <= 1 and 0 <= r["blimp_after"] <= 1 and r["kl_end"] >= 0
         assert r["equivalent"] == analysis.equivalence(s["curve"], r["heldout_after"])
+        assert 0 <= r["win_rate"] <= 1 and r["paired_ci95"] >= 0
+    assert s["rows"][0]["gain_vs_random"] is not None and s["rows"][1]["gain_vs_random"] is None
+    assert set(s["gates"]) == {"curve_rises", "paired_excludes_0", "beats_random_reward", "no_flag"}
+    # Before and after wrote from the same openings with the same keys, never from the training prompt.
+    stories = lambda d: [json.loads(x) for x in (tmp_path / "ref" / "eval" / d / "eval" / "stories.jsonl").open()]
+    start, after = stories("pretrain/chck_5K"), stories("rl/chck_5K_s0")
+    assert [r["prompt"] for r in start] == [r["prompt"] for r in after] and len(start) == 20
+    assert not any(r["prompt"].startswith("Let me tell you a long, magical tale") for r in start)
+    assert (tmp_path / "ref" / "eval" / "rl" / "chck_5K_s1_random_reward" / "pairwise.json").exists()
     with open(tmp_path / "ref" / "table.csv", newline="") as f:
         rows = list(csv.DictReader(f))
-    assert [r["milestone"] for r in rows] == ["chck_5K", "chck_20K"]
+    assert [r["run"] for r in rows] == ["rl", "rl", "random_reward"]
+    assert {"paired_delta", "paired_ci95", "win_rate", "win_ci95", "headline_words", "headline_extra_words",
+            "headline_ci95_low", "headline_ci95_high", "flag", "milestone_words", "seeds"} <= set(rows[0])
+    with open(tmp_path / "ref" / "runs.csv", newline="") as f:
+        assert len(list(csv.DictReader(f))) == 6
     md = (tmp_path / "ref" / "table.md").read_text()
-    assert md.count("| chck_") == 2 and "Judge of held-out stories: rubric" in md
-    headline = json.loads((tmp_path / "ref" / "headline.json").read_text())
-    assert [len(h["per_seed"]) for h in headline] == [2, 2]
+    assert md.count("| rl | chck_") == 2 and "Judge of held-out stories: rubric" in md and "Gates" in md
+    assert len(json.loads((tmp_path / "ref" / "headline.json").read_text())) == 3
     assert (tmp_path / "ref" / "heldout_vs_words.png").stat().st_size > 10_000
-    assert "pretraining-only equivalent:" in ref.stdout and "table.md" in ref.stdout
+    assert "Gates:" in ref.stdout and "table.md" in ref.stdout
 
     # Killed during interactive learning, then rerun: the same table (every phase resumes or is skipped).
     proc = start_main(args, tmp_path / "killed")

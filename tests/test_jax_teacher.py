@@ -468,6 +468,18 @@ def test_unusable_weights_are_refused_with_the_fix(tmp_path):
         jax_teacher.JaxTeacher(cfg)
 
 
+def test_a_truncated_or_foreign_gguf_is_refused_naming_the_file_and_the_fix(tmp_path):
+    (tmp_path / "notes.gguf").write_text("a text file with the wrong ending")
+    with pytest.raises(ValueError, match=r"notes.gguf is not a GGUF file \(it starts with b'a te'"):
+        lm_weights.load(str(tmp_path / "notes.gguf"))
+    cut = tmp_path / "SmolLM2-cut.gguf"  # an interrupted download: the real file's first 3 MB
+    with open(smollm2_path(), "rb") as f:
+        cut.write_bytes(f.read(3_000_000))
+    with pytest.raises(ValueError, match=r"SmolLM2-cut.gguf \(3,000,000 bytes\) cannot be read as GGUF .* probably "
+                                         "truncated"):
+        lm_weights.load(str(cut))
+
+
 def test_replay_regrades_a_jax_teachers_log(tmp_path):
     """A `jax` teacher's answers.jsonl replays to its grades (expected grades included) without the model."""
     import json

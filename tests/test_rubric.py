@@ -68,6 +68,15 @@ def test_empty_and_one_word_stories_get_zeros():
         assert R.grade(story) == (0, 0, 0), story
 
 
+def test_a_story_opening_on_punctuation_alone_is_graded_not_a_crash():
+    """A student wrote '!!' or '" .' before its first sentence (a crash of the rubric here once stopped an
+    experiment): it is graded like the sentences that follow."""
+    tail = " The fox ran to the old mill and saw the boat there. Then the fox went home to the den and slept."
+    for opener in ("!!", '" .', "..."):
+        grades = R.grade(opener + tail)
+        assert all(0 <= g <= 3 for g in grades) and grades[0] >= 1, (opener, grades)
+
+
 def test_heavy_repetition_gets_low_creativity():
     rng = random.Random(1)
     for i in range(50):

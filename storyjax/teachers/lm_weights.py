@@ -168,15 +168,32 @@ def load_hf_params(folder: str, compute_dtype: str = "float32"):
     return cfg, params
 
 
+def _gguf_reader(path: str):
+    """The file's GGUF reader, or one line naming the file, what is wrong and the fix (a truncated download
+    otherwise surfaces as a numpy error about dtypes, a wrong file as "GGUF magic invalid")."""
+    from gguf import GGUFReader
+    size = os.path.getsize(path)
+    with open(path, "rb") as f:
+        magic = f.read(4)
+    if magic != b"GGUF":
+        raise ValueError(f"the weights file {path} is not a GGUF file (it starts with {magic!r}, not b'GGUF'): point "
+                         "teacher.weights / judge.weights at the model's .gguf, or at a Hugging Face folder.")
+    try:
+        return GGUFReader(path)
+    except (ValueError, IndexError, KeyError, OSError) as e:
+        raise ValueError(f"the weights file {path} ({size:,} bytes) cannot be read as GGUF ({e}): it is probably "
+                         "truncated (an interrupted download or copy); download it again and check its size "
+                         "against the source.") from None
+
+
 def _load_gguf(path: str, compute_dtype: str):
     import importlib.util
     if importlib.util.find_spec("torch") is None:  # checked before minutes of dequantizing
         raise ValueError(f"reading the tokenizer of {path} goes through transformers' GGUF reader, which imports "
                          "torch: `pip install torch` (the CPU build is enough), or give teacher.weights as a Hugging "
                          "Face folder with tokenizer.json (no torch needed).")
-    from gguf import GGUFReader
     from gguf.quants import dequantize
-    reader = GGUFReader(path)
+    reader = _gguf_reader(path)
     meta = {k: f.contents() for k, f in reader.fields.items() if not k.startswith("tokenizer.ggml.")}
     arch = meta.get("general.architecture")
     if arch not in lm.FAMILIES:

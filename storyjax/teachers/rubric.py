@@ -398,7 +398,8 @@ def grade(story: str) -> tuple[int, int, int]:
     if distinct < 2 or len(words) < 15 or violations >= 0.07 or junk_cap <= 0 or function_share < 0.3:
         coherence = 0
     else:
-        first = (_WORD.findall(told[0]) if told else [""])[0].lower()
+        opener = _WORD.findall(told[0]) if told else []  # a "sentence" may be punctuation alone ("!!", '" .')
+        first = opener[0].lower() if opener else ""
         dangling = first in _BACK_REFERENCES  # opens on "But", "She", "This"... with nothing before it
         orderly = (quote_order_errors(sents) == 0 and unresolved_pronoun_rate(sents) <= 0.2
                    and not dangling and formed >= 0.8)
