@@ -214,8 +214,6 @@ def _student_row(summary: dict) -> dict:
             "blimp": (summary.get("blimp") or {}).get("overall")}
 
 
-
-
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     workdir = os.path.abspath(workdir)
     os.makedirs(workdir, exist_ok=True)
