@@ -21,6 +21,8 @@ from storyjax import blimp, export, run_outputs, stories
 from storyjax import checkpoint as ckpt_lib
 from storyjax import model as model_lib
 from storyjax.data import load_corpus, packing
+from storyjax.prompts import heldout_openings
+from storyjax.teachers import check_settings
 
 
 def perplexity(cfg, params, tok, data_cfg: ml_collections.ConfigDict, max_blocks: int) -> dict:
@@ -50,6 +52,18 @@ def score_blocks(cfg, params, blocks: np.ndarray) -> float:
         valid = np.ones_like(toks, bool)
         total += float(np.asarray(model_lib.sequence_logprob(cfg, params, toks, valid))[:len(chunk)].sum())
     return total
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+    """Refuses, before any work, settings no evaluation can use."""
+    if config.stories.num_openings:
+        heldout_openings(config.stories.num_openings, config.stories.get("exclude", ()))
+        if config.stories.per_opening < 1 or config.stories.batch < 1:
+            raise ValueError(f"stories.per_opening={config.stories.per_opening} and stories.batch="
+                             f"{config.stories.batch}: use 1 or more of each.")
+        check_settings(config.teacher, "teacher")
+    if config.max_val_blocks < 1:
+        raise ValueError(f"max_val_blocks={config.max_val_blocks}: measure perplexity on 1 block or more.")
 
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict:

@@ -105,6 +105,7 @@ def _rl_config(config, milestone: str, seed: int, pretrain_dir: str, kind: str =
     # The runs' own held-out scores are off: the experiment judges every student itself, pairs included.
     c.judge = ml_collections.ConfigDict({**config.judge.to_dict(), "mode": "absolute"})
     c.reward.control = "" if kind == "rl" else kind
+    c.ledger_only = bool(config.get("ledger_only", False))  # a dry run reports missing weights, not refuses
     return c
 
 

@@ -18,7 +18,7 @@ from tqdm import tqdm
 from storyjax import run_outputs
 from storyjax.atomic import atomic_file
 from storyjax.stats import mean_ci, position_bias, win_rate
-from storyjax.teachers import PAIRWISE, make_teacher
+from storyjax.teachers import PAIRWISE, check_settings, make_teacher
 from storyjax.teachers.base import CRITERIA, scored
 
 
@@ -60,6 +60,7 @@ def read_pairs(path: str) -> tuple[list[str], list[str], list[str]]:
 def validate(config: ml_collections.ConfigDict) -> None:
     if config.batch < 1:
         raise ValueError(f"batch={config.batch}: grade at least 1 story at a time.")
+    check_settings(config.teacher, "teacher")
     if bool(config.stories) == bool(config.get("pairs")):
         raise ValueError("give one of --config.stories=FILE.jsonl (grade each story) or --config.pairs=FILE.jsonl "
                          "(judge which of two stories is the better), not " + ("both." if config.stories else

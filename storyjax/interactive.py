@@ -31,7 +31,7 @@ from storyjax import teacher_health
 from storyjax import tokenizer as tokenizer_lib
 from storyjax.interactive_logs import PhaseClock, RunLogs
 from storyjax.prompts import heldout_openings
-from storyjax.teachers import NAMES, PAIRWISE, make_teacher
+from storyjax.teachers import NAMES, PAIRWISE, check_settings, make_teacher
 from storyjax.teachers.base import CRITERIA, Grades
 
 
@@ -51,6 +51,13 @@ def validate(config: ml_collections.ConfigDict) -> None:
         (config.max_steps >= 0, f"max_steps={config.max_steps}: use 0 (until the budget is spent) or more"),
         (config.checkpoint_every_steps >= 1, f"checkpoint_every_steps={config.checkpoint_every_steps}: use 1 or more"),
         (config.log_every >= 1, f"log_every={config.log_every}: use 1 or more"),
+        (config.charge_prompt in ("once", "per_story"), f"charge_prompt={config.charge_prompt!r}: use 'once' (the "
+                                                        "paper: the prompt counted with the first batch) or 'per_story'"),
+        (config.compute_dtype in ("float32", "bfloat16"), f"compute_dtype={config.compute_dtype!r}: use float32 or "
+                                                          "bfloat16"),
+        (config.generated_words_cap >= 1, f"generated_words_cap={config.generated_words_cap}: use 1 or more words"),
+        (config.milestone_every_words >= 0, f"milestone_every_words={config.milestone_every_words}: use 0 (none) "
+                                            "or a word count"),
         (config.heldout.num_openings >= 0 and config.heldout.stories_per_opening >= 1,
          "heldout.num_openings must be >= 0 and heldout.stories_per_opening >= 1"),
         (math.isfinite(config.rl.lr) and config.rl.lr > 0, f"rl.lr={config.rl.lr}: use a positive learning rate"),
@@ -72,6 +79,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
     if problems:
         raise ValueError("; ".join(problems) + ".")
     heldout_openings(config.heldout.num_openings, (config.prompt,))
+    check_settings(config.teacher, "teacher", weights=not config.ledger_only)
+    check_settings(config.judge, "judge", weights=not config.ledger_only)
     teacher_health.TeacherHealth.from_config(config.teacher)
     reinforce.RewardConfig.from_config(config.reward)
     reinforce.check(config.rl)

@@ -14,6 +14,7 @@ or follows trl's adaptive controller (target, horizon).
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any, Callable, NamedTuple
 
 import jax
@@ -192,6 +193,16 @@ def check(rl_cfg: ml_collections.ConfigDict) -> None:
     if rl_cfg.kl_mode == "loss" and rl_cfg.kl_estimator == "k1":
         raise ValueError("rl.kl_mode='loss' with rl.kl_estimator='k1' has zero expected gradient (no KL penalty "
                          "at all): use rl.kl_estimator='k3' with the loss, or rl.kl_mode='reward'.")
+    finite = lambda x: isinstance(x, (int, float)) and math.isfinite(x)
+    problems = [f"rl.{name}={rl_cfg.get(name)!r} must be {rule}" for name, ok, rule in (
+        ("ema_decay", finite(rl_cfg.ema_decay) and 0 <= rl_cfg.ema_decay < 1, "in [0, 1) (e.g. 0.9)"),
+        ("kl_coef", finite(rl_cfg.kl_coef) and rl_cfg.kl_coef >= 0, ">= 0 (paper: 0.2)"),
+        ("kl_target", finite(rl_cfg.kl_target) and rl_cfg.kl_target >= 0, ">= 0 (0: a fixed coefficient; paper: 6)"),
+        ("kl_horizon", finite(rl_cfg.kl_horizon) and rl_cfg.kl_horizon > 0, "> 0 (paper: 10000)"),
+        ("grad_clip", finite(rl_cfg.grad_clip) and rl_cfg.grad_clip > 0, "> 0 (a global norm, e.g. 1.0)"),
+        ("entropy_coef", finite(rl_cfg.entropy_coef), "a finite number (0: no entropy bonus)")) if not ok]
+    if problems:
+        raise ValueError("; ".join(problems) + ".")
 
 
 def make_step(cfg: model_lib.ModelConfig, rl_cfg: ml_collections.ConfigDict, reward: RewardConfig,

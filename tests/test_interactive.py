@@ -244,6 +244,42 @@ def test_settings_no_run_can_use_are_one_line_and_touch_nothing(student, tmp_pat
     assert not workdir.exists()
 
 
+# One bogus value per enumerated or numeric setting of an interactive run (teacher and judge alike).
+BOGUS = {"teacher.name": "bogus", "teacher.grading": "bogus", "teacher.constrain": "bogus",
+         "teacher.cpu_kernels": "bogus", "teacher.compute_dtype": "float8", "judge.name": "bogus",
+         "judge.grading": "bogus", "judge.constrain": "bogus", "judge.cpu_kernels": "bogus",
+         "judge.compute_dtype": "float8", "judge.mode": "bogus", "rl.baseline": "bogus", "rl.kl_mode": "bogus",
+         "rl.kl_estimator": "k9", "reward.control": "bogus", "charge_prompt": "bogus", "compute_dtype": "float8",
+         "teacher.temperature": -1.0, "teacher.min_digit_mass": 2.0, "teacher.batch_size": 0,
+         "teacher.concurrency": 0, "teacher.timeout_s": 0.0, "teacher.retries": -1, "teacher.max_tokens": 0,
+         "teacher.devices": -1, "teacher.model_parallel": 0, "judge.temperature": -1.0, "rl.lr": 0.0,
+         "rl.ema_decay": 2.0, "rl.kl_coef": -1.0, "rl.grad_clip": -1.0, "rl.entropy_coef": float("nan"),
+         "rl.kl_target": -1.0, "rl.kl_horizon": 0.0, "reward.length_norm": 0.0, "generated_words_cap": -1,
+         "milestone_every_words": -5, "teacher.max_failed_batches": -1, "teacher.max_unscorable_rate": 2.0,
+         "teacher.health_window": 0, "batch_size": 0, "budget_words": 0, "sampling.temperature": 0.0,
+         "sampling.top_p": 1.5, "heldout.num_openings": 99, "teacher.weights": "/nowhere.gguf"}
+
+
+def test_every_enumerated_and_numeric_setting_is_refused_by_validation_naming_it():
+    """Validation (before the workdir, the tokenizer or pretraining) refuses each bogus value in one line that
+    names the setting, within a second; the jax teacher's weights are checked there too."""
+    import time
+
+    from configs import interactive as interactive_config
+    from storyjax import interactive
+    for key, value in BOGUS.items():
+        config = interactive_config.get_config()
+        if key == "teacher.weights":
+            config.teacher.name = "jax"
+        section, _, name = key.rpartition(".")
+        (config[section] if section else config)[name] = value
+        start = time.time()
+        with pytest.raises(ValueError) as refused:
+            interactive.validate(config)
+        named = name if key != "heldout.num_openings" else "heldout.num_openings"
+        assert named in str(refused.value) and time.time() - start < 1.0, (key, str(refused.value))
+
+
 def test_validation_touches_no_device_so_a_multi_host_run_can_still_initialize(student):
     """jax.distributed.initialize must come before any array exists: validating the config may not create one."""
     code = ("import sys; from absl import flags; from storyjax import main, interactive; "

@@ -12,8 +12,7 @@ from storyjax.teachers.jax_teacher import JaxTeacher
 from storyjax.teachers.openai_teacher import OpenAITeacher
 from storyjax.teachers.replay import ReplayTeacher
 from storyjax.teachers.rubric import RubricTeacher
-
-NAMES = ("rubric", "openai", "replay", "jax")
+from storyjax.teachers.settings import NAMES, check as check_settings
 PAIRWISE = ("rubric", "jax")  # the teachers that can say which of two stories is the better (Teacher.prefer)
 
 
@@ -36,5 +35,5 @@ def make_teacher(cfg: ml_collections.ConfigDict, workdir: str = "", process_inde
     raise ValueError(f"teacher.name={cfg.name!r} is unknown; choose one of {NAMES}.")
 
 
-__all__ = ["Grades", "Teacher", "make_teacher", "answers_file", "answer_logs", "answer_records", "NAMES",
+__all__ = ["Grades", "Teacher", "make_teacher", "check_settings", "answers_file", "answer_logs", "answer_records", "NAMES",
            "PAIRWISE", "ANSWERS_FILE"]

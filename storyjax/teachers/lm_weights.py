@@ -168,16 +168,22 @@ def load_hf_params(folder: str, compute_dtype: str = "float32"):
     return cfg, params
 
 
-def _gguf_reader(path: str):
-    """The file's GGUF reader, or one line naming the file, what is wrong and the fix (a truncated download
-    otherwise surfaces as a numpy error about dtypes, a wrong file as "GGUF magic invalid")."""
-    from gguf import GGUFReader
-    size = os.path.getsize(path)
+def check_gguf_magic(path: str) -> None:
+    """A file named .gguf that is not GGUF is refused at once (its first bytes); a truncated one is found when
+    its tensor table is read, as the teacher is built, still before any other work."""
     with open(path, "rb") as f:
         magic = f.read(4)
     if magic != b"GGUF":
         raise ValueError(f"the weights file {path} is not a GGUF file (it starts with {magic!r}, not b'GGUF'): point "
                          "teacher.weights / judge.weights at the model's .gguf, or at a Hugging Face folder.")
+
+
+def _gguf_reader(path: str):
+    """The file's GGUF reader, or one line naming the file, what is wrong and the fix (a truncated download
+    otherwise surfaces as a numpy error about dtypes, a wrong file as "GGUF magic invalid")."""
+    from gguf import GGUFReader
+    size = os.path.getsize(path)
+    check_gguf_magic(path)
     try:
         return GGUFReader(path)
     except (ValueError, IndexError, KeyError, OSError) as e:
