@@ -38,6 +38,9 @@ class RLState(NamedTuple):
     kl_coef: jax.Array
 
 
+CONTROLS = ("", "random_reward", "length_only")  # reward.control: the teacher's grades, or a control run
+
+
 @dataclasses.dataclass(frozen=True)
 class RewardConfig:
     """The paper's reward settings, hashable so the jitted step closes over them."""
@@ -63,9 +66,6 @@ class RewardConfig:
             raise ValueError(f"reward.control={control!r}: leave it empty (learn from the teacher) or choose a "
                              f"control run, one of {CONTROLS[1:]}.")
         return cls(weights, float(reward_cfg.length_bonus), float(reward_cfg.length_norm), control)
-
-
-CONTROLS = ("", "random_reward", "length_only")
 
 
 class StoryRewards(NamedTuple):
