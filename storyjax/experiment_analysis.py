@@ -10,13 +10,14 @@ opening (stats.clustered_mean); a figure over seeds gets a t-interval over the s
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from typing import Optional
 
 import numpy as np
 
-from storyjax import checkpoint as ckpt_lib
 from storyjax import stats
+from storyjax.checkpoint import milestone_words
 from storyjax.teachers import rubric
 
 RUN_KINDS = ("rl", "random_reward", "length_only")
@@ -30,14 +31,20 @@ class Student:
     pairwise: Optional[dict] = None   # the judge's preferences against the reference student, if asked
     teacher_sums_N: Optional[np.ndarray] = None  # the training teacher's grade sums of the same stories
 
-    @property
+    # Derived once from `records`, which a student never changes: every run from a milestone reads that
+    # milestone's sums and story metrics again.
+    @functools.cached_property
     def sums_N(self) -> np.ndarray:
         return np.asarray([sum(r["scores"]) if r["scores"] is not None else np.nan for r in self.records],
                           np.float64)
 
-    @property
+    @functools.cached_property
     def openings_N(self) -> list[str]:
         return [r["prompt"] for r in self.records]
+
+    @functools.cached_property
+    def metrics(self) -> dict:
+        return story_metrics(self.records)
 
 
 @dataclasses.dataclass
@@ -165,7 +172,7 @@ def run_figures(run: Run, start: Student, limits) -> dict:
     teacher_gain = s["train_teacher_sum_last10"] - s["train_teacher_sum_first10"]
     view = (stats.paired_delta(run.student.teacher_sums_N, start.teacher_sums_N, run.student.openings_N)
             if run.student.teacher_sums_N is not None and start.teacher_sums_N is not None else {})
-    before_m, after_m = story_metrics(start.records), story_metrics(run.student.records)
+    before_m, after_m = start.metrics, run.student.metrics
     return {"run": run.kind, "milestone": run.milestone, "seed": run.seed, "steps": s["steps"],
             "input_words": s["input_words"], "teacher_first10": s["train_teacher_sum_first10"],
             "teacher_last10": s["train_teacher_sum_last10"], "teacher_gain": teacher_gain,
@@ -212,18 +219,26 @@ def _num(x):
     return None if x is None or not math.isfinite(x) else float(x)
 
 
+def _over_seeds(figs: list[dict], key: str, ci_key: str) -> tuple:
+    """(mean, 95% half-width) of a per-seed figure: with one seed, its own interval (clustered by opening);
+    with more, the t-interval over the seeds' values; (None, None) when no seed has the figure."""
+    have = [f for f in figs if f.get(key) is not None]
+    if not have:
+        return None, None
+    seeds = stats.across_seeds([f[key] for f in have])
+    return _num(seeds["mean"]), _num(have[0][ci_key] if len(figs) == 1 else seeds["ci95"])
+
+
 def _row(kind: str, m: str, group: list[Run], figs: list[dict], start: Student, curve_M, curve_sums_MxN,
          config) -> dict:
     ex = config.experiment
     mean = lambda k: _num(float(np.mean([f[k] for f in figs if f.get(k) is not None]))) if any(
         f.get(k) is not None for f in figs) else None
-    one = len(figs) == 1
-    paired = stats.across_seeds([f["paired_delta"] for f in figs])
-    heldout = stats.across_seeds([f["heldout"] for f in figs])
-    wins = stats.across_seeds([f["win_rate"] for f in figs if f["win_rate"] is not None])
-    view = stats.across_seeds([f["teacher_heldout_delta"] for f in figs if f["teacher_heldout_delta"] is not None])
+    paired, paired_ci = _over_seeds(figs, "paired_delta", "paired_ci95")
+    after, after_ci = _over_seeds(figs, "heldout", "heldout_ci95")
+    wins, wins_ci = _over_seeds(figs, "win_rate", "win_ci95")
+    view, view_ci = _over_seeds(figs, "teacher_heldout_delta", "teacher_heldout_ci95")
     words = milestone_words(m)
-    after = heldout["mean"]
     reached = reached_words(curve_M, after)
     low, high = headline_interval([w for w, _ in curve_M], curve_sums_MxN, [r.student.sums_N for r in group],
                                   start.openings_N, reps=ex.bootstrap, seed=0) if curve_M else (None, None)
@@ -235,15 +250,12 @@ def _row(kind: str, m: str, group: list[Run], figs: list[dict], start: Student, 
         "teacher_first10": mean("teacher_first10"), "teacher_last10": mean("teacher_last10"),
         "teacher_gain": mean("teacher_gain"),
         "heldout_before": start.row["heldout"], "heldout_before_ci95": start.row["heldout_ci95"],
-        "heldout_after": _num(after), "heldout_after_ci95": figs[0]["heldout_ci95"] if one else _num(heldout["ci95"]),
-        # with one seed the interval is that seed's, clustered by opening; with more, the t-interval over seeds
-        "paired_delta": _num(paired["mean"]), "paired_ci95": figs[0]["paired_ci95"] if one else _num(paired["ci95"]),
-        "win_rate": _num(wins["mean"]), "win_ci95": (figs[0]["win_ci95"] if one else _num(wins["ci95"]))
-        if wins["seeds"] else None,
+        # with one seed an interval is that seed's, clustered by opening; with more, the t-interval over seeds
+        "heldout_after": after, "heldout_after_ci95": after_ci,
+        "paired_delta": paired, "paired_ci95": paired_ci, "win_rate": wins, "win_ci95": wins_ci,
         "gain_vs_random": None, "gain_vs_random_ci95": None,
         # the training teacher's view of the same held-out pairs (experiment.teacher_view): not evidence
-        "teacher_heldout_delta": _num(view["mean"]) if view["seeds"] else None,
-        "teacher_heldout_ci95": (figs[0]["teacher_heldout_ci95"] if one else _num(view["ci95"])) if view["seeds"] else None,
+        "teacher_heldout_delta": view, "teacher_heldout_ci95": view_ci,
         "headline_words": reached, "headline_extra_words": None if reached is None else reached - words,
         "headline_ci95_low": low, "headline_ci95_high": high, "equivalent": equivalence(curve_M, after),
         "kl_end": _num(float(np.mean(kl_end))) if kl_end else None,
@@ -263,10 +275,6 @@ def _row(kind: str, m: str, group: list[Run], figs: list[dict], start: Student, 
 def mean_of(values):
     vals = [v for v in values if v is not None and math.isfinite(v)]
     return float(np.mean(vals)) if vals else None
-
-
-def milestone_words(name: str) -> int:
-    return ckpt_lib.milestone_words(name)
 
 
 def curve_check(pretrain: dict[str, Student]) -> dict:

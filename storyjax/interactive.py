@@ -31,7 +31,7 @@ from storyjax import teacher_health
 from storyjax import tokenizer as tokenizer_lib
 from storyjax.interactive_logs import PhaseClock, RunLogs
 from storyjax.prompts import heldout_openings
-from storyjax.teachers import NAMES, PAIRWISE, check_settings, make_teacher
+from storyjax.teachers import PAIRWISE, check_settings, make_teacher
 from storyjax.teachers.base import CRITERIA, Grades
 
 
@@ -61,8 +61,6 @@ def validate(config: ml_collections.ConfigDict) -> None:
         (config.heldout.num_openings >= 0 and config.heldout.stories_per_opening >= 1,
          "heldout.num_openings must be >= 0 and heldout.stories_per_opening >= 1"),
         (math.isfinite(config.rl.lr) and config.rl.lr > 0, f"rl.lr={config.rl.lr}: use a positive learning rate"),
-        (judge_lib.resolved(config).name in NAMES, f"judge.name={config.judge.name!r}: choose auto or one of "
-                                                   f"{NAMES}"),
         (config.judge.get("mode", "absolute") in ("absolute", "pairwise"),
          f"judge.mode={config.judge.get('mode')!r}: choose 'absolute' (grades on 0-3) or 'pairwise' (which of "
          "the held-out stories before and after learning is the better)"),
