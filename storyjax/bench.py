@@ -41,7 +41,7 @@ flags.DEFINE_list("teacher", ["none"], "Teachers whose grading to time, side by 
 flags.DEFINE_string("teacher_url", "http://127.0.0.1:8000/v1", "openai teacher: the server's base URL.")
 flags.DEFINE_string("teacher_model", "meta-llama/Llama-3.1-8B-Instruct", "openai teacher: the served model.")
 flags.DEFINE_string("teacher_weights", "", "jax teacher: a .gguf file or Hugging Face folder, or random:SHAPE "
-                    "(llama3_8b, tiny) for random weights and token ids.")
+                    "(llama3_8b, llama3_1b, tiny) for random weights and token ids.")
 flags.DEFINE_integer("teacher_stories", 0, "Stories to grade in the teacher rows (0: the preset's rollout batch).")
 flags.DEFINE_integer("teacher_batch", 32, "Stories per teacher pass (jax and transformers).")
 flags.DEFINE_enum("teacher_constrain", "none", ["none", "vllm", "vllm_legacy", "llama_cpp"],
@@ -273,6 +273,10 @@ def bench_rollout_hf(shape: dict, batch: int, repeats: int) -> dict:
             "peak_bytes": torch.cuda.max_memory_allocated() if device == "cuda" else None}
 
 
+def gib(b) -> str:
+    return f"{b / 2**30:.2f} GiB" if b else "- GiB"
+
+
 def main(argv):
     del argv
     FLAGS = flags.FLAGS
@@ -326,7 +330,6 @@ def main(argv):
         full = shape["stories"]
         sj = bench_rollout_storyjax(shape, repeats=7, profile_dir=FLAGS.profile_dir)
         results["rows"][f"rollout_b{full}_storyjax"] = sj
-        gib = lambda b: f"{b / 2**30:.2f} GiB" if b else "- GiB"
         print(f"rollout b{full} storyjax: {sj['stories_per_s']:,.1f} stories/s "
               f"({sj['mean_new_tokens']:.1f} new tokens each, {gib(sj['rollout_xla_bytes'])}); REINFORCE update "
               f"{1e3 * sj['reinforce_s_per_story']:.3f} ms/story ({gib(sj['reinforce_xla_bytes'])})")
@@ -348,6 +351,12 @@ def main(argv):
             scored = f", {r['scored']}/{r['stories']} scored" if "scored" in r else ""
             print(f"{key} {r['teacher']}: {r['stories_per_s']:,.1f} stories/s ({r['stories']} in {r['seconds']:.2f} s"
                   f"{scored}{extra})")
+            if r.get("weights_bytes"):
+                peak = r["load_host_peak_bytes"]
+                print(f"{key} load: {r['load_seconds']:.1f} s, weights {gib(r['weights_bytes'])}, host peak "
+                      + (f"{gib(peak)} ({r['load_host_peak_vs_weights']:.2f}x the weights)" if peak else "not measured")
+                      + (f", story pass plans {gib(r['story_pass_xla_bytes'])} of device memory"
+                         if r.get("story_pass_xla_bytes") else ""))
     for k, v in results["ratios"].items():
         print(f"ratio {k}: {v:.2f}x")
     if FLAGS.out:

@@ -8,13 +8,19 @@ client an interactive run uses, and the in-process JAX teacher beside transforme
   fastest way it offers: the whole prompts as one left-padded batch (prefill, logits at the last position
   only), then the answer tokens through its KV cache, the next digit conditioned on the most likely one. Both read the argmax digits,
   so the row also reports how often they agree.
-- `jax` with `--teacher_weights=random:SHAPE` (`llama3_8b`, `tiny`): random weights and token ids, for
-  the GPU target (an 8B teacher, ~300-token shared prefix, ~110-token stories); the JAX side times its
-  prefill, story pass and digit passes; transformers times prefill + two cached steps.
+- `jax` with `--teacher_weights=random:SHAPE` (`llama3_8b`, `llama3_1b`, `tiny`): random weights written
+  as a sharded Hugging Face folder, loaded as the teacher loads weights, and random token ids, for the GPU
+  target (an 8B teacher, ~300-token shared prefix, ~110-token stories); the JAX side times its prefill,
+  story pass and digit passes; transformers times prefill + two cached steps.
+
+Every JAX teacher row records its load: `load_seconds`, `weights_bytes` (the placed parameters) and
+`load_host_peak_bytes` (the most host memory the load added, tokenizer included; on CPU the placed
+weights are host memory too), beside `story_pass_xla_bytes` (the device memory XLA plans for a story pass).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 import time
@@ -25,15 +31,18 @@ import numpy as np
 
 from storyjax import config_file
 from storyjax.data.tales_generator import make_tale
-from storyjax.profiling import planned_bytes
+from storyjax.profiling import HostPeak, planned_bytes
 from storyjax.prompts import PAPER_PROMPT
-from storyjax.teachers import jax_teacher, lm, lm_passes, make_teacher
+from storyjax.teachers import jax_teacher, lm_passes, lm_weights, make_teacher
 from storyjax.teachers.openai_teacher import load_template
 
 RANDOM_SHAPES = {  # transformers LlamaConfig fields
     "llama3_8b": dict(vocab_size=128_256, hidden_size=4096, intermediate_size=14_336, num_hidden_layers=32,
                       num_attention_heads=32, num_key_value_heads=8, rope_theta=500_000.0, rms_norm_eps=1e-5,
                       max_position_embeddings=8192, tie_word_embeddings=False),
+    "llama3_1b": dict(vocab_size=128_256, hidden_size=2048, intermediate_size=8192, num_hidden_layers=16,
+                      num_attention_heads=32, num_key_value_heads=8, rope_theta=500_000.0, rms_norm_eps=1e-5,
+                      max_position_embeddings=8192, tie_word_embeddings=True),
     "tiny": dict(vocab_size=1024, hidden_size=128, intermediate_size=256, num_hidden_layers=2,
                  num_attention_heads=4, num_key_value_heads=2, rope_theta=10_000.0, rms_norm_eps=1e-5,
                  max_position_embeddings=1024, tie_word_embeddings=False),
@@ -57,7 +66,10 @@ def bench_client(cfg, stories: list) -> dict:
     """Stories/s of a teacher built as an interactive run builds it, after a warm-up batch of as many other
     stories (connections; compilation of the same shapes); plus its answers for agreement checks."""
     with tempfile.TemporaryDirectory() as workdir:
-        teacher = make_teacher(cfg, workdir)
+        t0 = time.perf_counter()
+        with HostPeak() as peak:
+            teacher = make_teacher(cfg, workdir)
+        load_seconds = time.perf_counter() - t0
         try:
             warm = bench_stories(len(stories), seed=8)
             teacher.grade_batch([PAPER_PROMPT] * len(warm), warm)
@@ -71,7 +83,49 @@ def bench_client(cfg, stories: list) -> dict:
            "stories_per_s": len(stories) / seconds, "answers": list(grades.answers)}
     if hasattr(teacher, "kernels"):
         row["kernels"] = teacher.kernels
+    if hasattr(teacher, "params"):
+        row.update(load_record(teacher.params, peak.bytes, load_seconds))
     return row
+
+
+def load_record(params, peak_bytes, seconds: float) -> dict:
+    """What loading a teacher cost: its placed weights' bytes, the host memory the load added at its peak
+    and that as a multiple of the weights."""
+    weights = int(sum(x.nbytes for x in jax.tree.leaves(params)))
+    return {"load_seconds": seconds, "weights_bytes": weights, "load_host_peak_bytes": peak_bytes,
+            "load_host_peak_vs_weights": None if peak_bytes is None else peak_bytes / weights}
+
+
+def random_hf_folder(shape: dict, folder: str, dtype: str = "bfloat16") -> str:
+    """A Llama checkpoint of random weights in Hugging Face's layout (config.json, one safetensors shard
+    per layer and an index), as a real sharded checkpoint is read. The layers share one draw of random
+    values: drawing an 8B model's would take minutes, and the values do not matter to speed or memory."""
+    import ml_dtypes
+    from safetensors.numpy import save_file
+    os.makedirs(folder, exist_ok=True)
+    np_dtype = {"bfloat16": ml_dtypes.bfloat16, "float32": np.float32}[dtype]
+    rng = np.random.default_rng(0)
+    n = lambda *s: (0.02 * rng.standard_normal(s, np.float32)).astype(np_dtype)
+    D, F, V, L = shape["hidden_size"], shape["intermediate_size"], shape["vocab_size"], shape["num_hidden_layers"]
+    H, K = shape["num_attention_heads"], shape["num_key_value_heads"]
+    Dh = D // H
+    layer = {"input_layernorm.weight": np.ones(D, np_dtype), "post_attention_layernorm.weight": np.ones(D, np_dtype),
+             "self_attn.q_proj.weight": n(H * Dh, D), "self_attn.k_proj.weight": n(K * Dh, D),
+             "self_attn.v_proj.weight": n(K * Dh, D), "self_attn.o_proj.weight": n(D, H * Dh),
+             "mlp.gate_proj.weight": n(F, D), "mlp.up_proj.weight": n(F, D), "mlp.down_proj.weight": n(D, F)}
+    shards = [{f"model.layers.{i}.{k}": w for k, w in layer.items()} for i in range(L)]
+    shards.append({"model.embed_tokens.weight": n(V, D), "model.norm.weight": np.ones(D, np_dtype),
+                   **({} if shape["tie_word_embeddings"] else {"lm_head.weight": n(V, D)})})
+    weight_map = {}
+    for i, tensors in enumerate(shards):
+        name = f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors"
+        save_file(tensors, os.path.join(folder, name))
+        weight_map.update({k: name for k in tensors})
+    with open(os.path.join(folder, "model.safetensors.index.json"), "w") as f:
+        json.dump({"metadata": {}, "weight_map": weight_map}, f)
+    with open(os.path.join(folder, "config.json"), "w") as f:
+        json.dump({"model_type": "llama", "architectures": ["LlamaForCausalLM"], "torch_dtype": dtype, **shape}, f)
+    return folder
 
 
 def _cache(model, cache) -> dict:
@@ -141,31 +195,18 @@ def _random_jax(shape: dict, stories: int, prefix_len: int, story_len: int, batc
     `batch` sharded over every local device, the two extra digit passes."""
 
     dtype = "float32" if jax.default_backend() == "cpu" else "bfloat16"
-    L, D, F = shape["num_hidden_layers"], shape["hidden_size"], shape["intermediate_size"]
-    H, K, V = shape["num_attention_heads"], shape["num_key_value_heads"], shape["vocab_size"]
-    Dh = D // H
-    cfg = lm.LMConfig(family="llama", vocab_size=V, d_model=D, num_layers=L, num_heads=H, num_kv_heads=K,
-                      head_dim=Dh, ffn_dim=F, rms_eps=shape["rms_norm_eps"],
-                      max_len=shape["max_position_embeddings"], tie_embeddings=False, compute_dtype=dtype)
-    mesh = jax.sharding.Mesh(np.asarray(jax.local_devices()), ("data",))
-    replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+    V = shape["vocab_size"]
+    mesh = lm_passes.teacher_mesh(0)  # every local accelerator (one CPU device on CPU), as the teacher's default
     rows = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data"))
-
-    @jax.jit
-    def init(key):
-        keys = iter(jax.random.split(key, 16))
-        n = lambda *s: (0.02 * jax.random.normal(next(keys), s, jnp.float32)).astype(dtype)
-        layers = {"attn_norm": jnp.ones((L, D)), "ffn_norm": jnp.ones((L, D)), "wq": n(L, D, H * Dh),
-                  "wk": n(L, D, K * Dh), "wv": n(L, D, K * Dh), "wo": n(L, H * Dh, D), "w_gate": n(L, D, F),
-                  "w_up": n(L, D, F), "w_down": n(L, F, D)}
-        inv = jnp.asarray(lm.rope_inv_freq(Dh, shape["rope_theta"]))
-        return {"embed": n(V, D), "lm_head": n(D, V), "final_norm": jnp.ones(D), "layers": layers,
-                "rope_inv_freq": jnp.broadcast_to(inv, (L, inv.shape[0]))}
-
-    params = jax.device_put(init(jax.random.key(0)), replicated)
+    with tempfile.TemporaryDirectory() as folder:
+        random_hf_folder(shape, folder)
+        t0 = time.perf_counter()
+        with HostPeak() as peak:
+            cfg, params = lm_weights.load_hf_params(folder, dtype, lm_passes.MeshStore(mesh))
+        load = load_record(params, peak.bytes, time.perf_counter() - t0)
     rng = np.random.default_rng(0)
     prefix = jnp.asarray(rng.integers(0, V, (1, prefix_len)), jnp.int32)
-    step = len(jax.local_devices())
+    step = mesh.shape["data"]
     B = -(-batch // step) * step
     S = -(-story_len // jax_teacher.BUCKET) * jax_teacher.BUCKET
     toks = jax.device_put(jnp.asarray(rng.integers(0, V, (B, S)), jnp.int32), rows)
@@ -194,7 +235,7 @@ def _random_jax(shape: dict, stories: int, prefix_len: int, story_len: int, batc
     return {"teacher": f"jax random {dtype}", "kernels": lm_passes.resolve_cpu_kernels()
             if jax.default_backend() == "cpu" else jax.default_backend(), "stories": stories, "seconds": seconds,
             "stories_per_s": stories / seconds, "batch": B, "devices": step, "story_pass_xla_bytes":
-            planned_bytes(compiled), "num_params": int(sum(x.size for x in jax.tree.leaves(params)))}
+            planned_bytes(compiled), "num_params": int(sum(x.size for x in jax.tree.leaves(params))), **load}
 
 
 def _random_hf(shape: dict, stories: int, prefix_len: int, story_len: int, batch: int) -> dict:

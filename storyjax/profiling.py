@@ -60,3 +60,34 @@ def planned_bytes(compiled) -> int | None:
         return int(m.argument_size_in_bytes + m.output_size_in_bytes + m.temp_size_in_bytes - m.alias_size_in_bytes)
     except Exception:  # noqa: BLE001 - a backend without memory analysis: the row just lacks the figure
         return None
+
+
+def _status_bytes(field: str) -> int | None:
+    try:
+        with open("/proc/self/status") as f:
+            line = next(line for line in f if line.startswith(field + ":"))
+        return int(line.split()[1]) * 1024
+    except (OSError, StopIteration):
+        return None
+
+
+class HostPeak:
+    """`with HostPeak() as peak: ...` then `peak.bytes`: the most resident host memory the block added above
+    what the process held when it began (Linux: the kernel's high-water mark, reset through
+    /proc/self/clear_refs; None where that is not available). Counts everything the process maps, a
+    memory-mapped file's read pages included."""
+
+    bytes: int | None = None
+
+    def __enter__(self) -> "HostPeak":
+        try:
+            with open("/proc/self/clear_refs", "w") as f:
+                f.write("5")
+            self.before = _status_bytes("VmRSS")
+        except OSError:
+            self.before = None
+        return self
+
+    def __exit__(self, *exc) -> None:
+        peak = _status_bytes("VmHWM")
+        self.bytes = None if self.before is None or peak is None else peak - self.before

@@ -119,16 +119,44 @@ def teacher_mesh(devices: int, model_parallel: int = 1) -> jax.sharding.Mesh:
 _SPLIT = {"wq": 2, "wk": 2, "wv": 2, "w_gate": 2, "w_up": 2, "wo": 1, "w_down": 1, "bq": 1, "bk": 1, "bv": 1}
 
 
-def shard_params(params: dict, mesh: jax.sharding.Mesh) -> dict:
+def param_sharding(names: tuple, shape: tuple, mesh: jax.sharding.Mesh) -> jax.sharding.NamedSharding:
+    """Where one parameter lives (`names`: its path in the params pytree): a layer matrix split over the
+    mesh's `model` axis along its output features (its input features for wo / w_down), the embedding
+    over its vocabulary, everything else (norms, RoPE tables, an axis that does not divide) replicated."""
     mp = mesh.shape["model"]
+    axis = _SPLIT.get(names[-1]) if "layers" in names else {"embed": 0, "lm_head": 1}.get(names[-1])
+    if mp == 1 or axis is None or shape[axis] % mp:
+        return jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+    parts = [None] * len(shape)
+    parts[axis] = "model"
+    return jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(*parts))
 
+
+class MeshStore:
+    """`lm_weights.load`'s store for a teacher on `mesh`: each parameter is assembled on the host from its
+    slabs, then put on the mesh (sharded as `param_sharding` says), waiting for the copy so the host
+    buffer is freed before the next parameter is read. (Writing slabs into a parameter already on the
+    device would spare the one host copy but compiles an update per shape: measured on CPU, those
+    compilations kept more memory than the copy they save.)"""
+
+    def __init__(self, mesh: jax.sharding.Mesh):
+        self.mesh = mesh
+
+    def empty(self, names: tuple, shape: tuple, dtype):
+        return names, np.empty(shape, dtype)
+
+    def write(self, target, start: tuple, piece):
+        names, host = target
+        host[tuple(slice(s, s + n) for s, n in zip(start, piece.shape))] = piece
+        return target
+
+    def done(self, target):
+        names, host = target
+        return jax.device_put(host, param_sharding(names, host.shape, self.mesh)).block_until_ready()
+
+
+def shard_params(params: dict, mesh: jax.sharding.Mesh) -> dict:
     def spec(path, x):
-        names = [getattr(k, "key", None) for k in path]
-        axis = _SPLIT.get(names[-1]) if "layers" in names else {"embed": 0, "lm_head": 1}.get(names[-1])
-        if mp == 1 or axis is None or x.shape[axis] % mp:
-            return jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
-        parts = [None] * x.ndim
-        parts[axis] = "model"
-        return jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(*parts))
+        return param_sharding(tuple(getattr(k, "key", None) for k in path), x.shape, mesh)
 
     return jax.device_put(params, jax.tree_util.tree_map_with_path(spec, params))

@@ -5,19 +5,27 @@ GGUF notes: shapes are stored fastest-axis first (numpy sees them reversed, i.e.
 [out, in] layout, once dequantized); llama.cpp's converter permutes the rows of Q and K of
 Llama-architecture files for its interleaved RoPE, which is undone here so one rotate-half RoPE serves
 both sources; a `rope_freqs` tensor holds Llama-3's long-context frequency factors.
+
+Memory: weights are read a slab of rows at a time (a quantized embedding dequantizes to float32 in
+16 MB pieces), cast to the compute dtype into their parameter's host buffer, and each parameter is placed
+(the teacher: on its mesh, sharded) as soon as it is complete, largest first. The host never holds a
+float32 copy of the model: on a GPU its peak is one parameter (an 8B Llama's stacked w_gate, 0.9 GB in
+bf16); on CPU, where the placed weights are host memory too, the weights plus one parameter and the
+tokenizer. A GGUF file's pages are given back to the OS once each tensor is read.
 """
 
 from __future__ import annotations
 
 import glob
 import json
+import math
 import os
 
 import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
-from storyjax.teachers import lm
+from storyjax.teachers import gguf_file, gguf_tokenizer, lm
 
 _HF_LAYER = {  # ours: (Hugging Face name under model.layers.{i}., transpose)
     "attn_norm": ("input_layernorm.weight", False), "ffn_norm": ("post_attention_layernorm.weight", False),
@@ -40,23 +48,157 @@ _GGUF_LAYER = {  # ours: GGUF name under blk.{i}.
     "post_attn_norm": "post_attention_norm.weight", "post_ffn_norm": "post_ffw_norm.weight",
     "q_norm": "attn_q_norm.weight", "k_norm": "attn_k_norm.weight",
 }
+_MATRICES = ("wq", "wk", "wv", "wo", "w_gate", "w_up", "w_down")  # stored [out, in], ours [in, out]
 _NORMS = ("attn_norm", "ffn_norm", "post_attn_norm", "post_ffn_norm", "q_norm", "k_norm")
 _BIASES = ("bq", "bk", "bv")
 _GEMMA_ONLY = ("post_attn_norm", "post_ffn_norm", "q_norm", "k_norm")
 
 
-def load(path: str, compute_dtype: str = "float32"):
-    """(LMConfig, params, tokenizer) of a teacher at `path`: a Hugging Face folder or a `.gguf` file."""
+def load(path: str, compute_dtype: str = "float32", store=None):
+    """(LMConfig, params, tokenizer) of a teacher at `path`: a Hugging Face folder or a `.gguf` file. `store`
+    creates each parameter where it will live and writes it a slab at a time (`lm_passes.MeshStore`: on
+    the teacher's mesh, sharded); by default the params are host (numpy) arrays."""
     if not path:
         raise ValueError("teacher.name='jax' needs --config.teacher.weights=PATH: a Hugging Face folder "
                          "(config.json, *.safetensors, tokenizer.json) or a .gguf file.")
     if not os.path.exists(path):
         raise ValueError(f"teacher.weights={path!r} does not exist; give a Hugging Face folder or a .gguf file.")
     if os.path.isfile(path) and path.endswith(".gguf"):
-        return _load_gguf(path, compute_dtype)
-    if os.path.isdir(path) and os.path.exists(os.path.join(path, "config.json")):
-        return (*load_hf_params(path, compute_dtype), _tokenizer(path))
-    raise ValueError(f"teacher.weights={path!r} is neither a .gguf file nor a folder with config.json.")
+        cfg, params, tok = _load_gguf(path, compute_dtype, store)
+    elif os.path.isdir(path) and os.path.exists(os.path.join(path, "config.json")):
+        from transformers import AutoTokenizer
+        tok = AutoTokenizer.from_pretrained(path)  # first: a folder without a tokenizer fails in seconds
+        cfg, params = load_hf_params(path, compute_dtype, store)
+    else:
+        raise ValueError(f"teacher.weights={path!r} is neither a .gguf file nor a folder with config.json.")
+    if not getattr(tok, "chat_template", None):
+        logging.warning("The teacher's tokenizer has no chat template: its prompt is the rubric as plain text.")
+    return cfg, params, tok
+
+
+_SLAB_ELEMENTS = 1 << 22  # rows read (and dequantized to float32) at a time: 16 MB, whatever the tensor
+
+
+class _SafetensorsTensors:
+    """A Hugging Face folder's safetensors, read by rows; each read opens and closes its file, so mapped
+    pages never pile up."""
+
+    def __init__(self, folder: str, files: list):
+        from safetensors import safe_open
+        self.folder, self.open, self.files, self.shapes = folder, safe_open, {}, {}
+        for name in files:
+            try:
+                with safe_open(os.path.join(folder, name), framework="numpy") as f:
+                    for key in f.keys():
+                        self.files[key] = os.path.join(folder, name)
+                        self.shapes[key] = tuple(f.get_slice(key).get_shape())
+            except Exception as e:  # noqa: BLE001 — safetensors raises its own error type for damaged files
+                raise ValueError(f"{folder}/{name} is not readable safetensors ({type(e).__name__}: {e}); "
+                                 "re-download or re-save the checkpoint.") from None
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.files
+
+    def shape(self, name: str) -> tuple:
+        return self.shapes[name]
+
+    def rows(self, name: str, r0: int, r1: int) -> np.ndarray:
+        with self.open(self.files[name], framework="numpy") as f:
+            return np.asarray(f.get_slice(name)[r0:r1], np.float32)
+
+    def release(self, name: str) -> None:
+        pass
+
+
+def _slabs(src, name: str, transpose: bool = False, heads: int = 0, shift: float = 0.0):
+    """(axis, offset, piece) for `src`'s tensor `name` ([out, ...]) a slab of rows at a time, each piece in
+    our layout: transposed for a matrix we store [in, out] (its rows then run along axis 1), Q/K rows
+    unpermuted (whole heads per slab: the permutation stays inside a head), `shift` added to a norm."""
+    shape = src.shape(name)
+    out, row = shape[0], math.prod(shape[1:])
+    step = max(1, _SLAB_ELEMENTS // max(row, 1))
+    if heads:
+        per_head = out // heads
+        step = max(per_head, step // per_head * per_head)
+    for r0 in range(0, out, step):
+        r1 = min(out, r0 + step)
+        x = src.rows(name, r0, r1)
+        if heads:
+            x = _unpermute(x, (r1 - r0) // per_head)
+        if shift:
+            x = x + shift
+        yield (1, r0, x.T) if transpose else (0, r0, x)
+    src.release(name)
+
+
+class HostStore:
+    """Parameters built as host (numpy) arrays."""
+
+    def empty(self, names: tuple, shape: tuple, dtype) -> np.ndarray:
+        return np.empty(shape, dtype)
+
+    def write(self, target: np.ndarray, start: tuple, piece: np.ndarray) -> np.ndarray:
+        target[tuple(slice(s, s + n) for s, n in zip(start, piece.shape))] = piece
+        return target
+
+    def done(self, target):
+        return target
+
+
+def _assemble(cfg: lm.LMConfig, src, plan: dict, store) -> dict:
+    """The params pytree from `plan` ({path: (shape, dtype, [(source name or a function giving the value,
+    index into the layer stack or None, slab keywords)])}): each parameter is created by `store`, written a
+    slab at a time and handed back to it to place."""
+    store = store or HostStore()
+    params: dict = {"layers": {}}
+    # largest first: while the last (small) ones are read and copied, nearly everything is already placed
+    for path in sorted(plan, key=lambda path: -math.prod(plan[path][0]) * np.dtype(plan[path][1]).itemsize):
+        shape, dtype, parts = plan[path]
+        target = store.empty(path, shape, dtype)
+        for name, index, kw in parts:
+            slabs = [(0, 0, np.asarray(name()))] if callable(name) else _slabs(src, name, **kw)
+            for axis, offset, x in slabs:
+                start = [0] * x.ndim
+                start[axis] = offset
+                piece = np.asarray(x, dtype)
+                if index is not None:
+                    start, piece = [index] + start, piece[None]
+                target = store.write(target, tuple(start), piece)
+        node = params["layers"] if path[0] == "layers" else params
+        node[path[-1]] = store.done(target)
+    return params
+
+
+def _layer_plan(cfg: lm.LMConfig, src, names: dict, what: str) -> dict:
+    """The stacked layer parameters: `names` maps ours → a function of the layer index giving (source
+    name, fill keywords), or None where the layer has no such tensor."""
+    plan = {}
+    for ours, where in names.items():
+        first = where(0)
+        if first is None:
+            continue
+        shape = src.shape(first[0])
+        if first[1].get("transpose"):
+            shape = shape[::-1]
+        dtype = np.float32 if ours in _NORMS else jnp.dtype(cfg.compute_dtype)
+        parts = []
+        for i in range(cfg.num_layers):
+            name, kw = where(i)
+            if name not in src:
+                raise ValueError(f"{what}: {name} is missing; is this a {cfg.family} checkpoint?")
+            parts.append((name, i, kw))
+        plan[("layers", ours)] = ((cfg.num_layers, *shape), dtype, parts)
+    return plan
+
+
+def _top_plan(cfg: lm.LMConfig, src, embed: str, final_norm: str, head: str | None, rope_NxD, shift: float) -> dict:
+    dtype = jnp.dtype(cfg.compute_dtype)
+    plan = {("embed",): (src.shape(embed), dtype, [(embed, None, {})]),
+            ("final_norm",): (src.shape(final_norm), np.float32, [(final_norm, None, {"shift": shift})]),
+            ("rope_inv_freq",): (rope_NxD.shape, np.float32, [(lambda: rope_NxD, None, {})])}
+    if head is not None:
+        plan[("lm_head",)] = (src.shape(head)[::-1], dtype, [(head, None, {"transpose": True})])
+    return plan
 
 
 def _unpermute(w_OxI: np.ndarray, n_heads: int) -> np.ndarray:
@@ -79,22 +221,8 @@ def _gemma3_fields(sliding_window: int, sliding_layers, query_scalar: float, d_m
                 attn_softcap=float(attn_softcap or 0.0), final_softcap=float(final_softcap or 0.0))
 
 
-def _pack(cfg: lm.LMConfig, embed, final_norm, lm_head, layers: list[dict], inv_freq) -> dict:
-    """The params pytree as host (numpy) arrays in their dtypes: placing them is the caller's (the teacher
-    shards them over its mesh), so a teacher larger than one device never lands whole on the first."""
-    dtype = jnp.dtype(cfg.compute_dtype)
-    stacked = {k: np.asarray(np.stack([layer[k] for layer in layers]), np.float32 if k in _NORMS else dtype)
-               for k in layers[0]}
-    params = {"embed": np.asarray(embed, dtype), "final_norm": np.asarray(final_norm, np.float32),
-              "layers": stacked, "rope_inv_freq": np.asarray(inv_freq, np.float32)}
-    if lm_head is not None:
-        params["lm_head"] = np.ascontiguousarray(np.asarray(lm_head, dtype).T)
-    return params
-
-
-def load_hf_params(folder: str, compute_dtype: str = "float32"):
+def load_hf_params(folder: str, compute_dtype: str = "float32", store=None):
     """(LMConfig, params) of a Hugging Face folder (config.json + single or sharded safetensors)."""
-    from safetensors import safe_open
     with open(os.path.join(folder, "config.json")) as f:
         hf = json.load(f)
     family = {"gemma3_text": "gemma3"}.get(hf.get("model_type"), hf.get("model_type"))
@@ -107,17 +235,9 @@ def load_hf_params(folder: str, compute_dtype: str = "float32"):
         [os.path.basename(p) for p in glob.glob(os.path.join(folder, "*.safetensors"))]
     if not files:
         raise ValueError(f"{folder} holds no *.safetensors weights; convert the checkpoint to safetensors.")
-    tensors = {}
-    for name in files:
-        try:
-            with safe_open(os.path.join(folder, name), framework="flax") as f:
-                for key in f.keys():
-                    tensors[key] = np.asarray(f.get_tensor(key).astype(jnp.float32))
-        except Exception as e:  # noqa: BLE001 — safetensors raises its own error type for damaged files
-            raise ValueError(f"{folder}/{name} is not readable safetensors ({type(e).__name__}: {e}); re-download "
-                             "or re-save the checkpoint.") from None
+    src = _SafetensorsTensors(folder, files)
     # "model." for text-only checkpoints; multimodal Gemma-3 nests the language model deeper
-    base = next((k[:-len("layers.0.input_layernorm.weight")] for k in tensors
+    base = next((k[:-len("layers.0.input_layernorm.weight")] for k in src.files
                  if k.endswith("layers.0.input_layernorm.weight")), "model.")
     heads = hf["num_attention_heads"]
     head_dim = hf.get("head_dim") or hf["hidden_size"] // heads
@@ -144,28 +264,25 @@ def load_hf_params(folder: str, compute_dtype: str = "float32"):
     names = {**_HF_LAYER, **(_HF_GEMMA3 if family == "gemma3" else {})}
     # Gemma stores each norm's weight as w in x * (1 + w); ours is the multiplier itself
     shift = 1.0 if family == "gemma3" else 0.0
-    layers = []
-    for i in range(cfg.num_layers):
-        layer = {}
-        for ours, (theirs, transpose) in names.items():
-            key = f"{base}layers.{i}.{theirs}"
-            if key in tensors:
-                w = tensors[key]
-                layer[ours] = w.T if transpose else w + shift if ours in _NORMS else w
-            elif ours in _BIASES and cfg.qkv_bias:
-                raise ValueError(f"{folder}: {key} is missing but the config asks for attention biases.")
-            elif ours not in _BIASES and (ours not in _GEMMA_ONLY or family == "gemma3"):
-                raise ValueError(f"{folder}: {key} is missing; is this a {family} checkpoint?")
-        layers.append(layer)
-    head = None if cfg.tie_embeddings else tensors.get("lm_head.weight")
-    if head is None and not cfg.tie_embeddings:
+
+    def where(ours, theirs, transpose):
+        if (ours in _BIASES and not cfg.qkv_bias) or (ours in _GEMMA_ONLY and family != "gemma3"):
+            return lambda i: None
+        return lambda i: (f"{base}layers.{i}.{theirs}", {"transpose": transpose, "shift": shift * (ours in _NORMS)})
+
+    plan = _layer_plan(cfg, src, {ours: where(ours, *theirs) for ours, theirs in names.items()}, folder)
+    head = None if cfg.tie_embeddings else "lm_head.weight"
+    if head is not None and head not in src:
         raise ValueError(f"{folder}: lm_head.weight is missing and tie_word_embeddings is false.")
+    for name in (f"{base}embed_tokens.weight", f"{base}norm.weight"):
+        if name not in src:
+            raise ValueError(f"{folder}: {name} is missing; is this a {family} checkpoint?")
     global_inv = lm.rope_inv_freq(cfg.head_dim, theta, global_rope)
     local_inv = lm.rope_inv_freq(cfg.head_dim, local_rope.get("rope_theta") or hf.get("rope_local_base_freq")
                                  or 10000.0, local_rope)
-    params = _pack(cfg, tensors[f"{base}embed_tokens.weight"], tensors[f"{base}norm.weight"] + shift, head, layers,
-                   _per_layer_rope(cfg, global_inv, local_inv))
-    return cfg, params
+    plan.update(_top_plan(cfg, src, f"{base}embed_tokens.weight", f"{base}norm.weight", head,
+                          _per_layer_rope(cfg, global_inv, local_inv), shift))
+    return cfg, _assemble(cfg, src, plan, store)
 
 
 def check_gguf_magic(path: str) -> None:
@@ -178,44 +295,18 @@ def check_gguf_magic(path: str) -> None:
                          "teacher.weights / judge.weights at the model's .gguf, or at a Hugging Face folder.")
 
 
-def _gguf_reader(path: str):
-    """The file's GGUF reader, or one line naming the file, what is wrong and the fix (a truncated download
-    otherwise surfaces as a numpy error about dtypes, a wrong file as "GGUF magic invalid")."""
-    from gguf import GGUFReader
-    size = os.path.getsize(path)
+def _load_gguf(path: str, compute_dtype: str, store=None):
     check_gguf_magic(path)
-    try:
-        return GGUFReader(path)
-    except (ValueError, IndexError, KeyError, OSError) as e:
-        raise ValueError(f"the weights file {path} ({size:,} bytes) cannot be read as GGUF ({e}): it is probably "
-                         "truncated (an interrupted download or copy); download it again and check its size "
-                         "against the source.") from None
-
-
-def _load_gguf(path: str, compute_dtype: str):
-    import importlib.util
-    if importlib.util.find_spec("torch") is None:  # checked before minutes of dequantizing
-        raise ValueError(f"reading the tokenizer of {path} goes through transformers' GGUF reader, which imports "
-                         "torch: `pip install torch` (the CPU build is enough), or give teacher.weights as a Hugging "
-                         "Face folder with tokenizer.json (no torch needed).")
-    from gguf.quants import dequantize
-    reader = _gguf_reader(path)
-    meta = {k: f.contents() for k, f in reader.fields.items() if not k.startswith("tokenizer.ggml.")}
+    src = gguf_file.GGUFFile(path)
+    meta = src.metadata
     arch = meta.get("general.architecture")
     if arch not in lm.FAMILIES:
         raise ValueError(f"{path}: GGUF architecture {arch!r} is not supported; storyjax reads {lm.FAMILIES}.")
-    tensors = {}
-    for t in reader.tensors:
-        try:
-            tensors[t.name] = np.asarray(dequantize(t.data, t.tensor_type), np.float32)
-        except NotImplementedError as e:
-            raise ValueError(f"{path}: tensor {t.name} is quantized as {t.tensor_type.name}, which the gguf package "
-                             f"cannot dequantize ({e}); use a Q4_0/Q4_1/Q5/Q8_0/K-quant/F16 file.") from None
+    tok = gguf_tokenizer.from_metadata(meta, path)  # before minutes of dequantizing: a vocabulary it cannot read
     heads, kv = meta[f"{arch}.attention.head_count"], meta.get(f"{arch}.attention.head_count_kv")
     kv = kv or heads
     d_model, num_layers = meta[f"{arch}.embedding_length"], meta[f"{arch}.block_count"]
     head_dim = meta.get(f"{arch}.attention.key_length") or d_model // heads
-    embed = tensors["token_embd.weight"]
     extra = {}
     if arch == "gemma3":
         # llama.cpp fixes what the file does not say: five sliding layers in six, a local RoPE base of 10000,
@@ -227,40 +318,32 @@ def _load_gguf(path: str, compute_dtype: str):
                                d_model // heads if num_layers == 62 else head_dim, d_model,
                                meta.get(f"{arch}.attn_logit_softcapping"), meta.get(f"{arch}.final_logit_softcapping"))
     cfg = lm.LMConfig(
-        family=arch, vocab_size=embed.shape[0], d_model=d_model, num_layers=num_layers,
+        family=arch, vocab_size=src.shape("token_embd.weight")[0], d_model=d_model, num_layers=num_layers,
         num_heads=heads, num_kv_heads=kv, head_dim=head_dim, ffn_dim=meta[f"{arch}.feed_forward_length"],
         rms_eps=meta[f"{arch}.attention.layer_norm_rms_epsilon"], max_len=meta.get(f"{arch}.context_length", 8192),
-        qkv_bias="blk.0.attn_q.bias" in tensors, tie_embeddings="output.weight" not in tensors,
+        qkv_bias="blk.0.attn_q.bias" in src, tie_embeddings="output.weight" not in src,
         compute_dtype=compute_dtype, **extra).validate()
-    layers = []
-    for i in range(cfg.num_layers):
-        layer = {ours: tensors[f"blk.{i}.{theirs}"] for ours, theirs in _GGUF_LAYER.items()
-                 if f"blk.{i}.{theirs}" in tensors}
-        if arch == "llama":  # only llama.cpp's Llama converter permutes Q/K
-            layer["wq"], layer["wk"] = _unpermute(layer["wq"], heads), _unpermute(layer["wk"], kv)
-            if "bq" in layer:
-                layer["bq"], layer["bk"] = _unpermute(layer["bq"], heads), _unpermute(layer["bk"], kv)
-        for k in ("wq", "wk", "wv", "wo", "w_gate", "w_up", "w_down"):
-            layer[k] = layer[k].T
-        layers.append(layer)
+    # only llama.cpp's Llama converter permutes Q/K (and their biases)
+    unpermute = {"wq": heads, "wk": kv, "bq": heads, "bk": kv} if arch == "llama" else {}
+
+    def where(ours, theirs):
+        if f"blk.0.{theirs}" not in src:
+            return lambda i: None
+        kw = {"transpose": ours in _MATRICES, "heads": unpermute.get(ours, 0)}
+        return lambda i: (f"blk.{i}.{theirs}", kw)
+
+    plan = _layer_plan(cfg, src, {ours: where(ours, theirs) for ours, theirs in _GGUF_LAYER.items()}, path)
     scaling = {"rope_type": meta.get(f"{arch}.rope.scaling.type", "default"),
                "factor": meta.get(f"{arch}.rope.scaling.factor", 1.0)}
     global_inv = lm.rope_inv_freq(head_dim, meta.get(f"{arch}.rope.freq_base", 10000.0),
                                   scaling if scaling["rope_type"] == "linear" else None)
-    if "rope_freqs.weight" in tensors:  # Llama-3.1's long-context scaling, as frequency divisors
-        global_inv = global_inv / tensors["rope_freqs.weight"]
+    if "rope_freqs.weight" in src:  # Llama-3.1's long-context scaling, as frequency divisors
+        n = src.shape("rope_freqs.weight")[0]
+        global_inv = global_inv / src.rows("rope_freqs.weight", 0, n)
     local_inv = lm.rope_inv_freq(head_dim, 10000.0)
-    params = _pack(cfg, embed, tensors["output_norm.weight"], tensors.get("output.weight"), layers,
-                   _per_layer_rope(cfg, global_inv, local_inv))
-    return cfg, params, _tokenizer(os.path.dirname(os.path.abspath(path)), os.path.basename(path))
-
-
-def _tokenizer(folder: str, gguf_file: str = ""):
-    """The model's tokenizer (transformers; from tokenizer.json, or converted from the GGUF's vocabulary)
-    with its chat template."""
-    from transformers import AutoTokenizer
-    kwargs = {"gguf_file": gguf_file} if gguf_file else {}
-    tok = AutoTokenizer.from_pretrained(folder, **kwargs)
-    if not getattr(tok, "chat_template", None):
-        logging.warning("The teacher's tokenizer has no chat template: its prompt is the rubric as plain text.")
-    return tok
+    plan.update(_top_plan(cfg, src, "token_embd.weight", "output_norm.weight",
+                          None if cfg.tie_embeddings else "output.weight",
+                          _per_layer_rope(cfg, global_inv, local_inv), 0.0))
+    params = _assemble(cfg, src, plan, store)
+    src.close()
+    return cfg, params, tok
