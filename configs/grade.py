@@ -15,7 +15,7 @@ its preference off the logits of "1" and "2"; the `rubric` compares sums of grad
 
 With the in-process teacher on SmolLM2:
   python -m storyjax.main --config=configs/grade.py --config.stories=stories.jsonl --workdir=runs/grades \
-      --config.teacher.name=jax --config.teacher.weights=PATH/SmolLM2-135M-Instruct.Q4_1.gguf
+      --config.teacher.name=jax --config.teacher.jax.weights=PATH/SmolLM2-135M-Instruct.Q4_1.gguf
 """
 
 import ml_collections

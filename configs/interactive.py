@@ -16,12 +16,12 @@ lr 1e-6, up to 90 new tokens with pure sampling, reward ((R+N+C)/9 + 0.4·words/
 words with the prompt charged for the first batch only (→ exactly 920 steps, 331,200 stories, 999,360
 words), checkpoints every 100K counted words, an OpenAI-compatible teacher serving Llama-3.1-8B-Instruct:
   python -m storyjax.main --config=configs/interactive.py:paper --config.init_checkpoint=PRETRAIN_DIR \
-      --config.init_milestone=chck_90M --config.teacher.base_url=http://HOST:8000/v1 --workdir=DIR
+      --config.init_milestone=chck_90M --config.teacher.openai.base_url=http://HOST:8000/v1 --workdir=DIR
   or with the teacher inside the program, on the student's devices (no server; a Hugging Face folder or
   a .gguf file; greedy grades are integers like the server's, as BabyLM-compliant runs need):
   python -m storyjax.main --config=configs/interactive.py:paper --config.init_checkpoint=PRETRAIN_DIR \
       --config.init_milestone=chck_90M --config.teacher.name=jax \
-      --config.teacher.weights=/path/to/Llama-3.1-8B-Instruct --config.teacher.grading=greedy --workdir=DIR
+      --config.teacher.jax.weights=/path/to/Llama-3.1-8B-Instruct --config.teacher.jax.grading=greedy --workdir=DIR
   How this preset differs from the paper's trainer (trl 0.9.4 PPO), each by choice:
     - REINFORCE with a baseline, one update per batch of 360 (the user's design), where PPO ran 4 epochs over
       each batch with a value head and a clipped ratio;
@@ -41,6 +41,7 @@ import ml_collections
 
 from configs import pretrain as pretrain_config  # the auto-pretraining recipe
 from storyjax.prompts import PAPER_PROMPT
+from storyjax.teachers import config as teacher_config
 
 
 def get_config(preset: str = "default") -> ml_collections.ConfigDict:
@@ -84,43 +85,19 @@ def get_config(preset: str = "default") -> ml_collections.ConfigDict:
         lr=1e-6 if paper else 3e-5, grad_clip=1.0, baseline="ema", ema_decay=0.9, whiten=False,
         kl_coef=0.2 if paper else 0.05, kl_target=6.0 if paper else 0.0, kl_horizon=10_000.0,
         kl_estimator="k1" if paper else "k3", kl_mode="reward", entropy_coef=0.0))
-    c.teacher = ml_collections.ConfigDict(dict(
-        name="openai" if paper else "rubric",      # rubric | openai | replay | jax
-        # jax: an instruct LLM in-process; weights = a Hugging Face folder or a .gguf file. Grades are read
-        # off its logits: sample (a digit drawn at `temperature`, 0.2: the paper's teacher) | greedy |
-        # expected (the mean of its distribution over 0-3: the teacher's output distribution as the reward,
-        # which BabyLM's rules forbid; a training teacher refuses it unless allow_distribution_reward=True,
-        # and the run's summary then says so; a judge may use it); a story with less than min_digit_mass of the
-        # teacher's probability on the digits 0-3 at any grade is unscorable. batch_size: stories per teacher pass;
-        # compute_dtype: "" = float32 on CPU, bfloat16 elsewhere; devices: local devices the stories are split
-        # over (0: all accelerators, or one CPU); model_parallel: devices each weight matrix is split over (a
-        # teacher larger than one device: e.g. 8B in bf16 on 16 GB chips needs 2 or more); cpu_kernels: the
-        # matmul kernels on CPU (auto | xla | ynnpack: which is faster depends on the CPU; teachers/lm_passes.py).
-        weights="", grading="sample", allow_distribution_reward=False, min_digit_mass=0.1, batch_size=32,
-        compute_dtype="", devices=0, model_parallel=1, cpu_kernels="auto",
-        base_url="http://127.0.0.1:8000/v1", model="meta-llama/Llama-3.1-8B-Instruct",
-        template="",                               # empty: storyjax/teachers/templates/rubric_prompt.txt
-        pairwise_template="",                      # jax, pairs: empty = templates/pairwise_prompt.txt
-        api_key_env="OPENAI_API_KEY",              # the key is read from this variable, never logged
-        temperature=0.2, max_tokens=6, seed=0,     # the paper's teacher sampling; seed -1 sends none
-        constrain="none",                          # none | vllm | vllm_legacy | llama_cpp
-        concurrency=16, timeout_s=60.0, retries=3, backoff_s=1.0,
-        # Several processes: False = process 0 grades every story; True = each process grades its share of
-        # each batch with its own client (point base_url at a server per host to multiply the throughput).
-        shard_across_hosts=False,
-        # Teacher health: checkpoint and stop after this many batches in a row with nothing graded, or when
-        # more than max_unscorable_rate of the stories of the last health_window batches were unscorable.
-        max_failed_batches=3, max_unscorable_rate=0.9, health_window=10,
-        replay_from=""))                           # replay: a run's answers.jsonl
-    # The judge of held-out stories (storyjax/judge.py), reported beside the training teacher: same settings
-    # as `teacher`; name "auto" = the in-process jax teacher when judge.weights is given, else the rubric.
-    # A judge that is the teacher's own model is refused unless allow_same=True. The quickstart has no second
-    # grader offline (judge = the rubric = its teacher), so it says so: its held-out gain is no evidence.
+    # Who grades the stories (storyjax/teachers/config.py: every setting, its default and what it does):
+    # teacher.name = rubric (offline) | openai (a server) | jax (in process) | replay; each kind's settings in
+    # its own section, e.g. --config.teacher.openai.base_url=... or --config.teacher.jax.weights=FILE.gguf.
+    c.teacher = teacher_config.defaults("openai" if paper else "rubric")
+    # The judge of held-out stories (storyjax/judge.py), reported beside the training teacher: the teacher's
+    # shape; name "auto" = the in-process jax teacher when judge.jax.weights is given, else the rubric. A judge
+    # that is the teacher's own model is refused unless allow_same=True. The quickstart has no second grader
+    # offline (judge = the rubric = its teacher), so it says so: its held-out gain is no evidence.
     # mode="pairwise" also asks the judge, for each held-out opening, which story is the better: the one
     # written after learning or the one before (both orders, read off its logits; the rubric compares sums),
     # and reports the after-story's win rate with a 95% interval clustered by opening.
-    c.judge = ml_collections.ConfigDict({**c.teacher.to_dict(), "name": "auto", "grading": "greedy",
-                                         "allow_same": not paper, "mode": "absolute"})
+    c.judge = teacher_config.judge_defaults()
+    c.judge.allow_same = not paper
     c.budget_words = 1_000_000 if paper else 10_000  # default: 98 steps of 32 stories
     c.charge_prompt = "once"
     c.generated_words_cap = 100_000_000

@@ -8,7 +8,7 @@
 # Success: the log shows "Uvicorn running on http://HOST:PORT" and
 #          curl -s http://HOST:PORT/v1/models returns a model list. Then:
 #          python -m storyjax.main --config=configs/interactive.py --config.teacher.name=openai \
-#            --config.teacher.base_url=http://HOST:PORT/v1 --config.teacher.constrain=llama_cpp --workdir=DIR
+#            --config.teacher.openai.base_url=http://HOST:PORT/v1 --config.teacher.openai.constrain=llama_cpp --workdir=DIR
 set -euo pipefail
 
 PORT=${PORT:-8080}

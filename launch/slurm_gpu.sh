@@ -18,9 +18,9 @@
 #          inside the allocation), give storyjax the others with STUDENT_GPUS=0,1,2,3,4,5,6, and pass
 #          --config.teacher.shard_across_hosts=True: each node then grades its share of every batch.
 #          Or keep the teacher inside the program, on the student's GPUs (no server):
-#          --config.teacher.name=jax --config.teacher.weights=/shared/Llama-3.1-8B-Instruct
-#          --config.teacher.grading=greedy --config.teacher.shard_across_hosts=True (and, on GPUs too small
-#          for the whole teacher, --config.teacher.model_parallel=2).
+#          --config.teacher.name=jax --config.teacher.jax.weights=/shared/Llama-3.1-8B-Instruct
+#          --config.teacher.jax.grading=greedy --config.teacher.shard_across_hosts=True (and, on GPUs too small
+#          for the whole teacher, --config.teacher.jax.model_parallel=2).
 # Needs:   a shared file system for WORKDIR and the tfds folder (every node reads and writes them), and
 #          a Python environment with storyjax and CUDA jax installed where VENV points:
 #          python3 -m venv $VENV && $VENV/bin/pip install "jax[cuda12]>=0.10,<0.11" -e /path/to/storyjax

@@ -8,8 +8,8 @@
 #          Interactive runs grade with the teacher inside the program (a pod has no vLLM beside it): copy the
 #          weights to every worker's disk (e.g. gcloud storage cp -r gs://BUCKET/Llama-3.1-8B-Instruct ~/) and
 #          CONFIG=configs/interactive.py:paper launch/tpu_pod.sh --config.teacher.name=jax
-#          --config.teacher.weights=/home/$USER/Llama-3.1-8B-Instruct --config.teacher.grading=greedy
-#          --config.teacher.shard_across_hosts=True --config.teacher.model_parallel=2 (an 8B bf16 teacher is
+#          --config.teacher.jax.weights=/home/$USER/Llama-3.1-8B-Instruct --config.teacher.jax.grading=greedy
+#          --config.teacher.shard_across_hosts=True --config.teacher.jax.model_parallel=2 (an 8B bf16 teacher is
 #          16 GB: split over 2 chips of a v4/v5e), --config.init_checkpoint=gs://BUCKET/runs/pretrain
 # Needs:   gcloud, logged in (`gcloud auth login`), a project with TPU quota in ZONE, and a GCS bucket: every
 #          worker must see the same WORKDIR (and tfds folder), so both are gs:// paths. Run from the

@@ -10,9 +10,9 @@
 # Success: the log ends with "Application startup complete." and
 #          curl -s http://HOST:PORT/v1/models | grep -q "$MODEL" succeeds. Then:
 #          python -m storyjax.main --config=configs/interactive.py:paper --config.init_checkpoint=RUN \
-#            --config.teacher.base_url=http://HOST:PORT/v1 --config.teacher.constrain=vllm --workdir=DIR
+#            --config.teacher.openai.base_url=http://HOST:PORT/v1 --config.teacher.openai.constrain=vllm --workdir=DIR
 # Prefix caching is on (every request shares the rubric prefix); structured outputs let
-# teacher.constrain=vllm force answers of the form "d d d".
+# teacher.openai.constrain=vllm force answers of the form "d d d".
 set -euo pipefail
 
 MODEL=${MODEL:-meta-llama/Llama-3.1-8B-Instruct}

@@ -27,27 +27,36 @@ from absl import app, flags
 from storyjax import model as model_lib
 from storyjax import profiling, pretrain_step, reinforce, sampler
 from storyjax import rollout as rollout_lib
-from storyjax.bench_teacher import bench_teachers
+from storyjax.bench_teacher import FLAG_KEYS, bench_teachers
+from storyjax.teachers import config as teacher_defaults
+from storyjax.teachers.openai_teacher import CONSTRAINTS
 from storyjax.profiling import planned_bytes
 
 flags.DEFINE_enum("preset", "tiny", ["tiny", "gpt2_small"], "Student shape to measure.")
 flags.DEFINE_string("out", "", "Write all figures to this JSON file.")
 flags.DEFINE_integer("steps", 0, "Timed steps per measurement (0: the preset's).")
+flags.DEFINE_integer("rounds", 3, "Pretraining rows: times each is measured (`steps` steps a round); the row is "
+                     "the median, and the ratio is printed with its spread over the rounds.")
 flags.DEFINE_list("batches", [], "Batch sizes (sequences per step) to measure (default: the preset's).")
 flags.DEFINE_bool("hf", True, "Also measure HF transformers (needs torch and transformers).")
 flags.DEFINE_list("rows", ["pretrain", "rollout", "teacher"], "Which groups of rows to measure.")
 flags.DEFINE_list("teacher", ["none"], "Teachers whose grading to time, side by side (rubric, openai, jax; none: "
                   "skip). jax is also measured against transformers on the same weights (--hf).")
-flags.DEFINE_string("teacher_url", "http://127.0.0.1:8000/v1", "openai teacher: the server's base URL.")
-flags.DEFINE_string("teacher_model", "meta-llama/Llama-3.1-8B-Instruct", "openai teacher: the served model.")
-flags.DEFINE_string("teacher_weights", "", "jax teacher: a .gguf file or Hugging Face folder, or random:SHAPE "
-                    "(llama3_8b, llama3_1b, tiny) for random weights and token ids.")
+# The teacher flags set the teacher settings an interactive run reads (bench_teacher.FLAG_KEYS), with
+# their defaults from the one place those are defined (storyjax/teachers/config.py).
+_TEACHER = teacher_defaults.defaults()
+flags.DEFINE_string("teacher_url", _TEACHER.openai.base_url, "openai teacher: the server's base URL "
+                    "(teacher.openai.base_url).")
+flags.DEFINE_string("teacher_model", _TEACHER.openai.model, "openai teacher: the served model (teacher.openai.model).")
+flags.DEFINE_string("teacher_weights", _TEACHER.jax.weights, "jax teacher: a .gguf file or Hugging Face folder "
+                    "(teacher.jax.weights), or random:SHAPE (llama3_8b, llama3_1b, tiny) for random weights and ids.")
 flags.DEFINE_integer("teacher_stories", 0, "Stories to grade in the teacher rows (0: the preset's rollout batch).")
-flags.DEFINE_integer("teacher_batch", 32, "Stories per teacher pass (jax and transformers).")
-flags.DEFINE_enum("teacher_constrain", "none", ["none", "vllm", "vllm_legacy", "llama_cpp"],
-                  "openai teacher: the server's constrained decoding (teacher.constrain).")
-flags.DEFINE_float("teacher_temperature", 0.2, "openai teacher: sampling temperature (0: greedy, comparable with "
-                   "the jax teacher's argmax digits).")
+flags.DEFINE_integer("teacher_batch", _TEACHER.jax.batch_size, "Stories per teacher pass, jax and transformers "
+                     "(teacher.jax.batch_size).")
+flags.DEFINE_enum("teacher_constrain", _TEACHER.openai.constrain, sorted(CONSTRAINTS),
+                  "openai teacher: the server's constrained decoding (teacher.openai.constrain).")
+flags.DEFINE_float("teacher_temperature", _TEACHER.temperature, "LLM teachers' sampling temperature "
+                   "(teacher.temperature; 0 on a server: greedy, comparable with the jax teacher's argmax digits).")
 flags.DEFINE_list("attention", ["auto"], "Pretraining attention implementations to measure (auto, xla, cudnn; "
                   "model.attention); the first is the one compared with HF, the others are extra rows.")
 flags.DEFINE_string("profile_dir", "", "Also write a JAX profiler trace (TensorBoard + Perfetto) of a few "
@@ -100,9 +109,8 @@ def peak_flops(device_kind: str) -> float | None:
     return None
 
 
-def bench_storyjax(shape: dict, batch: int, steps: int, attention: str = "auto", profile_dir: str = "") -> dict:
-
-
+def bench_storyjax(shape: dict, batch: int, steps: int, attention: str = "auto", profile_dir: str = "",
+                   rounds: int = 1) -> dict:
     devices = jax.local_devices()
     cfg = student_config(shape, attention)
     train_cfg = ml_collections.ConfigDict(dict(lr=5e-4, warmup_frac=0.01, b1=0.9, b2=0.999, eps=1e-8,
@@ -124,13 +132,15 @@ def bench_storyjax(shape: dict, batch: int, steps: int, attention: str = "auto",
     for _ in range(3):  # warm up
         state, metrics = step_fn(state, tokens, step_no)
     jax.block_until_ready(metrics)
-    t0 = time.perf_counter()
-    for i in range(steps):
-        state, metrics = step_fn(state, tokens, step_no)
-        if i % 8 == 7:
-            jax.block_until_ready(metrics)  # bounded dispatch queue
-    jax.block_until_ready(metrics)
-    dt = time.perf_counter() - t0
+    rates = []
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        for i in range(steps):
+            state, metrics = step_fn(state, tokens, step_no)
+            if i % 8 == 7:
+                jax.block_until_ready(metrics)  # bounded dispatch queue
+        jax.block_until_ready(metrics)
+        rates.append(batch * shape["seq"] * steps / (time.perf_counter() - t0))
     if profile_dir:
         def three_steps():
             nonlocal state, metrics
@@ -143,7 +153,8 @@ def bench_storyjax(shape: dict, batch: int, steps: int, attention: str = "auto",
     n_params = model_lib.count_params(params)
     stats = devices[0].memory_stats() or {}
     step_bytes = planned_bytes(step_fn)
-    return {"tokens_per_s": batch * shape["seq"] * steps / dt, "step_s": dt / steps,
+    rate = statistics.median(rates)
+    return {"tokens_per_s": rate, "tokens_per_s_rounds": rates, "step_s": batch * shape["seq"] / rate,
             "num_params": n_params,
             # xla_bytes: this step's planned memory; process_peak_bytes: the process's peak so far (all rows)
             "xla_bytes": step_bytes, "process_peak_bytes": stats.get("peak_bytes_in_use"),
@@ -154,7 +165,7 @@ def bench_storyjax(shape: dict, batch: int, steps: int, attention: str = "auto",
             **({"profile_top": profile} if profile_dir else {})}
 
 
-def bench_hf(shape: dict, batch: int, steps: int, compile_model: bool) -> dict:
+def bench_hf(shape: dict, batch: int, steps: int, compile_model: bool, rounds: int = 1) -> dict:
     import torch
     import transformers
 
@@ -181,14 +192,17 @@ def bench_hf(shape: dict, batch: int, steps: int, compile_model: bool) -> dict:
     sync()
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        loss = step()
-    sync()
-    dt = time.perf_counter() - t0
-    return {"tokens_per_s": batch * shape["seq"] * steps / dt, "step_s": dt / steps,
+    rates = []
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            loss = step()
+        sync()
+        rates.append(batch * shape["seq"] * steps / (time.perf_counter() - t0))
+    rate = statistics.median(rates)
+    return {"tokens_per_s": rate, "tokens_per_s_rounds": rates, "step_s": batch * shape["seq"] / rate,
             "peak_bytes": torch.cuda.max_memory_allocated() if device == "cuda" else None,
-            "device": torch.cuda.get_device_name() if device == "cuda" else platform.processor() or "cpu",
+            "device": torch.cuda.get_device_name() if device == "cuda" else cpu_name(),
             "final_loss": float(loss.detach()), "torch": torch.__version__, "transformers": transformers.__version__}
 
 
@@ -239,9 +253,9 @@ def bench_rollout_storyjax(shape: dict, repeats: int, profile_dir: str = "") -> 
     dt_rl = _timed(update, repeats)
     # The jitted sampler behind sampler.sample, at the settings timed above (pure sampling: no filter sort).
     # Lowering again finds the executables jit compiled for the calls above in its cache (no recompilation).
-    rollout_bytes = planned_bytes(sampler._sample.lower(
+    rollout_bytes = planned_bytes(sampler.lower_sample(
         cfg, params, prompt, valid, jax.random.key(0), jnp.float32(1.0), jnp.int32(0), jnp.float32(1.0),
-        max_new_tokens=N, eos_id=2, pad_id=1, filtered=False).compile())
+        max_new_tokens=N, eos_id=2, pad_id=1).compile())
     update_bytes = planned_bytes(step.lower(box[0], params, batch).compile())
     return {"stories_per_s": B / dt, "rollout_s": dt, "mean_new_tokens": float(out.mask_BxN.sum(1).mean()),
             "reinforce_s_per_story": dt_rl / B, "reinforce_step_s": dt_rl,
@@ -273,6 +287,15 @@ def bench_rollout_hf(shape: dict, batch: int, repeats: int) -> dict:
             "peak_bytes": torch.cuda.max_memory_allocated() if device == "cuda" else None}
 
 
+def cpu_name() -> str:
+    """The host CPU's model name (a speed figure names the machine it was measured on)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor() or platform.machine()
+
+
 def gib(b) -> str:
     return f"{b / 2**30:.2f} GiB" if b else "- GiB"
 
@@ -286,7 +309,8 @@ def main(argv):
 
     dims = model_lib.PRESETS[shape["preset"]]
     results = {"preset": FLAGS.preset, "shape": shape, "steps": steps, "jax": jax.__version__,
-               "backend": jax.default_backend(), "rows": {}, "ratios": {}}
+               "backend": jax.default_backend(), "rows": {}, "ratios": {}, "ratio_spreads": {},
+               "cpu": cpu_name(), "rounds": FLAGS.rounds}
     peers = []
     if FLAGS.hf:
         try:
@@ -301,7 +325,7 @@ def main(argv):
         for k, attention in enumerate(FLAGS.attention):
             key = f"pretrain_b{batch}_storyjax" + (f"_attn_{attention}" if k else "")
             try:
-                sj = bench_storyjax(shape, batch, steps, attention, FLAGS.profile_dir)
+                sj = bench_storyjax(shape, batch, steps, attention, FLAGS.profile_dir, FLAGS.rounds)
             except Exception as e:  # noqa: BLE001 - an extra variant this machine lacks (cudnn on CPU) is a row
                 if not k:
                     raise
@@ -313,13 +337,18 @@ def main(argv):
             results["rows"][key] = sj
             rows.append((f"pretrain b{batch}", f"storyjax/{sj['attention']}", sj))
         for name, compiled in peers:
-            hf = bench_hf(shape, batch, steps, compiled)
+            hf = bench_hf(shape, batch, steps, compiled, FLAGS.rounds)
             hf["mfu"] = hf["tokens_per_s"] * fpt / ceiling if ceiling else None
             results["rows"][f"pretrain_b{batch}_{name}"] = hf
-            results["ratios"][f"pretrain_b{batch}_vs_{name}"] = (
-                results["rows"][f"pretrain_b{batch}_storyjax"]["tokens_per_s"] / hf["tokens_per_s"])
+            ours = results["rows"][f"pretrain_b{batch}_storyjax"]
+            results["ratios"][f"pretrain_b{batch}_vs_{name}"] = ours["tokens_per_s"] / hf["tokens_per_s"]
+            # the spread: the slowest round of ours against the fastest of theirs, and the other way round
+            results["ratio_spreads"][f"pretrain_b{batch}_vs_{name}"] = (
+                min(ours["tokens_per_s_rounds"]) / max(hf["tokens_per_s_rounds"]),
+                max(ours["tokens_per_s_rounds"]) / min(hf["tokens_per_s_rounds"]))
             rows.append((f"pretrain b{batch}", name, hf))
     # Memory: storyjax's step as XLA plans it; HF's torch.cuda peak for that row (GPU only).
+    print(f"host CPU: {results['cpu']}; backend: {results['backend']}")
     print(f"{'row':<16}{'impl':<16}{'tokens/s':>12}{'MFU':>8}{'mem GiB':>10}")
     for row, impl, r in rows:
         mfu = f"{100 * r['mfu']:.1f}%" if r.get("mfu") else "-"
@@ -341,9 +370,8 @@ def main(argv):
                 print(f"rollout b{batch} hf_generate: {hf['stories_per_s']:,.1f} stories/s ({gib(hf['peak_bytes'])})")
     names = [t for t in FLAGS.teacher if t != "none"]
     if "teacher" in FLAGS.rows and names:
-        t = bench_teachers(names, FLAGS.teacher_weights, FLAGS.teacher_url, FLAGS.teacher_model,
-                           FLAGS.teacher_stories or shape["stories"], FLAGS.teacher_batch, bool(peers),
-                           constrain=FLAGS.teacher_constrain, temperature=FLAGS.teacher_temperature)
+        t = bench_teachers(names, {flag: FLAGS[flag].value for flag in FLAG_KEYS},
+                           FLAGS.teacher_stories or shape["stories"], bool(peers))
         results["rows"].update(t["rows"])
         results["ratios"].update(t["ratios"])
         for key, r in t["rows"].items():
@@ -358,7 +386,9 @@ def main(argv):
                       + (f", story pass plans {gib(r['story_pass_xla_bytes'])} of device memory"
                          if r.get("story_pass_xla_bytes") else ""))
     for k, v in results["ratios"].items():
-        print(f"ratio {k}: {v:.2f}x")
+        lo_hi = results["ratio_spreads"].get(k)
+        spread = f" ({lo_hi[0]:.2f}-{lo_hi[1]:.2f}x over {FLAGS.rounds} rounds of {steps} steps)" if lo_hi else ""
+        print(f"ratio {k}: {v:.2f}x{spread}")
     if FLAGS.out:
         with open(FLAGS.out, "w") as f:
             json.dump(results, f, indent=2)

@@ -27,14 +27,15 @@ import time
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 
-from storyjax import config_file
 from storyjax.data.tales_generator import make_tale
 from storyjax.profiling import HostPeak, planned_bytes
 from storyjax.prompts import PAPER_PROMPT
+from storyjax.teachers import config as teacher_defaults
 from storyjax.teachers import jax_teacher, lm_passes, lm_weights, make_teacher
-from storyjax.teachers.openai_teacher import load_template
+from storyjax.teachers.prompt_templates import load_template
 
 RANDOM_SHAPES = {  # transformers LlamaConfig fields
     "llama3_8b": dict(vocab_size=128_256, hidden_size=4096, intermediate_size=14_336, num_hidden_layers=32,
@@ -54,11 +55,19 @@ def bench_stories(n: int, seed: int = 7) -> list:
     return [PAPER_PROMPT + " " + " ".join(make_tale(seed, i).split()[:70]) for i in range(n)]
 
 
-def teacher_config(name: str, url: str = "", model: str = "", weights: str = "", batch: int = 32, **overrides):
-    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "configs", "interactive.py")
-    cfg = config_file.load(f"{path}:default").teacher
-    cfg.name, cfg.base_url, cfg.model, cfg.weights, cfg.batch_size = name, url, model, weights, batch
-    cfg.update(overrides)
+# The bench's teacher flags and the teacher settings they set: the keys an interactive run reads
+# (--teacher_url is --config.teacher.openai.base_url there, and so on), defaults from the same place.
+FLAG_KEYS = {"teacher_url": "openai.base_url", "teacher_model": "openai.model", "teacher_weights": "jax.weights",
+             "teacher_batch": "jax.batch_size", "teacher_constrain": "openai.constrain",
+             "teacher_temperature": "temperature"}
+
+
+def teacher_config(name: str, flag_values: dict) -> ml_collections.ConfigDict:
+    """The teacher section an interactive run would have with these bench flags set."""
+    cfg = teacher_defaults.defaults(name)
+    for flag, value in flag_values.items():
+        section, _, key = FLAG_KEYS[flag].rpartition(".")
+        (cfg[section] if section else cfg)[key] = value
     return cfg
 
 
@@ -266,10 +275,12 @@ def _random_hf(shape: dict, stories: int, prefix_len: int, story_len: int, batch
             "seconds": seconds, "stories_per_s": stories / seconds, "batch": batch}
 
 
-def bench_teachers(names: list, weights: str, url: str, model: str, n_stories: int, batch: int, hf: bool,
-                   prefix_len: int = 300, story_len: int = 110, **openai_settings) -> dict:
-    """Rows (and ratios of the JAX teacher against each peer) for the teachers named."""
+def bench_teachers(names: list, flag_values: dict, n_stories: int, hf: bool, prefix_len: int = 300,
+                   story_len: int = 110) -> dict:
+    """Rows (and ratios of the JAX teacher against each peer) for the teachers named, set by the bench's
+    teacher flags (`flag_values`, FLAG_KEYS)."""
     rows, ratios = {}, {}
+    weights, batch = flag_values.get("teacher_weights", ""), flag_values.get("teacher_batch", 32)
     if weights.startswith("random:"):
         if weights[7:] not in RANDOM_SHAPES:
             raise ValueError(f"--teacher_weights={weights}: random shapes are {sorted(RANDOM_SHAPES)}.")
@@ -280,8 +291,7 @@ def bench_teachers(names: list, weights: str, url: str, model: str, n_stories: i
     else:
         stories = bench_stories(n_stories)
         for name in names:
-            settings = openai_settings if name == "openai" else {}
-            rows[f"teacher_{name}"] = bench_client(teacher_config(name, url, model, weights, batch, **settings), stories)
+            rows[f"teacher_{name}"] = bench_client(teacher_config(name, flag_values), stories)
         if "jax" in names and hf:
             rows["teacher_jax_hf"] = bench_hf_grading(weights, stories, batch)
             ours, theirs = rows["teacher_jax"]["answers"], rows["teacher_jax_hf"]["answers"]

@@ -53,10 +53,10 @@ def read_minimal_pairs(path: str) -> tuple[list[str], list[str]]:
     return good, bad
 
 
-def check_dir(directory: str) -> None:
+def check_dir(directory: str, key: str = "milestone_eval.blimp_dir") -> None:
     """Refuses a BLiMP directory up front, not at the first milestone an hour in."""
     if directory and not glob.glob(os.path.join(directory, "*.jsonl")):
-        raise ValueError(f"milestone_eval.blimp_dir={directory!r} holds no .jsonl files of minimal pairs "
+        raise ValueError(f"{key}={directory!r} holds no .jsonl files of minimal pairs "
                          "(sentence_good / sentence_bad); fix the path or set it to ''.")
 
 

@@ -21,6 +21,22 @@ from absl import logging
 _INITIALIZED = False
 
 
+def check(cfg: ml_collections.ConfigDict) -> None:
+    """Refuses a `distributed` section no launch can use, before any work (initialize checks again)."""
+    problems = []
+    if cfg.coordinator and (":" not in cfg.coordinator or not cfg.num_processes
+                            or not 0 <= cfg.process_id < cfg.num_processes):
+        problems.append(f"distributed.coordinator={cfg.coordinator!r} is host:port and needs distributed.num_processes "
+                        f"(got {cfg.num_processes}) and a distributed.process_id in [0, num_processes) (got "
+                        f"{cfg.process_id})")
+    if cfg.num_processes < 0 or cfg.process_id < 0 or cfg.local_devices < 0:
+        problems.append("distributed.num_processes, process_id and local_devices must not be negative")
+    if not (isinstance(cfg.timeout_s, (int, float)) and cfg.timeout_s > 0):
+        problems.append(f"distributed.timeout_s={cfg.timeout_s}: give the seconds to wait for the other processes")
+    if problems:
+        raise ValueError("; ".join(problems) + ".")
+
+
 def initialize(cfg: ml_collections.ConfigDict) -> None:
     """Starts jax.distributed once, before any computation, when the config asks for several processes."""
     global _INITIALIZED

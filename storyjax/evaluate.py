@@ -17,9 +17,11 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from storyjax import blimp, export, run_outputs, stories
+from storyjax import blimp, heldout, run_outputs, sampler
+from storyjax import student as student_lib
 from storyjax import checkpoint as ckpt_lib
 from storyjax import model as model_lib
+from storyjax import data as data_lib
 from storyjax.data import load_corpus, packing
 from storyjax.prompts import heldout_openings
 from storyjax.teachers import check_settings
@@ -54,36 +56,51 @@ def score_blocks(cfg, params, blocks: np.ndarray) -> float:
     return total
 
 
-def validate(config: ml_collections.ConfigDict) -> None:
-    """Refuses, before any work, settings no evaluation can use."""
+def validate(config: ml_collections.ConfigDict, weights: bool = True, student: bool = True) -> None:
+    """Refuses, before any work, settings no evaluation can use (`weights=False`: a dry run, an LLM
+    teacher's weights need not be there yet; `student=False`: the student is written later, as in an
+    experiment)."""
+    if bool(config.checkpoint) == bool(config.init_from_hf):
+        raise ValueError("give one student to evaluate: --config.checkpoint=RUN_WORKDIR (or "
+                         "RUN_WORKDIR/milestones/chck_N), or --config.init_from_hf=HF_MODEL_DIR.")
+    if student and config.checkpoint and not config.checkpoint.startswith(("gs://", "s3://")):
+        ckpt_lib.read_run_meta(ckpt_lib.split_milestone(config.checkpoint)[0])  # "holds no storyjax run"
+    if student and config.init_from_hf and not os.path.isfile(os.path.join(config.init_from_hf, "config.json")):
+        raise ValueError(f"init_from_hf={config.init_from_hf!r} has no config.json; point it at a transformers model "
+                         "folder.")
+    if config.seed < 0:
+        raise ValueError(f"seed={config.seed}: use a seed >= 0.")
+    if config.stories.num_openings < 0:
+        raise ValueError(f"stories.num_openings={config.stories.num_openings}: use 0 (no stories) or more.")
     if config.stories.num_openings:
         heldout_openings(config.stories.num_openings, config.stories.get("exclude", ()))
         if config.stories.per_opening < 1 or config.stories.batch < 1:
             raise ValueError(f"stories.per_opening={config.stories.per_opening} and stories.batch="
                              f"{config.stories.batch}: use 1 or more of each.")
-        check_settings(config.teacher, "teacher")
-    if config.max_val_blocks < 1:
-        raise ValueError(f"max_val_blocks={config.max_val_blocks}: measure perplexity on 1 block or more.")
+        problems = sampler.setting_problems(config.sampling)
+        if problems:
+            raise ValueError("; ".join(problems) + ".")
+        check_settings(config.teacher, "teacher", weights=weights)
+    if config.perplexity:
+        if config.max_val_blocks < 1:
+            raise ValueError(f"max_val_blocks={config.max_val_blocks}: measure perplexity on 1 block or more.")
+        data_lib.check(config.data)
+    blimp.check_dir(config.blimp_dir, "blimp_dir")
 
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
-    if bool(config.checkpoint) == bool(config.init_from_hf):
-        raise ValueError("give one student to evaluate: --config.checkpoint=RUN_WORKDIR (or "
-                         "RUN_WORKDIR/milestones/chck_N), or --config.init_from_hf=HF_MODEL_DIR.")
     out_dir = os.path.join(os.path.abspath(workdir), "eval")
     os.makedirs(out_dir, exist_ok=True)
-    if config.init_from_hf:
-        cfg, params, tok, _ = export.load_hf(config.init_from_hf)
-        summary = {"job": "evaluate", "init_from_hf": os.path.abspath(config.init_from_hf)}
-    else:
-        cfg, params, tok, _ = ckpt_lib.resolve_student(config.checkpoint)
-        summary = {"job": "evaluate", "checkpoint": os.path.abspath(config.checkpoint)}
+    loaded = student_lib.load(config.checkpoint, config.init_from_hf)
+    cfg, params, tok = loaded.model_cfg, loaded.params, loaded.tok
+    summary = {"job": "evaluate", **({"init_from_hf": loaded.source} if config.init_from_hf else
+                                     {"checkpoint": os.path.abspath(config.checkpoint)})}
     if config.blimp_dir:
         summary["blimp"] = blimp.accuracy(cfg, params, tok, config.blimp_dir)
         run_outputs.write_json(os.path.join(out_dir, "blimp.json"), summary["blimp"])
         logging.info("BLiMP overall accuracy %.3f", summary["blimp"]["overall"])
     if config.stories.num_openings:
-        summary["stories"] = stories.report(config, cfg, params, tok, workdir)
+        summary["stories"] = heldout.report(config, cfg, params, tok, workdir)
         records = summary["stories"].pop("records")
         run_outputs.write_text(os.path.join(out_dir, "stories.jsonl"), "".join(json.dumps(r) + "\n" for r in records))
         run_outputs.write_json(os.path.join(out_dir, "stories.json"), summary["stories"])
@@ -96,3 +113,19 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     summary["param_checksum"] = run_outputs.param_checksum(jax.device_get(params))
     run_outputs.write_summary(workdir, summary)
     return summary
+
+
+def closing_words(summary: dict, workdir: str) -> str:
+    """What the evaluation measured, in words, and where its outputs are."""
+    found = []
+    if "blimp" in summary:
+        found.append(f"BLiMP accuracy {summary['blimp']['overall']:.3f}")
+    if "perplexity" in summary:
+        found.append(f"validation perplexity {summary['perplexity']['ppl_per_word']:.1f} per word")
+    if "stories_sum" in summary:
+        total = summary["stories_sum"]
+        found.append(f"held-out stories graded {total['mean']:.2f} ± {total['ci95']:.2f} of 9 by the teacher")
+    student = summary.get("checkpoint") or summary.get("init_from_hf")
+    return (f"Evaluated {student}: {'; '.join(found) or 'nothing was asked for'}.\n"
+            f"Outputs in {workdir}/eval: blimp.json, perplexity.json, stories.json and stories.jsonl (each "
+            "held-out story with its grades), as asked; summary.json in the workdir.")

@@ -38,6 +38,11 @@ from storyjax.teachers.base import GradingCancelled
 
 def validate(config: ml_collections.ConfigDict) -> None:
     ex = config.experiment
+    if config.init_checkpoint and not os.path.isdir(config.init_checkpoint):
+        raise ValueError(f"init_checkpoint={config.init_checkpoint!r} is not a folder: give the pretraining run's "
+                         "--workdir, or leave it empty to pretrain here.")
+    if config.judge.mode not in ("absolute", "pairwise"):
+        raise ValueError(f"judge.mode={config.judge.mode!r}: choose 'absolute' or 'pairwise'.")
     if not ex.milestones or not ex.seeds:
         raise ValueError("experiment.milestones and experiment.seeds must each name at least one (e.g. "
                          "--config.experiment.milestones='(\"chck_50K\",)' --config.experiment.seeds='(0,)').")
@@ -77,11 +82,13 @@ def validate(config: ml_collections.ConfigDict) -> None:
     if config.evaluate.stories.num_openings < 2:
         raise ValueError(f"evaluate.stories.num_openings={config.evaluate.stories.num_openings}: the experiment "
                          "compares students on held-out openings; give at least 2 (intervals cluster by opening).")
-    if config.judge.get("mode", "absolute") == "pairwise" and judge_lib.resolved(config).name not in PAIRWISE:
+    if config.judge.mode == "pairwise" and judge_lib.resolved(config).name not in PAIRWISE:
         raise ValueError(f"judge.mode=pairwise needs a judge that compares two stories ({PAIRWISE}); "
                          f"judge.name={judge_lib.resolved(config).name!r} does not.")
-    for kind in ("rl", *controls):
-        interactive.validate(_rl_config(config, ex.milestones[0], ex.seeds[0], ".", kind))
+    for kind in ("rl", *controls):  # each kind of run as it will start (its pretraining run may not exist yet)
+        start = config.init_checkpoint
+        interactive.validate(_rl_config(config, ex.milestones[0] if start else "", ex.seeds[0], start, kind))
+    evaluate.validate(_evaluate_config(config, "."), weights=not config.get("ledger_only", False), student=False)
 
 
 def pretraining_milestones(config) -> list[str]:
@@ -100,6 +107,7 @@ def _read(path: str) -> dict:
 
 def _rl_config(config, milestone: str, seed: int, pretrain_dir: str, kind: str = "rl") -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict(config.interactive.to_dict())
+    c.job, c.auto_pretrain = "interactive", False
     c.init_checkpoint, c.init_milestone, c.seed = pretrain_dir, milestone, int(seed)
     c.progress_bar = config.progress_bar
     # The runs' own held-out scores are off: the experiment judges every student itself, pairs included.
@@ -120,15 +128,21 @@ def run_name(kind: str, milestone: str, seed: int) -> str:
     return f"{milestone}_s{seed}" + ("" if kind == "rl" else f"_{kind}")
 
 
+def _evaluate_config(config, checkpoint: str) -> ml_collections.ConfigDict:
+    """How every student is evaluated: the `evaluate` section, graded by the judge, perplexity on the
+    pretraining corpus, never on the opening it learned from."""
+    c = ml_collections.ConfigDict(config.evaluate.to_dict())
+    c.job, c.checkpoint, c.init_from_hf, c.progress_bar = "evaluate", checkpoint, "", False
+    c.teacher = judge_lib.resolved(config)
+    c.data = config.pretrain.data
+    c.stories.exclude = (config.interactive.prompt,)
+    return c
+
+
 def _evaluate(config, checkpoint: str, out: str) -> analysis.Student:
     """One student's evaluation (judge-graded held-out stories, perplexity, BLiMP), run once."""
     if not _done(out):
-        c = ml_collections.ConfigDict(config.evaluate.to_dict())
-        c.checkpoint, c.init_from_hf, c.progress_bar = checkpoint, "", False
-        c.teacher = judge_lib.resolved(config)
-        c.data = config.pretrain.data
-        c.stories.exclude = (config.interactive.prompt,)  # never measured on the opening it learned from
-        evaluate.run(c, out)
+        evaluate.run(_evaluate_config(config, checkpoint), out)
     with open(os.path.join(out, "eval", "stories.jsonl")) as f:
         records = [json.loads(line) for line in f]
     return analysis.Student(records, _student_row(_read(os.path.join(out, "summary.json"))))
@@ -141,7 +155,7 @@ class PairwiseJudge:
 
     def __init__(self, config, workdir: str):
         self.config, self.workdir, self.judge = config, workdir, None
-        self.on = config.judge.get("mode", "absolute") == "pairwise"
+        self.on = config.judge.mode == "pairwise"
 
     def compare(self, student: analysis.Student, reference: analysis.Student, out: str):
         if not self.on:
@@ -248,7 +262,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     run_outputs.write_csv(os.path.join(workdir, "runs.csv"), [{**r, "flags": "; ".join(r["flags"])} for r in per_run])
     report.write(workdir, config, table, curve, before, curve_check, verdict, judge_lib.describe(config))
     summary = {"job": "experiment", "pretrain": pretrain_dir, "judge": judge_lib.describe(config),
-               "judge_mode": config.judge.get("mode", "absolute"),
+               "judge_mode": config.judge.mode,
                "teacher": config.interactive.teacher.name, "milestones": list(config.experiment.milestones),
                "seeds": list(config.experiment.seeds), "controls": list(config.experiment.get("controls", ())),
                "rows": table, "runs": per_run, "curve": curve, "curve_check": curve_check, "gates": verdict,
@@ -316,7 +330,7 @@ def dry_run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     ledger_lib.dry_run(ledger, config.interactive.batch_size)
     judge, teacher = judge_lib.resolved(config), config.interactive.teacher
     models = {"teacher": _model_needs(teacher, "interactive.teacher"), "judge": _model_needs(judge, "judge")}
-    missing = [f"{key}.weights ({what})" for key, what in (("interactive.teacher", models["teacher"]),
+    missing = [f"{key}.jax.weights ({what})" for key, what in (("interactive.teacher", models["teacher"]),
                                                            ("judge", models["judge"]))
                if "not set" in what or "not on this machine" in what]
     n_eval = len(pretraining_milestones(config)) + len(runs)
@@ -325,7 +339,7 @@ def dry_run(config: ml_collections.ConfigDict, workdir: str) -> dict:
                "runs": [run_name(*r) for r in runs],
                "per_run": {"steps": ledger.steps, "stories": ledger.stories, "input_words": ledger.input_words},
                "students_evaluated": n_eval, "heldout_stories_per_student": stories_per_student,
-               "pairs_judged": (n_eval - 1) * stories_per_student if config.judge.get("mode") == "pairwise" else 0,
+               "pairs_judged": (n_eval - 1) * stories_per_student if config.judge.mode == "pairwise" else 0,
                "models": models, "missing": missing, "judge": judge_lib.describe(config)}
     run_outputs.write_summary(workdir, summary)
     return summary
@@ -333,11 +347,12 @@ def dry_run(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
 def _model_needs(cfg, key: str) -> str:
     if cfg.name == "jax":
-        if not cfg.weights:
-            return f"in-process jax, {key}.weights not set"
-        size = (f", {os.path.getsize(cfg.weights) / 2**30:.2f} GiB on disk" if os.path.isfile(cfg.weights) else
-                ", a folder" if os.path.isdir(cfg.weights) else ", not on this machine")
-        return f"in-process jax: {cfg.weights}{size}"
+        weights = cfg.jax.weights
+        if not weights:
+            return f"in-process jax, {key}.jax.weights not set"
+        size = (f", {os.path.getsize(weights) / 2**30:.2f} GiB on disk" if os.path.isfile(weights) else
+                ", a folder" if os.path.isdir(weights) else ", not on this machine")
+        return f"in-process jax: {weights}{size}"
     if cfg.name == "openai":
-        return f"OpenAI-compatible server {cfg.base_url} serving {cfg.model}"
+        return f"OpenAI-compatible server {cfg.openai.base_url} serving {cfg.openai.model}"
     return cfg.name

@@ -49,7 +49,7 @@ def write(workdir: str, config, table: list[dict], curve, before: dict, curve_ch
     ex = config.experiment
     n = config.evaluate.stories.num_openings * config.evaluate.stories.per_opening
     lines = [f"# Interactive learning from pretraining milestones ({config.preset})", "",
-             f"Judge of held-out stories: {judge} ({config.judge.get('mode', 'absolute')}). Training teacher: "
+             f"Judge of held-out stories: {judge} ({config.judge.mode}). Training teacher: "
              f"{config.interactive.teacher.name}. {len(ex.seeds)} seeds per row, {config.interactive.budget_words:,} "
              f"counted words of interaction each; {n} held-out stories per student from "
              f"{config.evaluate.stories.num_openings} openings, the same openings and sampling keys for every "

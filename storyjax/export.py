@@ -218,7 +218,7 @@ def write_hf(out_dir: str, cfg: model_lib.ModelConfig, params, tok, tok_dir: str
 
 def export_checkpoint(checkpoint: str, out_dir: str) -> str:
     """A run's latest checkpoint, or one of its milestones, as a transformers GPT-2 folder."""
-    cfg, params, tok, tok_dir = ckpt_lib.resolve_student(checkpoint)
+    cfg, params, tok, tok_dir, _, _ = ckpt_lib.resolve_student(checkpoint)
     return write_hf(out_dir, cfg, jax.device_get(params), tok, tok_dir,
                     {"storyjax_checkpoint": os.path.abspath(checkpoint)})
 

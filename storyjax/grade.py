@@ -162,3 +162,19 @@ def _done(path: str) -> list[dict]:
     with atomic_file(path) as f:
         f.writelines(json.dumps(line) + "\n" for line in lines)
     return lines
+
+
+def closing_words(summary: dict, workdir: str) -> str:
+    """What the grading did, in words, and where its outputs are."""
+    if summary.get("mode") == "pairwise":
+        wins, position = summary["a_wins"], summary["position"]
+        return (f"Judged {summary['pairs']} pairs with the {summary['teacher']} teacher ({summary['unscorable']} "
+                f"unscorable): a was the better in {wins['win_rate']:.2f} ± {wins['ci95']:.2f} of them (95% interval "
+                f"over {wins['clusters']} openings; 0.5 = no preference). The same story won in both orders of "
+                f"showing in {position['consistency']:.2f} of the pairs; the story shown first won "
+                f"{position['first_slot']:.2f}."
+                f"\nOutputs in {workdir}: pairs.jsonl (p_a per pair and per order), summary.json.")
+    total = summary["sum"]
+    return (f"Graded {summary['stories']} stories with the {summary['teacher']} teacher ({summary['unscorable']} "
+            f"unscorable): mean grade sum {total['mean']:.2f} ± {total['ci95']:.2f} of 9 (95% interval).\n"
+            f"Outputs in {workdir}: grades.jsonl (each story's grades and the teacher's answer), summary.json.")

@@ -17,16 +17,16 @@ import time
 from typing import Any, Callable, NamedTuple, Optional
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from absl import logging
 
-from storyjax import blimp, distributed, export, reinforce, rollout, run_loop, run_outputs, sampler, stats, stories
+from storyjax import blimp, distributed, export, heldout, reinforce, rollout, run_loop, run_outputs, sampler, stats
+from storyjax import stories
 from storyjax import checkpoint as ckpt_lib
 from storyjax import judge as judge_lib
 from storyjax import ledger as ledger_lib
-from storyjax import model as model_lib
+from storyjax import student as student_lib
 from storyjax import teacher_health
 from storyjax import tokenizer as tokenizer_lib
 from storyjax.interactive_logs import PhaseClock, RunLogs
@@ -40,17 +40,17 @@ def validate(config: ml_collections.ConfigDict) -> None:
     sp = config.sampling
     checks = [
         (config.batch_size >= 1, f"batch_size={config.batch_size}: give at least 1 story per step (paper: 360)"),
-        (sp.max_new_tokens >= 1, f"sampling.max_new_tokens={sp.max_new_tokens}: the student must write at least "
-                                 "1 token (paper: 90)"),
         (bool(config.prompt.strip()), "prompt is empty: give the opening every story continues, e.g. the "
                                       "paper's (storyjax.prompts.PAPER_PROMPT)"),
-        (sp.temperature > 0, f"sampling.temperature={sp.temperature}: use a positive temperature (paper: 1.0)"),
-        (sp.top_k >= 0 and 0 < sp.top_p <= 1, f"sampling.top_k={sp.top_k} (>= 0) or sampling.top_p={sp.top_p} "
-                                              "(in (0, 1]) is out of range"),
         (config.budget_words >= 1, f"budget_words={config.budget_words}: give a positive word budget"),
         (config.max_steps >= 0, f"max_steps={config.max_steps}: use 0 (until the budget is spent) or more"),
         (config.checkpoint_every_steps >= 1, f"checkpoint_every_steps={config.checkpoint_every_steps}: use 1 or more"),
         (config.log_every >= 1, f"log_every={config.log_every}: use 1 or more"),
+        (config.seed >= 0, f"seed={config.seed}: use a seed >= 0"),
+        (not config.init_from_hf or os.path.isdir(config.init_from_hf),
+         f"init_from_hf={config.init_from_hf!r} is not a folder: give a transformers GPT-2 folder"),
+        (not config.init_milestone or config.init_checkpoint,
+         f"init_milestone={config.init_milestone!r} needs --config.init_checkpoint=PRETRAIN_WORKDIR"),
         (config.charge_prompt in ("once", "per_story"), f"charge_prompt={config.charge_prompt!r}: use 'once' (the "
                                                         "paper: the prompt counted with the first batch) or 'per_story'"),
         (config.compute_dtype in ("float32", "bfloat16"), f"compute_dtype={config.compute_dtype!r}: use float32 or "
@@ -61,25 +61,28 @@ def validate(config: ml_collections.ConfigDict) -> None:
         (config.heldout.num_openings >= 0 and config.heldout.stories_per_opening >= 1,
          "heldout.num_openings must be >= 0 and heldout.stories_per_opening >= 1"),
         (math.isfinite(config.rl.lr) and config.rl.lr > 0, f"rl.lr={config.rl.lr}: use a positive learning rate"),
-        (config.judge.get("mode", "absolute") in ("absolute", "pairwise"),
-         f"judge.mode={config.judge.get('mode')!r}: choose 'absolute' (grades on 0-3) or 'pairwise' (which of "
+        (config.judge.mode in ("absolute", "pairwise"),
+         f"judge.mode={config.judge.mode!r}: choose 'absolute' (grades on 0-3) or 'pairwise' (which of "
          "the held-out stories before and after learning is the better)"),
-        (config.judge.get("mode", "absolute") != "pairwise" or (
+        (config.judge.mode != "pairwise" or (
             judge_lib.resolved(config).name in PAIRWISE and config.heldout.num_openings > 0),
-         "judge.mode=pairwise needs a judge that compares stories (judge.name=jax with judge.weights, or rubric) "
+         "judge.mode=pairwise needs a judge that compares stories (judge.name=jax with judge.jax.weights, or rubric) "
          "and held-out stories to compare (heldout.num_openings > 0)"),
-        (not distribution_reward(config.teacher) or config.teacher.allow_distribution_reward,
-         "teacher.grading='expected' rewards the student with the teacher's output distribution, which BabyLM's "
-         "rules forbid: use teacher.grading=sample (the paper's, at temperature 0.2) or greedy, or set "
-         "teacher.allow_distribution_reward=True to run it anyway (the summary will say so)"),
+        (not distribution_reward(config.teacher) or config.teacher.jax.allow_distribution_reward,
+         "teacher.jax.grading='expected' rewards the student with the teacher's output distribution, which BabyLM's "
+         "rules forbid: use teacher.jax.grading=sample (the paper's, at temperature 0.2) or greedy, or set "
+         "teacher.jax.allow_distribution_reward=True to run it anyway (the summary will say so)"),
     ]
-    problems = [why for ok, why in checks if not ok]
+    problems = [why for ok, why in checks if not ok] + sampler.setting_problems(sp)
     if problems:
         raise ValueError("; ".join(problems) + ".")
     heldout_openings(config.heldout.num_openings, (config.prompt,))
+    if config.init_checkpoint and not config.init_checkpoint.startswith(("gs://", "s3://")):
+        ckpt_lib.read_run_meta(ckpt_lib.split_milestone(config.init_checkpoint)[0])  # "holds no storyjax run"
     check_settings(config.teacher, "teacher", weights=not config.ledger_only)
     check_settings(config.judge, "judge", weights=not config.ledger_only)
-    teacher_health.TeacherHealth.from_config(config.teacher)
+    distributed.check(config.distributed)
+    blimp.check_dir(config.milestone_eval.blimp_dir)
     reinforce.RewardConfig.from_config(config.reward)
     reinforce.check(config.rl)
     judge_lib.check(config)
@@ -87,7 +90,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
 
 def distribution_reward(teacher: ml_collections.ConfigDict) -> bool:
     """Whether a training teacher's grades are its output distribution (the `jax` teacher's `expected`)."""
-    return teacher.name == "jax" and teacher.get("grading") == "expected"
+    return teacher.name == "jax" and teacher.jax.grading == "expected"
 
 
 def needs_pretraining(config: ml_collections.ConfigDict) -> bool:
@@ -110,12 +113,12 @@ def student_source(config: ml_collections.ConfigDict, workdir: str,
         distributed.barrier("imported")
         return run_dir, ""
     if config.init_checkpoint:
-        path = os.path.abspath(config.init_checkpoint)
-        if os.path.basename(os.path.dirname(path)) == "milestones":  # RUN/milestones/chck_N, as evaluate takes
-            if config.init_milestone and config.init_milestone != os.path.basename(path):
-                raise ValueError(f"init_checkpoint={config.init_checkpoint} names milestone {os.path.basename(path)} "
+        run_dir, named = ckpt_lib.split_milestone(config.init_checkpoint)  # RUN/milestones/chck_N, as evaluate takes
+        if named:
+            if config.init_milestone and config.init_milestone != named:
+                raise ValueError(f"init_checkpoint={config.init_checkpoint} names milestone {named} "
                                  f"but init_milestone={config.init_milestone}: give one of them.")
-            return os.path.dirname(os.path.dirname(path)), os.path.basename(path)
+            return run_dir, named
         return config.init_checkpoint, config.init_milestone
     if not needs_pretraining(config):
         raise ValueError("this preset starts from a pretraining run: give --config.init_checkpoint=PRETRAIN_WORKDIR "
@@ -130,32 +133,11 @@ def student_source(config: ml_collections.ConfigDict, workdir: str,
     return pre_dir, ""
 
 
-class Student(NamedTuple):
-    source_dir: str       # the run the student comes from (its tokenizer/ folder is exported with milestones)
-    milestone: str
-    model_cfg: model_lib.ModelConfig
-    tok: Any
-    ref_params: Any       # the frozen starting model (KL reference)
-    shape: dict           # the model shape from the source run's meta
-
-
-def load_student(config: ml_collections.ConfigDict, source_dir: str, milestone: str) -> Student:
-    meta = ckpt_lib.read_run_meta(source_dir)
-    tok = tokenizer_lib.load(os.path.join(source_dir, "tokenizer"))
-    model_cfg = model_lib.ModelConfig(**{**meta["model"], "dropout": 0.0,
-                                         "compute_dtype": config.compute_dtype}).validate()
-    init_params, _ = ckpt_lib.load_params(source_dir, milestone)
-    expected = jax.eval_shape(lambda: model_lib.init_params(model_cfg, jax.random.key(0)))
-    if jax.tree.structure(expected) != jax.tree.structure(init_params):
-        raise ValueError(f"{source_dir} does not hold parameters of the model its run_meta.json describes.")
-    return Student(source_dir, milestone, model_cfg, tok, jax.tree.map(jnp.asarray, init_params), meta["model"])
-
-
-def milestone_eval(config, student: Student, sample, params, teacher, judge=None) -> dict:
+def milestone_eval(config, student: student_lib.Student, sample, params, teacher, judge=None) -> dict:
     """The evaluations `config.milestone_eval` asks for at a milestone: held-out stories, BLiMP."""
     record = {}
     if config.milestone_eval.heldout and config.heldout.num_openings:  # every process takes part (broadcast)
-        held = stories.heldout_score(config, sample, params, student.tok, teacher, judge)
+        held = heldout.heldout_score(config, sample, params, student.tok, teacher, judge)
         record.update({"heldout_score": held["score"], **{c: held[c] for c in CRITERIA},
                        "heldout_unscorable": held["unscorable"], "judge_score": held["judge"]["score"]})
     record.update(blimp.milestone_record(student.model_cfg, params, student.tok, config.milestone_eval.blimp_dir))
@@ -204,14 +186,14 @@ def run(config: ml_collections.ConfigDict, workdir: str, pretrain: Optional[Call
             else None
         if judge is not None and judge is not teacher:
             stack.callback(judge.close)
-        student = load_student(config, *student_source(config, workdir, pretrain))
+        student = student_lib.from_run(*student_source(config, workdir, pretrain), compute_dtype=config.compute_dtype)
         run = stack.enter_context(run_loop.Run(workdir, keep=2, on_sigterm=teacher.cancel if teacher else None))
         loop = Loop(config, student, teacher, judge, run, ledger)
         loop.check_run_meta()
         state, step, extra = loop.start()
         state, step = loop.train(state, step, extra)
         heldout_end = loop.heldout(state.params, "after")
-        pairwise = stories.heldout_pairwise(config, judge, extra["heldout_start"], heldout_end)
+        pairwise = heldout.heldout_pairwise(config, judge, extra["heldout_start"], heldout_end)
     return loop.summary(state, step, extra, heldout_end, teacher.name if teacher is not None else config.teacher.name,
                         pairwise)
 
@@ -230,14 +212,14 @@ class StepOut(NamedTuple):
 class Loop:
     """Interactive learning in a run: steps, their logs, checkpoints, milestones, held-out scores."""
 
-    def __init__(self, config, student: Student, teacher, judge, run: run_loop.Run,
+    def __init__(self, config, student: student_lib.Student, teacher, judge, run: run_loop.Run,
                  ledger: ledger_lib.InteractiveLedger):
         self.config, self.student, self.teacher, self.judge, self.run = config, student, teacher, judge, run
         B = config.batch_size
         self.prompts = [config.prompt] * B
         self.prompt_BxP, self.valid_BxP = stories.encode_prompts(student.tok, self.prompts)
         sampler.check_lengths(student.model_cfg, self.prompt_BxP.shape[1], config.sampling.max_new_tokens)
-        stories.check_openings_fit(student.model_cfg, student.tok,
+        heldout.check_openings_fit(student.model_cfg, student.tok,
                                    heldout_openings(config.heldout.num_openings, (config.prompt,)),
                                    config.sampling.max_new_tokens)
         self.optimizer = reinforce.make_optimizer(config.rl)
@@ -255,24 +237,24 @@ class Loop:
 
     def check_run_meta(self) -> None:
         s, c = self.student, self.config
-        meta = {"student": s.shape, "tokenizer_sha256": s.tok.sha256, "init": os.path.abspath(s.source_dir),
+        meta = {"student": s.model_cfg.shape_dict(), "tokenizer_sha256": s.tok.sha256, "init": s.source,
                 "init_milestone": s.milestone, "prompt": c.prompt, "batch_size": c.batch_size, "seed": c.seed}
         distributed.primary_first("run meta", lambda: ckpt_lib.check_run_meta(self.run.workdir, meta))
 
     def heldout(self, params, when: str) -> dict:
-        held = stories.heldout_score(self.config, self.sample, params, self.student.tok, self.teacher, self.judge)
+        held = heldout.heldout_score(self.config, self.sample, params, self.student.tok, self.teacher, self.judge)
         if held:
-            logging.info("Held-out score %s learning: %s", when, stories.heldout_words(held))
+            logging.info("Held-out score %s learning: %s", when, heldout.heldout_words(held))
         return held
 
     def start(self):
         """(state, step, extra) of a fresh run (after its held-out score) or of the newest checkpoint."""
-        fresh = reinforce.init_state(self.student.ref_params, self.optimizer, self.config.rl)
+        fresh = reinforce.init_state(self.student.params, self.optimizer, self.config.rl)
         start = self.run.start(jax.eval_shape(lambda: fresh), self.ledger)
         self.ledger = start.ledger
         self.logs.truncate_after(start.step)  # rows past the checkpoint are rewritten identically on resume
         if start.state is None:
-            return fresh, 0, {"heldout_start": self.heldout(self.student.ref_params, "before")}
+            return fresh, 0, {"heldout_start": self.heldout(self.student.params, "before")}
         logging.info("Resumed interactive learning at step %d (%d counted words).", start.step,
                      self.ledger.input_words)
         return start.state, start.step, start.extra
@@ -323,7 +305,7 @@ class Loop:
         reward_scores_Bx3 = (rollout.permuted_grades(grades.scores_Bx3, c.seed, step)
                              if c.reward.get("control", "") == "random_reward" else grades.scores_Bx3)
         batch = rollout.make(self.prompt_BxP, self.valid_BxP, samples, reward_scores_Bx3, words_B)
-        state, metrics = self.rl_step(state, self.student.ref_params, batch)
+        state, metrics = self.rl_step(state, self.student.params, batch)
         metrics = jax.device_get(metrics)
         per_story = {k: np.asarray(metrics.pop(k)) for k in reinforce.StoryRewards._fields}
         clock.lap("update")
@@ -343,7 +325,8 @@ class Loop:
         raise teacher_health.TeacherUnhealthy(
             f"{unhealthy}; last teacher status: {last or 'answers that are not three grades 0-3'}. "
             f"Checkpoint of step {step} written and nothing charged for the failed batch. Fix the teacher "
-            f"(teacher.base_url={self.config.teacher.base_url}, teacher.model, the server's log; see "
+            f"(teacher.openai.base_url={self.config.teacher.openai.base_url}, teacher.openai.model, the server's log; "
+            "see "
             f"{self.run.workdir}/answers.jsonl) and rerun the same command to resume.")
 
     def save_latest_once(self, step: int, state, extra: dict) -> None:
@@ -371,7 +354,7 @@ class Loop:
         c, s = self.config, self.student
         if c.export_hf and run_outputs.is_writer():
             export.export_milestone(self.run.workdir, name, s.model_cfg, jax.device_get(state.params), s.tok,
-                                    os.path.join(s.source_dir, "tokenizer"))
+                                    s.tok_dir)
         if c.milestone_eval.heldout or c.milestone_eval.blimp_dir:
             record = milestone_eval(c, s, self.sample, state.params, self.teacher, self.judge)
             self.run.out.milestone_eval(self.ledger, step, name, words, record)
@@ -432,7 +415,7 @@ def closing_words(summary: dict, workdir: str) -> str:
                      f"({summary.get('judge', '-')}) {stats.score_ci(start.get('judge') or {})} → "
                      f"{stats.score_ci(end.get('judge') or {})}."
                      + ("" if (end.get("judge") or {}).get("independent") else
-                        " Only an independent judge (--config.judge.weights=...) tells storytelling from "
+                        " Only an independent judge (--config.judge.jax.weights=...) tells storytelling from "
                         "learning the teacher's blind spots."))
     pairwise = summary.get("pairwise") or {}
     if pairwise.get("after_wins"):

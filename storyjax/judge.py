@@ -2,15 +2,16 @@
 
 A score that rises under the grader the student learned from can be reward hacking: the student learns
 that grader's blind spots, not storytelling. Held-out stories are therefore graded twice, by the
-training teacher and by the judge (`config.judge`, the same settings as `config.teacher`), and both are
+training teacher and by the judge (`config.judge`, the same shape as `config.teacher`), and both are
 reported side by side; the gap between them is the hacking made visible.
 
-`judge.name="auto"` (the default): the in-process `jax` teacher when `judge.weights` names an instruct
+`judge.name="auto"` (the default): the in-process `jax` teacher when `judge.jax.weights` names an instruct
 model, else the offline `rubric`. A judge that is the training teacher's own model (both the rubric; the
 same weights file by content fingerprint; the same Hugging Face folder; the same server and model name;
 or, across kinds, the same model name) is refused unless `judge.allow_same=True`; then every summary,
 table and report says "judge = teacher" where its figures stand. A judge grading with exactly the
-teacher's settings is not asked twice: the teacher's grades are reused.
+teacher's settings is not asked twice: the teacher's grades are reused. Both questions are answered here
+and nowhere else: `same_model` (is it the teacher's model?) and `is_teacher` (does it grade as the teacher?).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import re
 
 import ml_collections
 
+from storyjax.teachers import config as teacher_config
 from storyjax.teachers import make_teacher
 
 
@@ -28,7 +30,7 @@ def resolved(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     """The judge's teacher settings with `name` decided."""
     judge = ml_collections.ConfigDict(config.judge.to_dict())
     if judge.name == "auto":
-        judge.name = "jax" if judge.get("weights") else "rubric"
+        judge.name = "jax" if judge.jax.weights else "rubric"
     return judge
 
 
@@ -39,15 +41,14 @@ def _teacher(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
 
 def is_teacher(config: ml_collections.ConfigDict) -> bool:
     """Whether the judge grades exactly as the training teacher does (then the teacher's grades are reused)."""
-    judge = resolved(config)
-    teacher = _teacher(config)
+    judge, teacher = teacher_config.flat(resolved(config)), teacher_config.flat(_teacher(config))
     if judge.name != teacher.name:
         return False
     if judge.name == "rubric":  # no settings: one rubric
         return True
     keys = {"openai": ("base_url", "model", "template", "temperature", "constrain"),
-            "jax": ("weights", "template", "grading", "min_digit_mass"),
-            "replay": ("replay_from",)}.get(judge.name, tuple(judge.keys()))
+            "jax": ("weights", "template", "grading", "min_digit_mass", "temperature"),
+            "replay": ("answers",)}.get(judge.name, tuple(judge.keys()))
     return all(judge.get(k) == teacher.get(k) for k in keys)
 
 
@@ -83,12 +84,13 @@ def _identity(cfg: ml_collections.ConfigDict) -> set[str]:
     """What names the model behind a grader."""
     if cfg.name == "rubric":
         return {"the offline rubric"}
-    if cfg.name == "jax" and cfg.get("weights"):
-        return {f"weights {fingerprint(cfg.weights)}", f"model {_model_name(cfg.weights)}"}
+    if cfg.name == "jax" and cfg.jax.weights:
+        return {f"weights {fingerprint(cfg.jax.weights)}", f"model {_model_name(cfg.jax.weights)}"}
     if cfg.name == "openai":
-        return {f"server {str(cfg.base_url).rstrip('/')} model {cfg.model}", f"model {_model_name(cfg.model)}"}
+        server = cfg.openai
+        return {f"server {str(server.base_url).rstrip('/')} model {server.model}", f"model {_model_name(server.model)}"}
     if cfg.name == "replay":
-        return {f"replayed answers {os.path.realpath(cfg.replay_from)}"}
+        return {f"replayed answers {os.path.realpath(cfg.replay.answers)}"}
     return set()
 
 
@@ -101,9 +103,9 @@ def same_model(config: ml_collections.ConfigDict) -> str:
 def check(config: ml_collections.ConfigDict) -> None:
     """Refuses a judge that is the training teacher's model, unless `judge.allow_same` says to run it anyway."""
     why = same_model(config)
-    if why and not config.judge.get("allow_same", False):
+    if why and not config.judge.allow_same:
         raise ValueError(f"the judge is the training teacher ({why}), so its scores cannot tell learning from "
-                         "reward hacking: give a judge of another model (--config.judge.weights=..., another "
+                         "reward hacking: give a judge of another model (--config.judge.jax.weights=..., another "
                          "family is best), or set --config.judge.allow_same=True to report it as judge = teacher.")
 
 
@@ -122,8 +124,7 @@ def make(config: ml_collections.ConfigDict, workdir: str, teacher, primary: bool
 
 def describe(config: ml_collections.ConfigDict) -> str:
     judge = resolved(config)
-    what = {"jax": judge.get("weights"), "openai": judge.get("model"), "replay": judge.get("replay_from")}.get(
-        judge.name, "")
+    what = {"jax": judge.jax.weights, "openai": judge.openai.model, "replay": judge.replay.answers}.get(judge.name, "")
     name = f"{judge.name} ({os.path.basename(str(what).rstrip('/'))})" if what else judge.name
     return name + (" — judge = teacher: the training teacher's own model, not an independent judge"
                    if same_model(config) else "")

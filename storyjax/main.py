@@ -81,12 +81,10 @@ def main(argv):
     if config.job not in JOBS:
         raise app.UsageError(f"config.job={config.job!r} is unknown; this build runs {tuple(JOBS)}.")
     job, shown = JOBS[config.job]
-    if hasattr(job, "validate"):  # bad settings are refused before the workdir is touched
-        _one_line_errors(lambda: job.validate(config))
+    _one_line_errors(lambda: validate(config))  # bad settings are refused before the workdir is touched
     run = job.run
     if job is interactive and interactive.needs_pretraining(config):
         # The quickstart: the interactive run pretrains its student first, with main's pretraining job.
-        _one_line_errors(lambda: pretrain.validate(config.pretrain))
         run = functools.partial(interactive.run, pretrain=functools.partial(pretrain.run, config.pretrain))
     distributed.initialize(config.get("distributed"))  # before any computation touches a device
     lock = workdir_lock.WorkdirLock(flags.FLAGS.workdir)
@@ -105,6 +103,17 @@ def main(argv):
         print({k: summary[k] for k in shown if k in summary})
         if hasattr(job, "closing_words"):
             print(job.closing_words(summary, os.path.abspath(flags.FLAGS.workdir)))
+
+
+def validate(config) -> None:
+    """Every setting the job will use, checked before any work: the job's own, and for an interactive run
+    that pretrains its student first (the quickstart), the pretraining section too."""
+    if config.job not in JOBS:
+        raise ValueError(f"config.job={config.job!r} is unknown; this build runs {tuple(JOBS)}.")
+    job = JOBS[config.job][0]
+    job.validate(config)
+    if job is interactive and interactive.needs_pretraining(config):
+        pretrain.validate(config.pretrain)
 
 
 def _one_line_errors(fn):

@@ -21,16 +21,23 @@ from absl import logging
 
 from storyjax import blimp, distributed, export, pretrain_step, run_loop, run_outputs
 from storyjax import checkpoint as ckpt_lib
+from storyjax import data as data_lib
 from storyjax import ledger as ledger_lib
 from storyjax import model as model_lib
+from storyjax import student as student_lib
 from storyjax.data import packing, source_identity
 from storyjax.data.prepare import prepare
 
 
 
+def share(x, top: float = 1.0) -> bool:
+    """A finite number in [0, top)."""
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) and 0 <= x < top
+
+
 def validate(config: ml_collections.ConfigDict) -> None:
     """Refuses settings no run can use, before any work or any file is written."""
-    t = config.train
+    t, m = config.train, config.model
     checks = [
         (t.batch_size >= 1, f"train.batch_size={t.batch_size}: give at least 1 block per step"),
         (t.grad_accum >= 1, f"train.grad_accum={t.grad_accum}: use 1 (no accumulation) or more"),
@@ -45,10 +52,31 @@ def validate(config: ml_collections.ConfigDict) -> None:
         (config.tokenizer.vocab_size >= 300,
          f"tokenizer.vocab_size={config.tokenizer.vocab_size}: byte fallback alone needs 256 pieces plus the "
          "specials; use 300 or more"),
+        (config.tokenizer.max_lines >= 1, f"tokenizer.max_lines={config.tokenizer.max_lines}: train it on 1 line or "
+                                          "more"),
+        (share(t.warmup_frac, 1.0 + 1e-9), f"train.warmup_frac={t.warmup_frac}: use a share of the steps in [0, 1]"),
+        (share(t.b1) and share(t.b2), f"train.b1={t.b1}, train.b2={t.b2}: Adam's decays are in [0, 1)"),
+        (math.isfinite(t.eps) and t.eps > 0, f"train.eps={t.eps}: use a small positive number (1e-8)"),
+        (share(t.weight_decay, math.inf), f"train.weight_decay={t.weight_decay}: use 0 or more"),
+        (share(t.grad_clip, math.inf), f"train.grad_clip={t.grad_clip}: use 0 (none) or a positive norm"),
+        (t.grad_reduce in ("mean", "ordered"), f"train.grad_reduce={t.grad_reduce!r}: use 'mean' or 'ordered'"),
+        (all(m[k] >= 0 for k in ("num_layers", "d_model", "num_heads", "max_len")),
+         "model.num_layers, d_model, num_heads and max_len must be 0 (the preset's) or positive"),
+        (share(m.dropout), f"model.dropout={m.dropout}: use a rate in [0, 1)"),
+        (share(config.ledger.max_epochs, math.inf), f"ledger.max_epochs={config.ledger.max_epochs}: use 0 (no cap) "
+                                                    "or more"),
+        (config.eval_every >= 0, f"eval_every={config.eval_every}: use 0 (only at the end) or a step count"),
+        (config.seed >= 0, f"seed={config.seed}: use a seed >= 0"),
+        (not config.init_from_hf or os.path.isdir(config.init_from_hf),
+         f"init_from_hf={config.init_from_hf!r} is not a folder: give a transformers GPT-2 folder"),
     ]
     problems = [why for ok, why in checks if not ok]
     if problems:
         raise ValueError("; ".join(problems) + ".")
+    model_lib.model_config_from(m, config.tokenizer.vocab_size)  # preset, dtype, attention, heads dividing d_model
+    data_lib.check(config.data)
+    distributed.check(config.distributed)
+    blimp.check_dir(config.milestone_eval.blimp_dir)
 
 
 def batch_layout(train_cfg: ml_collections.ConfigDict, n_devices: int, n_processes: int) -> tuple[int, int]:
@@ -103,11 +131,11 @@ def import_hf(config: ml_collections.ConfigDict) -> Optional[ImportedStudent]:
     """The transformers checkpoint to start from (`init_from_hf`), or None to train from scratch."""
     if not config.init_from_hf:
         return None
-    cfg, params, tok, tok_json = export.load_hf(config.init_from_hf, config.model.compute_dtype, config.model.dropout)
-    cfg = dataclasses.replace(cfg, attention=config.model.get("attention", "auto")).validate()
+    loaded = student_lib.from_hf(config.init_from_hf, config.model.compute_dtype, config.model.dropout)
+    cfg = dataclasses.replace(loaded.model_cfg, attention=config.model.attention).validate()
     logging.info("Starting from the transformers checkpoint %s (its shape and tokenizer; model.preset and "
                  "tokenizer.vocab_size are not used).", config.init_from_hf)
-    return ImportedStudent(cfg, params, tok, tok_json, os.path.abspath(config.init_from_hf))
+    return ImportedStudent(cfg, loaded.params, loaded.tok, loaded.tokenizer_json, loaded.source)
 
 
 class ImportedStudent(NamedTuple):
@@ -177,7 +205,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
         if imported is not None:
             params = jax.tree.map(jnp.asarray, imported.params)
         else:
-            params = model_lib.init_params(su.model_cfg, jax.random.key(config.seed))
+            params = student_lib.fresh_params(su.model_cfg, config.seed)
         return pretrain_step.TrainState(params, su.optimizer.init(params))
 
     with run_loop.Run(workdir, keep=config.checkpoint.keep) as run:
@@ -291,3 +319,16 @@ class Loop:
     def val_loss(self, params) -> float:
         return eval_loss(self.eval_step, params, self.su.data.validation, self.su.block_len, len(self.su.devices),
                          self.config.eval_rows)
+
+
+def closing_words(summary: dict, workdir: str) -> str:
+    """What the run did, in words, and where its outputs are."""
+    milestones = ", ".join(summary.get("checkpoints") or []) or "none yet"
+    return (f"Pretrained {summary['num_params']:,} parameters for {summary['steps']} steps on "
+            f"{summary['words']:,.0f} words ({summary['epochs']:.2f} epochs): training loss "
+            f"{summary['loss_first']:.3f} → "
+            f"{summary['loss_last']:.3f}, validation loss {summary['val_loss']:.3f} (perplexity "
+            f"{summary['val_ppl']:.1f} per token).\nOutputs in {workdir}: latest/ (the checkpoint a rerun resumes "
+            "from), "
+            f"milestones/ ({milestones}), tokenizer/, tensorboard/, summary.json; learn from it with "
+            f"configs/interactive.py --config.init_checkpoint={workdir}.")

@@ -59,8 +59,11 @@ class RewardConfig:
         if len(weights) != 3 or min(weights) < 0 or sum(weights) <= 0:
             raise ValueError(f"reward.weights={reward_cfg.weights}: give three non-negative weights (readability, "
                              "coherence, creativity) that do not all vanish; the paper's are (1, 1, 1).")
-        if reward_cfg.length_norm <= 0:
+        if not (math.isfinite(reward_cfg.length_norm) and reward_cfg.length_norm > 0):
             raise ValueError(f"reward.length_norm={reward_cfg.length_norm}: give a positive word count (paper: 90).")
+        if not (math.isfinite(reward_cfg.length_bonus) and reward_cfg.length_bonus >= 0):
+            raise ValueError(f"reward.length_bonus={reward_cfg.length_bonus}: use 0 (none) or a positive weight "
+                             "(paper: 0.4).")
         control = reward_cfg.get("control", "")
         if control not in CONTROLS:
             raise ValueError(f"reward.control={control!r}: leave it empty (learn from the teacher) or choose a "

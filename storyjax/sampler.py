@@ -14,6 +14,7 @@ policy the REINFORCE step differentiates), not under the temperature/top-k/top-p
 from __future__ import annotations
 
 import functools
+import math
 from typing import NamedTuple
 
 import jax
@@ -74,6 +75,22 @@ def choose(logits_BxV, rng, temperature, top_k, top_p, filtered: bool = True):
     return token_B.astype(jnp.int32), logprob_B
 
 
+def setting_problems(sp) -> list[str]:
+    """What is wrong with a `sampling` section (max_new_tokens, temperature, top_k, top_p), one line each."""
+    def finite(x) -> bool:
+        return isinstance(x, (int, float)) and math.isfinite(x)
+
+    checks = [
+        (sp.max_new_tokens >= 1, f"sampling.max_new_tokens={sp.max_new_tokens}: the student must write at least "
+                                 "1 token (paper: 90)"),
+        (finite(sp.temperature) and sp.temperature > 0,
+         f"sampling.temperature={sp.temperature}: use a positive temperature (paper: 1.0)"),
+        (sp.top_k >= 0 and finite(sp.top_p) and 0 < sp.top_p <= 1,
+         f"sampling.top_k={sp.top_k} (>= 0) or sampling.top_p={sp.top_p} (in (0, 1]) is out of range"),
+    ]
+    return [why for ok, why in checks if not ok]
+
+
 def check_lengths(cfg: model_lib.ModelConfig, prompt_len: int, max_new_tokens: int) -> None:
     if max_new_tokens < 1:
         raise ValueError(f"max_new_tokens={max_new_tokens}: the student must write at least one token; set "
@@ -90,16 +107,28 @@ def check_lengths(cfg: model_lib.ModelConfig, prompt_len: int, max_new_tokens: i
                          f"context {cfg.max_len}; {fix}.")
 
 
+def _filtered(top_k, top_p) -> bool:
+    """Whether the top-k / top-p filters' sort is needed: decided once from host values (every caller
+    here); traced by an outer jit, the path that is right for any value."""
+    try:
+        return bool(int(top_k) > 0 or float(top_p) < 1.0)
+    except (jax.errors.ConcretizationTypeError, jax.errors.TracerIntegerConversionError):
+        return True
+
+
 def sample(cfg: model_lib.ModelConfig, params, prompt_BxP, prompt_valid_BxP, rng, temperature, top_k, top_p,
            *, max_new_tokens: int, eos_id: int, pad_id: int) -> Samples:
     """Up to `max_new_tokens` tokens after each left-padded prompt (see the module docstring)."""
-    try:  # host values (every caller here): decide once whether the filters' sort is needed
-        filtered = bool(int(top_k) > 0 or float(top_p) < 1.0)
-    except (jax.errors.ConcretizationTypeError, jax.errors.TracerIntegerConversionError):
-        # traced by an outer jit: keep the path that is right for any value
-        filtered = True
     return _sample(cfg, params, prompt_BxP, prompt_valid_BxP, rng, temperature, top_k, top_p,
-                   max_new_tokens=max_new_tokens, eos_id=eos_id, pad_id=pad_id, filtered=filtered)
+                   max_new_tokens=max_new_tokens, eos_id=eos_id, pad_id=pad_id, filtered=_filtered(top_k, top_p))
+
+
+def lower_sample(cfg: model_lib.ModelConfig, params, prompt_BxP, prompt_valid_BxP, rng, temperature, top_k, top_p,
+                 *, max_new_tokens: int, eos_id: int, pad_id: int):
+    """What `sample` runs with these arguments, lowered (`.compile().memory_analysis()`: its memory plan)."""
+    return _sample.lower(cfg, params, prompt_BxP, prompt_valid_BxP, rng, temperature, top_k, top_p,
+                         max_new_tokens=max_new_tokens, eos_id=eos_id, pad_id=pad_id,
+                         filtered=_filtered(top_k, top_p))
 
 
 @functools.partial(jax.jit, static_argnames=("cfg", "max_new_tokens", "eos_id", "pad_id", "filtered"))

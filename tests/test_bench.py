@@ -23,6 +23,10 @@ def test_bench_tiny_writes_rows_ratios_the_teacher_row_and_profiles(tmp_path):
     assert set(result["ratios"]) == {"pretrain_b16_vs_hf_eager", "rollout_b32_vs_hf_generate_b4",
                                      "rollout_b32_vs_hf_generate_b32"}
     assert all(v > 0 for v in result["ratios"].values())
+    # the pretraining ratio with its spread over the rounds, and the CPU it was measured on
+    lo, hi = result["ratio_spreads"]["pretrain_b16_vs_hf_eager"]
+    assert lo <= result["ratios"]["pretrain_b16_vs_hf_eager"] <= hi and "over 3 rounds of 2 steps" in proc.stdout
+    assert result["cpu"] and f"host CPU: {result['cpu']}" in proc.stdout
     rows = result["rows"]
     assert rows["pretrain_b16_storyjax"]["tokens_per_s"] > 0 and rows["rollout_b32_storyjax"]["reinforce_s_per_story"] > 0
     # Memory per configuration, from XLA's plan of each compiled step: at least the float32 parameters (and, in
@@ -60,6 +64,10 @@ def test_jax_teacher_row_on_random_weights_beside_transformers(tmp_path):
     assert rows["teacher_jax"]["stories_per_s"] > 0 and rows["teacher_jax_hf"]["stories_per_s"] > 0
     assert rows["teacher_jax"]["story_pass_xla_bytes"] > 4 * rows["teacher_jax"]["num_params"]
     assert result["ratios"]["teacher_jax_vs_jax_hf"] > 0 and "ratio teacher_jax_vs_jax_hf" in stdout
+    # the load, through the teacher's own loader from a written checkpoint: its weights and host memory
+    load = rows["teacher_jax"]
+    assert load["weights_bytes"] == 4 * load["num_params"] and load["load_host_peak_bytes"] is not None
+    assert "teacher_jax load:" in stdout
 
 
 @pytest.mark.slow

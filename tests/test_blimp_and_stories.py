@@ -4,7 +4,7 @@ import numpy as np
 
 from storyjax import blimp
 from storyjax import model as M
-from storyjax import stories
+from storyjax import diversity
 from storyjax import tokenizer as T
 from storyjax.stats import mean_ci
 
@@ -37,8 +37,8 @@ def test_minimal_pair_reader_names_a_bad_line(tmp_path):
 
 
 def test_story_statistics_against_hand_counts():
-    assert stories.distinct_n(["a b a b", "a c"], 1) == 3 / 6
-    assert stories.distinct_n(["a b a b"], 2) == 2 / 3
-    assert stories.repetition_rate("the cat sat the cat sat") == 1 - 3 / 4
+    assert diversity.distinct_n(["a b a b", "a c"], 1) == 3 / 6
+    assert diversity.distinct_n(["a b a b"], 2) == 2 / 3
+    assert diversity.repetition_rate("the cat sat the cat sat") == 1 - 3 / 4
     ci = mean_ci(np.asarray([1.0, 2.0, 3.0, 4.0]))
     assert ci["mean"] == 2.5 and abs(ci["ci95"] - 1.96 * np.std([1, 2, 3, 4], ddof=1) / 2) < 1e-12

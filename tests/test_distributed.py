@@ -77,8 +77,9 @@ def test_interactive_on_two_processes_grades_each_story_once_and_matches_one(one
                 "--config.batch_size=8", "--config.sampling.max_new_tokens=24", "--config.max_steps=4",
                 "--config.checkpoint_every_steps=2", "--config.milestone_every_words=100",
                 "--config.heldout.num_openings=4", "--config.progress_bar=False", "--config.teacher.name=openai",
-                f"--config.teacher.base_url={server.url}", "--config.teacher.concurrency=4",
-                "--config.teacher.timeout_s=0.5", "--config.teacher.retries=1", "--config.teacher.backoff_s=0.01",
+                f"--config.teacher.openai.base_url={server.url}", "--config.teacher.openai.concurrency=4",
+                "--config.teacher.openai.timeout_s=0.5", "--config.teacher.openai.retries=1",
+                "--config.teacher.openai.backoff_s=0.01",
                 f"--config.teacher.shard_across_hosts={shard}"]
         finish(launch(args, tmp_path / "one"))
         asked_by_one = len(server.requests)

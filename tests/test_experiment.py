@@ -252,5 +252,6 @@ def test_the_paper_preset_dry_run_lists_the_plan_and_the_weights_it_still_needs(
     s = json.loads((tmp_path / "plan" / "summary.json").read_text())
     assert len(s["runs"]) == 6 * 3 + 2 * 3 and "chck_90M_s42_random_reward" in s["runs"]
     assert s["per_run"] == {"steps": 920, "stories": 331_200, "input_words": 999_360}
-    assert any("interactive.teacher.weights" in m for m in s["missing"]) and any("judge.weights" in m for m in s["missing"])
+    assert any("interactive.teacher.jax.weights" in m for m in s["missing"])
+    assert any("judge.jax.weights" in m for m in s["missing"])
     assert "Missing before a real run" in proc.stdout and "920 steps" in proc.stdout

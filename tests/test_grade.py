@@ -36,10 +36,14 @@ def test_grading_job_with_the_rubric_and_a_server_keeps_order_and_marks_unscorab
     assert [g["index"] for g in rubric] == [0, 1, 2, 3] and all(len(g["scores"]) == 3 for g in rubric)
     s = summary(tmp_path / "rubric")
     assert s["stories"] == 4 and s["unscorable"] == 0 and s["sum"]["n"] == 4 and s["stories_per_s"] > 0
+    assert proc.stdout.strip().splitlines()[-2].startswith(f"Graded 4 stories with the rubric teacher (0 unscorable): "
+                                                          f"mean grade sum {s['sum']['mean']:.2f}")
+    assert proc.stdout.strip().endswith("grades.jsonl (each story's grades and the teacher's answer), summary.json.")
     with FakeTeacherServer() as server:
         proc = run_main(["--config=configs/grade.py", f"--config.stories={stories}", "--config.progress_bar=False",
-                         "--config.teacher.name=openai", f"--config.teacher.base_url={server.url}",
-                         "--config.teacher.retries=0", "--config.teacher.timeout_s=5"], tmp_path / "openai")
+                         "--config.teacher.name=openai", f"--config.teacher.openai.base_url={server.url}",
+                         "--config.teacher.openai.retries=0", "--config.teacher.openai.timeout_s=5"],
+                        tmp_path / "openai")
     assert proc.returncode == 0, proc.stderr[-3000:]
     served = grades(tmp_path / "openai")
     assert served[2]["scores"] is None and served[2]["answer"] == ""  # the FAIL500 story: unscorable, null
@@ -90,6 +94,7 @@ def test_pairs_are_judged_with_a_win_rate_clustered_by_opening_and_resume(tmp_pa
     args = ["--config=configs/grade.py", f"--config.pairs={pairs}", "--config.batch=5", "--config.progress_bar=False"]
     proc = run_main(args, tmp_path / "full")
     assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Judged 12 pairs with the rubric teacher" in proc.stdout and proc.stdout.strip().endswith("summary.json.")
     lines = [json.loads(line) for line in open(tmp_path / "full" / "pairs.jsonl")]
     assert [d["index"] for d in lines] == list(range(12))
     # The rubric: the larger sum of grades wins (a tie is 0.5), in both orders alike.

@@ -112,7 +112,7 @@ def test_paper_preset_ledger_dry_run(tmp_path):
     ({"prompt": "'" + "once upon a time " * 30 + "'"}, "exceeds the model context 96"),
     ({"teacher.name": "oracle"}, "teacher.name='oracle'"),
     ({"init_checkpoint": "/nonexistent/run"}, "holds no storyjax run"),
-    ({"teacher.name": "openai", "teacher.base_url": "http://127.0.0.1:9/v1"}, "is unreachable"),
+    ({"teacher.name": "openai", "teacher.openai.base_url": "http://127.0.0.1:9/v1"}, "is unreachable"),
 ])
 def test_bad_input_is_refused_before_any_work(student, tmp_path, override, message):
     proc = run_main(interactive_args(student, **override), tmp_path)
@@ -124,8 +124,8 @@ def test_bad_input_is_refused_before_any_work(student, tmp_path, override, messa
 def test_a_failing_teacher_server_never_stops_the_run_or_corrupts_the_ledger(student, tmp_path):
     """HTTP 500s, replies past the timeout, garbage and wrong score counts: masked, counted, logged."""
     with FakeTeacherServer(hang_s=1.5) as server:
-        overrides = {"teacher.name": "openai", "teacher.base_url": server.url, "teacher.timeout_s": 0.5,
-                     "teacher.retries": 1, "teacher.backoff_s": 0.05, "max_steps": 6}
+        overrides = {"teacher.name": "openai", "teacher.openai.base_url": server.url, "teacher.openai.timeout_s": 0.5,
+                     "teacher.openai.retries": 1, "teacher.openai.backoff_s": 0.05, "max_steps": 6}
         proc = run_main(interactive_args(student, **overrides), tmp_path)
     assert proc.returncode == 0, proc.stderr[-5000:]
     s = summary(tmp_path)
@@ -148,6 +148,7 @@ def test_evaluate_an_interactive_run_on_held_out_stories(reference, tmp_path):
     proc = run_main(args + ["--config.sampling.max_new_tokens=24"], tmp_path)
     assert proc.returncode == 0, proc.stderr[-4000:]
     report = json.load(open(tmp_path / "eval" / "stories.json"))
+    assert f"Evaluated {reference}: held-out stories graded {report['sum']['mean']:.2f}" in proc.stdout
     assert report["stories"] == 24 and report["sum"]["n"] + round(24 * report["unscorable_rate"]) == 24
     assert 0 <= report["sum"]["mean"] <= 9 and report["sum"]["ci95"] >= 0
     for c in ("readability", "coherence", "creativity"):
@@ -227,9 +228,9 @@ def test_milestone_evaluations_and_the_plotted_report(reference, student, tmp_pa
     ({"batch_size": -4}, "batch_size=-4: give at least 1 story per step"),
     ({"sampling.max_new_tokens": 0}, "sampling.max_new_tokens=0: the student must write at least 1 token"),
     ({"prompt": ""}, "prompt is empty"),
-    ({"teacher.max_unscorable_rate": 1.5}, "teacher.max_unscorable_rate=1.5 must be in 0..1"),
-    ({"teacher.name": "jax", "teacher.grading": "expected"}, "teacher.grading='expected' rewards the student with "
-                                                             "the teacher's output distribution"),
+    ({"teacher.max_unscorable_rate": 1.5}, "teacher.max_unscorable_rate=1.5: must be in 0..1"),
+    ({"teacher.name": "jax", "teacher.jax.grading": "expected"},
+     "teacher.jax.grading='expected' rewards the student with the teacher's output distribution"),
     ({"rl.kl_mode": "loss", "rl.kl_estimator": "k1"}, "rl.kl_mode='loss' with rl.kl_estimator='k1' has zero"),
     ({"rl.kl_mode": "bogus"}, "rl.kl_mode='bogus'"),
     ({"judge.mode": "both"}, "judge.mode='both': choose 'absolute'"),
@@ -245,19 +246,20 @@ def test_settings_no_run_can_use_are_one_line_and_touch_nothing(student, tmp_pat
 
 
 # One bogus value per enumerated or numeric setting of an interactive run (teacher and judge alike).
-BOGUS = {"teacher.name": "bogus", "teacher.grading": "bogus", "teacher.constrain": "bogus",
-         "teacher.cpu_kernels": "bogus", "teacher.compute_dtype": "float8", "judge.name": "bogus",
-         "judge.grading": "bogus", "judge.constrain": "bogus", "judge.cpu_kernels": "bogus",
-         "judge.compute_dtype": "float8", "judge.mode": "bogus", "rl.baseline": "bogus", "rl.kl_mode": "bogus",
+BOGUS = {"teacher.name": "bogus", "teacher.jax.grading": "bogus", "teacher.openai.constrain": "bogus",
+         "teacher.jax.cpu_kernels": "bogus", "teacher.jax.compute_dtype": "float8", "judge.name": "bogus",
+         "judge.jax.grading": "bogus", "judge.openai.constrain": "bogus", "judge.jax.cpu_kernels": "bogus",
+         "judge.jax.compute_dtype": "float8", "judge.mode": "bogus", "rl.baseline": "bogus", "rl.kl_mode": "bogus",
          "rl.kl_estimator": "k9", "reward.control": "bogus", "charge_prompt": "bogus", "compute_dtype": "float8",
-         "teacher.temperature": -1.0, "teacher.min_digit_mass": 2.0, "teacher.batch_size": 0,
-         "teacher.concurrency": 0, "teacher.timeout_s": 0.0, "teacher.retries": -1, "teacher.max_tokens": 0,
-         "teacher.devices": -1, "teacher.model_parallel": 0, "judge.temperature": -1.0, "rl.lr": 0.0,
+         "teacher.temperature": -1.0, "teacher.jax.min_digit_mass": 2.0, "teacher.jax.batch_size": 0,
+         "teacher.openai.concurrency": 0, "teacher.openai.timeout_s": 0.0, "teacher.openai.retries": -1,
+         "teacher.openai.max_tokens": 0, "teacher.openai.backoff_s": -1.0,
+         "teacher.jax.devices": -1, "teacher.jax.model_parallel": 0, "judge.temperature": -1.0, "rl.lr": 0.0,
          "rl.ema_decay": 2.0, "rl.kl_coef": -1.0, "rl.grad_clip": -1.0, "rl.entropy_coef": float("nan"),
          "rl.kl_target": -1.0, "rl.kl_horizon": 0.0, "reward.length_norm": 0.0, "generated_words_cap": -1,
          "milestone_every_words": -5, "teacher.max_failed_batches": -1, "teacher.max_unscorable_rate": 2.0,
          "teacher.health_window": 0, "batch_size": 0, "budget_words": 0, "sampling.temperature": 0.0,
-         "sampling.top_p": 1.5, "heldout.num_openings": 99, "teacher.weights": "/nowhere.gguf"}
+         "sampling.top_p": 1.5, "heldout.num_openings": 99, "teacher.jax.weights": "/nowhere.gguf"}
 
 
 def test_every_enumerated_and_numeric_setting_is_refused_by_validation_naming_it():
@@ -269,10 +271,13 @@ def test_every_enumerated_and_numeric_setting_is_refused_by_validation_naming_it
     from storyjax import interactive
     for key, value in BOGUS.items():
         config = interactive_config.get_config()
-        if key == "teacher.weights":
+        if key == "teacher.jax.weights":
             config.teacher.name = "jax"
-        section, _, name = key.rpartition(".")
-        (config[section] if section else config)[name] = value
+        *path, name = key.split(".")
+        section = config
+        for part in path:
+            section = section[part]
+        section[name] = value
         start = time.time()
         with pytest.raises(ValueError) as refused:
             interactive.validate(config)
@@ -325,8 +330,8 @@ def test_a_dead_teacher_stops_the_run_with_a_checkpoint_and_a_healthy_one_finish
     """HTTP 500 on every request: the run stops after teacher.max_failed_batches batches with nothing graded,
     saying why, with a checkpoint; a rerun once the server is healthy ends with the exact ledger."""
     with FakeTeacherServer(force="500") as server:
-        overrides = {"teacher.name": "openai", "teacher.base_url": server.url, "teacher.timeout_s": 2.0,
-                     "teacher.retries": 1, "teacher.backoff_s": 0.01, "teacher.max_failed_batches": 2,
+        overrides = {"teacher.name": "openai", "teacher.openai.base_url": server.url, "teacher.openai.timeout_s": 2.0,
+                     "teacher.openai.retries": 1, "teacher.openai.backoff_s": 0.01, "teacher.max_failed_batches": 2,
                      "max_steps": 5, "heldout.num_openings": 2, "milestone_eval.heldout": False}
         proc = run_main(interactive_args(student, **overrides), tmp_path)
         assert proc.returncode == 1, proc.stderr[-3000:]
@@ -357,8 +362,9 @@ def test_sigterm_during_slow_grading_exits_at_once_and_the_batch_is_redone(stude
     the healed server redoes it, keeping an exact ledger and each step once in the tables."""
     import time
     with FakeTeacherServer(hang_s=30.0, force="hang") as server:
-        overrides = {"teacher.name": "openai", "teacher.base_url": server.url, "teacher.timeout_s": 20.0,
-                     "teacher.retries": 3, "teacher.backoff_s": 1.0, "max_steps": 3, "heldout.num_openings": 0}
+        overrides = {"teacher.name": "openai", "teacher.openai.base_url": server.url, "teacher.openai.timeout_s": 20.0,
+                     "teacher.openai.retries": 3, "teacher.openai.backoff_s": 1.0, "max_steps": 3,
+                     "heldout.num_openings": 0}
         proc = start_main(interactive_args(student, **overrides), tmp_path)
         deadline = time.time() + 300
         while not server.requests and time.time() < deadline:
@@ -411,9 +417,9 @@ def test_interactive_run_with_the_jax_teacher_resumes_bit_identically(student, t
     generated.csv, and a run SIGKILLed after its step-2 checkpoint, rerun, ends with the same parameters
     and tables."""
     from test_jax_teacher import smollm2_path
-    args = interactive_args(student, **{"teacher.name": "jax", "teacher.weights": smollm2_path(), "max_steps": 4,
+    args = interactive_args(student, **{"teacher.name": "jax", "teacher.jax.weights": smollm2_path(), "max_steps": 4,
                                         "checkpoint_every_steps": 2, "heldout.num_openings": 0,
-                                        "milestone_every_words": 0, "teacher.batch_size": 8})
+                                        "milestone_every_words": 0, "teacher.jax.batch_size": 8})
     ref = run_main(args, tmp_path / "ref")
     assert ref.returncode == 0, ref.stderr[-3000:]
     s = summary(tmp_path / "ref")

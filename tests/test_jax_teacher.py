@@ -9,11 +9,11 @@ import unittest.mock
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import pytest
 
-from storyjax.teachers import jax_teacher, lm, lm_passes, lm_weights
+from storyjax.teachers import config as teacher_config
+from storyjax.teachers import jax_teacher, lm, lm_passes, lm_weights, make_teacher
 
 SMOLLM2 = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
@@ -89,7 +89,7 @@ def test_shared_prefix_attention_equals_plain_prefill(family):
 
 
 def test_both_cpu_kernel_choices_give_the_same_logits_and_auto_follows_the_cpu(tmp_path):
-    """`teacher.cpu_kernels`: XLA's own dot emitter and YNNPACK compute the same digit logits; `auto` picks
+    """`teacher.jax.cpu_kernels`: XLA's own dot emitter and YNNPACK compute the same digit logits; `auto` picks
     XLA's on CPUs with AMX (where it measured faster) and YNNPACK elsewhere; a bad name fails early."""
     cfg = tiny_cfg()
     params = random_params(cfg)
@@ -110,7 +110,7 @@ def test_both_cpu_kernel_choices_give_the_same_logits_and_auto_follows_the_cpu(t
     assert lm_passes.resolve_cpu_kernels("auto", str(plain)) == "ynnpack"
     assert lm_passes.resolve_cpu_kernels("auto", str(tmp_path / "none")) == "ynnpack"
     assert lm_passes.compiler_options("cpu", "xla") and lm_passes.compiler_options("gpu", "xla") is None
-    with pytest.raises(ValueError, match="teacher.cpu_kernels='mkl': choose one of"):
+    with pytest.raises(ValueError, match="teacher.jax.cpu_kernels='mkl': choose one of"):
         lm_passes.compiler_options("gpu", "mkl")
 
 
@@ -218,10 +218,8 @@ def test_safetensors_checkpoints_match_transformers(family, tmp_path):
 
 @pytest.fixture(scope="module")
 def smollm2():
-    cfg = ml_collections.ConfigDict(dict(name="jax", weights=smollm2_path(), template="", grading="expected",
-                                         min_digit_mass=0.1, batch_size=8, temperature=0.2, seed=0,
-                                         compute_dtype="float32"))
-    return jax_teacher.JaxTeacher(cfg)
+    return make_teacher(teacher_config.configured("jax", weights=smollm2_path(), grading="expected", batch_size=8,
+                                                  compute_dtype="float32"))
 
 
 @pytest.mark.slow
@@ -321,8 +319,8 @@ def test_grading_job_with_the_jax_teacher_writes_what_it_read_off_the_logits(tmp
     from test_main import run_main, summary
     stories = write_stories(tmp_path / "stories.jsonl")
     proc = run_main(["--config=configs/grade.py", f"--config.stories={stories}", "--config.progress_bar=False",
-                     "--config.teacher.name=jax", f"--config.teacher.weights={smollm2_path()}",
-                     "--config.teacher.grading=greedy"], tmp_path / "g")
+                     "--config.teacher.name=jax", f"--config.teacher.jax.weights={smollm2_path()}",
+                     "--config.teacher.jax.grading=greedy"], tmp_path / "g")
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = [json.loads(line) for line in open(tmp_path / "g" / "grades.jsonl")]
     assert [g["index"] for g in lines] == [0, 1, 2, 3]
@@ -345,7 +343,8 @@ def test_pairs_are_judged_off_the_logits_of_1_and_2_in_both_orders(tmp_path, aus
     swapped = tmp_path / "swapped.jsonl"
     swapped.write_text("".join(json.dumps({"prompt": d["prompt"], "a": d["b"], "b": d["a"]}) + "\n"
                                for d in map(json.loads, open(pairs))))
-    args = ["--config.progress_bar=False", "--config.teacher.name=jax", f"--config.teacher.weights={smollm2_path()}"]
+    args = ["--config.progress_bar=False", "--config.teacher.name=jax",
+            f"--config.teacher.jax.weights={smollm2_path()}"]
     for name, path in (("p", pairs), ("s", swapped)):
         proc = run_main(["--config=configs/grade.py", f"--config.pairs={path}", *args], tmp_path / name)
         assert proc.returncode == 0, proc.stderr[-3000:]
@@ -380,9 +379,8 @@ def test_gemma3_gguf_matches_transformers_across_its_sliding_window(tmp_path_fac
     path = str(gemma.assemble(tmp_path_factory.mktemp("gemma") / gemma.MODEL_NAME))
     from conftest import AUSTEN
     from storyjax.prompts import PAPER_PROMPT
-    cfg = ml_collections.ConfigDict(dict(name="jax", weights=path, template="", grading="greedy", min_digit_mass=0.0,
-                                         batch_size=8, temperature=0.2, seed=0, compute_dtype="float32"))
-    teacher = jax_teacher.JaxTeacher(cfg)
+    teacher = make_teacher(teacher_config.configured("jax", weights=path, grading="greedy", min_digit_mass=0.0,
+                                                     batch_size=8, compute_dtype="float32"))
     lm_cfg = teacher.lm_cfg
     assert (lm_cfg.family, lm_cfg.sliding_window, lm_cfg.sliding_layers[:6]) == ("gemma3", 512, (True,) * 5 + (False,))
     assert not teacher.tok.chat_template  # a base model: the rubric as plain text
@@ -431,10 +429,8 @@ def test_without_an_example_the_answers_lead_keeps_smollm2_answering_in_digits()
     the story; they do not tell real passages from shuffled words (measured Δ +0.009 ± 0.026): a 135M model
     is a test model, not a grader."""
     from storyjax.prompts import PAPER_PROMPT
-    cfg = ml_collections.ConfigDict(dict(name="jax", weights=smollm2_path(), template="", grading="expected",
-                                         min_digit_mass=0.1, batch_size=20, temperature=0.2, seed=0,
-                                         compute_dtype="float32"))
-    teacher = jax_teacher.JaxTeacher(cfg)
+    teacher = make_teacher(teacher_config.configured("jax", weights=smollm2_path(), grading="expected", batch_size=20,
+                                                     compute_dtype="float32"))
     real, shuffled = zip(*austen_pairs(20))
     g = teacher.grade_batch([PAPER_PROMPT] * 40, list(real) + list(shuffled))
     assert np.isfinite(g.scores_Bx3).all()  # every story scorable: digit mass >= 0.1 at each grade
@@ -444,7 +440,7 @@ def test_without_an_example_the_answers_lead_keeps_smollm2_answering_in_digits()
 
 def test_unusable_weights_are_refused_with_the_fix(tmp_path):
     import json
-    with pytest.raises(ValueError, match="needs --config.teacher.weights=PATH"):
+    with pytest.raises(ValueError, match="needs --config.teacher.jax.weights=PATH"):
         lm_weights.load("")
     with pytest.raises(ValueError, match="does not exist"):
         lm_weights.load(str(tmp_path / "nowhere.gguf"))
@@ -460,12 +456,12 @@ def test_unusable_weights_are_refused_with_the_fix(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({**config, "model_type": "llama"}))
     with pytest.raises(ValueError, match="model.safetensors is not readable safetensors"):
         lm_weights.load_hf_params(str(tmp_path))
-    cfg = ml_collections.ConfigDict(dict(name="jax", weights="", grading="mean", template=""))
-    with pytest.raises(ValueError, match="teacher.grading='mean': choose one of"):
-        jax_teacher.JaxTeacher(cfg)
-    cfg.update(grading="greedy", cpu_kernels="mkl")  # refused before any weights are read
-    with pytest.raises(ValueError, match="teacher.cpu_kernels='mkl': choose one of"):
-        jax_teacher.JaxTeacher(cfg)
+    cfg = teacher_config.configured("jax", grading="mean")
+    with pytest.raises(ValueError, match="teacher.jax.grading='mean': choose one of"):
+        make_teacher(cfg)
+    cfg.jax.update(grading="greedy", cpu_kernels="mkl")  # refused before any weights are read
+    with pytest.raises(ValueError, match="teacher.jax.cpu_kernels='mkl': choose one of"):
+        make_teacher(cfg)
 
 
 def test_a_truncated_or_foreign_gguf_is_refused_naming_the_file_and_the_fix(tmp_path):
@@ -491,7 +487,7 @@ def test_replay_regrades_a_jax_teachers_log(tmp_path):
     log.write_text("".join(json.dumps(r) + "\n" for r in rows))
     from storyjax.teachers import make_teacher
     from test_openai_teacher import teacher_cfg
-    replay = make_teacher(teacher_cfg("http://127.0.0.1:9/v1", name="replay", replay_from=str(log)), "")
+    replay = make_teacher(teacher_cfg("http://127.0.0.1:9/v1", name="replay", answers=str(log)), "")
     g = replay.grade_batch(["p"] * 3, ["A story.", "Another.", "Never graded."])
     np.testing.assert_allclose(g.scores_Bx3[0], [1.75, 1.2, 2.96], rtol=1e-6)
     assert np.isnan(g.scores_Bx3[1:]).all() and g.answers[0] == "2 1 3" and g.details[0]["argmax"] == [2, 1, 3]

@@ -6,11 +6,12 @@ import pytest
 
 from configs import interactive as interactive_config
 from storyjax import judge as J
+from storyjax.teachers import config as teacher_config
 
 
 def config(**judge):
     c = interactive_config.get_config("paper")
-    c.judge.update(judge)
+    teacher_config.update(c.judge, **judge)
     return c
 
 
@@ -37,12 +38,12 @@ def test_the_same_weights_file_under_another_name_is_the_same_model(tmp_path):
     shutil.copy(a, b)
     other.write_bytes(b"GGUF" + bytes(range(255, -1, -1)) * 40_000)
     c = interactive_config.get_config("default")
-    c.teacher.update(name="jax", weights=str(a), grading="sample")
-    c.judge.update(name="jax", weights=str(b), grading="expected", allow_same=False)
+    teacher_config.update(c.teacher, name="jax", weights=str(a), grading="sample")
+    teacher_config.update(c.judge, name="jax", weights=str(b), grading="expected", allow_same=False)
     assert J.same_model(c).startswith("both are weights ")
     with pytest.raises(ValueError, match="set --config.judge.allow_same=True"):
         J.check(c)
-    c.judge.weights = str(other)
+    c.judge.jax.weights = str(other)
     assert J.same_model(c) == ""
 
 

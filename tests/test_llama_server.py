@@ -160,8 +160,8 @@ def test_unconstrained_answers_are_parsed_strictly(llama_url, tmp_path):
 
 
 def test_interactive_run_against_llama_cpp_keeps_the_ledger_exact(llama_url, student, tmp_path):  # noqa: F811
-    overrides = {"teacher.name": "openai", "teacher.base_url": llama_url, "teacher.timeout_s": 120.0,
-                 "teacher.concurrency": 1, "max_steps": 2, "heldout.num_openings": 4}
+    overrides = {"teacher.name": "openai", "teacher.openai.base_url": llama_url, "teacher.openai.timeout_s": 120.0,
+                 "teacher.openai.concurrency": 1, "max_steps": 2, "heldout.num_openings": 4}
     proc = run_main(interactive_args(student, **overrides), tmp_path)
     assert proc.returncode == 0, proc.stderr[-5000:]
     s = summary(tmp_path)

@@ -62,6 +62,7 @@ def reference_run(austen_dir, tfds_dir, tmp_path_factory):
     workdir = tmp_path_factory.mktemp("ref")
     proc = run_main(base_args(austen_dir, tfds_dir), workdir)
     assert proc.returncode == 0, proc.stderr[-5000:]
+    (workdir / "stdout.txt").write_text(proc.stdout)
     return workdir
 
 
@@ -76,6 +77,9 @@ def test_pretraining_on_austen_learns_and_writes_named_milestones(reference_run)
     assert s["checkpoints"] == ["chck_10K", "chck_20K", "chck_30K"]
     for name in s["checkpoints"]:
         assert os.path.isdir(reference_run / "milestones" / name / "state")
+    closing = (reference_run / "stdout.txt").read_text().strip().splitlines()[-2:]  # the job ends in words
+    assert closing[0].startswith(f"Pretrained {s['num_params']:,} parameters for 60 steps") and \
+        "milestones/ (chck_10K, chck_20K, chck_30K)" in closing[1]
     events = [json.loads(line) for line in open(reference_run / "ledger.jsonl")]
     assert events[0]["event"] == "start" and events[-1]["event"] == "end"
     milestones = [e for e in events if e["event"] == "milestone"]
@@ -268,8 +272,9 @@ def test_export_cli_then_transformers_logits_and_the_export_evaluates_like_the_c
                             f"--out={tmp_path / 'hf'}"], cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300)
     assert again.returncode != 0 and "already exists" in again.stderr
 
-    from storyjax import checkpoint, model
-    cfg, params, tok, _ = checkpoint.resolve_student(milestone)
+    from storyjax import model
+    from storyjax import student as student_lib
+    cfg, params, tok = student_lib.from_run(milestone)[:3]
     text = (austen_dir / "persuasion.txt").read_text()[50_000:52_000]
     hf_tok = transformers.AutoTokenizer.from_pretrained(tmp_path / "hf")
     ids = [tok.eos_id] + hf_tok(text)["input_ids"][:63]

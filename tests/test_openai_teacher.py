@@ -2,22 +2,20 @@ import json
 import os
 import socket
 
-import ml_collections
 import numpy as np
 import pytest
 
 from openai_server import FakeTeacherServer
+from storyjax.teachers import config as teacher_config
 from storyjax.teachers import make_teacher
-from storyjax.teachers.openai_teacher import load_template, parse_answer
+from storyjax.teachers.openai_teacher import parse_answer
+from storyjax.teachers.prompt_templates import load_template
 
 
-def teacher_cfg(url, **kw):
-    c = ml_collections.ConfigDict(dict(
-        name="openai", base_url=url, model="fake-teacher", template="", api_key_env="STORYJAX_TEST_KEY",
-        temperature=0.2, max_tokens=6, seed=0, constrain="none", concurrency=4, timeout_s=1.0, retries=1,
-        backoff_s=0.05, replay_from=""))
-    c.update(kw)
-    return c
+def teacher_cfg(url, name="openai", **kw):
+    settings = dict(base_url=url, model="fake-teacher", api_key_env="STORYJAX_TEST_KEY", concurrency=4, timeout_s=1.0,
+                    retries=1, backoff_s=0.05)
+    return teacher_config.configured(name, **{**settings, **kw})
 
 
 @pytest.fixture
@@ -93,7 +91,7 @@ def test_replay_regrades_a_run_without_the_server(server, tmp_path):
     original = teacher.grade_batch(["p"] * 12, stories)
     teacher.close()
     replay = make_teacher(teacher_cfg("http://127.0.0.1:9/v1", name="replay",
-                                      replay_from=str(tmp_path / "run" / "answers.jsonl")), "")
+                                      answers=str(tmp_path / "run" / "answers.jsonl")), "")
     again = replay.grade_batch(["p"] * 12, stories)
     np.testing.assert_array_equal(np.isnan(again.scores_Bx3), np.isnan(original.scores_Bx3))
     ok = ~np.isnan(original.scores_Bx3)
@@ -124,7 +122,7 @@ def test_per_host_answer_logs_are_one_run_for_resume_and_replay(server, tmp_path
     resumed.close()
     assert len(server.requests) == asked  # every answer came from the two logs
     np.testing.assert_array_equal(again.scores_Bx3, first[ok])
-    replay = make_teacher(teacher_cfg("http://127.0.0.1:9/v1", name="replay", replay_from=str(run / "answers.jsonl")), "")
+    replay = make_teacher(teacher_cfg("http://127.0.0.1:9/v1", name="replay", answers=str(run / "answers.jsonl")), "")
     np.testing.assert_array_equal(replay.grade_batch(["p"] * len(graded), graded).scores_Bx3, first[ok])
 
 

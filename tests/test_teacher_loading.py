@@ -78,7 +78,10 @@ def test_weights_read_in_slabs_equal_weights_read_whole(monkeypatch):
     cfg, whole, _ = lm_weights.load(smollm2_path())
     monkeypatch.setattr(lm_weights, "_SLAB_ELEMENTS", 3000)
     _, pieces, _ = lm_weights.load(smollm2_path())
-    flat = lambda p: {**{k: v for k, v in p.items() if k != "layers"}, **{f"layers.{k}": v for k, v in p["layers"].items()}}
+    def flat(params):
+        return {**{k: v for k, v in params.items() if k != "layers"},
+                **{f"layers.{k}": v for k, v in params["layers"].items()}}
+
     a, b = flat(whole), flat(pieces)
     assert a.keys() == b.keys() and "lm_head" not in a  # SmolLM2 ties its embedding
     for key in a:

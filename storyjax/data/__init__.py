@@ -23,13 +23,28 @@ BUILDERS = {
 }
 
 
-def make_builder(data_cfg: ml_collections.ConfigDict) -> tfds.core.DatasetBuilder:
+def check(data_cfg: ml_collections.ConfigDict) -> None:
+    """Refuses a `data` section no corpus can be built from, in one line naming the setting and the fix;
+    touches no file (a job's validate calls it before any work)."""
     if data_cfg.name not in BUILDERS:
         raise ValueError(f"data.name={data_cfg.name!r} is unknown; choose one of {sorted(BUILDERS)}.")
     if data_cfg.name == "text_files" and not data_cfg.path:
         raise ValueError("data.name='text_files' needs --config.data.path=DIR (a directory of .txt files).")
+    if data_cfg.path and not data_cfg.path.startswith(("gs://", "s3://")) and not os.path.exists(data_cfg.path):
+        raise ValueError(f"data.path={data_cfg.path!r} does not exist (it is not a directory, nor a file); give the "
+                         "corpus's folder (or zip).")
     if data_cfg.on_bad_file not in ("error", "skip"):
         raise ValueError(f"data.on_bad_file={data_cfg.on_bad_file!r}: use 'error' or 'skip'.")
+    fraction = data_cfg.validation_fraction
+    if not (isinstance(fraction, (int, float)) and 0 <= fraction < 1):
+        raise ValueError(f"data.validation_fraction={fraction!r}: use a share in [0, 1), e.g. 0.05.")
+    if data_cfg.num_docs < 1 or data_cfg.seed < 0:
+        raise ValueError(f"data.num_docs={data_cfg.num_docs}, data.seed={data_cfg.seed}: the tales generator needs 1 "
+                         "or more stories and a seed >= 0.")
+
+
+def make_builder(data_cfg: ml_collections.ConfigDict) -> tfds.core.DatasetBuilder:
+    check(data_cfg)
     config = common.source_config(
         data_cfg.path, validation_files=tuple(data_cfg.validation_files),
         validation_fraction=float(data_cfg.validation_fraction), unwrap_lines=bool(data_cfg.unwrap_lines),

@@ -6,6 +6,7 @@ import os
 
 import ml_collections
 
+from storyjax.teachers import config as teacher_config
 from storyjax.teachers.answer_log import ANSWERS_FILE, answer_logs, answer_records, answers_file
 from storyjax.teachers.base import Grades, Teacher
 from storyjax.teachers.jax_teacher import JaxTeacher
@@ -20,8 +21,12 @@ def make_teacher(cfg: ml_collections.ConfigDict, workdir: str = "", process_inde
     """Builds the configured teacher; one that cannot work is refused here, before any other work.
 
     It logs to `answers_file(process_index)` in `workdir` and remembers the answers of all the run's logs,
-    so a resumed run gets every answer it already had, whichever process asked."""
+    so a resumed run gets every answer it already had, whichever process asked. `cfg` is a teacher section
+    (storyjax/teachers/config.py); each kind reads its shared and own settings."""
     log_path = os.path.join(workdir, answers_file(process_index)) if workdir else ""
+    if cfg.name not in NAMES:
+        raise ValueError(f"teacher.name={cfg.name!r} is unknown; choose one of {NAMES}.")
+    cfg = teacher_config.flat(cfg)
     if cfg.name == "rubric":
         return RubricTeacher()
     if cfg.name == "openai":
@@ -31,8 +36,7 @@ def make_teacher(cfg: ml_collections.ConfigDict, workdir: str = "", process_inde
     if cfg.name == "jax":
         return JaxTeacher(cfg, log_path)
     if cfg.name == "replay":
-        return ReplayTeacher(cfg, cfg.replay_from, log_path)
-    raise ValueError(f"teacher.name={cfg.name!r} is unknown; choose one of {NAMES}.")
+        return ReplayTeacher(cfg, cfg.answers, log_path)
 
 
 __all__ = ["Grades", "Teacher", "make_teacher", "check_settings", "answers_file", "answer_logs", "answer_records", "NAMES",

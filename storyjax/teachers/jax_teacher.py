@@ -35,10 +35,9 @@ from storyjax.profiling import planned_bytes
 from storyjax.teachers import lm_weights
 from storyjax.teachers.lm_passes import MeshStore, passes, resolve_cpu_kernels, teacher_mesh
 from storyjax.teachers.base import Grades, GradingCancelled, Preferences, Teacher
-from storyjax.teachers.openai_teacher import ANSWER, load_template
+from storyjax.teachers.prompt_templates import ANSWER, PAIRWISE_TEMPLATE, load_template
 
 GRADINGS = ("expected", "greedy", "sample")
-PAIRWISE_TEMPLATE = os.path.join(os.path.dirname(__file__), "templates", "pairwise_prompt.txt")
 _STORY = "\u2063<storyjax-story>\u2063"  # where the story goes in the rendered chat prompt
 BUCKET = 32                               # suffix lengths are rounded up to a multiple of this
 PREFIX_CACHE = 4                          # openings whose prefix K/V are kept
@@ -140,22 +139,23 @@ class JaxTeacher(Teacher):
     name = "jax"
 
     def __init__(self, cfg, log_path: str = ""):
-        grading = cfg.get("grading", "expected")
+        """`cfg`: the settings `teachers.config.flat` gives a jax teacher (every one; defaults live there)."""
+        grading = cfg.grading
         if grading not in GRADINGS:
-            raise ValueError(f"teacher.grading={grading!r}: choose one of {GRADINGS}.")
+            raise ValueError(f"teacher.jax.grading={grading!r}: choose one of {GRADINGS}.")
         self.cfg, self.grading = cfg, grading
-        self.min_mass = float(cfg.get("min_digit_mass", 0.0))
-        self.micro = int(cfg.get("batch_size", 32))
+        self.min_mass = float(cfg.min_digit_mass)
+        self.micro = int(cfg.batch_size)
         if self.micro < 1 or not 0.0 <= self.min_mass <= 1.0:
-            raise ValueError(f"teacher.batch_size={self.micro} must be >= 1 and teacher.min_digit_mass="
+            raise ValueError(f"teacher.jax.batch_size={self.micro} must be >= 1 and teacher.jax.min_digit_mass="
                              f"{self.min_mass} in 0..1.")
         self.template = load_template(cfg.template)
-        self.pairwise_template = load_template(cfg.get("pairwise_template", "") or PAIRWISE_TEMPLATE)
-        kernels = resolve_cpu_kernels(cfg.get("cpu_kernels", "auto"))  # settings first, then seconds of loading
-        self.mesh = teacher_mesh(int(cfg.get("devices", 0)), int(cfg.get("model_parallel", 1)))
+        self.pairwise_template = load_template(cfg.pairwise_template or PAIRWISE_TEMPLATE)
+        kernels = resolve_cpu_kernels(cfg.cpu_kernels)  # settings first, then seconds of loading
+        self.mesh = teacher_mesh(int(cfg.devices), int(cfg.model_parallel))
         platform = self.mesh.devices.flat[0].platform
         self.kernels = kernels if platform == "cpu" else platform
-        dtype = cfg.get("compute_dtype", "") or ("float32" if jax.default_backend() == "cpu" else "bfloat16")
+        dtype = cfg.compute_dtype or ("float32" if jax.default_backend() == "cpu" else "bfloat16")
         t0 = time.time()
         self.lm_cfg, self.params, self.tok = lm_weights.load(cfg.weights, dtype, MeshStore(self.mesh))
         self.passes = passes(platform, kernels)
@@ -164,7 +164,7 @@ class JaxTeacher(Teacher):
         self.weights_id = _weights_id(cfg.weights)
         self.log_path = log_path
         self._prefixes: collections.OrderedDict = collections.OrderedDict()
-        self._rng = jax.random.key(int(cfg.get("seed", 0)))
+        self._rng = jax.random.key(int(cfg.seed))
         self.truncated = 0
         self.last_problem = ""
         logging.info("JAX teacher: %s (%s, %d layers, %s, %s kernels) loaded in %.1f s; grades read as %s.",
@@ -225,9 +225,9 @@ class JaxTeacher(Teacher):
         details = [{"expected": [round(float(x), 6) for x in e], "argmax": [int(x) for x in a],
                     "digit_mass": [round(float(x), 6) for x in m]} for e, a, m in zip(expected, argmax, mass)]
         if not scored.all():
-            self.last_problem = (f"{int((~scored).sum())} of {n} stories got less than teacher.min_digit_mass="
+            self.last_problem = (f"{int((~scored).sum())} of {n} stories got less than teacher.jax.min_digit_mass="
                                  f"{self.min_mass} of the teacher's probability on the digits 0-3")
-        statuses = ["ok" if ok else f"digit mass {m.min():.3f} < teacher.min_digit_mass={self.min_mass}"
+        statuses = ["ok" if ok else f"digit mass {m.min():.3f} < teacher.jax.min_digit_mass={self.min_mass}"
                     for ok, m in zip(scored, mass)]
         self._log(prompts, stories, scores, answers, details, statuses)
         return Grades(scores, answers, details)
@@ -283,7 +283,7 @@ class JaxTeacher(Teacher):
             m_B = p_Bx4.sum(1)
             q_Bx4 = p_Bx4 / np.maximum(m_B[:, None], 1e-30)
             top_B = q_Bx4.argmax(1)
-            temp = max(float(self.cfg.get("temperature", 0.2)), 1e-6)
+            temp = max(float(self.cfg.temperature), 1e-6)
             logq_Bx4 = jnp.log(jnp.asarray(q_Bx4, jnp.float32) + 1e-30) / temp
             drawn_B = np.asarray(jax.vmap(lambda key, lq: jax.random.categorical(jax.random.fold_in(key, pos), lq))(
                 keys_B, logq_Bx4))

@@ -1,6 +1,6 @@
 """Where and how the JAX teacher's model runs: its three jitted passes over a batch of stories (the shared
 prefix, the stories against it, the answer tokens after them), compiled per platform (on CPU with the
-matmul kernels `teacher.cpu_kernels` names), and the device mesh they run on, with the teacher's weights
+matmul kernels `teacher.jax.cpu_kernels` names), and the device mesh they run on, with the teacher's weights
 replicated or split Megatron-style over a "model" axis."""
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ class Passes(NamedTuple):
     extend: Callable
 
 
-# The matmul kernels on CPU (`teacher.cpu_kernels`): jaxlib 0.10 fuses dots into YNNPACK by default; the
+# The matmul kernels on CPU (`teacher.jax.cpu_kernels`): jaxlib 0.10 fuses dots into YNNPACK by default; the
 # other choice is XLA's own (Eigen) dot emitter. Which is faster depends on the CPU. The SmolLM2 story pass
 # (32 stories x 160 tokens, 2 cores) took 11.0 s with XLA's emitter against 12.9 s with YNNPACK on an Intel
 # CPU with AMX; on an AMD EPYC (Zen 5, AVX-512) 96 stories were graded in 11.9-12.7 s with YNNPACK against
@@ -73,7 +73,7 @@ def cpu_has_amx(cpuinfo: str = "/proc/cpuinfo") -> bool:
 
 def resolve_cpu_kernels(cpu_kernels: str = "auto", cpuinfo: str = "/proc/cpuinfo") -> str:
     if cpu_kernels not in CPU_KERNELS:
-        raise ValueError(f"teacher.cpu_kernels={cpu_kernels!r}: choose one of {CPU_KERNELS}.")
+        raise ValueError(f"teacher.jax.cpu_kernels={cpu_kernels!r}: choose one of {CPU_KERNELS}.")
     if cpu_kernels == "auto":
         return "xla" if cpu_has_amx(cpuinfo) else "ynnpack"
     return cpu_kernels
@@ -105,11 +105,11 @@ def teacher_mesh(devices: int, model_parallel: int = 1) -> jax.sharding.Mesh:
     local = jax.local_devices()
     n = devices or (1 if jax.default_backend() == "cpu" else len(local))
     if not 1 <= n <= len(local):
-        raise ValueError(f"teacher.devices={n}: this process has {len(local)} devices; use 1..{len(local)} "
+        raise ValueError(f"teacher.jax.devices={n}: this process has {len(local)} devices; use 1..{len(local)} "
                          "(0: all accelerators, or one CPU).")
     if model_parallel < 1 or n % model_parallel:
-        raise ValueError(f"teacher.model_parallel={model_parallel} must be >= 1 and divide the {n} teacher devices "
-                         "(teacher.devices).")
+        raise ValueError(f"teacher.jax.model_parallel={model_parallel} must be >= 1 and divide the {n} teacher devices "
+                         "(teacher.jax.devices).")
     return jax.sharding.Mesh(np.asarray(local[:n]).reshape(n // model_parallel, model_parallel), ("data", "model"))
 
 

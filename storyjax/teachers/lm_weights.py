@@ -59,10 +59,10 @@ def load(path: str, compute_dtype: str = "float32", store=None):
     creates each parameter where it will live and writes it a slab at a time (`lm_passes.MeshStore`: on
     the teacher's mesh, sharded); by default the params are host (numpy) arrays."""
     if not path:
-        raise ValueError("teacher.name='jax' needs --config.teacher.weights=PATH: a Hugging Face folder "
+        raise ValueError("teacher.name='jax' needs --config.teacher.jax.weights=PATH: a Hugging Face folder "
                          "(config.json, *.safetensors, tokenizer.json) or a .gguf file.")
     if not os.path.exists(path):
-        raise ValueError(f"teacher.weights={path!r} does not exist; give a Hugging Face folder or a .gguf file.")
+        raise ValueError(f"teacher.jax.weights={path!r} does not exist; give a Hugging Face folder or a .gguf file.")
     if os.path.isfile(path) and path.endswith(".gguf"):
         cfg, params, tok = _load_gguf(path, compute_dtype, store)
     elif os.path.isdir(path) and os.path.exists(os.path.join(path, "config.json")):
@@ -70,7 +70,7 @@ def load(path: str, compute_dtype: str = "float32", store=None):
         tok = AutoTokenizer.from_pretrained(path)  # first: a folder without a tokenizer fails in seconds
         cfg, params = load_hf_params(path, compute_dtype, store)
     else:
-        raise ValueError(f"teacher.weights={path!r} is neither a .gguf file nor a folder with config.json.")
+        raise ValueError(f"teacher.jax.weights={path!r} is neither a .gguf file nor a folder with config.json.")
     if not getattr(tok, "chat_template", None):
         logging.warning("The teacher's tokenizer has no chat template: its prompt is the rubric as plain text.")
     return cfg, params, tok
@@ -292,7 +292,7 @@ def check_gguf_magic(path: str) -> None:
         magic = f.read(4)
     if magic != b"GGUF":
         raise ValueError(f"the weights file {path} is not a GGUF file (it starts with {magic!r}, not b'GGUF'): point "
-                         "teacher.weights / judge.weights at the model's .gguf, or at a Hugging Face folder.")
+                         "teacher.jax.weights / judge.jax.weights at the model's .gguf, or at a Hugging Face folder.")
 
 
 def _load_gguf(path: str, compute_dtype: str, store=None):

@@ -2,7 +2,7 @@
 
 Each story is one request built from our rubric template (`templates/rubric_prompt.txt`, or your own
 with `{prompt}` and `{story}` placeholders). Requests run concurrently (asyncio) up to
-`teacher.concurrency`, each with a timeout and retries with exponential backoff on connection errors,
+`teacher.openai.concurrency`, each with a timeout and retries with exponential backoff on connection errors,
 timeouts, 429 and 5xx; `cancel()` (SIGTERM) abandons a batch within a tenth of a second. The response is
 checked before it is read, and the answer must be exactly three integers 0–3; anything else is
 unscorable (NaN), never a default score. Optional constrained decoding makes well-formed answers likely
@@ -11,7 +11,7 @@ where the server supports it.
 Every answer (and every failure, with the first bytes of an unusable body) is appended to
 `answers.jsonl`; well-formed answers alone are also the content-hash cache, so a resumed run or a `replay`
 teacher gets the same grades without the server, and a fixed server is asked again for the rest.
-The API key is read from the environment variable named by `teacher.api_key_env` and never logged.
+The API key is read from the environment variable named by `teacher.openai.api_key_env` and never logged.
 """
 
 from __future__ import annotations
@@ -31,15 +31,11 @@ from absl import logging
 
 from storyjax.teachers.answer_log import answer_records
 from storyjax.teachers.base import Grades, GradingCancelled, Teacher, scored
+from storyjax.teachers.prompt_templates import load_template
 
 _ANSWER = re.compile(r"\s*([0-3])\s+([0-3])\s+([0-3])\s*")
 BODY_HEAD = 200      # bytes of an unusable response body kept in the answer log
 CANCEL_POLL_S = 0.1  # how often grading looks for a cancellation (SIGTERM)
-# Where the teacher's answer begins: what follows it in a template opens the answer (the in-process
-# teacher writes it as the start of the model's own turn, so a small model answers in the format without
-# being shown an example grade to copy); a chat API gets it as the question's last line.
-ANSWER = "{answer}"
-DEFAULT_TEMPLATE = os.path.join(os.path.dirname(__file__), "templates", "rubric_prompt.txt")
 # Constrained decoding, per server family: the answer grammar "d d d" with d in 0..3.
 _REGEX = r"[0-3] [0-3] [0-3]"
 CONSTRAINTS = {
@@ -56,33 +52,18 @@ def parse_answer(text: str) -> np.ndarray:
     return np.asarray([float(g) for g in m.groups()], np.float32) if m else np.full(3, np.nan, np.float32)
 
 
-def load_template(path: str) -> str:
-    path = path or DEFAULT_TEMPLATE
-    if not os.path.isfile(path):
-        raise ValueError(f"teacher.template={path!r} does not exist; give a text file with {{prompt}} and {{story}}.")
-    with open(path) as f:
-        template = f.read()
-    missing = [p for p in ("{story}", "{prompt}") if p not in template]
-    if missing:
-        raise ValueError(f"teacher.template {path} lacks the placeholder(s) {missing}; the teacher would never "
-                         "see the story. Add them where the opening line and the story belong.")
-    if template.count(ANSWER) > 1 or (ANSWER in template and template.split(ANSWER)[1].strip().count("\n")):
-        raise ValueError(f"teacher.template {path}: {ANSWER} may appear once, followed by one line of plain text "
-                         "at most (the start of the teacher's answer).")
-    return template
-
-
 class OpenAITeacher(Teacher):
     name = "openai"
 
     def __init__(self, cfg, log_path: str = ""):
         if cfg.constrain not in CONSTRAINTS:
-            raise ValueError(f"teacher.constrain={cfg.constrain!r}: choose one of {sorted(CONSTRAINTS)}.")
+            raise ValueError(f"teacher.openai.constrain={cfg.constrain!r}: choose one of {sorted(CONSTRAINTS)}.")
         for field in ("concurrency", "timeout_s"):
             if not cfg[field] > 0:
                 raise ValueError(f"teacher.{field}={cfg[field]!r} must be positive.")
         if cfg.retries < 0 or cfg.backoff_s < 0:
-            raise ValueError(f"teacher.retries={cfg.retries} and teacher.backoff_s={cfg.backoff_s} must be >= 0.")
+            raise ValueError(f"teacher.openai.retries={cfg.retries} and teacher.openai.backoff_s={cfg.backoff_s} must "
+                             "be >= 0.")
         self.cfg = cfg
         self.template = load_template(cfg.template)
         self.base_url = cfg.base_url.rstrip("/")
@@ -101,8 +82,9 @@ class OpenAITeacher(Teacher):
             r = httpx.get(f"{self.base_url}/models", headers=self.headers, timeout=min(self.cfg.timeout_s, 10.0))
             r.raise_for_status()
         except httpx.HTTPError as e:
-            raise ValueError(f"teacher.base_url={self.base_url} is unreachable ({type(e).__name__}: {e}). Start the "
-                             "server (see launch/) or fix --config.teacher.base_url; nothing was run.") from None
+            raise ValueError(f"teacher.openai.base_url={self.base_url} is unreachable ({type(e).__name__}: {e}). Start "
+                             "the "
+                             "server (see launch/) or fix --config.teacher.openai.base_url; nothing was run.") from None
 
     @staticmethod
     def _load_cache(path: str) -> dict:

@@ -23,7 +23,7 @@ class ReplayTeacher(OpenAITeacher):
 
     def __init__(self, cfg, source: str, log_path: str = ""):
         if not os.path.isfile(source):
-            raise ValueError(f"teacher.replay_from={source!r} is not a file; point it at a run's answers.jsonl.")
+            raise ValueError(f"teacher.replay.answers={source!r} is not a file; point it at a run's answers.jsonl.")
         super().__init__(cfg, log_path)
         self.cache.update(self._load_cache(source))
         self.graded = _graded_by_text(source)  # (prompt, story) → (scores, answer, details) of `jax` logs
