@@ -29,7 +29,6 @@ from absl import logging
 
 from storyjax import model as model_lib
 from storyjax import run_outputs
-from storyjax import tokenizer as tokenizer_lib
 from storyjax.atomic import atomic_file
 
 META_FILE = "run_meta.json"
@@ -239,26 +238,6 @@ def split_milestone(path: str) -> tuple[str, str]:
     if os.path.basename(os.path.dirname(path)) == "milestones":
         return os.path.dirname(os.path.dirname(path)), os.path.basename(path)
     return path, ""
-
-
-def resolve_student(path: str, compute_dtype: str = "float32", milestone: str = ""):
-    """(model config, params, tokenizer, tokenizer dir, run dir, milestone) of a pretraining or interactive
-    run's latest checkpoint, or of one of its milestones (`RUN/milestones/chck_2M`, or `milestone`);
-    parameters that do not match the model its run_meta.json describes are refused. Jobs reach it through
-    `storyjax.student.from_run`."""
-    path, named = split_milestone(path)
-    if named and milestone and named != milestone:
-        raise ValueError(f"{path}/milestones/{named} names milestone {named} but {milestone} was asked for: give one.")
-    milestone = named or milestone
-    meta = read_run_meta(path)
-    shape = meta.get("model") or meta.get("student")  # pretraining | interactive run
-    tok_dir = os.path.join(path, "tokenizer") if "model" in meta else os.path.join(meta["init"], "tokenizer")
-    cfg = model_lib.ModelConfig(**{**shape, "dropout": 0.0, "compute_dtype": compute_dtype}).validate()
-    params, _ = load_params(path, milestone)
-    expected = jax.eval_shape(lambda: model_lib.init_params(cfg, jax.random.key(0)))
-    if jax.tree.structure(expected) != jax.tree.structure(params):
-        raise ValueError(f"{path} does not hold parameters of the model its run_meta.json describes.")
-    return cfg, jax.tree.map(jax.numpy.asarray, params), tokenizer_lib.load(tok_dir), tok_dir, path, milestone
 
 
 def load_params(workdir: str, milestone: str = "") -> tuple[Any, dict]:

@@ -19,8 +19,9 @@ from typing import Any, NamedTuple, Optional
 import jax
 
 from storyjax import checkpoint as ckpt_lib
-from storyjax import export
+from storyjax import hf_format
 from storyjax import model as model_lib
+from storyjax import tokenizer as tokenizer_lib
 
 
 class Student(NamedTuple):
@@ -39,14 +40,27 @@ def fresh_params(model_cfg: model_lib.ModelConfig, seed: int):
 
 
 def from_run(path: str, milestone: str = "", compute_dtype: str = "float32") -> Student:
-    """A run's latest checkpoint or one of its milestones (named in `path` or by `milestone`)."""
-    model_cfg, params, tok, tok_dir, run_dir, milestone = ckpt_lib.resolve_student(path, compute_dtype, milestone)
-    return Student(model_cfg, params, tok, run_dir, milestone, tok_dir)
+    """A pretraining or interactive run's latest checkpoint, or one of its milestones (named in `path`, as
+    `RUN/milestones/chck_2M`, or by `milestone`); parameters that do not match the model its run_meta.json
+    describes are refused."""
+    run_dir, named = ckpt_lib.split_milestone(path)
+    if named and milestone and named != milestone:
+        raise ValueError(f"{path} names milestone {named} but milestone {milestone} was asked for: give one.")
+    milestone = named or milestone
+    meta = ckpt_lib.read_run_meta(run_dir)
+    shape = meta.get("model") or meta.get("student")  # a pretraining run | an interactive run
+    tok_dir = os.path.join(run_dir if "model" in meta else meta["init"], "tokenizer")
+    model_cfg = model_lib.ModelConfig(**{**shape, "dropout": 0.0, "compute_dtype": compute_dtype}).validate()
+    params, _ = ckpt_lib.load_params(run_dir, milestone)
+    if jax.tree.structure(jax.eval_shape(lambda: fresh_params(model_cfg, 0))) != jax.tree.structure(params):
+        raise ValueError(f"{run_dir} does not hold parameters of the model its run_meta.json describes.")
+    return Student(model_cfg, jax.tree.map(jax.numpy.asarray, params), tokenizer_lib.load(tok_dir), run_dir,
+                   milestone, tok_dir)
 
 
 def from_hf(folder: str, compute_dtype: str = "float32", dropout: float = 0.0) -> Student:
     """A transformers GPT-2 folder, its shape and tokenizer included."""
-    model_cfg, params, tok, tokenizer_json = export.load_hf(folder, compute_dtype, dropout)
+    model_cfg, params, tok, tokenizer_json = hf_format.load_hf(folder, compute_dtype, dropout)
     return Student(model_cfg, params, tok, os.path.abspath(folder), tokenizer_json=tokenizer_json)
 
 

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from storyjax import export as X
+from storyjax import hf_format
 from storyjax import model as M
 from storyjax import tokenizer as T
 from storyjax.data import common
@@ -115,7 +116,7 @@ def paper_like_checkpoint(path, austen_text, dtype=torch.float32):
 
 def test_imported_gpt2_gives_transformers_logits_and_tokens(austen, tmp_path):
     model, hf_tok = paper_like_checkpoint(tmp_path / "paper", austen[0])
-    cfg, params, tok, _ = X.load_hf(str(tmp_path / "paper"))
+    cfg, params, tok, _ = hf_format.load_hf(str(tmp_path / "paper"))
     assert (cfg.vocab_size, cfg.num_layers, cfg.d_model, cfg.max_len) == (1200, 2, 64, 64)
     assert (tok.bos_id, tok.pad_id, tok.eos_id, tok.unk_id) == (0, 1, 2, 3)
     _, texts = austen
@@ -128,7 +129,7 @@ def test_imported_gpt2_gives_transformers_logits_and_tokens(austen, tmp_path):
 
 def test_bfloat16_checkpoint_imports_as_its_float32_values(austen, tmp_path):
     model, _ = paper_like_checkpoint(tmp_path / "bf16", austen[0][:20000], dtype=torch.bfloat16)
-    cfg, params, _, _ = X.load_hf(str(tmp_path / "bf16"))
+    cfg, params, _, _ = hf_format.load_hf(str(tmp_path / "bf16"))
     want = model.transformer.h[1].mlp.c_fc.weight.detach().numpy()
     np.testing.assert_array_equal(params["h_1"]["mlp"]["c_fc"]["kernel"], want)
 
@@ -136,7 +137,7 @@ def test_bfloat16_checkpoint_imports_as_its_float32_values(austen, tmp_path):
 def test_unusable_folders_are_refused_with_the_reason(austen, tmp_path):
     paper_like_checkpoint(tmp_path / "ok", austen[0][:20000])
     with pytest.raises(ValueError, match="no config.json"):
-        X.load_hf(str(tmp_path / "missing"))
+        hf_format.load_hf(str(tmp_path / "missing"))
     variant = tmp_path / "variant"
     variant.mkdir()
     for f in os.listdir(tmp_path / "ok"):
@@ -144,11 +145,11 @@ def test_unusable_folders_are_refused_with_the_reason(austen, tmp_path):
     config = json.loads((variant / "config.json").read_text())
     (variant / "config.json").write_text(json.dumps({**config, "activation_function": "relu"}))
     with pytest.raises(ValueError, match="activation_function='relu'"):
-        X.load_hf(str(variant))
+        hf_format.load_hf(str(variant))
     (variant / "config.json").write_text(json.dumps({**config, "model_type": "llama"}))
     with pytest.raises(ValueError, match="only GPT-2"):
-        X.load_hf(str(variant))
+        hf_format.load_hf(str(variant))
     (variant / "config.json").write_text(json.dumps(config))
     os.rename(variant / "model.safetensors", variant / "pytorch_model.bin")
     with pytest.raises(ValueError, match="safe_serialization"):
-        X.load_hf(str(variant))
+        hf_format.load_hf(str(variant))
