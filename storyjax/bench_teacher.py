@@ -211,7 +211,7 @@ def _random_jax(shape: dict, stories: int, prefix_len: int, story_len: int, batc
         random_hf_folder(shape, folder)
         t0 = time.perf_counter()
         with HostPeak() as peak:
-            cfg, params = lm_weights.load_hf_params(folder, dtype, lm_passes.MeshStore(mesh))
+            cfg, params = lm_weights.load_hf_params(folder, dtype, lm_passes.placer(mesh))
         load = load_record(params, peak.bytes, time.perf_counter() - t0)
     rng = np.random.default_rng(0)
     prefix = jnp.asarray(rng.integers(0, V, (1, prefix_len)), jnp.int32)
@@ -280,7 +280,8 @@ def bench_teachers(names: list, flag_values: dict, n_stories: int, hf: bool, pre
     """Rows (and ratios of the JAX teacher against each peer) for the teachers named, set by the bench's
     teacher flags (`flag_values`, FLAG_KEYS)."""
     rows, ratios = {}, {}
-    weights, batch = flag_values.get("teacher_weights", ""), flag_values.get("teacher_batch", 32)
+    jax_cfg = teacher_config("jax", flag_values).jax
+    weights, batch = jax_cfg.weights, jax_cfg.batch_size
     if weights.startswith("random:"):
         if weights[7:] not in RANDOM_SHAPES:
             raise ValueError(f"--teacher_weights={weights}: random shapes are {sorted(RANDOM_SHAPES)}.")

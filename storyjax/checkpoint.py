@@ -231,6 +231,16 @@ def read_run_meta(workdir: str) -> dict:
         return json.load(f)
 
 
+def check_student_path(path: str) -> tuple[str, str]:
+    """`split_milestone(path)`, the run's meta read on the way (a wrong path: "holds no storyjax run"), for a
+    job's validation; a bucket path (gs://, s3://) is taken as given."""
+    if path.startswith(("gs://", "s3://")):
+        return path, ""
+    run_dir, milestone = split_milestone(path)
+    read_run_meta(run_dir)
+    return run_dir, milestone
+
+
 def split_milestone(path: str) -> tuple[str, str]:
     """(run folder, milestone) a student path names: RUN (its latest checkpoint, milestone "") or
     RUN/milestones/chck_N."""

@@ -63,8 +63,8 @@ def validate(config: ml_collections.ConfigDict, weights: bool = True, student: b
     if bool(config.checkpoint) == bool(config.init_from_hf):
         raise ValueError("give one student to evaluate: --config.checkpoint=RUN_WORKDIR (or "
                          "RUN_WORKDIR/milestones/chck_N), or --config.init_from_hf=HF_MODEL_DIR.")
-    if student and config.checkpoint and not config.checkpoint.startswith(("gs://", "s3://")):
-        ckpt_lib.read_run_meta(ckpt_lib.split_milestone(config.checkpoint)[0])  # "holds no storyjax run"
+    if student and config.checkpoint:
+        ckpt_lib.check_student_path(config.checkpoint)
     if student and config.init_from_hf and not os.path.isfile(os.path.join(config.init_from_hf, "config.json")):
         raise ValueError(f"init_from_hf={config.init_from_hf!r} has no config.json; point it at a transformers model "
                          "folder.")

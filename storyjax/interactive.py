@@ -77,8 +77,11 @@ def validate(config: ml_collections.ConfigDict) -> None:
     if problems:
         raise ValueError("; ".join(problems) + ".")
     heldout_openings(config.heldout.num_openings, (config.prompt,))
-    if config.init_checkpoint and not config.init_checkpoint.startswith(("gs://", "s3://")):
-        ckpt_lib.read_run_meta(ckpt_lib.split_milestone(config.init_checkpoint)[0])  # "holds no storyjax run"
+    if config.init_checkpoint:  # RUN/milestones/chck_N (as evaluate takes) names its milestone itself
+        named = ckpt_lib.check_student_path(config.init_checkpoint)[1]
+        if named and config.init_milestone and config.init_milestone != named:
+            raise ValueError(f"init_checkpoint={config.init_checkpoint} names milestone {named} "
+                             f"but init_milestone={config.init_milestone}: give one of them.")
     check_settings(config.teacher, "teacher", weights=not config.ledger_only)
     check_settings(config.judge, "judge", weights=not config.ledger_only)
     distributed.check(config.distributed)
@@ -112,13 +115,7 @@ def student_source(config: ml_collections.ConfigDict, workdir: str,
             export.import_as_run(config.init_from_hf, run_dir)
         distributed.barrier("imported")
         return run_dir, ""
-    if config.init_checkpoint:
-        run_dir, named = ckpt_lib.split_milestone(config.init_checkpoint)  # RUN/milestones/chck_N, as evaluate takes
-        if named:
-            if config.init_milestone and config.init_milestone != named:
-                raise ValueError(f"init_checkpoint={config.init_checkpoint} names milestone {named} "
-                                 f"but init_milestone={config.init_milestone}: give one of them.")
-            return run_dir, named
+    if config.init_checkpoint:  # student.from_run splits RUN/milestones/chck_N (validate checked it agrees)
         return config.init_checkpoint, config.init_milestone
     if not needs_pretraining(config):
         raise ValueError("this preset starts from a pretraining run: give --config.init_checkpoint=PRETRAIN_WORKDIR "

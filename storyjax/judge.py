@@ -29,8 +29,7 @@ from storyjax.teachers import make_teacher
 def resolved(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     """The judge's teacher settings with `name` decided."""
     judge = ml_collections.ConfigDict(config.judge.to_dict())
-    if judge.name == "auto":
-        judge.name = "jax" if judge.jax.weights else "rubric"
+    judge.name = teacher_config.kind(judge)
     return judge
 
 

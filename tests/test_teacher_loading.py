@@ -99,9 +99,9 @@ jax.device_put(np.ones(3), jax.devices()[0]).block_until_ready()  # the runtime,
 import gguf, safetensors, tokenizers, transformers  # noqa: imports are not the load
 with HostPeak() as peak:
     if path.endswith(".gguf"):
-        cfg, params, tok = lm_weights.load(path, dtype, lm_passes.MeshStore(mesh))
+        cfg, params, tok = lm_weights.load(path, dtype, lm_passes.placer(mesh))
     else:
-        cfg, params = lm_weights.load_hf_params(path, dtype, lm_passes.MeshStore(mesh))
+        cfg, params = lm_weights.load_hf_params(path, dtype, lm_passes.placer(mesh))
 weights = sum(x.nbytes for x in jax.tree.leaves(params))
 print(json.dumps({"peak": peak.bytes, "weights": weights}))
 """

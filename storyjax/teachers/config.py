@@ -72,6 +72,14 @@ def judge_defaults() -> ml_collections.ConfigDict:
     return judge
 
 
+def kind(cfg: ml_collections.ConfigDict) -> str:
+    """The kind a section names; a judge's "auto" is the in-process jax teacher when it has weights, else
+    the rubric."""
+    if cfg.name == "auto":
+        return "jax" if cfg.jax.weights else "rubric"
+    return cfg.name
+
+
 def flat(cfg: ml_collections.ConfigDict, name: str | None = None) -> ml_collections.ConfigDict:
     """The settings a teacher of kind `name` (default: `cfg.name`) reads: the shared ones and its sections'."""
     name = name or cfg.name

@@ -33,7 +33,7 @@ from absl import logging
 
 from storyjax.profiling import planned_bytes
 from storyjax.teachers import lm_weights
-from storyjax.teachers.lm_passes import MeshStore, passes, resolve_cpu_kernels, teacher_mesh
+from storyjax.teachers.lm_passes import passes, placer, resolve_cpu_kernels, teacher_mesh
 from storyjax.teachers.base import Grades, GradingCancelled, Preferences, Teacher
 from storyjax.teachers.prompt_templates import ANSWER, PAIRWISE_TEMPLATE, load_template
 
@@ -157,7 +157,7 @@ class JaxTeacher(Teacher):
         self.kernels = kernels if platform == "cpu" else platform
         dtype = cfg.compute_dtype or ("float32" if jax.default_backend() == "cpu" else "bfloat16")
         t0 = time.time()
-        self.lm_cfg, self.params, self.tok = lm_weights.load(cfg.weights, dtype, MeshStore(self.mesh))
+        self.lm_cfg, self.params, self.tok = lm_weights.load(cfg.weights, dtype, placer(self.mesh))
         self.passes = passes(platform, kernels)
         self.memory_logged = False
         self.answer = answer_format(self.tok)

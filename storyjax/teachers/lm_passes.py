@@ -132,27 +132,15 @@ def param_sharding(names: tuple, shape: tuple, mesh: jax.sharding.Mesh) -> jax.s
     return jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(*parts))
 
 
-class MeshStore:
-    """`lm_weights.load`'s store for a teacher on `mesh`: each parameter is assembled on the host from its
-    slabs, then put on the mesh (sharded as `param_sharding` says), waiting for the copy so the host
-    buffer is freed before the next parameter is read. (Writing slabs into a parameter already on the
-    device would spare the one host copy but compiles an update per shape: measured on CPU, those
-    compilations kept more memory than the copy they save.)"""
-
-    def __init__(self, mesh: jax.sharding.Mesh):
-        self.mesh = mesh
-
-    def empty(self, names: tuple, shape: tuple, dtype):
-        return names, np.empty(shape, dtype)
-
-    def write(self, target, start: tuple, piece):
-        names, host = target
-        host[tuple(slice(s, s + n) for s, n in zip(start, piece.shape))] = piece
-        return target
-
-    def done(self, target):
-        names, host = target
-        return jax.device_put(host, param_sharding(names, host.shape, self.mesh)).block_until_ready()
+def placer(mesh: jax.sharding.Mesh):
+    """`place(path, host_array)` for `lm_weights.load`: each parameter onto the mesh (sharded as
+    `param_sharding` says) as soon as it is read, waiting for the copy so its host buffer is freed before
+    the next one is read. (Writing slabs into a parameter already on the device would spare that one host
+    copy but compiles an update per shape: measured on CPU, those compilations kept more memory than the
+    copy they save.)"""
+    def place(names: tuple, host):
+        return jax.device_put(host, param_sharding(names, host.shape, mesh)).block_until_ready()
+    return place
 
 
 def shard_params(params: dict, mesh: jax.sharding.Mesh) -> dict:

@@ -54,21 +54,21 @@ _BIASES = ("bq", "bk", "bv")
 _GEMMA_ONLY = ("post_attn_norm", "post_ffn_norm", "q_norm", "k_norm")
 
 
-def load(path: str, compute_dtype: str = "float32", store=None):
-    """(LMConfig, params, tokenizer) of a teacher at `path`: a Hugging Face folder or a `.gguf` file. `store`
-    creates each parameter where it will live and writes it a slab at a time (`lm_passes.MeshStore`: on
-    the teacher's mesh, sharded); by default the params are host (numpy) arrays."""
+def load(path: str, compute_dtype: str = "float32", place=None):
+    """(LMConfig, params, tokenizer) of a teacher at `path`: a Hugging Face folder or a `.gguf` file.
+    `place(path, host_array)` puts each parameter where it will live as soon as it is read
+    (`lm_passes.placer(mesh)`: on the teacher's mesh, sharded); by default the params stay host arrays."""
     if not path:
         raise ValueError("teacher.name='jax' needs --config.teacher.jax.weights=PATH: a Hugging Face folder "
                          "(config.json, *.safetensors, tokenizer.json) or a .gguf file.")
     if not os.path.exists(path):
         raise ValueError(f"teacher.jax.weights={path!r} does not exist; give a Hugging Face folder or a .gguf file.")
     if os.path.isfile(path) and path.endswith(".gguf"):
-        cfg, params, tok = _load_gguf(path, compute_dtype, store)
+        cfg, params, tok = _load_gguf(path, compute_dtype, place)
     elif os.path.isdir(path) and os.path.exists(os.path.join(path, "config.json")):
         from transformers import AutoTokenizer
         tok = AutoTokenizer.from_pretrained(path)  # first: a folder without a tokenizer fails in seconds
-        cfg, params = load_hf_params(path, compute_dtype, store)
+        cfg, params = load_hf_params(path, compute_dtype, place)
     else:
         raise ValueError(f"teacher.jax.weights={path!r} is neither a .gguf file nor a folder with config.json.")
     if not getattr(tok, "chat_template", None):
@@ -131,41 +131,24 @@ def _slabs(src, name: str, transpose: bool = False, heads: int = 0, shift: float
     src.release(name)
 
 
-class HostStore:
-    """Parameters built as host (numpy) arrays."""
-
-    def empty(self, names: tuple, shape: tuple, dtype) -> np.ndarray:
-        return np.empty(shape, dtype)
-
-    def write(self, target: np.ndarray, start: tuple, piece: np.ndarray) -> np.ndarray:
-        target[tuple(slice(s, s + n) for s, n in zip(start, piece.shape))] = piece
-        return target
-
-    def done(self, target):
-        return target
-
-
-def _assemble(cfg: lm.LMConfig, src, plan: dict, store) -> dict:
+def _assemble(cfg: lm.LMConfig, src, plan: dict, place) -> dict:
     """The params pytree from `plan` ({path: (shape, dtype, [(source name or a function giving the value,
-    index into the layer stack or None, slab keywords)])}): each parameter is created by `store`, written a
-    slab at a time and handed back to it to place."""
-    store = store or HostStore()
+    index into the layer stack or None, slab keywords)])}): each parameter is written into a host buffer a
+    slab at a time and handed to `place(path, buffer)` as soon as it is complete, largest first, so that
+    while the last (small) ones are read nearly everything is already placed."""
     params: dict = {"layers": {}}
-    # largest first: while the last (small) ones are read and copied, nearly everything is already placed
     for path in sorted(plan, key=lambda path: -math.prod(plan[path][0]) * np.dtype(plan[path][1]).itemsize):
         shape, dtype, parts = plan[path]
-        target = store.empty(path, shape, dtype)
+        host = np.empty(shape, dtype)
         for name, index, kw in parts:
             slabs = [(0, 0, np.asarray(name()))] if callable(name) else _slabs(src, name, **kw)
             for axis, offset, x in slabs:
-                start = [0] * x.ndim
-                start[axis] = offset
-                piece = np.asarray(x, dtype)
-                if index is not None:
-                    start, piece = [index] + start, piece[None]
-                target = store.write(target, tuple(start), piece)
+                where = [slice(None)] * x.ndim
+                where[axis] = slice(offset, offset + x.shape[axis])
+                (host if index is None else host[index])[tuple(where)] = x
         node = params["layers"] if path[0] == "layers" else params
-        node[path[-1]] = store.done(target)
+        node[path[-1]] = place(path, host) if place else host
+        del host
     return params
 
 
@@ -221,7 +204,7 @@ def _gemma3_fields(sliding_window: int, sliding_layers, query_scalar: float, d_m
                 attn_softcap=float(attn_softcap or 0.0), final_softcap=float(final_softcap or 0.0))
 
 
-def load_hf_params(folder: str, compute_dtype: str = "float32", store=None):
+def load_hf_params(folder: str, compute_dtype: str = "float32", place=None):
     """(LMConfig, params) of a Hugging Face folder (config.json + single or sharded safetensors)."""
     with open(os.path.join(folder, "config.json")) as f:
         hf = json.load(f)
@@ -282,7 +265,7 @@ def load_hf_params(folder: str, compute_dtype: str = "float32", store=None):
                                  or 10000.0, local_rope)
     plan.update(_top_plan(cfg, src, f"{base}embed_tokens.weight", f"{base}norm.weight", head,
                           _per_layer_rope(cfg, global_inv, local_inv), shift))
-    return cfg, _assemble(cfg, src, plan, store)
+    return cfg, _assemble(cfg, src, plan, place)
 
 
 def check_gguf_magic(path: str) -> None:
@@ -295,7 +278,7 @@ def check_gguf_magic(path: str) -> None:
                          "teacher.jax.weights / judge.jax.weights at the model's .gguf, or at a Hugging Face folder.")
 
 
-def _load_gguf(path: str, compute_dtype: str, store=None):
+def _load_gguf(path: str, compute_dtype: str, place=None):
     check_gguf_magic(path)
     src = gguf_file.GGUFFile(path)
     meta = src.metadata
@@ -344,6 +327,6 @@ def _load_gguf(path: str, compute_dtype: str, store=None):
     plan.update(_top_plan(cfg, src, "token_embd.weight", "output_norm.weight",
                           None if cfg.tie_embeddings else "output.weight",
                           _per_layer_rope(cfg, global_inv, local_inv), 0.0))
-    params = _assemble(cfg, src, plan, store)
+    params = _assemble(cfg, src, plan, place)
     src.close()
     return cfg, params, tok

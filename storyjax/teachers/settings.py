@@ -10,6 +10,7 @@ import os
 
 import ml_collections
 
+from storyjax.teachers import config as teacher_config
 from storyjax.teachers import lm_weights
 from storyjax.teachers.jax_teacher import GRADINGS
 from storyjax.teachers.lm_passes import CPU_KERNELS
@@ -68,7 +69,7 @@ def check(cfg: ml_collections.ConfigDict, key: str = "teacher", weights: bool = 
     load_template(cfg.template, f"{key}.template")  # a missing file, or one without {prompt} and {story}
     if cfg.jax.pairwise_template:
         load_template(cfg.jax.pairwise_template, f"{key}.jax.pairwise_template")
-    kind = cfg.name if cfg.name != "auto" else ("jax" if cfg.jax.weights else "rubric")
+    kind = teacher_config.kind(cfg)
     if kind == "jax" and weights:
         path = cfg.jax.weights
         if not path:
