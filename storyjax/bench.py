@@ -17,6 +17,7 @@ import os
 import platform
 import statistics
 import time
+from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -24,7 +25,7 @@ import ml_collections
 import numpy as np
 from absl import app, flags
 
-from storyjax import model as model_lib
+from storyjax import host_memory, model as model_lib
 from storyjax import profiling, pretrain_step, reinforce, sampler
 from storyjax import rollout as rollout_lib
 from storyjax.bench_teacher import FLAG_KEYS, bench_teachers
@@ -35,8 +36,9 @@ from storyjax.profiling import planned_bytes
 flags.DEFINE_enum("preset", "tiny", ["tiny", "gpt2_small"], "Student shape to measure.")
 flags.DEFINE_string("out", "", "Write all figures to this JSON file.")
 flags.DEFINE_integer("steps", 0, "Timed steps per measurement (0: the preset's).")
-flags.DEFINE_integer("rounds", 3, "Pretraining rows: times each is measured (`steps` steps a round); the row is "
-                     "the median, and the ratio is printed with its spread over the rounds.")
+flags.DEFINE_integer("rounds", 5, "Pretraining rows: times each is measured (`steps` steps a round); the row is "
+                     "the median. On CPU the rows' rounds alternate and the ratio is the median of the "
+                     "round-by-round ratios, printed with their range; elsewhere row after row.")
 flags.DEFINE_list("batches", [], "Batch sizes (sequences per step) to measure (default: the preset's).")
 flags.DEFINE_bool("hf", True, "Also measure HF transformers (needs torch and transformers).")
 flags.DEFINE_list("rows", ["pretrain", "rollout", "teacher"], "Which groups of rows to measure.")
@@ -64,7 +66,7 @@ flags.DEFINE_string("profile_dir", "", "Also write a JAX profiler trace (TensorB
 
 SHAPES = {
     # vocab, layers, width, heads, seq, batches, steps, dtype; rollout batch, prompt and new tokens
-    "tiny": dict(vocab=1536, preset="tiny", seq=128, batches=[16], steps=10, dtype="float32",
+    "tiny": dict(vocab=1536, preset="tiny", seq=128, batches=[16], steps=20, dtype="float32",
                  stories=32, prompt_len=20, new_tokens=64),
     "gpt2_small": dict(vocab=16_000, preset="gpt2_small", seq=512, batches=[16, 64], steps=20, dtype="bfloat16",
                        stories=360, prompt_len=20, new_tokens=90),
@@ -109,15 +111,23 @@ def peak_flops(device_kind: str) -> float | None:
     return None
 
 
-def bench_storyjax(shape: dict, batch: int, steps: int, attention: str = "auto", profile_dir: str = "",
-                   rounds: int = 1) -> dict:
+class Rounds(NamedTuple):
+    """A pretraining row being timed: `round(steps)` runs that many steps and returns tokens/s; `row(rates)`
+    is the row's figures given its rounds' rates (their median is the row's rate)."""
+    round: Callable[[int], float]
+    row: Callable[[list], dict]
+
+
+def storyjax_pretrain(shape: dict, batch: int, attention: str = "auto", profile_dir: str = "") -> Rounds:
+    """storyjax's pmapped train step at this shape, compiled and warmed up."""
     devices = jax.local_devices()
     cfg = student_config(shape, attention)
     train_cfg = ml_collections.ConfigDict(dict(lr=5e-4, warmup_frac=0.01, b1=0.9, b2=0.999, eps=1e-8,
                                                weight_decay=0.0, grad_clip=1.0))
     opt = pretrain_step.make_optimizer(train_cfg, 10_000)
     params = model_lib.init_params(cfg, jax.random.key(0))
-    state = pretrain_step.replicate(pretrain_step.TrainState(params, opt.init(params)), devices, len(devices))
+    box = {"state": pretrain_step.replicate(pretrain_step.TrainState(params, opt.init(params)), devices,
+                                            len(devices))}
     pmapped = pretrain_step.make_train_step(cfg, opt, pretrain_step.lr_schedule(train_cfg, 10_000), 0,
                                             dropout=False, devices=devices)
     D = len(devices)
@@ -128,44 +138,45 @@ def bench_storyjax(shape: dict, batch: int, steps: int, attention: str = "auto",
     tokens = jax.pmap(lambda x: x, devices=devices)(tokens)  # on the devices once, not every step
     step_no = jnp.zeros((D,), jnp.int32)
     # Compiled once, ahead of time: the executable that is timed is the one whose memory plan is reported.
-    step_fn = pmapped.lower(state, tokens, step_no).compile()
-    for _ in range(3):  # warm up
-        state, metrics = step_fn(state, tokens, step_no)
-    jax.block_until_ready(metrics)
-    rates = []
-    for _ in range(rounds):
-        t0 = time.perf_counter()
+    step_fn = pmapped.lower(box["state"], tokens, step_no).compile()
+
+    def run(steps: int) -> None:
         for i in range(steps):
-            state, metrics = step_fn(state, tokens, step_no)
+            box["state"], box["metrics"] = step_fn(box["state"], tokens, step_no)
             if i % 8 == 7:
-                jax.block_until_ready(metrics)  # bounded dispatch queue
-        jax.block_until_ready(metrics)
-        rates.append(batch * shape["seq"] * steps / (time.perf_counter() - t0))
-    if profile_dir:
-        def three_steps():
-            nonlocal state, metrics
-            for _ in range(3):
-                state, metrics = step_fn(state, tokens, step_no)
-            jax.block_until_ready(metrics)
+                jax.block_until_ready(box["metrics"])  # bounded dispatch queue
+        jax.block_until_ready(box["metrics"])
 
-        profile = profiling.traced_top(os.path.join(profile_dir, f"pretrain_b{batch}_{attention}"), three_steps)
-        print(profiling.describe(f"pretrain b{batch} {attention}", profile))
-    n_params = model_lib.count_params(params)
-    stats = devices[0].memory_stats() or {}
-    step_bytes = planned_bytes(step_fn)
-    rate = statistics.median(rates)
-    return {"tokens_per_s": rate, "tokens_per_s_rounds": rates, "step_s": batch * shape["seq"] / rate,
-            "num_params": n_params,
-            # xla_bytes: this step's planned memory; process_peak_bytes: the process's peak so far (all rows)
-            "xla_bytes": step_bytes, "process_peak_bytes": stats.get("peak_bytes_in_use"),
-            "device": devices[0].device_kind,
-            "num_devices": D, "final_loss": float(jax.device_get(metrics["loss"])[0]),
-            # what the training pass (seq - 1 positions) ran
-            "attention": "cudnn" if model_lib.use_cudnn_attention(cfg, shape["seq"] - 1, True) else "xla",
-            **({"profile_top": profile} if profile_dir else {})}
+    def one_round(steps: int) -> float:
+        t0 = time.perf_counter()
+        run(steps)
+        return batch * shape["seq"] * steps / (time.perf_counter() - t0)
+
+    run(3)  # warm up
+
+    def row(rates: list[float]) -> dict:
+        profile = None
+        if profile_dir:
+            profile = profiling.traced_top(os.path.join(profile_dir, f"pretrain_b{batch}_{attention}"),
+                                           lambda: run(3))
+            print(profiling.describe(f"pretrain b{batch} {attention}", profile))
+        stats = devices[0].memory_stats() or {}
+        rate = statistics.median(rates)
+        return {"tokens_per_s": rate, "tokens_per_s_rounds": rates, "step_s": batch * shape["seq"] / rate,
+                "num_params": model_lib.count_params(params),
+                # xla_bytes: this step's planned memory; process_peak_bytes: the process's peak so far (all rows)
+                "xla_bytes": planned_bytes(step_fn), "process_peak_bytes": stats.get("peak_bytes_in_use"),
+                "device": devices[0].device_kind,
+                "num_devices": D, "final_loss": float(jax.device_get(box["metrics"]["loss"])[0]),
+                # what the training pass (seq - 1 positions) ran
+                "attention": "cudnn" if model_lib.use_cudnn_attention(cfg, shape["seq"] - 1, True) else "xla",
+                **({"profile_top": profile} if profile_dir else {})}
+
+    return Rounds(one_round, row)
 
 
-def bench_hf(shape: dict, batch: int, steps: int, compile_model: bool, rounds: int = 1) -> dict:
+def hf_pretrain(shape: dict, batch: int, compile_model: bool) -> Rounds:
+    """Hugging Face's GPT2LMHeadModel + torch AdamW at the same shape, warmed up."""
     import torch
     import transformers
 
@@ -176,6 +187,7 @@ def bench_hf(shape: dict, batch: int, steps: int, compile_model: bool, rounds: i
     run = torch.compile(model) if compile_model else model
     tokens = torch.randint(0, shape["vocab"], (batch, shape["seq"]), device=device)
     autocast = torch.autocast(device, dtype=torch.bfloat16, enabled=shape["dtype"] == "bfloat16")
+    last = {}
 
     def step():
         with autocast:
@@ -184,7 +196,7 @@ def bench_hf(shape: dict, batch: int, steps: int, compile_model: bool, rounds: i
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         opt.zero_grad(set_to_none=True)
-        return loss
+        last["loss"] = loss
 
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     for _ in range(3):
@@ -192,18 +204,50 @@ def bench_hf(shape: dict, batch: int, steps: int, compile_model: bool, rounds: i
     sync()
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    rates = []
-    for _ in range(rounds):
+
+    def one_round(steps: int) -> float:
         t0 = time.perf_counter()
         for _ in range(steps):
-            loss = step()
+            step()
         sync()
-        rates.append(batch * shape["seq"] * steps / (time.perf_counter() - t0))
-    rate = statistics.median(rates)
-    return {"tokens_per_s": rate, "tokens_per_s_rounds": rates, "step_s": batch * shape["seq"] / rate,
-            "peak_bytes": torch.cuda.max_memory_allocated() if device == "cuda" else None,
-            "device": torch.cuda.get_device_name() if device == "cuda" else cpu_name(),
-            "final_loss": float(loss.detach()), "torch": torch.__version__, "transformers": transformers.__version__}
+        return batch * shape["seq"] * steps / (time.perf_counter() - t0)
+
+    def row(rates: list[float]) -> dict:
+        rate = statistics.median(rates)
+        return {"tokens_per_s": rate, "tokens_per_s_rounds": rates, "step_s": batch * shape["seq"] / rate,
+                "peak_bytes": torch.cuda.max_memory_allocated() if device == "cuda" else None,
+                "device": torch.cuda.get_device_name() if device == "cuda" else cpu_name(),
+                "final_loss": float(last["loss"].detach()), "torch": torch.__version__,
+                "transformers": transformers.__version__}
+
+    return Rounds(one_round, row)
+
+
+def time_rounds(runners: list[Rounds], steps: int, rounds: int, interleave: bool) -> list[list[float]]:
+    """Each runner's tokens/s over `rounds` rounds of `steps` steps. Interleaved (round 1 of every runner,
+    then round 2, ...) the rounds of different runners are neighbours in time, so a slow spell of a shared
+    machine lowers them together and their ratio round by round holds; otherwise runner after runner (on an
+    accelerator, whose timings are steady and where switching frameworks between rounds would time caches
+    and clocks warmed by the other)."""
+    rates = [[] for _ in runners]
+    if interleave:
+        for _ in range(rounds):
+            for r, runner in zip(rates, runners):
+                r.append(runner.round(steps))
+    else:
+        for r, runner in zip(rates, runners):
+            r.extend(runner.round(steps) for _ in range(rounds))
+    return rates
+
+
+def ratio_and_spread(ours: list[float], theirs: list[float], paired: bool) -> tuple[float, tuple[float, float]]:
+    """Our rate over theirs, with its spread. Paired rounds: the median and range of the round-by-round
+    ratios. Otherwise the ratio of the medians, between our slowest round against their fastest and the
+    other way round."""
+    if paired:
+        ratios = [a / b for a, b in zip(ours, theirs)]
+        return statistics.median(ratios), (min(ratios), max(ratios))
+    return statistics.median(ours) / statistics.median(theirs), (min(ours) / max(theirs), max(ours) / min(theirs))
 
 
 def _timed(fn, repeats: int) -> float:
@@ -218,8 +262,7 @@ def _timed(fn, repeats: int) -> float:
 
 
 def bench_rollout_storyjax(shape: dict, repeats: int, profile_dir: str = "") -> dict:
-
-
+    """storyjax's jitted sampler writing the preset's stories, and its REINFORCE update on them."""
     cfg = student_config(shape)
     params = model_lib.init_params(cfg, jax.random.key(0))
     B, P, N = shape["stories"], shape["prompt_len"], shape["new_tokens"]
@@ -303,6 +346,7 @@ def gib(b) -> str:
 def main(argv):
     del argv
     FLAGS = flags.FLAGS
+    reuse = host_memory.keep_for_reuse()  # before JAX starts its backends: see storyjax/host_memory.py
     shape = SHAPES[FLAGS.preset]
     steps = FLAGS.steps or shape["steps"]
     batches = [int(b) for b in FLAGS.batches] or shape["batches"]
@@ -310,7 +354,7 @@ def main(argv):
     dims = model_lib.PRESETS[shape["preset"]]
     results = {"preset": FLAGS.preset, "shape": shape, "steps": steps, "jax": jax.__version__,
                "backend": jax.default_backend(), "rows": {}, "ratios": {}, "ratio_spreads": {},
-               "cpu": cpu_name(), "rounds": FLAGS.rounds}
+               "cpu": cpu_name(), "rounds": FLAGS.rounds, "host_malloc": "reuse" if reuse else "system"}
     peers = []
     if FLAGS.hf:
         try:
@@ -320,35 +364,41 @@ def main(argv):
         except ImportError:
             print("HF peer skipped: `pip install -e .[bench]` for torch and transformers.")
     rows = []
+    interleave = jax.default_backend() == "cpu"
     for batch in batches if "pretrain" in FLAGS.rows else []:
         fpt = flops_per_token(dims["num_layers"], dims["d_model"], shape["seq"], matmul_params(shape))
+        runners, names = [], []
         for k, attention in enumerate(FLAGS.attention):
             key = f"pretrain_b{batch}_storyjax" + (f"_attn_{attention}" if k else "")
             try:
-                sj = bench_storyjax(shape, batch, steps, attention, FLAGS.profile_dir, FLAGS.rounds)
+                runners.append(storyjax_pretrain(shape, batch, attention, FLAGS.profile_dir))
             except Exception as e:  # noqa: BLE001 - an extra variant this machine lacks (cudnn on CPU) is a row
                 if not k:
                     raise
                 results["rows"][key] = {"error": f"{type(e).__name__}: {e}"[:500]}
                 print(f"pretrain b{batch} storyjax attention={attention}: {results['rows'][key]['error']}")
                 continue
-            ceiling = peak_flops(sj["device"])
-            sj["mfu"] = sj["tokens_per_s"] * fpt / ceiling if ceiling else None
-            results["rows"][key] = sj
-            rows.append((f"pretrain b{batch}", f"storyjax/{sj['attention']}", sj))
-        for name, compiled in peers:
-            hf = bench_hf(shape, batch, steps, compiled, FLAGS.rounds)
-            hf["mfu"] = hf["tokens_per_s"] * fpt / ceiling if ceiling else None
-            results["rows"][f"pretrain_b{batch}_{name}"] = hf
-            ours = results["rows"][f"pretrain_b{batch}_storyjax"]
-            results["ratios"][f"pretrain_b{batch}_vs_{name}"] = ours["tokens_per_s"] / hf["tokens_per_s"]
-            # the spread: the slowest round of ours against the fastest of theirs, and the other way round
-            results["ratio_spreads"][f"pretrain_b{batch}_vs_{name}"] = (
-                min(ours["tokens_per_s_rounds"]) / max(hf["tokens_per_s_rounds"]),
-                max(ours["tokens_per_s_rounds"]) / min(hf["tokens_per_s_rounds"]))
-            rows.append((f"pretrain b{batch}", name, hf))
+            names.append(key)
+        peer_keys = [f"pretrain_b{batch}_{name}" for name, _ in peers]
+        runners += [hf_pretrain(shape, batch, compiled) for _, compiled in peers]
+        rates = dict(zip(names + peer_keys, time_rounds(runners, steps, FLAGS.rounds, interleave)))
+        ceiling = None
+        for key, runner in zip(names + peer_keys, runners):
+            row = runner.row(rates[key])
+            ceiling = ceiling or peak_flops(row["device"])
+            row["mfu"] = row["tokens_per_s"] * fpt / ceiling if ceiling else None
+            results["rows"][key] = row
+            rows.append((f"pretrain b{batch}", f"storyjax/{row['attention']}" if key in names else key.split("_", 2)[2],
+                         row))
+        ours = rates[f"pretrain_b{batch}_storyjax"]
+        for (name, _), key in zip(peers, peer_keys):
+            ratio, spread = ratio_and_spread(ours, rates[key], interleave)
+            results["ratios"][f"pretrain_b{batch}_vs_{name}"] = ratio
+            results["ratio_spreads"][f"pretrain_b{batch}_vs_{name}"] = spread
+    results["rounds_interleaved"] = interleave
     # Memory: storyjax's step as XLA plans it; HF's torch.cuda peak for that row (GPU only).
-    print(f"host CPU: {results['cpu']}; backend: {results['backend']}")
+    print(f"host CPU: {results['cpu']}; backend: {results['backend']}; host memory: {results['host_malloc']} "
+          f"(${host_memory.ENV})")
     print(f"{'row':<16}{'impl':<16}{'tokens/s':>12}{'MFU':>8}{'mem GiB':>10}")
     for row, impl, r in rows:
         mfu = f"{100 * r['mfu']:.1f}%" if r.get("mfu") else "-"
@@ -370,6 +420,7 @@ def main(argv):
                 print(f"rollout b{batch} hf_generate: {hf['stories_per_s']:,.1f} stories/s ({gib(hf['peak_bytes'])})")
     names = [t for t in FLAGS.teacher if t != "none"]
     if "teacher" in FLAGS.rows and names:
+        host_memory.release()  # memory kept for reuse would hide part of the teacher's load peak
         t = bench_teachers(names, {flag: FLAGS[flag].value for flag in FLAG_KEYS},
                            FLAGS.teacher_stories or shape["stories"], bool(peers))
         results["rows"].update(t["rows"])
@@ -387,7 +438,9 @@ def main(argv):
                          if r.get("story_pass_xla_bytes") else ""))
     for k, v in results["ratios"].items():
         lo_hi = results["ratio_spreads"].get(k)
-        spread = f" ({lo_hi[0]:.2f}-{lo_hi[1]:.2f}x over {FLAGS.rounds} rounds of {steps} steps)" if lo_hi else ""
+        paired = "paired " if results.get("rounds_interleaved") else ""
+        spread = (f" ({lo_hi[0]:.2f}-{lo_hi[1]:.2f}x over {FLAGS.rounds} {paired}rounds of {steps} steps)"
+                  if lo_hi else "")
         print(f"ratio {k}: {v:.2f}x{spread}")
     if FLAGS.out:
         with open(FLAGS.out, "w") as f:

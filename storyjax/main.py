@@ -17,7 +17,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from storyjax import config_file, distributed, evaluate, experiment, grade, interactive, preemption, pretrain
-from storyjax import teacher_health, workdir_lock
+from storyjax import host_memory, teacher_health, workdir_lock
 
 config_flags.DEFINE_config_file("config", None, "Config file, e.g. configs/pretrain.py:tiny.", lock_config=True)
 flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs and outputs (resumes if it holds a run).")
@@ -75,6 +75,7 @@ def parse_flags(argv):
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments {argv[1:]}; settings go in --config.KEY=VALUE.")
+    _one_line_errors(host_memory.keep_for_reuse)  # before JAX starts its backends: see storyjax/host_memory.py
     logging.get_absl_handler().python_handler.addFilter(_quiet_libraries)
     tfds.disable_progress_bar()  # per-split bars; our own bar shows the training progress
     config = flags.FLAGS.config

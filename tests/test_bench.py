@@ -25,8 +25,10 @@ def test_bench_tiny_writes_rows_ratios_the_teacher_row_and_profiles(tmp_path):
     assert all(v > 0 for v in result["ratios"].values())
     # the pretraining ratio with its spread over the rounds, and the CPU it was measured on
     lo, hi = result["ratio_spreads"]["pretrain_b16_vs_hf_eager"]
-    assert lo <= result["ratios"]["pretrain_b16_vs_hf_eager"] <= hi and "over 3 rounds of 2 steps" in proc.stdout
+    assert lo <= result["ratios"]["pretrain_b16_vs_hf_eager"] <= hi and "over 5 paired rounds of 2 steps" in proc.stdout and result["rounds_interleaved"]
     assert result["cpu"] and f"host CPU: {result['cpu']}" in proc.stdout
+    # a CPU-only run keeps freed host memory for reuse (storyjax/host_memory.py), and says so
+    assert result["host_malloc"] == "reuse" and "host memory: reuse" in proc.stdout
     rows = result["rows"]
     assert rows["pretrain_b16_storyjax"]["tokens_per_s"] > 0 and rows["rollout_b32_storyjax"]["reinforce_s_per_story"] > 0
     # Memory per configuration, from XLA's plan of each compiled step: at least the float32 parameters (and, in
