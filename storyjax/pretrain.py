@@ -25,14 +25,10 @@ from storyjax import data as data_lib
 from storyjax import ledger as ledger_lib
 from storyjax import model as model_lib
 from storyjax import student as student_lib
+from storyjax.setting_checks import share
 from storyjax.data import packing, source_identity
 from storyjax.data.prepare import prepare
 
-
-
-def share(x, top: float = 1.0) -> bool:
-    """A finite number in [0, top)."""
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) and 0 <= x < top
 
 
 def validate(config: ml_collections.ConfigDict) -> None:

@@ -25,6 +25,7 @@ import optax
 
 from storyjax import model as model_lib
 from storyjax import rollout as rollout_lib
+from storyjax.setting_checks import finite
 
 BASELINES = ("ema", "batch_mean", "leave_one_out")
 KL_MODES = ("reward", "reward_token", "loss")
@@ -196,7 +197,6 @@ def check(rl_cfg: ml_collections.ConfigDict) -> None:
     if rl_cfg.kl_mode == "loss" and rl_cfg.kl_estimator == "k1":
         raise ValueError("rl.kl_mode='loss' with rl.kl_estimator='k1' has zero expected gradient (no KL penalty "
                          "at all): use rl.kl_estimator='k3' with the loss, or rl.kl_mode='reward'.")
-    finite = lambda x: isinstance(x, (int, float)) and math.isfinite(x)
     problems = [f"rl.{name}={rl_cfg.get(name)!r} must be {rule}" for name, ok, rule in (
         ("ema_decay", finite(rl_cfg.ema_decay) and 0 <= rl_cfg.ema_decay < 1, "in [0, 1) (e.g. 0.9)"),
         ("kl_coef", finite(rl_cfg.kl_coef) and rl_cfg.kl_coef >= 0, ">= 0 (paper: 0.2)"),

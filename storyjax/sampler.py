@@ -14,13 +14,13 @@ policy the REINFORCE step differentiates), not under the temperature/top-k/top-p
 from __future__ import annotations
 
 import functools
-import math
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 
 from storyjax import model as model_lib
+from storyjax.setting_checks import finite
 
 
 class Samples(NamedTuple):
@@ -77,9 +77,6 @@ def choose(logits_BxV, rng, temperature, top_k, top_p, filtered: bool = True):
 
 def setting_problems(sp) -> list[str]:
     """What is wrong with a `sampling` section (max_new_tokens, temperature, top_k, top_p), one line each."""
-    def finite(x) -> bool:
-        return isinstance(x, (int, float)) and math.isfinite(x)
-
     checks = [
         (sp.max_new_tokens >= 1, f"sampling.max_new_tokens={sp.max_new_tokens}: the student must write at least "
                                  "1 token (paper: 90)"),

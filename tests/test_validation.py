@@ -3,6 +3,7 @@ value, and validation (what `python -m storyjax.main` runs before it touches the
 within a second, in one line naming the setting. A setting added without a check fails here."""
 
 import json
+import math
 import time
 
 import ml_collections
@@ -83,3 +84,11 @@ def test_every_setting_of_every_job_is_refused_by_validation_naming_it(job, tmp_
         accepted.append(key)
     assert not accepted, f"{job}: these bogus settings were accepted: {accepted}"
     assert walked >= {"pretrain": 40, "interactive": 90, "grade": 20, "evaluate": 30, "experiment": 120}[job], walked
+
+
+def test_a_number_setting_is_a_finite_int_or_float_never_a_bool_string_or_nan():
+    from storyjax.setting_checks import finite, share
+    assert finite(0) and finite(-2.5) and share(0.0) and share(0.99) and share(5, top=math.inf)
+    for bad in (True, False, "0.1", None, float("nan"), float("inf"), [0.1]):
+        assert not finite(bad) and not share(bad), bad
+    assert not share(1.0) and not share(-0.1)

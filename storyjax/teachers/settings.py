@@ -5,11 +5,11 @@ is what a job calls from its `validate`, so a bad value is refused before pretra
 
 from __future__ import annotations
 
-import math
 import os
 
 import ml_collections
 
+from storyjax.setting_checks import finite
 from storyjax.teachers import config as teacher_config
 from storyjax.teachers import lm_weights
 from storyjax.teachers.jax_teacher import GRADINGS
@@ -21,36 +21,32 @@ NAMES = ("rubric", "openai", "replay", "jax")
 COMPUTE_DTYPES = ("", "float32", "bfloat16")
 
 
-def _finite(x) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
-
-
 def _count(least: int):
     return lambda x: isinstance(x, int) and not isinstance(x, bool) and x >= least
 
 
 # (section, setting, acceptable, the fix): every enumerated and numeric setting of a teacher section
 RULES = (
-    ("", "temperature", lambda x: _finite(x) and x >= 0, "use a temperature >= 0 (paper: 0.2)"),
+    ("", "temperature", lambda x: finite(x) and x >= 0, "use a temperature >= 0 (paper: 0.2)"),
     ("", "seed", lambda x: isinstance(x, int) and x >= -1, "use -1 (none sent) or a seed >= 0"),
     ("", "max_failed_batches", _count(0), "use 0 (never stop for this) or a number of batches"),
     ("", "health_window", _count(1), "use 1 batch or more"),
-    ("", "max_unscorable_rate", lambda x: _finite(x) and 0 <= x <= 1, "must be in 0..1 (1: never stop for this)"),
+    ("", "max_unscorable_rate", lambda x: finite(x) and 0 <= x <= 1, "must be in 0..1 (1: never stop for this)"),
     ("openai", "base_url", lambda x: str(x).startswith(("http://", "https://")),
      "give the server's URL, e.g. http://127.0.0.1:8000/v1"),
     ("jax", "grading", lambda x: x in GRADINGS, f"choose one of {GRADINGS}"),
     ("jax", "cpu_kernels", lambda x: x in CPU_KERNELS, f"choose one of {CPU_KERNELS}"),
     ("jax", "compute_dtype", lambda x: x in COMPUTE_DTYPES,
      f"choose one of {COMPUTE_DTYPES} ('' = float32 on CPU, bfloat16 elsewhere)"),
-    ("jax", "min_digit_mass", lambda x: _finite(x) and 0 <= x < 1, "use a share in [0, 1), e.g. 0.1"),
+    ("jax", "min_digit_mass", lambda x: finite(x) and 0 <= x < 1, "use a share in [0, 1), e.g. 0.1"),
     ("jax", "batch_size", _count(1), "use 1 or more stories a pass"),
     ("jax", "devices", _count(0), "use 0 (all) or a device count"),
     ("jax", "model_parallel", _count(1), "use 1 or more devices"),
     ("openai", "constrain", lambda x: x in CONSTRAINTS, f"choose one of {sorted(CONSTRAINTS)}"),
     ("openai", "concurrency", _count(1), "use 1 or more requests"),
-    ("openai", "timeout_s", lambda x: _finite(x) and x > 0, "use a positive number of seconds"),
+    ("openai", "timeout_s", lambda x: finite(x) and x > 0, "use a positive number of seconds"),
     ("openai", "retries", _count(0), "use 0 or more"),
-    ("openai", "backoff_s", lambda x: _finite(x) and x >= 0, "use 0 or more seconds"),
+    ("openai", "backoff_s", lambda x: finite(x) and x >= 0, "use 0 or more seconds"),
     ("openai", "max_tokens", _count(1), "use 1 or more (paper: 6)"),
 )
 
