@@ -1,6 +1,6 @@
 """Interactive-learning configs: `--config=configs/interactive.py[:PRESET]`, PRESET in {default, paper}.
 
-default (the README quickstart; 2 CPU cores, offline, about 6 minutes: 3 pretraining, 3 learning):
+default (the README quickstart; 2 CPU cores, offline, about 4 minutes: under 2 pretraining, 2 learning):
   python -m storyjax.main --config=configs/interactive.py --workdir=runs/quickstart
   With no init_checkpoint it first pretrains a tiny student on the synthetic `tales` corpus (in
   WORKDIR/pretrain, 120 steps), then learns from the offline `rubric` teacher for a 10,000-word budget
