@@ -17,3 +17,8 @@ def finite(x) -> bool:
 def share(x, top: float = 1.0) -> bool:
     """A finite number in [0, top)."""
     return finite(x) and 0 <= x < top
+
+
+def count(x, least: int = 0) -> bool:
+    """An int (not a bool) of at least `least`."""
+    return isinstance(x, int) and not isinstance(x, bool) and x >= least

@@ -92,3 +92,5 @@ def test_a_number_setting_is_a_finite_int_or_float_never_a_bool_string_or_nan():
     for bad in (True, False, "0.1", None, float("nan"), float("inf"), [0.1]):
         assert not finite(bad) and not share(bad), bad
     assert not share(1.0) and not share(-0.1)
+    from storyjax.setting_checks import count
+    assert count(0) and count(3, least=1) and not count(0, least=1) and not count(True) and not count(1.0)

@@ -9,7 +9,7 @@ import os
 
 import ml_collections
 
-from storyjax.setting_checks import finite
+from storyjax.setting_checks import count, finite
 from storyjax.teachers import config as teacher_config
 from storyjax.teachers import lm_weights
 from storyjax.teachers.jax_teacher import GRADINGS
@@ -22,7 +22,7 @@ COMPUTE_DTYPES = ("", "float32", "bfloat16")
 
 
 def _count(least: int):
-    return lambda x: isinstance(x, int) and not isinstance(x, bool) and x >= least
+    return lambda x: count(x, least)
 
 
 # (section, setting, acceptable, the fix): every enumerated and numeric setting of a teacher section
