@@ -198,19 +198,14 @@ def test_non_words_cost_points_step_by_step_not_at_one_threshold(excerpts):
     assert (curve[-1] < 0.5).all() and (curve[0] > 1.5).all(), curve
 
 
-# Cheap strategies as families (storyjax.adversarial), graded as batches the way a run grades them. Measured
-# when written on 300 Austen passages (sum of 9): real 6.40; pronoun templates 1.05, capitalised pseudo-words
-# 0.00, pseudo-word nouns 0.08, unpunctuated tail 0.80, run-on tail 1.02, copied opening 1.94, "The end." 0.00,
-# shuffled sentences 5.94, word salad 0.27, repeated sentence 2.02, one template across the batch 4.00.
-FAMILY_MARGIN = {family: 1.0 for family in A.FAMILIES}
-# A shuffle keeps every sentence whole; only the order evidence (entities linking neighbours, a/the, the
-# opening) can see it, and in mid-novel paragraphs that evidence is thin: the margin is stated, not 1 point.
-FAMILY_MARGIN["shuffled_sentences"] = 0.3
-
-
+# Cheap strategies as families (storyjax.adversarial), graded as batches the way a run grades them, on the
+# 262 passages of Persuasion (the novel the sentence-order model was not trained on). Measured when written
+# (sum of 9): real 7.14; pronoun templates 0.95, capitalised pseudo-words 0.00, pseudo-word nouns 0.06,
+# unpunctuated tail 0.53, run-on tail 1.02, copied opening 2.05, "The end." 0.00, shuffled sentences 6.06,
+# word salad 0.26, repeated sentence 2.20, one template across the batch 4.00.
 @pytest.fixture(scope="module")
 def family_grades(austen_dir):
-    chosen = A.passages([f.read_text() for f in sorted(austen_dir.glob("*.txt"))], N_EXCERPTS)
+    chosen = A.passages([(austen_dir / "persuasion.txt").read_text()], 262)
     teacher = R.RubricTeacher()
     out = {}
     for family in ["real", *A.FAMILIES]:
@@ -224,7 +219,7 @@ def family_grades(austen_dir):
 def test_real_prose_beats_every_cheap_strategy_by_its_margin(family_grades, family):
     real, fooled = family_grades["real"].sum(1), family_grades[family].sum(1)
     assert real.mean() >= 5.5, real.mean()
-    assert real.mean() - fooled.mean() >= FAMILY_MARGIN[family], (family, real.mean(), fooled.mean())
+    assert real.mean() - fooled.mean() >= 1.0, (family, real.mean(), fooled.mean())
     if family == "word_salad":
         assert fooled.mean() <= 1.5
 
