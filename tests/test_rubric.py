@@ -51,9 +51,10 @@ def graded(excerpts):
 def test_coherence_orders_original_above_shuffled_above_salad(graded):
     coh = {k: v[:, 1] for k, v in graded.items()}
     assert coh["original"].mean() > coh["shuffled"].mean() + 0.15 > coh["salad"].mean() + 0.15
-    # Paired: shuffling an excerpt's sentences lowers its grade about twice as often as it raises it
-    # (76 vs 35 of 300 when written); the rest are ties of the 0–3 scale.
-    assert (coh["original"] > coh["shuffled"]).sum() > 1.8 * (coh["original"] < coh["shuffled"]).sum()
+    # Paired: shuffling an excerpt's sentences lowers its grade far more often than it raises it (174 vs 19
+    # of 300 when written, five of the six novels being the order model's training text; 76 vs 35 with the
+    # hand-written order cues before it); the rest are ties of the 0–3 scale.
+    assert (coh["original"] > coh["shuffled"]).sum() > 4 * (coh["original"] < coh["shuffled"]).sum()
     assert (coh["shuffled"] > coh["salad"]).mean() > 0.8
 
 
@@ -200,8 +201,8 @@ def test_non_words_cost_points_step_by_step_not_at_one_threshold(excerpts):
 
 # Cheap strategies as families (storyjax.adversarial), graded as batches the way a run grades them, on the
 # 262 passages of Persuasion (the novel the sentence-order model was not trained on). Measured when written
-# (sum of 9): real 7.14; pronoun templates 0.95, capitalised pseudo-words 0.00, pseudo-word nouns 0.06,
-# unpunctuated tail 0.53, run-on tail 1.02, copied opening 2.05, "The end." 0.00, shuffled sentences 6.06,
+# (sum of 9): real 7.28; pronoun templates 1.00, capitalised pseudo-words 0.00, pseudo-word nouns 0.06,
+# unpunctuated tail 0.53, run-on tail 1.02, copied opening 2.05, "The end." 0.00, shuffled sentences 6.15,
 # word salad 0.26, repeated sentence 2.20, one template across the batch 4.00.
 @pytest.fixture(scope="module")
 def family_grades(austen_dir):

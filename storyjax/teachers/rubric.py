@@ -339,7 +339,7 @@ def grade(story: str, given: str = "") -> tuple[int, int, int]:
         orderly = formed >= 0.8 and sentence_order.order_rank(told) >= 0.7
         hangs_together = continuity(told) >= 0.5 or (continuity(told) >= 0.3 and cohesion_gain(told) > 0.02)
         structured = orderly and hangs_together and distinct >= 3
-        coherence = 1 + (orderly and hangs_together) + structured
+        coherence = 1 + orderly + structured
         coherence -= (dup > 0) + (dup >= 1 / 3) + (templated >= 0.5)
         coherence = max(0, min(coherence, junk_cap))
 
