@@ -54,3 +54,14 @@ def test_the_trainer_refuses_a_folder_without_text(tmp_path):
 
 def test_fewer_than_three_sentences_have_no_order_to_judge():
     assert S.order_rank(["Tom ran home.", "He was tired."]) == 0.5
+
+
+def test_the_fast_scorer_of_reorderings_is_the_weighted_feature_count(persuasion):
+    """`order_rank` scores reorderings from a table of transitions; it must equal the definition."""
+    w, rng = S.weights(), np.random.default_rng(0)
+    for sents in persuasion[0][:50]:
+        profiles = [S.profile(s) for s in sents]
+        total = S._scorer(profiles)
+        for _ in range(5):
+            order = list(rng.permutation(len(sents)))
+            assert total(order) == S.order_score([profiles[i] for i in order], w)

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import functools
 import re
+from typing import NamedTuple
 
 import numpy as np
 
@@ -297,15 +298,26 @@ def _level(x: float, cuts: tuple[float, float, float]) -> int:
 _LONGEST_TAIL = 30
 
 
-def grade(story: str, given: str = "") -> tuple[int, int, int]:
-    """Readability, coherence and creativity of `story`; `given`: an opening told before it (its names are
-    names the story may use once)."""
+class Reading(NamedTuple):
+    """A story's readability (0-3) and what its coherence grade also reads."""
+    readability: int
+    words: list
+    sents: list
+    tail: str
+    violations: float
+    formed: float
+    junk_cap: int
+    function_share: float
+
+
+def reading(story: str, given: str = "") -> Reading | None:
+    """Readability of `story` (None when it is empty or less than a sentence); `given`: an opening told
+    before it (its names are names the story may use once)."""
     words = _WORD.findall(story)
     sents, tail = split_tail(story, sentences(story))
     if len(words) < 4 or not re.search(r"[.!?]", story):
-        return 0, 0, 0  # empty or less than a sentence
+        return None
     tail_words = _WORD.findall(tail)
-    told = [s for s in sents if not _CLOSING.match(s)]  # "The end." closes a story, it tells none of it
     shaped = sents + ([tail] if len(tail_words) > _LONGEST_TAIL else [])
     violations = grammar_violation_rate(sents, tail)
     formed = well_formed_rate(shaped)
@@ -325,6 +337,16 @@ def grade(story: str, given: str = "") -> tuple[int, int, int]:
     readability = min(grammar_pts + (grammar_pts == 2 and formed >= 0.8 and ease >= 50), max(junk_cap, 0))
     if formed < 0.5 or function_share < 0.32:  # not sentences, or words without the grammar between them
         readability = min(readability, 1)
+    return Reading(readability, words, sents, tail, violations, formed, junk_cap, function_share)
+
+
+def grade(story: str) -> tuple[int, int, int]:
+    """Readability, coherence and creativity of `story`."""
+    read = reading(story)
+    if read is None:
+        return 0, 0, 0  # empty or less than a sentence
+    readability, words, sents, tail, violations, formed, junk_cap, function_share = read
+    told = [s for s in sents if not _CLOSING.match(s)]  # "The end." closes a story, it tells none of it
 
     # Coherence: a story needs a few sound sentences, told in an order that makes sense, that hang together;
     # saying a sentence again, or the same sentence shape over and over, tells nothing new.
@@ -373,7 +395,8 @@ def grade_story(prompt: str, story: str) -> tuple[int, int, int]:
     if len(_WORD.findall(continuation)) < 4 or not re.search(r"[.!?]", continuation):
         return 0, 0, 0
     _, coherence, creativity = grade(story)
-    readability = grade(continuation.strip(), given=prompt)[0]
+    own = reading(continuation.strip(), given=prompt)
+    readability = own.readability if own else 0
     if readability == 0:
         return 0, 0, 0  # incomprehensible: no story, nothing creative
     if prompt.strip() and _novel_share(prompt, continuation) < 0.5:

@@ -40,6 +40,7 @@ import json
 import os
 import random
 import re
+from typing import NamedTuple
 
 from storyjax.teachers import rubric_lexicon as lex
 
@@ -92,9 +93,33 @@ def _nouns(words: list[str]) -> set[str]:
     return out
 
 
+class Form(NamedTuple):
+    """What the transition features read of one sentence besides the things it mentions. Hashable, so a
+    transition's features are built once per pair of forms, not once per pair of sentences."""
+    first: str  # a connective, pronoun, determiner... itself; NAME for another capitalised word; else WORD
+    end: str  # the last punctuation mark, with Q when a quotation closes after it ('?Q')
+    starts_quote: bool
+    starts_inside: bool  # its first quotation mark closes a quotation: it begins inside one
+    ends_inside: bool  # its last quotation mark opens one
+    quoted: bool  # it has quotation marks at all
+    subject: str  # the pronoun group of a pronoun among its first three words ("he", "she", "it", "i"...)
+    male: bool
+    female: bool
+    speaker: bool  # first or second person: speech
+    tense: str
+    says: bool
+    length: int  # 0-3: up to 6, 12, 24 words, longer
+    negated: bool
+
+
+_START_FORM = Form("START", "START", False, False, False, False, "", False, False, False, "none", False, 0, False)
+_START = dict(form=_START_FORM, nouns=frozenset(), names=frozenset(), introduced=frozenset(), referred=frozenset())
+
+
 @functools.lru_cache(maxsize=65536)
 def profile(s: str) -> dict:
-    """What the transition features read of one sentence."""
+    """A sentence's form and the things it mentions (noun and name lemmas, names, nouns after a/an and
+    after the)."""
     words = _WORD.findall(s)
     low = [w.lower() for w in words]
     marks = quote_marks(s)
@@ -102,7 +127,7 @@ def profile(s: str) -> dict:
     end = re.search(r"([.!?]+)([\"'”’)]*)\s*$", s)
     tokens = set(low)
     present, past = bool(tokens & _PRESENT), any(w in _PAST or (len(w) > 4 and w.endswith("ed")) for w in low)
-    return dict(
+    form = Form(
         first=first if first in _FIRST_WORDS else "NAME" if words and words[0][0].isupper() else "WORD",
         end=(end.group(1)[-1] + ("Q" if end.group(2) else "")) if end else "none",
         starts_quote=bool(marks) and marks[0] and s.lstrip()[:1] in "\"“",
@@ -110,66 +135,101 @@ def profile(s: str) -> dict:
         subject=next((lex.PRONOUN_GROUP[w] for w in low[:3] if w in lex.PRONOUN_GROUP), ""),
         male=bool(tokens & _MALE), female=bool(tokens & _FEMALE), speaker=bool(tokens & _SPEAKER),
         tense="present" if present and not past else "past" if past and not present else "both" if past else "none",
-        says=bool(tokens & _SAYS), nouns=frozenset(_nouns(words)),
-        length=next(i for i, cut in enumerate((6, 12, 24, 10 ** 9)) if len(words) <= cut),
-        negated=bool(tokens & _NEGATIONS),
+        says=bool(tokens & _SAYS), length=next(i for i, cut in enumerate((6, 12, 24, 10 ** 9)) if len(words) <= cut),
+        negated=bool(tokens & _NEGATIONS))
+    return dict(
+        form=form, nouns=frozenset(_nouns(words)),
         names=frozenset(w for w in words[1:] if w[0].isupper() and w.lower() not in _STOP and w != "I"),
         introduced=frozenset(lex.lemma(b) for a, b in zip(low, low[1:]) if a in ("a", "an")),
         referred=frozenset(lex.lemma(b) for a, b in zip(low, low[1:]) if a == "the"))
 
 
-_START = dict(first="START", end="START", ends_inside=False)
+def _mentions(prev: dict, nxt: dict) -> tuple:
+    """What two neighbours share: nouns (0-3), names (0-2), "the X" then "a X", "a X" then "the X"; and
+    whether the first names anyone or anything."""
+    if prev is _START:
+        return ()
+    return (min(len(prev["nouns"] & nxt["nouns"]), 3), min(len(prev["names"] & nxt["names"]), 2),
+            bool(nxt["introduced"] & prev["referred"]), bool(nxt["referred"] & prev["introduced"]),
+            bool(prev["names"]), bool(prev["nouns"]))
 
 
-def transition_features(prev: dict, nxt: dict, inside: bool) -> list[str]:
+def transition_features(prev: dict, nxt: dict, inside: bool) -> tuple[str, ...]:
     """The features of `nxt` following `prev` (`_START` for a story's first sentence); `inside`: whether a
     quotation is open after `prev` (a sentence without quotation marks leaves the state as it was)."""
-    out = [f"state:{inside}|{nxt['starts_inside']}|{nxt['starts_quote']}",
-           f"state_speaker:{inside}|{nxt['speaker']}|{nxt['quoted']}",
-           f"inside:{prev['ends_inside']}|{nxt['starts_inside']}", f"opens:{prev['ends_inside']}|{nxt['starts_quote']}",
-           f"first:{nxt['first']}", f"end:{prev['end']}|first:{nxt['first']}",
-           f"end:{prev['end']}|opens:{nxt['starts_quote']}"]
-    if prev is _START:
-        return out + [f"start_subject:{nxt['subject']}", f"start_speaker:{nxt['speaker']}|{nxt['starts_quote']}",
-                      f"start_length:{nxt['length']}|{nxt['quoted']}"]
-    if nxt["subject"] in ("he", "she", "they"):
-        someone = {"he": prev["male"], "she": prev["female"], "they": prev["subject"] == "they"}[nxt["subject"]]
-        out.append(f"pronoun:{nxt['subject']}|{someone}|{bool(prev['names'])}")
-    return out + [
-        f"shared_nouns:{min(len(prev['nouns'] & nxt['nouns']), 3)}",
-        f"shared_names:{min(len(prev['names'] & nxt['names']), 2)}",
-        f"the_then_a:{bool(nxt['introduced'] & prev['referred'])}",
-        f"a_then_the:{bool(nxt['referred'] & prev['introduced'])}",
-        f"speaker:{prev['speaker']}|{nxt['speaker']}|{prev['ends_inside']}|{nxt['starts_inside']}",
-        f"subjects:{prev['subject']}|{nxt['subject']}",
-        f"tense:{prev['tense']}|{nxt['tense']}|{nxt['quoted']}",
-        f"says:{prev['says']}|{nxt['says']}|{nxt['starts_quote']}",
-        f"inside_first:{inside}|{nxt['first']}",
-        f"lengths:{prev['length']}|{nxt['length']}",
-        f"it_after:{nxt['subject'] == 'it'}|{bool(prev['nouns'])}",
-        f"negated_first:{prev['negated']}|{nxt['first']}",
-        f"speaker_state:{inside}|{nxt['speaker']}|{nxt['starts_quote']}|{nxt['starts_inside']}",
-        f"quoted:{prev['quoted']}|{nxt['quoted']}|{prev['speaker']}|{nxt['speaker']}"]
+    return _features(prev["form"], nxt["form"], _mentions(prev, nxt), inside)
+
+
+@functools.lru_cache(maxsize=1 << 18)
+def _features(a: Form, b: Form, mentions: tuple, inside: bool) -> tuple[str, ...]:
+    out = [f"state:{inside}|{b.starts_inside}|{b.starts_quote}", f"state_speaker:{inside}|{b.speaker}|{b.quoted}",
+           f"inside:{a.ends_inside}|{b.starts_inside}", f"opens:{a.ends_inside}|{b.starts_quote}",
+           f"first:{b.first}", f"end:{a.end}|first:{b.first}", f"end:{a.end}|opens:{b.starts_quote}"]
+    if a is _START_FORM:
+        return (*out, f"start_subject:{b.subject}", f"start_speaker:{b.speaker}|{b.starts_quote}",
+                f"start_length:{b.length}|{b.quoted}")
+    shared_nouns, shared_names, the_then_a, a_then_the, names_someone, names_something = mentions
+    if b.subject in ("he", "she", "they"):
+        someone = {"he": a.male, "she": a.female, "they": a.subject == "they"}[b.subject]
+        out.append(f"pronoun:{b.subject}|{someone}|{names_someone}")
+    return (*out, f"shared_nouns:{shared_nouns}", f"shared_names:{shared_names}", f"the_then_a:{the_then_a}",
+            f"a_then_the:{a_then_the}", f"speaker:{a.speaker}|{b.speaker}|{a.ends_inside}|{b.starts_inside}",
+            f"subjects:{a.subject}|{b.subject}", f"tense:{a.tense}|{b.tense}|{b.quoted}",
+            f"says:{a.says}|{b.says}|{b.starts_quote}", f"inside_first:{inside}|{b.first}",
+            f"lengths:{a.length}|{b.length}", f"it_after:{b.subject == 'it'}|{names_something}",
+            f"negated_first:{a.negated}|{b.first}",
+            f"speaker_state:{inside}|{b.speaker}|{b.starts_quote}|{b.starts_inside}",
+            f"quoted:{a.quoted}|{b.quoted}|{a.speaker}|{b.speaker}")
 
 
 @functools.lru_cache(maxsize=1)
-def weights() -> dict[str, float]:
+def weights() -> dict[str, int]:
+    """The shipped weights in units of 1e-4 (they are stored to four decimals): integer sums make two
+    orders with the same features tie exactly, whatever order they are added in."""
     with open(WEIGHTS) as f:
-        return json.load(f)["weights"]
+        return {k: round(v * 10_000) for k, v in json.load(f)["weights"].items()}
 
 
 def order_score(profiles: list[dict], w: dict[str, float]) -> float:
-    """Sum of the transitions' log-odds (the first sentence's from the start)."""
-    return sum(w.get(f, 0.0) * n for f, n in feature_counts(profiles).items())
+    """The weighted count of one telling's features (transitions, the first sentence's from the start, and
+    how it closes)."""
+    return sum(w.get(f, 0) * n for f, n in feature_counts(profiles).items())
 
 
 def quote_states(seq: list[dict]) -> list[bool]:
     """Whether a quotation is open after each sentence of `seq`."""
     out, inside = [], False
     for p in seq:
-        inside = p["ends_inside"] if p.get("quoted") else inside
+        inside = p["form"].ends_inside if p["form"].quoted else inside
         out.append(inside)
     return out
+
+
+@functools.lru_cache(maxsize=1 << 18)
+def _weighted(a: Form, b: Form, mentions: tuple, inside: bool) -> int:
+    w = weights()
+    return sum(w.get(f, 0) for f in _features(a, b, mentions, inside))
+
+
+def _scorer(profiles: list[dict]):
+    """`order_score` under the shipped weights of any order of `profiles`, from each transition scored once
+    per quotation state: the 40 reorderings of a story then cost a table lookup per sentence."""
+    w = weights()
+    start = [_weighted(_START_FORM, p["form"], (), False) for p in profiles]
+    mentions = [[_mentions(a, b) for b in profiles] for a in profiles]
+    pair = {inside: [[_weighted(a["form"], b["form"], mentions[i][j], inside) if i != j else 0
+                      for j, b in enumerate(profiles)] for i, a in enumerate(profiles)] for inside in (False, True)}
+    close = {inside: [sum(w.get(f, 0) for f in closing_features(p, inside)) for p in profiles]
+             for inside in (False, True)}
+    leaves_open = [p["form"].ends_inside if p["form"].quoted else None for p in profiles]  # None: as it was
+
+    def total(order: list[int]) -> int:
+        out, inside = start[order[0]], bool(leaves_open[order[0]])
+        for i, j in zip(order, order[1:]):
+            out += pair[inside][i][j]
+            inside = inside if leaves_open[j] is None else leaves_open[j]
+        return out + close[inside][order[-1]]
+    return total
 
 
 def order_rank(sents: list[str], permutations: int = 40) -> float:
@@ -178,13 +238,12 @@ def order_rank(sents: list[str], permutations: int = 40) -> float:
     text."""
     if len(sents) < 3:
         return 0.5
-    w = weights()
-    profiles = [profile(s) for s in sents]
-    told = order_score(profiles, w)
-    rng, order, below = random.Random(" ".join(sents)), list(range(len(sents))), 0.0
+    total = _scorer([profile(s) for s in sents])
+    order = list(range(len(sents)))
+    told, rng, below = total(order), random.Random(" ".join(sents)), 0.0
     for _ in range(permutations):
         rng.shuffle(order)
-        other = order_score([profiles[i] for i in order], w)
+        other = total(order)
         below += (other < told) + 0.5 * (other == told)
     return below / permutations
 
@@ -203,5 +262,6 @@ def feature_counts(profiles: list[dict]) -> dict[str, int]:
 
 def closing_features(last: dict, inside: bool) -> list[str]:
     """How the telling ends: whether a quotation is left open, and the last sentence's form."""
-    return [f"close_inside:{inside}", f"close_end:{last['end']}", f"close_first:{last['first']}",
-            f"close_length:{last['length']}|{last['quoted']}"]
+    form = last["form"]
+    return [f"close_inside:{inside}", f"close_end:{form.end}", f"close_first:{form.first}",
+            f"close_length:{form.length}|{form.quoted}"]
