@@ -14,8 +14,12 @@ import pathlib
 import random
 import re
 
+import jax
+import jax.numpy as jnp
 import numpy as np
+import optax
 
+from storyjax.teachers.rubric import sentences
 from storyjax.teachers.sentence_order import WEIGHTS, feature_counts, profile
 
 
@@ -43,10 +47,6 @@ def fit(pairs: list[dict[str, int]], min_count: int = 5, l2: float = 1e-4, steps
     """Weights under which the told order outscores each shuffle: logistic loss on the score difference
     (a ranking model, as entity-grid coherence models are trained), Adam on the full batch, over the
     features that differ in at least `min_count` pairs."""
-    import jax
-    import jax.numpy as jnp
-    import optax
-
     counts: dict[str, int] = {}
     for d in pairs:
         for f in d:
@@ -77,7 +77,6 @@ def fit(pairs: list[dict[str, int]], min_count: int = 5, l2: float = 1e-4, steps
 
 def paragraphs_of(texts: list[str]) -> list[list[str]]:
     """The sentences of each blank-line-separated paragraph of 2–30 sentences (hard-wrapped lines rejoined)."""
-    from storyjax.teachers.rubric import sentences
     out = []
     for text in texts:
         for block in re.split(r"\n\s*\n", text.replace("\r\n", "\n")):
