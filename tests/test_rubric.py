@@ -270,3 +270,25 @@ def test_the_opening_said_back_and_a_story_of_one_sentence_tell_no_story():
     prompt = "Let me tell you a long, magical tale. Once upon a time, in a faraway land,"
     assert R.grade_story(prompt, prompt + " " + prompt)[1:] == (0, 0)
     assert R.grade_story(prompt, prompt + " there lived a girl called Ada. The end.")[1] == 0
+
+
+def _requote(text, opening, closing):
+    """The passage's straight double quotation marks as another style's (an opening mark follows a space)."""
+    return "".join((opening if text[i - 1:i] in ("", " ", "(", "—", "-") and text[i + 1:i + 2] != " " else closing)
+                   if c == '"' else c for i, c in enumerate(text))
+
+
+@pytest.mark.parametrize("opening,closing", [("“", "”"), ("‘", "’"), ("'", "'")])
+def test_dialogue_in_another_quotation_style_reads_as_dialogue(austen_dir, opening, closing):
+    """British editions quote with single marks. Measured when written on Persuasion's 262 passages (sum of
+    9, real and shuffled): straight double 7.28 / 6.15; curly double 7.27 / 6.06; curly single 7.26 / 6.09;
+    straight single 7.09 / 5.95 (6.97 / 5.90 before single marks were read as quotations)."""
+    chosen = [_requote(p, opening, closing) for p in A.passages([(austen_dir / "persuasion.txt").read_text()], 262)]
+    teacher = R.RubricTeacher()
+    sums = {}
+    for family in ("real", "shuffled_sentences"):
+        prompts, stories = A.stories(family, chosen)
+        sums[family] = np.concatenate([teacher.grade_batch(prompts[i:i + 32], stories[i:i + 32]).scores_Bx3
+                                       for i in range(0, len(stories), 32)]).sum(1).mean()
+    assert sums["real"] >= 7.0, sums
+    assert sums["real"] - sums["shuffled_sentences"] >= 1.0, sums

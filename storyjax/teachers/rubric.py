@@ -370,7 +370,8 @@ def grade(story: str) -> tuple[int, int, int]:
     rep = repeated_trigram_rate(words)
     lengths = [len(_WORD.findall(s)) for s in sents]
     variety = float(np.std(lengths) / max(np.mean(lengths), 1)) if len(lengths) > 1 else 0.0
-    dialogue = bool(re.search(r"[\"“].+?[\"”]", story))
+    dialogue = bool(re.search(r"[\"“].+?[\"”]", story)) or (
+        sentence_order.quote_style(story) == "single" and bool(re.search(r"['‘][A-Za-z].+?[,.!?]['’]", story)))
     creativity = _level(ttr, (0.55, 0.7, 0.8)) if rep < 0.15 else 0
     creativity = min(3, creativity + (dialogue and variety > 0.3 and creativity >= 1))
     if dup > 0 or templated >= 0.5 or distinct < 2:

@@ -68,15 +68,39 @@ _NEGATIONS = frozenset("not no never nothing nobody none cannot nor".split())
 _STOP = lex.CLOSED | frozenset("said say says upon".split())
 
 
-def quote_marks(s: str) -> list[bool]:
+def quote_style(text: str) -> str:
+    """"double" when a story quotes with double marks (or has no quotations), "single" when it quotes with
+    single ones only (‘Yes,’ she said / 'Yes,' she said), as many British editions do."""
+    if re.search(r"[\"“”]", text):
+        return "double"
+    return "single" if re.search(r"‘|(?:^|[\s(—-])'[A-Za-z]", text) else "double"
+
+
+def quote_marks(s: str, style: str = "double") -> list[bool]:
     """Whether each quotation mark of a sentence opens (True) or closes a quotation, read from curly marks or,
-    for straight ones, from their neighbours (space before and a letter after: opening)."""
-    out = []
-    for m in re.finditer(r"[\"“”]", s):
+    for straight ones, from their neighbours (space before and a letter after: opening). With single marks,
+    one between two letters is an apostrophe ("don't"), and so is one after a letter with no mark open
+    ("the boys' hats")."""
+    if style == "double":
+        out = []
+        for m in re.finditer(r"[\"“”]", s):
+            i = m.start()
+            before = s[i - 1] if i > 0 else " "
+            after = s[i + 1] if i + 1 < len(s) else " "
+            out.append(m.group() == "“" or (m.group() == '"' and before in " (—-" and after != " "))
+        return out
+    out, open_ = [], False
+    for m in re.finditer(r"['‘’]", s):
         i = m.start()
         before = s[i - 1] if i > 0 else " "
         after = s[i + 1] if i + 1 < len(s) else " "
-        out.append(m.group() == "“" or (m.group() == '"' and before in " (—-" and after != " "))
+        if before.isalpha() and after.isalpha():
+            continue  # an apostrophe inside a word
+        opening = m.group() == "‘" or (m.group() == "'" and before in " (—-" and after.isalpha())
+        if not opening and not open_ and out and before.isalpha():
+            continue  # a plural possessive, not the end of a quotation
+        out.append(opening)
+        open_ = opening
     return out
 
 
@@ -117,12 +141,12 @@ _START = dict(form=_START_FORM, nouns=frozenset(), names=frozenset(), introduced
 
 
 @functools.lru_cache(maxsize=65536)
-def profile(s: str) -> dict:
+def profile(s: str, style: str = "double") -> dict:
     """A sentence's form and the things it mentions (noun and name lemmas, names, nouns after a/an and
     after the)."""
     words = _WORD.findall(s)
     low = [w.lower() for w in words]
-    marks = quote_marks(s)
+    marks = quote_marks(s, style)
     first = low[0] if low else ""
     end = re.search(r"([.!?]+)([\"'”’)]*)\s*$", s)
     tokens = set(low)
@@ -130,7 +154,7 @@ def profile(s: str) -> dict:
     form = Form(
         first=first if first in _FIRST_WORDS else "NAME" if words and words[0][0].isupper() else "WORD",
         end=(end.group(1)[-1] + ("Q" if end.group(2) else "")) if end else "none",
-        starts_quote=bool(marks) and marks[0] and s.lstrip()[:1] in "\"“",
+        starts_quote=bool(marks) and marks[0] and s.lstrip()[:1] in ("\"“" if style == "double" else "'‘"),
         starts_inside=bool(marks) and not marks[0], ends_inside=bool(marks) and marks[-1], quoted=bool(marks),
         subject=next((lex.PRONOUN_GROUP[w] for w in low[:3] if w in lex.PRONOUN_GROUP), ""),
         male=bool(tokens & _MALE), female=bool(tokens & _FEMALE), speaker=bool(tokens & _SPEAKER),
@@ -238,7 +262,8 @@ def order_rank(sents: list[str], permutations: int = 40) -> float:
     text."""
     if len(sents) < 3:
         return 0.5
-    total = _scorer([profile(s) for s in sents])
+    style = quote_style(" ".join(sents))
+    total = _scorer([profile(s, style) for s in sents])
     order = list(range(len(sents)))
     told, rng, below = total(order), random.Random(" ".join(sents)), 0.0
     for _ in range(permutations):
