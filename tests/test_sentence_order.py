@@ -65,3 +65,15 @@ def test_the_fast_scorer_of_reorderings_is_the_weighted_feature_count(persuasion
         for _ in range(5):
             order = list(rng.permutation(len(sents)))
             assert total(order) == S.order_score([profiles[i] for i in order], w)
+
+
+def test_missing_weights_are_reported_with_the_fix(tmp_path, monkeypatch):
+    (tmp_path / "weights.json").write_text("{not json")
+    monkeypatch.setattr(S, "WEIGHTS", str(tmp_path / "weights.json"))
+    S.weights.cache_clear()
+    try:
+        with pytest.raises(RuntimeError, match="sentence-order weights .* reinstall storyjax, or retrain them"):
+            S.weights()
+    finally:
+        monkeypatch.undo()
+        S.weights.cache_clear()

@@ -210,8 +210,13 @@ def _features(a: Form, b: Form, mentions: tuple, inside: bool) -> tuple[str, ...
 def weights() -> dict[str, int]:
     """The shipped weights in units of 1e-4 (they are stored to four decimals): integer sums make two
     orders with the same features tie exactly, whatever order they are added in."""
-    with open(WEIGHTS) as f:
-        return {k: round(v * 10_000) for k, v in json.load(f)["weights"].items()}
+    try:
+        with open(WEIGHTS) as f:
+            return {k: round(v * 10_000) for k, v in json.load(f)["weights"].items()}
+    except (OSError, ValueError, KeyError, AttributeError) as e:
+        raise RuntimeError(f"the rubric's sentence-order weights at {WEIGHTS} are missing or unreadable ({e}); "
+                           "reinstall storyjax, or retrain them with `python -m storyjax.teachers."
+                           "sentence_order_training --text_dir=DIR`") from e
 
 
 def order_score(profiles: list[dict], w: dict[str, float]) -> float:
