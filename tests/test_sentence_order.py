@@ -47,8 +47,11 @@ def test_the_shipped_weights_are_what_the_trainer_makes_of_the_novels_they_name(
     assert diff <= 0.01, diff
 
 
-def test_the_trainer_refuses_a_folder_without_text(tmp_path):
+def test_the_trainer_refuses_a_folder_without_prose(tmp_path):
     with pytest.raises(SystemExit, match="no \\*.txt files"):
+        T.main([f"--text_dir={tmp_path}"])
+    (tmp_path / "list.txt").write_text("Bread.\n\nMilk and eggs.\n")
+    with pytest.raises(SystemExit, match="no paragraph of three or more sentences"):
         T.main([f"--text_dir={tmp_path}"])
 
 

@@ -98,6 +98,9 @@ def main(argv=None) -> None:
         raise SystemExit(f"--text_dir={args.text_dir}: no *.txt files to train on (after --exclude={args.exclude}).")
     paragraphs = paragraphs_of([p.read_text(errors="replace") for p in files])
     pairs = training_pairs(paragraphs)
+    if not pairs:
+        raise SystemExit(f"--text_dir={args.text_dir}: no paragraph of three or more sentences to learn order from "
+                         "(paragraphs are separated by blank lines); give it prose.")
     w = fit(pairs)
     with open(args.out, "w") as f:
         json.dump({"trained_on": [p.name for p in files], "paragraphs": len(paragraphs), "pairs": len(pairs),
