@@ -31,6 +31,7 @@ from storyjax import teacher_health
 from storyjax import tokenizer as tokenizer_lib
 from storyjax.interactive_logs import PhaseClock, RunLogs
 from storyjax.prompts import heldout_openings
+from storyjax.setting_checks import finite
 from storyjax.teachers import PAIRWISE, check_settings, make_teacher
 from storyjax.teachers.base import CRITERIA, Grades
 
@@ -60,7 +61,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
                                             "or a word count"),
         (config.heldout.num_openings >= 0 and config.heldout.stories_per_opening >= 1,
          "heldout.num_openings must be >= 0 and heldout.stories_per_opening >= 1"),
-        (math.isfinite(config.rl.lr) and config.rl.lr > 0, f"rl.lr={config.rl.lr}: use a positive learning rate"),
+        (finite(config.rl.lr) and config.rl.lr > 0, f"rl.lr={config.rl.lr}: use a positive learning rate"),
         (config.judge.mode in ("absolute", "pairwise"),
          f"judge.mode={config.judge.mode!r}: choose 'absolute' (grades on 0-3) or 'pairwise' (which of "
          "the held-out stories before and after learning is the better)"),

@@ -10,6 +10,7 @@ import ml_collections
 import pytest
 
 from storyjax import checkpoint, config_file, main
+from storyjax.setting_checks import count, finite, share
 
 CONFIGS = {"pretrain": "configs/pretrain.py:tiny", "interactive": "configs/interactive.py",
            "grade": "configs/grade.py", "evaluate": "configs/evaluate.py", "experiment": "configs/experiment.py:cpu"}
@@ -87,10 +88,8 @@ def test_every_setting_of_every_job_is_refused_by_validation_naming_it(job, tmp_
 
 
 def test_a_number_setting_is_a_finite_int_or_float_never_a_bool_string_or_nan():
-    from storyjax.setting_checks import finite, share
     assert finite(0) and finite(-2.5) and share(0.0) and share(0.99) and share(5, top=math.inf)
     for bad in (True, False, "0.1", None, float("nan"), float("inf"), [0.1]):
         assert not finite(bad) and not share(bad), bad
     assert not share(1.0) and not share(-0.1)
-    from storyjax.setting_checks import count
     assert count(0) and count(3, least=1) and not count(0, least=1) and not count(True) and not count(1.0)

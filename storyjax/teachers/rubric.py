@@ -56,9 +56,7 @@ PREP = set("of in on at to for with by from into onto upon about over under betw
 SUBJ = set("i he she they we".split())
 AUX = set("was were is are am be been had has have would could should will shall must might may did does".split())
 CONJ = set("and but or nor so yet".split())
-# Past-tense verbs: regular ones are recognised by "-ed"; these are the common irregular ones.
-PAST = set("was were had said went came saw took made found felt thought told gave ran sat stood knew got left "
-           "heard began became brought kept held met paid sent spoke wrote fell grew flew drew ate".split())
+PAST = lex.PAST_IRREGULAR  # regular past forms are recognised by "-ed"
 # Word-class bigrams English grammar (almost) never allows. NOMINAL: a word that can only be a noun or an
 # adjective (or no known word at all), which cannot follow a subject pronoun ("He red cake", "They Pera").
 _BAD_PAIRS = {("DET", "DET"), ("DET", "PREP"), ("DET", "AUX"), ("DET", "SUBJ"), ("DET", "CONJ"),

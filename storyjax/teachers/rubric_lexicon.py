@@ -28,6 +28,10 @@ CLOSED = DET | POSS | PREP | SUBJ | OBJ | AUX | CONJ | SUBORD | WH | ADV_CLOSED 
     "yourself ourselves oh yes well".split())
 FINITE_AUX = frozenset("was were is are am had has have would could should will shall must might may did does do "
                        "can cannot".split())
+# Common irregular past-tense verbs (regular ones are recognised by "-ed").
+PAST_IRREGULAR = frozenset("was were had said went came saw took made found felt thought told gave ran sat stood knew "
+                           "got left heard began became brought kept held met paid sent spoke wrote fell grew flew "
+                           "drew ate".split())
 # Titles before a name: a capitalised word after one is a name even when it is said only once.
 TITLES = frozenset("mr mrs miss ms dr sir lady lord captain colonel admiral uncle aunt king queen prince princess "
                    "saint st".split())

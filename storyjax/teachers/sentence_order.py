@@ -60,9 +60,6 @@ _FEMALE = frozenset("she her hers herself mrs miss lady queen princess woman gir
                     "madam".split())
 _SPEAKER = frozenset("i me my you your we us our".split())
 _PRESENT = frozenset("is are am has have do does will can shall must".split())
-_PAST = frozenset("was were had said went came saw took made found felt thought told gave ran sat stood knew got "
-                  "left heard began became brought kept held met paid sent spoke wrote fell grew flew drew "
-                  "ate".split())
 _SAYS = frozenset("said replied cried asked answered says continued added exclaimed whispered".split())
 _NEGATIONS = frozenset("not no never nothing nobody none cannot nor".split())
 _STOP = lex.CLOSED | frozenset("said say says upon".split())
@@ -150,7 +147,8 @@ def profile(s: str, style: str = "double") -> dict:
     first = low[0] if low else ""
     end = re.search(r"([.!?]+)([\"'”’)]*)\s*$", s)
     tokens = set(low)
-    present, past = bool(tokens & _PRESENT), any(w in _PAST or (len(w) > 4 and w.endswith("ed")) for w in low)
+    present = bool(tokens & _PRESENT)
+    past = any(w in lex.PAST_IRREGULAR or (len(w) > 4 and w.endswith("ed")) for w in low)
     form = Form(
         first=first if first in _FIRST_WORDS else "NAME" if words and words[0][0].isupper() else "WORD",
         end=(end.group(1)[-1] + ("Q" if end.group(2) else "")) if end else "none",
@@ -219,7 +217,7 @@ def weights() -> dict[str, int]:
                            "sentence_order_training --text_dir=DIR`") from e
 
 
-def order_score(profiles: list[dict], w: dict[str, float]) -> float:
+def order_score(profiles: list[dict], w: dict[str, int]) -> int:
     """The weighted count of one telling's features (transitions, the first sentence's from the start, and
     how it closes)."""
     return sum(w.get(f, 0) * n for f, n in feature_counts(profiles).items())

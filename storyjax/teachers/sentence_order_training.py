@@ -12,13 +12,13 @@ import argparse
 import json
 import pathlib
 import random
-import re
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
+from storyjax.data import common
 from storyjax.teachers.rubric import sentences
 from storyjax.teachers.sentence_order import WEIGHTS, feature_counts, profile
 
@@ -77,13 +77,8 @@ def fit(pairs: list[dict[str, int]], min_count: int = 5, l2: float = 1e-4, steps
 
 def paragraphs_of(texts: list[str]) -> list[list[str]]:
     """The sentences of each blank-line-separated paragraph of 2–30 sentences (hard-wrapped lines rejoined)."""
-    out = []
-    for text in texts:
-        for block in re.split(r"\n\s*\n", text.replace("\r\n", "\n")):
-            sents = sentences(" ".join(block.split()))
-            if 2 <= len(sents) <= 30:
-                out.append(sents)
-    return out
+    paras = (sentences(p) for text in texts for p in common.paragraphs(text, unwrap_lines=True))
+    return [sents for sents in paras if 2 <= len(sents) <= 30]
 
 
 def main(argv=None) -> None:

@@ -28,7 +28,7 @@ def _count(least: int):
 # (section, setting, acceptable, the fix): every enumerated and numeric setting of a teacher section
 RULES = (
     ("", "temperature", lambda x: finite(x) and x >= 0, "use a temperature >= 0 (paper: 0.2)"),
-    ("", "seed", lambda x: isinstance(x, int) and x >= -1, "use -1 (none sent) or a seed >= 0"),
+    ("", "seed", _count(-1), "use -1 (none sent) or a seed >= 0"),
     ("", "max_failed_batches", _count(0), "use 0 (never stop for this) or a number of batches"),
     ("", "health_window", _count(1), "use 1 batch or more"),
     ("", "max_unscorable_rate", lambda x: finite(x) and 0 <= x <= 1, "must be in 0..1 (1: never stop for this)"),
