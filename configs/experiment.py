@@ -4,13 +4,16 @@
 A pretraining run with word milestones (or an existing one: --config.init_checkpoint=RUN); interactive
 learning from each of `experiment.milestones` for each of `experiment.seeds`, same word budget, and the
 controls (`experiment.controls` from `experiment.control_milestone`: learning from the teacher's grades
-permuted within each batch, `random_reward`, and from story length alone, `length_only`); every student,
+permuted within each batch, each story keeping its own length bonus, `grades_permuted`; from each story's
+whole reward permuted within its batch, pure noise, `reward_permuted`; from the real reward's length term
+alone, `length_only`); every student,
 before and after, evaluated the same way from the same held-out openings with the same sampling keys
 (held-out stories graded by the judge; validation perplexity; BLiMP with --config.evaluate.blimp_dir;
 distinct-2, repeated sentences, shared skeletons). With judge.mode=pairwise the judge also says, story by
 story, whether the one after learning is the better. Writes DIR/table.md and table.csv (one row per run kind
-and milestone: the paired after − before difference, the win rate, the gain over the random-reward control,
-each with a seed-aware 95% interval; "RL ≈ N pretraining words" with a bootstrap interval, as words reached
+and milestone: the paired after − before difference, the rate of consistent pairwise wins with the judge's
+consistency and first-slot rate, the gain over the grades-permuted control, each with a 95% interval from a
+two-way bootstrap over openings and seeds; "RL ≈ N pretraining words" with a bootstrap interval, as words reached
 and as extra words over the milestone; the reward-hacking monitor's flag), runs.csv (per seed),
 DIR/heldout_vs_words.png and DIR/headline.json, and the gates' verdicts (summary.json "gates"). A killed
 experiment continues where it stopped. `--config.ledger_only=True` checks every piece and prints the plan
@@ -35,8 +38,10 @@ cpu (2 CPU cores, at most 90 minutes, resumable): an experiment that could show 
     1. the judge's pretraining curve rises by more than its interval: chck_1M − chck_100K, paired story by
        story, has a 95% interval above 0, and chck_1M's stories win against chck_100K's more than half the time
        with the interval above 1/2;
-    2. for an RL row, the paired after − before interval (t over the 3 seeds' means) lies above 0;
-    3. that row's gain over the random-reward control (seed by seed) lies above 0;
+    2. for the primary row (RL from chck_100K, where the controls start), the paired after − before interval
+       lies above 0;
+    3. that same row's gain over the grades-permuted control lies above 0 (both two-way intervals over the
+       52 openings and the 3 seeds);
     4. the reward-hacking monitor flags no row.
   If gate 1 fails the judge cannot see storytelling at this scale and the other gates say nothing; if 1
   passes and 2 or 3 fails, interactive learning did not help these students by this much (a negative result).
@@ -107,8 +112,9 @@ def get_config(preset: str = "tiny") -> ml_collections.ConfigDict:
         milestones=("chck_20M", "chck_50M", "chck_90M", "chck_200M", "chck_500M", "chck_900M") if paper
         else ("chck_100K", "chck_1M") if cpu else ("chck_50K", "chck_200K"),
         seeds=(42, 43, 44) if paper else (0, 1, 2) if cpu else (0, 1),
-        # control runs (random_reward, length_only), same budget, from one milestone; () for none
-        controls=("random_reward", "length_only") if paper or cpu else (),
+        # control runs (grades_permuted, reward_permuted, length_only: storyjax.reward), same budget, from one
+        # milestone; () for none
+        controls=("grades_permuted", "reward_permuted", "length_only") if paper or cpu else (),
         control_milestone="chck_90M" if paper else "chck_100K" if cpu else "chck_50K",
         # bootstrap replicates of the headline's interval (openings and seeds resampled)
         bootstrap=2000,

@@ -72,8 +72,10 @@ def get_config(preset: str = "default") -> ml_collections.ConfigDict:
     c.batch_size = 360 if paper else 32
     c.sampling = ml_collections.ConfigDict(dict(max_new_tokens=90 if paper else 64, temperature=1.0, top_k=0,
                                                 top_p=1.0))
-    # control: "" (learn from the teacher) | random_reward (the teacher's grades permuted within each batch) |
-    # length_only (min(words, length_norm)/length_norm): the experiment's control runs, same budget.
+    # control: "" (learn from the teacher) | grades_permuted (the teacher's grades permuted within each batch,
+    # each story keeping its own length bonus) | reward_permuted (each story's whole reward permuted within its
+    # batch: pure noise) | length_only (the reward's length term alone, at its strength in the real reward):
+    # the experiment's control runs, same budget (storyjax/reward.py).
     c.reward = ml_collections.ConfigDict(dict(weights=(1.0, 1.0, 1.0), length_bonus=0.4, length_norm=90.0,
                                               control=""))
     # rl.kl_mode: reward (the story's log-ratio subtracted from its reward) | reward_token (per token, as
@@ -91,13 +93,13 @@ def get_config(preset: str = "default") -> ml_collections.ConfigDict:
     c.teacher = teacher_config.defaults("openai" if paper else "rubric")
     # The judge of held-out stories (storyjax/judge.py), reported beside the training teacher: the teacher's
     # shape; name "auto" = the in-process jax teacher when judge.jax.weights is given, else the rubric. A judge
-    # that is the teacher's own model is refused unless allow_same=True. The quickstart has no second grader
-    # offline (judge = the rubric = its teacher), so it says so: its held-out gain is no evidence.
+    # the user chose (a kind, or weights) that is the teacher's own model is refused unless allow_same=True.
+    # The quickstart leaves its judge at auto and has no second grader offline (judge = the rubric = its
+    # teacher): it runs, and says so: its held-out gain is no evidence.
     # mode="pairwise" also asks the judge, for each held-out opening, which story is the better: the one
     # written after learning or the one before (both orders, read off its logits; the rubric compares sums),
     # and reports the after-story's win rate with a 95% interval clustered by opening.
     c.judge = teacher_config.judge_defaults()
-    c.judge.allow_same = not paper
     c.budget_words = 1_000_000 if paper else 10_000  # default: 98 steps of 32 stories
     c.charge_prompt = "once"
     c.generated_words_cap = 100_000_000

@@ -25,6 +25,7 @@ from absl import app, flags
 
 from storyjax import host_memory, model as model_lib
 from storyjax import profiling, reinforce, sampler
+from storyjax import reward as reward_lib
 from storyjax import rollout as rollout_lib
 from storyjax.bench_pretrain import (cpu_name, hf_config, hf_pretrain, ratio_and_spread, storyjax_pretrain,
                                      student_config, time_rounds)
@@ -128,9 +129,10 @@ def bench_rollout_storyjax(shape: dict, repeats: int, profile_dir: str = "") -> 
                                             kl_coef=0.2, kl_target=6.0, kl_horizon=10_000.0, kl_estimator="k1",
                                             kl_mode="reward", entropy_coef=0.0))
     opt = reinforce.make_optimizer(rl_cfg)
-    step = reinforce.make_step(cfg, rl_cfg, reinforce.RewardConfig(), opt)
+    step = reinforce.make_step(cfg, rl_cfg, opt)
     scores = np.asarray(jax.random.randint(jax.random.key(2), (B, 3), 0, 4), np.float32)
-    batch = rollout_lib.make(prompt, valid, out, scores, np.asarray(out.mask_BxN.sum(1), np.float32))
+    rewards = reward_lib.story_rewards(reward_lib.RewardConfig(), scores, np.asarray(out.mask_BxN.sum(1)))
+    batch = rollout_lib.make(prompt, valid, out, rewards.reward_B)
     box = [reinforce.init_state(params, opt, rl_cfg)]
 
     def update():

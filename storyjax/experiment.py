@@ -26,7 +26,7 @@ import numpy as np
 from absl import logging
 
 from storyjax import checkpoint as ckpt_lib
-from storyjax import evaluate, interactive, judge as judge_lib, preemption, pretrain, reinforce, run_outputs, stats
+from storyjax import evaluate, interactive, judge as judge_lib, preemption, pretrain, reward, run_outputs, stats
 from storyjax import experiment_analysis as analysis
 from storyjax import experiment_report as report
 from storyjax import ledger as ledger_lib
@@ -65,10 +65,12 @@ def validate(config: ml_collections.ConfigDict) -> None:
                              "pretrain.ledger.milestones, or pretrain on more words.")
         pretrain.validate(config.pretrain)
     controls = tuple(ex.get("controls", ()))
-    bad = [c for c in controls if c not in reinforce.CONTROLS[1:]]
-    if bad or len(set(controls)) != len(controls):
-        raise ValueError(f"experiment.controls={controls}: name each control run once, from "
-                         f"{reinforce.CONTROLS[1:]} (or () for none).")
+    for control in controls:
+        if not reward.check_control(control, "experiment.controls"):
+            raise ValueError("experiment.controls: '' is the RL run itself, not a control; name control runs from "
+                             f"{reward.CONTROLS[1:]} (or () for none).")
+    if len(set(controls)) != len(controls):
+        raise ValueError(f"experiment.controls={controls}: name each control run once.")
     if controls and ex.control_milestone not in ex.milestones:
         raise ValueError(f"experiment.control_milestone={ex.control_milestone!r}: the controls run from one of "
                          f"experiment.milestones {tuple(ex.milestones)}.")
@@ -175,18 +177,29 @@ class PairwiseJudge:
                                       [r["story"] for r in reference.records])
         except GradingCancelled:
             raise preemption.Preempted("SIGTERM while stories were being judged in pairs; rerun to resume.") from None
-        result = {**stats.win_rate(prefs.p_a_B, openings),
-                  "position": stats.position_bias(prefs.p_a_first_B, prefs.p_a_second_B)}
+        # Consistent hard wins (a pair whose two orders disagree counts 1/2): a judge that always picks one
+        # slot then sits at 0.5 with its inconsistency in plain view, not at 0.5 from averaged probabilities.
+        verdicts = stats.hard_wins(prefs.p_a_first_B, prefs.p_a_second_B)
+        result = {**stats.win_rate(verdicts, openings), "soft_win_rate": stats.win_rate(prefs.p_a_B, openings)["win_rate"],
+                  "position": stats.position_bias(prefs.p_a_first_B, prefs.p_a_second_B),
+                  "verdicts": [_json_float(v) for v in verdicts]}
+        number = lambda x: _json_float(float(x))
         run_outputs.write_text(os.path.join(out, "pairwise.jsonl"), "".join(
-            json.dumps({"opening": o, "a": r["story"], "b": b["story"],
-                        "p_a": float(p) if p == p else None}) + "\n"
-            for o, r, b, p in zip(openings, student.records, reference.records, prefs.p_a_B)))
+            json.dumps({"opening": o, "a": r["story"], "b": b["story"], "p_a": number(p), "p_a_first": number(f),
+                        "p_a_second": number(g), "verdict": _json_float(v)}) + "\n"
+            for o, r, b, p, f, g, v in zip(openings, student.records, reference.records, prefs.p_a_B,
+                                           prefs.p_a_first_B, prefs.p_a_second_B, verdicts)))
         run_outputs.write_json(path, result)
         return result
 
     def close(self):
         if self.judge is not None:
             self.judge.close()
+
+
+def _json_float(x):
+    """A float for JSON, None for NaN (unscorable)."""
+    return float(x) if x == x else None
 
 
 class TeacherView:
@@ -258,7 +271,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     curve = [(ckpt_lib.milestone_words(m), s.row["heldout"]) for m, s in before.items() if s.row["heldout"] is not None]
     table, per_run = analysis.rows(curve, before, runs, config)
     curve_check = analysis.curve_check(before)
-    verdict = analysis.gates(curve_check, table)
+    verdict = analysis.gates(curve_check, table, config.experiment.control_milestone)
     run_outputs.write_csv(os.path.join(workdir, "runs.csv"), [{**r, "flags": "; ".join(r["flags"])} for r in per_run])
     report.write(workdir, config, table, curve, before, curve_check, verdict, judge_lib.describe(config))
     summary = {"job": "experiment", "pretrain": pretrain_dir, "judge": judge_lib.describe(config),

@@ -2,9 +2,9 @@
 the table, the headline and its interval, the reward-hacking monitor and the pre-registered gates.
 
 Every student is evaluated from the same held-out openings with the same sampling keys, so story i of one
-student and story i of another are a pair: differences are taken per story and their intervals clustered by
-opening (stats.clustered_mean); a figure over seeds gets a t-interval over the seeds' own figures
-(stats.across_seeds), which holds the between-seed spread.
+student and story i of another are a pair: differences are taken per story. One run's intervals are clustered
+by opening (stats.clustered_mean); a row's, over its seeds, come from a two-way bootstrap over openings and
+seeds (stats.two_way_bootstrap), since every seed shares the openings, keys and before-stories.
 """
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ from storyjax import stats
 from storyjax.checkpoint import milestone_words
 from storyjax.teachers import rubric
 
-RUN_KINDS = ("rl", "random_reward", "length_only")
+RUN_KINDS = ("rl", "grades_permuted", "reward_permuted", "length_only")
+CONTROL = "grades_permuted"  # the pre-registered comparison: RL's gain over learning from permuted grades
 
 
 @dataclasses.dataclass
@@ -198,21 +199,26 @@ def rows(curve: list[tuple[int, float]], pretrain: dict[str, Student], runs: lis
             group = [r for r in runs if r.kind == kind and r.milestone == m]
             figs = [per_run[id(r)] for r in group]
             table.append(_row(kind, m, group, figs, pretrain[m], curve_M, curve_sums_MxN, config))
-    for row in table:  # the gain column: each run kind against the random-reward control, seed by seed
-        control = next((c for c in table if c["run"] == "random_reward" and c["milestone"] == row["milestone"]), None)
-        row["gain_vs_random"], row["gain_vs_random_ci95"] = _against(row, control, per_run, runs)
+    for row in table:  # the gain column: each run kind against the grades-permuted control, openings x seeds
+        row.update(_against(row, runs, pretrain[row["milestone"]], ex.bootstrap))
     return table, [per_run[id(r)] for r in runs]
 
 
-def _against(row: dict, control: Optional[dict], per_run: dict, runs: list[Run]):
-    if control is None or row["run"] == "random_reward":
-        return None, None
-    mine = {r.seed: per_run[id(r)]["paired_delta"] for r in runs if r.kind == row["run"] and r.milestone == row["milestone"]}
-    theirs = {r.seed: per_run[id(r)]["paired_delta"] for r in runs
-              if r.kind == "random_reward" and r.milestone == row["milestone"]}
-    both = sorted(set(mine) & set(theirs))
-    d = stats.across_seeds([mine[s] - theirs[s] for s in both])
-    return _num(d["mean"]), _num(d["ci95"])
+def _deltas_SxN(group: list[Run], start: Student) -> np.ndarray:
+    """Per seed, per held-out story: the judge's sum after learning minus before (same opening and key)."""
+    return np.stack([r.student.sums_N - start.sums_N for r in group])
+
+
+def _against(row: dict, runs: list[Run], start: Student, reps: int) -> dict:
+    """The row's paired Δ minus the grades-permuted control's from the same milestone, with its two-way
+    bootstrap interval; None where there is no such control (or the row is the control)."""
+    none = {"gain_vs_grades_permuted": None, "gain_ci95_low": None, "gain_ci95_high": None}
+    group = lambda kind: [r for r in runs if r.kind == kind and r.milestone == row["milestone"]]
+    if row["run"] == CONTROL or not group(CONTROL):
+        return none
+    gain = stats.two_way_bootstrap((_deltas_SxN(group(row["run"]), start), _deltas_SxN(group(CONTROL), start)),
+                                   start.openings_N, reps=reps)
+    return dict(zip(none, (_num(gain["mean"]), _num(gain["ci95_low"]), _num(gain["ci95_high"]))))
 
 
 def _num(x):
@@ -234,9 +240,9 @@ def _row(kind: str, m: str, group: list[Run], figs: list[dict], start: Student, 
     ex = config.experiment
     mean = lambda k: _num(float(np.mean([f[k] for f in figs if f.get(k) is not None]))) if any(
         f.get(k) is not None for f in figs) else None
-    paired, paired_ci = _over_seeds(figs, "paired_delta", "paired_ci95")
+    paired = stats.two_way_bootstrap(_deltas_SxN(group, start), start.openings_N, reps=ex.bootstrap)
     after, after_ci = _over_seeds(figs, "heldout", "heldout_ci95")
-    wins, wins_ci = _over_seeds(figs, "win_rate", "win_ci95")
+    wins = _wins(group, start, ex.bootstrap)
     view, view_ci = _over_seeds(figs, "teacher_heldout_delta", "teacher_heldout_ci95")
     words = milestone_words(m)
     reached = reached_words(curve_M, after)
@@ -252,8 +258,11 @@ def _row(kind: str, m: str, group: list[Run], figs: list[dict], start: Student, 
         "heldout_before": start.row["heldout"], "heldout_before_ci95": start.row["heldout_ci95"],
         # with one seed an interval is that seed's, clustered by opening; with more, the t-interval over seeds
         "heldout_after": after, "heldout_after_ci95": after_ci,
-        "paired_delta": paired, "paired_ci95": paired_ci, "win_rate": wins, "win_ci95": wins_ci,
-        "gain_vs_random": None, "gain_vs_random_ci95": None,
+        "instrument": instrument(config),
+        "paired_delta": _num(paired["mean"]), "paired_ci95": _half(paired),
+        "paired_ci95_low": _num(paired["ci95_low"]), "paired_ci95_high": _num(paired["ci95_high"]), **wins,
+        # filled in by `rows` once every row exists: this row against the grades-permuted control
+        "gain_vs_grades_permuted": None, "gain_ci95_low": None, "gain_ci95_high": None,
         # the training teacher's view of the same held-out pairs (experiment.teacher_view): not evidence
         "teacher_heldout_delta": view, "teacher_heldout_ci95": view_ci,
         "headline_words": reached, "headline_extra_words": None if reached is None else reached - words,
@@ -270,6 +279,36 @@ def _row(kind: str, m: str, group: list[Run], figs: list[dict], start: Student, 
         "shared_skeleton_before": figs[0]["shared_skeleton_before"], "shared_skeleton_after": mean("shared_skeleton_after"),
         "flag": "; ".join(flags),
     }
+
+
+def instrument(config) -> str:
+    """What the row's paired Δ and win rate were measured with: the judge, its mode, and (for the rubric)
+    the version of its code and weights."""
+    judge = config.judge
+    name = judge.name if judge.name != "auto" else config.interactive.teacher.name
+    return f"{name}:{judge.mode}" + (f":{rubric.VERSION}" if name == "rubric" else "")
+
+
+def _half(interval: dict):
+    """The half-width of a two-way interval, for the "± x" the table prints (the interval may be skewed:
+    its ends are columns of their own)."""
+    low, high = interval["ci95_low"], interval["ci95_high"]
+    return _num((high - low) / 2) if low is not None and high is not None else None
+
+
+def _wins(group: list[Run], start: Student, reps: int) -> dict:
+    """The row's pairwise figures: the after-story's rate of consistent wins over its before-story (a pair
+    won in one order and lost in the other counts 1/2) with a two-way interval, and the judge's position
+    bias: how often both orders agreed, and how often the story shown first won."""
+    verdicts = [(r.student.pairwise or {}).get("verdicts") for r in group]
+    if any(v is None for v in verdicts):
+        return {"win_rate": None, "win_ci95": None, "win_consistency": None, "first_slot": None}
+    verdicts_SxN = np.asarray([[np.nan if v is None else v for v in seed] for seed in verdicts], np.float64)
+    wins = stats.two_way_bootstrap(verdicts_SxN, start.openings_N, reps=reps)
+    position = [r.student.pairwise["position"] for r in group]
+    return {"win_rate": _num(wins["mean"]), "win_ci95": _half(wins),
+            "win_consistency": mean_of([p["consistency"] for p in position]),
+            "first_slot": mean_of([p["first_slot"] for p in position])}
 
 
 def mean_of(values):
@@ -291,21 +330,28 @@ def curve_check(pretrain: dict[str, Student]) -> dict:
             "win_ci95": (last.pairwise or {}).get("ci95")}
 
 
-def gates(curve: dict, table: list[dict]) -> dict:
+def primary_row(table: list[dict], control_milestone: str) -> Optional[dict]:
+    """The pre-registered primary comparison's row: RL from the controls' milestone (where RL and its
+    controls start from the same student), else the first RL row."""
+    rl = [r for r in table if r["run"] == "rl"]
+    return next((r for r in rl if r["milestone"] == control_milestone), rl[0] if rl else None)
+
+
+def gates(curve: dict, table: list[dict], control_milestone: str) -> dict:
     """The experiment's pre-registered gates (configs/experiment.py), each True, False or None (not measured):
     1. the judge's pretraining curve rises by more than its interval (last vs first milestone, paired; and
-       the pairwise win rate above 1/2 where asked); 2. an RL row's paired after - before interval excludes 0
-       above; 3. its gain over the random-reward control excludes 0 above; 4. no row is flagged."""
+       the pairwise win rate above 1/2 where asked); 2. the primary row's (`primary_row`) paired after − before
+       interval lies above 0; 3. the same row's gain over the grades-permuted control lies above 0; 4. no row
+    is flagged. Gates 2 and 3 read one row, so they cannot pass on different ones."""
     def above(x, ci, zero=0.0):
         return None if x is None or ci is None else bool(x - ci > zero)
     curve_ok = above(curve["paired_delta"], curve["paired_ci95"])
     if curve_ok is not None and curve.get("win_rate") is not None:
         curve_ok = curve_ok and bool(above(curve["win_rate"], curve["win_ci95"], 0.5))
-    rl = [r for r in table if r["run"] == "rl"]
-    verdicts = lambda key, ci: [above(r[key], r[ci]) for r in rl if r[key] is not None]
-    any_true = lambda v: None if not v or all(x is None for x in v) else any(bool(x) for x in v)
-    return {"curve_rises": curve_ok, "paired_excludes_0": any_true(verdicts("paired_delta", "paired_ci95")),
-            "beats_random_reward": any_true(verdicts("gain_vs_random", "gain_vs_random_ci95")),
+    row = primary_row(table, control_milestone) or {}
+    low_above_0 = lambda key: None if row.get(key) is None else bool(row[key] > 0)
+    return {"curve_rises": curve_ok, "paired_excludes_0": low_above_0("paired_ci95_low"),
+            "beats_grades_permuted": low_above_0("gain_ci95_low"),
             "no_flag": not any(r["flag"] for r in table)}
 
 

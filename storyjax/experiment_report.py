@@ -11,8 +11,9 @@ from storyjax.experiment_analysis import fmt, milestone_words, words_text
 
 OUTPUTS = ("table.md", "table.csv", "runs.csv", "heldout_vs_words.png", "headline.json")
 # table.csv's columns, first the ones a reader compares runs by; every row has them all.
-COLUMNS = ("run", "milestone", "milestone_words", "seeds", "input_words", "paired_delta", "paired_ci95",
-           "win_rate", "win_ci95", "gain_vs_random", "gain_vs_random_ci95", "teacher_heldout_delta",
+COLUMNS = ("run", "milestone", "milestone_words", "seeds", "input_words", "instrument", "paired_delta", "paired_ci95",
+           "paired_ci95_low", "paired_ci95_high", "win_rate", "win_ci95", "win_consistency", "first_slot",
+           "gain_vs_grades_permuted", "gain_ci95_low", "gain_ci95_high", "teacher_heldout_delta",
            "teacher_heldout_ci95", "headline_words",
            "headline_extra_words", "headline_ci95_low", "headline_ci95_high", "equivalent", "flag",
            "teacher_first10", "teacher_last10", "teacher_gain", "heldout_before", "heldout_before_ci95",
@@ -22,8 +23,8 @@ COLUMNS = ("run", "milestone", "milestone_words", "seeds", "input_words", "paire
            "shared_skeleton_before", "shared_skeleton_after")
 GATES = {"curve_rises": "the judge's pretraining curve rises by more than its interval (last vs first milestone, "
                         "paired)",
-         "paired_excludes_0": "an RL row's paired after − before interval lies above 0",
-         "beats_random_reward": "an RL row's gain over the random-reward control lies above 0",
+         "paired_excludes_0": "the primary RL row's paired after − before interval lies above 0",
+         "beats_grades_permuted": "the same row's gain over the grades-permuted control lies above 0",
          "no_flag": "the reward-hacking monitor flags no row"}
 
 
@@ -35,7 +36,13 @@ def _verdict(v) -> str:
     return "not measured" if v is None else "passed" if v else "FAILED"
 
 
-def _headline_text(r: dict) -> str:
+def _interval(x, low, high, spec=".2f") -> str:
+    return f"{fmt(x, spec)} [{fmt(low, spec)}, {fmt(high, spec)}]" if x is not None else "—"
+
+
+def _headline_text(r: dict, curve_rises=True) -> str:
+    if not curve_rises:  # a curve that does not rise converts nothing into pretraining words
+        return "no headline (the judge's pretraining curve does not rise)"
     if r["headline_words"] is None:
         return r["equivalent"]
     lo, hi = r["headline_ci95_low"], r["headline_ci95_high"]
@@ -54,17 +61,21 @@ def write(workdir: str, config, table: list[dict], curve, before: dict, curve_ch
              f"counted words of interaction each; {n} held-out stories per student from "
              f"{config.evaluate.stories.num_openings} openings, the same openings and sampling keys for every "
              "student.", "",
-             "| run | milestone | paired Δ (judge, after − before) | win rate after vs before | gain vs random | "
+             "| run | milestone | paired Δ (judge, after − before) [95%] | consistent wins after vs before "
+             "(consistency, first slot) | gain vs grades_permuted [95%] | "
              "held-out before → after | teacher first → last 10 | teacher's paired Δ (held-out) | "
              "RL ≈ pretraining to (95%) | KL end | distinct-2 | repeated sent. | shared skeleton | words/story | flag |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in table:
         lines.append(
-            f"| {r['run']} | {r['milestone']} | {_pm(r['paired_delta'], r['paired_ci95'])} | "
-            f"{_pm(r['win_rate'], r['win_ci95'])} | {_pm(r['gain_vs_random'], r['gain_vs_random_ci95'])} | "
+            f"| {r['run']} | {r['milestone']} | "
+            f"{_interval(r['paired_delta'], r['paired_ci95_low'], r['paired_ci95_high'])} | "
+            f"{_pm(r['win_rate'], r['win_ci95'])} ({fmt(r['win_consistency'])}, {fmt(r['first_slot'])}) | "
+            f"{_interval(r['gain_vs_grades_permuted'], r['gain_ci95_low'], r['gain_ci95_high'])} | "
             f"{fmt(r['heldout_before'])} → {fmt(r['heldout_after'])} | "
             f"{fmt(r['teacher_first10'])} → {fmt(r['teacher_last10'])} | "
-            f"{_pm(r['teacher_heldout_delta'], r['teacher_heldout_ci95'])} | {_headline_text(r)} | {fmt(r['kl_end'])} | "
+            f"{_pm(r['teacher_heldout_delta'], r['teacher_heldout_ci95'])} | {_headline_text(r, gates['curve_rises'])} | "
+            f"{fmt(r['kl_end'])} | "
             f"{fmt(r['distinct_2_before'], '.3f')} → {fmt(r['distinct_2_after'], '.3f')} | "
             f"{fmt(r['repeated_sentences_before'], '.3f')} → {fmt(r['repeated_sentences_after'], '.3f')} | "
             f"{fmt(r['shared_skeleton_before'], '.2f')} → {fmt(r['shared_skeleton_after'], '.2f')} | "
@@ -79,10 +90,13 @@ def write(workdir: str, config, table: list[dict], curve, before: dict, curve_ch
            if curve_check.get("teacher_paired_delta") is not None else "") + ".", "", "Gates (configs/experiment.py):", ""]
     lines += [f"- {text}: **{_verdict(gates[key])}**" for key, text in GATES.items()]
     lines += ["", "Paired Δ: each student's story i against its starting milestone's story i (same opening, same "
-              "sampling key), the judge's sums; with one seed the interval is clustered by opening, with more it "
-              "is the t-interval over the seeds' means. Win rate: the judge's preference for the story after "
-              "learning over the one before, both orders averaged (judge.mode=pairwise). Gain vs random: the "
-              "paired Δ minus the random-reward control's, seed by seed. Teacher's paired Δ: the same held-out pairs "
+              "sampling key), the judge's sums, with a two-way bootstrap interval (openings resampled, a seed "
+              "effect on seeds − 1 degrees of freedom added). Consistent wins (judge.mode=pairwise): the "
+              "after-story won in both orders (1), lost in both (0), or the orders disagreed (1/2); consistency: "
+              "the share of pairs whose orders agreed; first slot: how often the story shown first won. Gain vs "
+              "grades_permuted: the paired Δ minus that of the control that learned from the teacher's grades "
+              "permuted within each batch (each story keeping its own length bonus), two-way interval. The "
+              "primary comparison (gates 2 and 3): RL from the controls' milestone. Teacher's paired Δ: the same held-out pairs "
               "graded by the training teacher (experiment.teacher_view), which the student learned: no evidence by "
               "itself, but beside the judge's it tells a blind judge from a hacked teacher. RL ≈ pretraining to: "
               "the pretraining "
@@ -97,7 +111,9 @@ def write(workdir: str, config, table: list[dict], curve, before: dict, curve_ch
     run_outputs.write_text(os.path.join(workdir, "table.md"), "\n".join(lines))
     headline = [{k: r[k] for k in ("run", "milestone", "milestone_words", "input_words", "heldout_before",
                                    "heldout_after", "headline_words", "headline_extra_words", "headline_ci95_low",
-                                   "headline_ci95_high", "equivalent")} for r in table]
+                                   "headline_ci95_high", "equivalent")}
+                # a curve that does not rise converts nothing into words: the figures stay, marked unusable
+                | {"headline_withheld": gates["curve_rises"] is not True} for r in table]
     run_outputs.write_json(os.path.join(workdir, "headline.json"), headline)
     _plot(os.path.join(workdir, "heldout_vs_words.png"), curve,
           {milestone_words(m): s.row["heldout_ci95"] for m, s in before.items()}, table)
@@ -112,7 +128,7 @@ def _plot(path: str, curve: list, curve_ci95: dict, table: list[dict]) -> None:
     if pts:
         ax.errorbar([w for w, _ in pts], [s for _, s in pts], yerr=[curve_ci95.get(w) or 0 for w, _ in pts],
                     fmt="o-", capsize=3, label="pretraining only")
-    markers = {"rl": "s", "random_reward": "x", "length_only": "^"}
+    markers = {"rl": "s", "grades_permuted": "x", "reward_permuted": "v", "length_only": "^"}
     for r in table:
         if r["heldout_after"] is not None:
             ax.errorbar([r["milestone_words"]], [r["heldout_after"]], yerr=[r["heldout_after_ci95"] or 0],
@@ -135,11 +151,14 @@ def closing_words(summary: dict, workdir: str) -> str:
     for r in summary["rows"]:
         lines.append(
             f"{r['run']} from {r['milestone']} ({r['seeds']} seeds, {r['input_words']:,} words of interaction): "
-            f"judge paired Δ {_pm(r['paired_delta'], r['paired_ci95'])} of 9"
-            + (f", after preferred {_pm(r['win_rate'], r['win_ci95'])}" if r["win_rate"] is not None else "")
-            + (f", gain over random reward {_pm(r['gain_vs_random'], r['gain_vs_random_ci95'])}"
-               if r["gain_vs_random"] is not None else "")
-            + f"; ≈ pretraining to {_headline_text(r)}" + (f"; FLAGGED: {r['flag']}" if r["flag"] else "") + ".")
+            f"{r['instrument']} paired Δ {_interval(r['paired_delta'], r['paired_ci95_low'], r['paired_ci95_high'])} "
+            "of 9"
+            + (f", after won {_pm(r['win_rate'], r['win_ci95'])} (orders agreed on {fmt(r['win_consistency'])}, "
+               f"first slot won {fmt(r['first_slot'])})" if r["win_rate"] is not None else "")
+            + (f", gain over grades_permuted {_interval(r['gain_vs_grades_permuted'], r['gain_ci95_low'], r['gain_ci95_high'])}"
+               if r["gain_vs_grades_permuted"] is not None else "")
+            + f"; ≈ pretraining to {_headline_text(r, summary['gates']['curve_rises'])}"
+            + (f"; FLAGGED: {r['flag']}" if r["flag"] else "") + ".")
     lines.append("Gates: " + "; ".join(f"{GATES[k]}: {_verdict(v)}" for k, v in summary["gates"].items()) + ".")
     lines.append(f"Table: {workdir}/table.md (and table.csv, runs.csv, heldout_vs_words.png, headline.json).")
     return "\n".join(lines)

@@ -10,14 +10,14 @@ from typing import Optional
 import jax
 import numpy as np
 
-from storyjax import preemption, rollout, sampler, stats
+from storyjax import preemption, sampler, stats
 from storyjax import judge as judge_lib
 from storyjax import model as model_lib
 from storyjax.diversity import distinct_n, repetition_rate
 from storyjax.prompts import heldout_openings
 from storyjax.stories import grade, make_sample_fn, sample_stories
 from storyjax.teachers import make_teacher
-from storyjax.teachers.base import CRITERIA, GradingCancelled
+from storyjax.teachers.base import CRITERIA, GradingCancelled, scored
 
 
 def heldout_score(config, sample, params, tok, teacher, judge=None) -> dict:
@@ -68,7 +68,7 @@ def heldout_words(held: dict) -> str:
 
 
 def mean_grades(scores_Bx3) -> dict:
-    ok = rollout.scored(scores_Bx3)
+    ok = scored(scores_Bx3)
     total = stats.mean_ci(scores_Bx3[ok].sum(1))
     return {"score": total["mean"], "score_ci95": total["ci95"],
             **{c: float(scores_Bx3[ok, i].mean()) if ok.any() else float("nan") for i, c in enumerate(CRITERIA)},
@@ -99,7 +99,7 @@ def report(config, cfg, params, tok, workdir: str) -> dict:
     finally:
         teacher.close()
     scores = grades.scores_Bx3
-    ok = rollout.scored(scores)
+    ok = scored(scores)
     words = np.asarray([len(t.split()) for t in texts], np.float64)
     has_words = words > 0
     return {

@@ -21,7 +21,8 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from storyjax import blimp, distributed, export, heldout, reinforce, rollout, run_loop, run_outputs, sampler, stats
+from storyjax import blimp, distributed, export, heldout, reinforce, reward, rollout, run_loop, run_outputs, sampler
+from storyjax import stats
 from storyjax import stories
 from storyjax import checkpoint as ckpt_lib
 from storyjax import judge as judge_lib
@@ -33,7 +34,7 @@ from storyjax.interactive_logs import PhaseClock, RunLogs
 from storyjax.prompts import heldout_openings
 from storyjax.setting_checks import finite
 from storyjax.teachers import PAIRWISE, check_settings, make_teacher
-from storyjax.teachers.base import CRITERIA, Grades
+from storyjax.teachers.base import CRITERIA, Grades, scored
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
@@ -87,7 +88,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     check_settings(config.judge, "judge", weights=not config.ledger_only)
     distributed.check(config.distributed)
     blimp.check_dir(config.milestone_eval.blimp_dir)
-    reinforce.RewardConfig.from_config(config.reward)
+    reward.RewardConfig.from_config(config.reward)
     reinforce.check(config.rl)
     judge_lib.check(config)
 
@@ -201,7 +202,7 @@ class StepOut(NamedTuple):
     full: list            # prompt + story texts
     grades: Grades
     words_B: np.ndarray   # counted words of each continuation
-    per_story: dict       # the step's reward_B, teacher_B, bonus_B (host arrays)
+    per_story: dict       # reward.StoryRewards as a dict: reward_B, teacher_B, bonus_B (host arrays)
     metrics: dict         # the step's scalars
     samples: sampler.Samples
     words_before: int     # ledger input words before this batch
@@ -221,8 +222,8 @@ class Loop:
                                    heldout_openings(config.heldout.num_openings, (config.prompt,)),
                                    config.sampling.max_new_tokens)
         self.optimizer = reinforce.make_optimizer(config.rl)
-        self.rl_step = reinforce.make_step(student.model_cfg, config.rl, reinforce.RewardConfig.from_config(
-            config.reward), self.optimizer)
+        self.reward = reward.RewardConfig.from_config(config.reward)
+        self.rl_step = reinforce.make_step(student.model_cfg, config.rl, self.optimizer)
         self.sample = stories.make_sample_fn(config, student.model_cfg, student.tok)
         self.health = teacher_health.TeacherHealth.from_config(config.teacher)
         self.logs = RunLogs(run.out)
@@ -295,17 +296,16 @@ class Loop:
         clock.lap("grade")
         if grades is None:
             return None
-        scored_B = rollout.scored(grades.scores_Bx3)
+        scored_B = scored(grades.scores_Bx3)
         self.check_teacher(scored_B, step, state, extra)
         words_B = np.asarray([tokenizer_lib.count_words(t) for t in texts], np.float32)
         before = self.ledger.input_words
         self.ledger.charge(c.batch_size, int(scored_B.sum()), int(words_B.sum()))
-        reward_scores_Bx3 = (rollout.permuted_grades(grades.scores_Bx3, c.seed, step)
-                             if c.reward.get("control", "") == "random_reward" else grades.scores_Bx3)
-        batch = rollout.make(self.prompt_BxP, self.valid_BxP, samples, reward_scores_Bx3, words_B)
+        rewards = reward.story_rewards(self.reward, grades.scores_Bx3, words_B, c.seed, step)
+        batch = rollout.make(self.prompt_BxP, self.valid_BxP, samples, rewards.reward_B)
         state, metrics = self.rl_step(state, self.student.params, batch)
         metrics = jax.device_get(metrics)
-        per_story = {k: np.asarray(metrics.pop(k)) for k in reinforce.StoryRewards._fields}
+        per_story = rewards._asdict()
         clock.lap("update")
         return state, StepOut(full, grades, words_B, per_story, {k: float(v) for k, v in metrics.items()}, samples,
                               before)
@@ -377,7 +377,7 @@ class Loop:
             "budget_words": ledger.budget_words, "teacher": teacher_name,
             # Said wherever the figures stand: such a run does not follow BabyLM's rules.
             "reward_is_teacher_distribution": distribution_reward(c.teacher),
-            "reward_control": c.reward.get("control", "") or None,
+            "reward_control": c.reward.control or None,
             "heldout_score_start": start.get("score"), "heldout_score_end": heldout_end.get("score"),
             "heldout_start": start, "heldout_end": heldout_end,
             "judge": judge_lib.describe(c),

@@ -15,8 +15,8 @@ from collections import defaultdict
 
 import numpy as np
 
-from storyjax import rollout, run_outputs
-from storyjax.teachers.base import CRITERIA, Grades
+from storyjax import run_outputs
+from storyjax.teachers.base import CRITERIA, Grades, scored as scored_rows
 
 GENERATED = ["step", "index", "prompt", "story", "answer", *CRITERIA, "scored", "words", "reward", "teacher_details"]
 BATCH_STATS = ["step", "teacher_reward_mean", "teacher_reward_std", "teacher_sum_mean", *[f"{c}_mean" for c in CRITERIA],
@@ -85,7 +85,7 @@ class RunLogs:
         """`per_story`: the REINFORCE step's reward, teacher term and bonus per story (host arrays); `surprisal`:
         each story's −Σ log p of its own sampled tokens (the paper's entropy, summed)."""
         scores = grades.scores_Bx3
-        scored = rollout.scored(scores)
+        scored = scored_rows(scores)
         rewards, bonus = per_story["reward_B"], per_story["bonus_B"]
         details = grades.details or [None] * len(stories)
         self.writer.append_csv("generated.csv", GENERATED, [

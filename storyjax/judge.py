@@ -8,8 +8,9 @@ reported side by side; the gap between them is the hacking made visible.
 `judge.name="auto"` (the default): the in-process `jax` teacher when `judge.jax.weights` names an instruct
 model, else the offline `rubric`. A judge that is the training teacher's own model (both the rubric; the
 same weights file by content fingerprint; the same Hugging Face folder; the same server and model name;
-or, across kinds, the same model name) is refused unless `judge.allow_same=True`; then every summary,
-table and report says "judge = teacher" where its figures stand. A judge grading with exactly the
+or, across kinds, the same model name) is refused, before any work, unless `judge.allow_same=True` or the
+judge was left unchosen (`auto` with no judge weights: the offline quickstart, whose rubric both teaches and
+judges); either way every summary, table and report says "judge = teacher" where its figures stand. A judge grading with exactly the
 teacher's settings is not asked twice: the teacher's grades are reused. Both questions are answered here
 and nowhere else: `same_model` (is it the teacher's model?) and `is_teacher` (does it grade as the teacher?).
 """
@@ -99,10 +100,18 @@ def same_model(config: ml_collections.ConfigDict) -> str:
     return f"both are {sorted(shared)[0]}" if shared else ""
 
 
+def chosen(config: ml_collections.ConfigDict) -> bool:
+    """Whether the user chose the judge (a kind, or weights for `auto`), rather than leaving it to fall back
+    on the offline rubric."""
+    return config.judge.name != "auto" or bool(config.judge.jax.weights)
+
+
 def check(config: ml_collections.ConfigDict) -> None:
-    """Refuses a judge that is the training teacher's model, unless `judge.allow_same` says to run it anyway."""
+    """Refuses a judge the user chose that is the training teacher's model, unless `judge.allow_same` says to
+    run it anyway. A judge left at `auto` with no weights falls back on the rubric, and is let through (and
+    labelled judge = teacher) when the rubric is also the teacher: there is nothing else offline."""
     why = same_model(config)
-    if why and not config.judge.allow_same:
+    if why and chosen(config) and not config.judge.allow_same:
         raise ValueError(f"the judge is the training teacher ({why}), so its scores cannot tell learning from "
                          "reward hacking: give a judge of another model (--config.judge.jax.weights=..., another "
                          "family is best), or set --config.judge.allow_same=True to report it as judge = teacher.")

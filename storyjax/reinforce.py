@@ -13,8 +13,6 @@ or follows trl's adaptive controller (target, horizon).
 
 from __future__ import annotations
 
-import dataclasses
-import math
 from typing import Any, Callable, NamedTuple
 
 import jax
@@ -37,59 +35,6 @@ class RLState(NamedTuple):
     opt_state: Any
     baseline: jax.Array  # EMA of the mean scored reward; NaN until the first scored batch
     kl_coef: jax.Array
-
-
-CONTROLS = ("", "random_reward", "length_only")  # reward.control: the teacher's grades, or a control run
-
-
-@dataclasses.dataclass(frozen=True)
-class RewardConfig:
-    """The paper's reward settings, hashable so the jitted step closes over them."""
-    weights: tuple[float, float, float] = (1.0, 1.0, 1.0)  # readability, coherence, creativity
-    length_bonus: float = 0.4
-    length_norm: float = 90.0
-    # A control run (storyjax.experiment): "random_reward" learns from the teacher's grades permuted within
-    # each batch (rollout.permuted_grades, on the host); "length_only" from the story's length alone,
-    # min(words, norm)/norm. Either way the teacher grades every story, so the word count and the unscorable
-    # mask are the real run's.
-    control: str = ""
-
-    @classmethod
-    def from_config(cls, reward_cfg: ml_collections.ConfigDict) -> "RewardConfig":
-        weights = tuple(float(w) for w in reward_cfg.weights)
-        if len(weights) != 3 or min(weights) < 0 or sum(weights) <= 0:
-            raise ValueError(f"reward.weights={reward_cfg.weights}: give three non-negative weights (readability, "
-                             "coherence, creativity) that do not all vanish; the paper's are (1, 1, 1).")
-        if not (math.isfinite(reward_cfg.length_norm) and reward_cfg.length_norm > 0):
-            raise ValueError(f"reward.length_norm={reward_cfg.length_norm}: give a positive word count (paper: 90).")
-        if not (math.isfinite(reward_cfg.length_bonus) and reward_cfg.length_bonus >= 0):
-            raise ValueError(f"reward.length_bonus={reward_cfg.length_bonus}: use 0 (none) or a positive weight "
-                             "(paper: 0.4).")
-        control = reward_cfg.get("control", "")
-        if control not in CONTROLS:
-            raise ValueError(f"reward.control={control!r}: leave it empty (learn from the teacher) or choose a "
-                             f"control run, one of {CONTROLS[1:]}.")
-        return cls(weights, float(reward_cfg.length_bonus), float(reward_cfg.length_norm), control)
-
-
-class StoryRewards(NamedTuple):
-    reward_B: jax.Array   # what REINFORCE maximises; NaN where unscorable
-    teacher_B: jax.Array  # the teacher's weighted grades, 0..1
-    bonus_B: jax.Array    # the length bonus before the 1 + bonus normalisation
-
-
-def story_rewards(reward: RewardConfig, scores_Bx3, words_B) -> StoryRewards:
-    """The paper's reward: ((Σ w_c s_c)/(3 Σ w_c) + bonus·min(words, norm)/norm) / (1 + bonus).
-
-    With unit weights and bonus 0.4, norm 90: ((R+N+C)/9 + 0.4·words/90)/1.4. NaN scores stay NaN.
-    """
-    weights_3 = jnp.asarray(reward.weights, jnp.float32)
-    teacher_B = (scores_Bx3 * weights_3).sum(-1) / (3.0 * weights_3.sum())
-    length_B = jnp.minimum(words_B, reward.length_norm) / reward.length_norm
-    bonus_B = reward.length_bonus * length_B
-    if reward.control == "length_only":  # NaN where the teacher could not grade: the same stories count
-        return StoryRewards(jnp.where(jnp.isnan(teacher_B), jnp.nan, length_B), teacher_B, bonus_B)
-    return StoryRewards((teacher_B + bonus_B) / (1.0 + reward.length_bonus), teacher_B, bonus_B)
 
 
 def advantages(rewards_B, baseline, kind: str, ema_decay: float, whiten: bool):
@@ -208,13 +153,10 @@ def check(rl_cfg: ml_collections.ConfigDict) -> None:
         raise ValueError("; ".join(problems) + ".")
 
 
-def make_step(cfg: model_lib.ModelConfig, rl_cfg: ml_collections.ConfigDict, reward: RewardConfig,
+def make_step(cfg: model_lib.ModelConfig, rl_cfg: ml_collections.ConfigDict,
               optimizer: optax.GradientTransformation) -> Callable:
-    """Returns jit(step)(state, ref_params, rollout) → (state, metrics).
-
-    The reward is computed here, from the rollout's scores and words; `metrics` carries it per story
-    (`reward_B`, `teacher_B`, `bonus_B`, NaN where unscorable) beside the batch's scalars.
-    """
+    """Returns jit(step)(state, ref_params, rollout) → (state, metrics): the rollout carries each story's
+    reward (storyjax.reward, computed on the host; NaN where unscorable), `metrics` the batch's scalars."""
     check(rl_cfg)
     kl_estimator = rl_cfg.kl_estimator
 
@@ -223,9 +165,8 @@ def make_step(cfg: model_lib.ModelConfig, rl_cfg: ml_collections.ConfigDict, rew
         mask_BxT = rollout.response_BxL[:, 1:].astype(jnp.float32)
         logp_ref_BxT, _ = model_lib.sequence_logprobs(cfg, ref_params, tokens_BxL, valid_BxL)
         logp_ref_BxT = jax.lax.stop_gradient(logp_ref_BxT)
-        story = story_rewards(reward, rollout.scores_Bx3, rollout.words_B)
-        rewards_B = story.reward_B
-        scored_B = rollout_lib.scored(rollout.scores_Bx3)
+        rewards_B = rollout.reward_B
+        scored_B = jnp.isfinite(rewards_B)
         B = tokens_BxL.shape[0]
 
         def loss_fn(params):
@@ -269,7 +210,7 @@ def make_step(cfg: model_lib.ModelConfig, rl_cfg: ml_collections.ConfigDict, rew
         metrics = dict(loss=loss, grad_norm=optax.tree.norm(grads), kl_coef=state.kl_coef,
                        baseline=jnp.where(jnp.isnan(state.baseline), aux["ema"], state.baseline),
                        scored=scored_B.sum(), state_finite=model_lib.all_finite((params, opt_state)),
-                       **{k: v for k, v in aux.items() if k != "ema"}, **story._asdict())
+                       **{k: v for k, v in aux.items() if k != "ema"})
         new_baseline = aux["ema"] if rl_cfg.baseline == "ema" else state.baseline
         return RLState(params, opt_state, new_baseline, kl_coef), metrics
 

@@ -66,13 +66,13 @@ def blimp_subset(tmp_path_factory):
 def test_experiment_writes_the_table_plot_and_headline_and_a_killed_run_ends_the_same(tfds_dir, blimp_subset,
                                                                                      tmp_path):
     args = TINY + [f"--config.pretrain.data.tfds_dir={tfds_dir}", f"--config.evaluate.blimp_dir={blimp_subset}",
-                   "--config.experiment.controls=('random_reward',)", "--config.experiment.control_milestone=chck_5K",
+                   "--config.experiment.controls=('grades_permuted',)", "--config.experiment.control_milestone=chck_5K",
                    "--config.judge.mode=pairwise", "--config.experiment.bootstrap=200"]
     ref = run_main(args, tmp_path / "ref")
     assert ref.returncode == 0, ref.stderr[-4000:]
     s = json.loads((tmp_path / "ref" / "summary.json").read_text())
     assert [(r["run"], r["milestone"]) for r in s["rows"]] == [("rl", "chck_5K"), ("rl", "chck_20K"),
-                                                               ("random_reward", "chck_5K")]
+                                                               ("grades_permuted", "chck_5K")]
     assert [w for w, _ in s["curve"]] == [5_000, 10_000, 20_000]  # every pretraining milestone, judged
     for r in s["rows"]:
         assert r["seeds"] == 2 and 0 < r["input_words"] <= 400
@@ -81,17 +81,17 @@ def test_experiment_writes_the_table_plot_and_headline_and_a_killed_run_ends_the
         assert 0 <= r["blimp_before"] <= 1 and 0 <= r["blimp_after"] <= 1 and r["kl_end"] >= 0
         assert r["equivalent"] == analysis.equivalence(s["curve"], r["heldout_after"])
         assert 0 <= r["win_rate"] <= 1 and r["paired_ci95"] >= 0
-    assert s["rows"][0]["gain_vs_random"] is not None and s["rows"][1]["gain_vs_random"] is None
-    assert set(s["gates"]) == {"curve_rises", "paired_excludes_0", "beats_random_reward", "no_flag"}
+    assert s["rows"][0]["gain_vs_grades_permuted"] is not None and s["rows"][1]["gain_vs_grades_permuted"] is None
+    assert set(s["gates"]) == {"curve_rises", "paired_excludes_0", "beats_grades_permuted", "no_flag"}
     # Before and after wrote from the same openings with the same keys, never from the training prompt.
     stories = lambda d: [json.loads(x) for x in (tmp_path / "ref" / "eval" / d / "eval" / "stories.jsonl").open()]
     start, after = stories("pretrain/chck_5K"), stories("rl/chck_5K_s0")
     assert [r["prompt"] for r in start] == [r["prompt"] for r in after] and len(start) == 20
     assert not any(r["prompt"].startswith("Let me tell you a long, magical tale") for r in start)
-    assert (tmp_path / "ref" / "eval" / "rl" / "chck_5K_s1_random_reward" / "pairwise.json").exists()
+    assert (tmp_path / "ref" / "eval" / "rl" / "chck_5K_s1_grades_permuted" / "pairwise.json").exists()
     with open(tmp_path / "ref" / "table.csv", newline="") as f:
         rows = list(csv.DictReader(f))
-    assert [r["run"] for r in rows] == ["rl", "rl", "random_reward"]
+    assert [r["run"] for r in rows] == ["rl", "rl", "grades_permuted"]
     assert {"paired_delta", "paired_ci95", "win_rate", "win_ci95", "headline_words", "headline_extra_words",
             "headline_ci95_low", "headline_ci95_high", "flag", "milestone_words", "seeds"} <= set(rows[0])
     with open(tmp_path / "ref" / "runs.csv", newline="") as f:
@@ -144,7 +144,8 @@ def analysis_config(seeds=(0, 1, 2)):
     return ml_collections.ConfigDict({
         "experiment": {"seeds": seeds, "kl_band": 0.5, "bootstrap": 400,
                        "monitor": {"max_distinct2_drop": 0.2, "max_repeat_rise": 0.1, "max_skeleton_rise": 0.2}},
-        "interactive": {"rl": {"kl_target": 0.0}}})
+        "interactive": {"rl": {"kl_target": 0.0}, "teacher": {"name": "rubric"}},
+        "judge": {"name": "auto", "mode": "absolute"}})
 
 
 def synthetic_run(kind, milestone, seed, sums_N, rng, teacher=(4.0, 4.0), **kw):
@@ -163,43 +164,74 @@ def paired_world(rng, effect, n_openings=13, per=4, seed_sd=0.0, seeds=3):
     return before, afters
 
 
-def test_a_planted_effect_is_found_and_beats_the_random_reward_control():
+def test_a_planted_effect_is_found_and_beats_the_grades_permuted_control():
     rng = np.random.default_rng(0)
     before, rl_after = paired_world(rng, 0.4)
     random_after = [before + rng.normal(0, 0.4, before.shape) for _ in range(3)]  # the same stories, no effect
     start = synthetic_student(before, rng)
     curve_students = {"chck_10K": start, "chck_100K": synthetic_student(before + 1.0, rng)}
     runs = [synthetic_run("rl", "chck_10K", s, a, rng) for s, a in enumerate(rl_after)]
-    runs += [synthetic_run("random_reward", "chck_10K", s, a, rng) for s, a in enumerate(random_after)]
+    runs += [synthetic_run("grades_permuted", "chck_10K", s, a, rng) for s, a in enumerate(random_after)]
     curve = [(analysis.milestone_words(m), s.row["heldout"]) for m, s in curve_students.items()]
     table, per_run = analysis.rows(curve, curve_students, runs, analysis_config())
     rl, control = table
-    assert (rl["run"], control["run"], rl["seeds"]) == ("rl", "random_reward", 3)
-    assert abs(rl["paired_delta"] - 0.4) < 0.1 and rl["paired_delta"] - rl["paired_ci95"] > 0
-    assert abs(control["paired_delta"]) < 0.15
-    assert abs(rl["gain_vs_random"] - 0.4) < 0.1 and rl["gain_vs_random"] - rl["gain_vs_random_ci95"] > 0
+    assert (rl["run"], control["run"], rl["seeds"]) == ("rl", "grades_permuted", 3)
+    assert abs(rl["paired_delta"] - 0.4) < 0.1 and rl["paired_ci95_low"] > 0 and rl["instrument"].startswith("rubric")
+    assert control["paired_ci95_low"] < 0 < control["paired_ci95_high"]
+    assert abs(rl["gain_vs_grades_permuted"] - 0.4) < 0.1 and rl["gain_ci95_low"] > 0
+    assert control["gain_vs_grades_permuted"] is None
     assert len(per_run) == 6 and all(r["flags"] == [] for r in per_run) and rl["flag"] == ""
-    verdict = analysis.gates(analysis.curve_check(curve_students), table)
-    assert verdict == {"curve_rises": True, "paired_excludes_0": True, "beats_random_reward": True, "no_flag": True}
+    verdict = analysis.gates(analysis.curve_check(curve_students), table, "chck_10K")
+    assert verdict == {"curve_rises": True, "paired_excludes_0": True, "beats_grades_permuted": True, "no_flag": True}
 
 
-def test_a_null_effect_interval_covers_zero_95_percent_of_the_time_when_seeds_differ():
-    """Each seed's learning moves its student by its own random amount (mean 0): the t-interval over the
-    seeds' paired means covers 0 about 95% of the time; pooling the seeds' stories and clustering by opening
-    alone (ignoring the seeds) would claim far more precision than there is."""
+def _null_deltas(rng, opening_sd, seed_sd, n_openings=52, per=2, seeds=3):
+    """Paired deltas [seeds, stories] of an experiment with no effect on average: learning helps the stories
+    of some openings and hurts others' (the same for every seed: they share openings, keys and
+    before-stories), each seed shifts by its own amount, and every story has its own noise."""
+    by_opening = np.repeat(rng.normal(0, opening_sd, n_openings), per)
+    return by_opening + rng.normal(0, seed_sd, (seeds, 1)) + rng.normal(0, 1.0, (seeds, n_openings * per))
+
+
+@pytest.mark.parametrize("opening_sd,seed_sd", [(0.5, 0.2), (1.0, 0.0), (0.3, 0.3)])
+def test_the_two_way_interval_covers_a_null_that_varies_by_opening(opening_sd, seed_sd):
+    """The two-way bootstrap (openings x seeds) covers 0 in at least 93% of simulated null experiments whose
+    effect varies by opening; the t-interval over the 3 seeds' means, blind to what the seeds share, covers
+    it far less often where openings carry the effect."""
     rng = np.random.default_rng(1)
-    covered = pooled_covered = 0
-    trials = 600
-    for _ in range(trials):
-        before, afters = paired_world(rng, 0.0, seed_sd=0.3)
-        openings = np.repeat(np.arange(13), 4)
-        per_seed = [stats.paired_delta(a, before, openings)["mean"] for a in afters]
-        seeds = stats.across_seeds(per_seed)
-        covered += abs(seeds["mean"]) <= seeds["ci95"]
-        pooled = stats.paired_delta(np.concatenate(afters), np.tile(before, 3), np.tile(openings, 3))
-        pooled_covered += abs(pooled["mean"]) <= pooled["ci95"]
-    assert 0.92 <= covered / trials <= 0.98
-    assert pooled_covered / trials < 0.7
+    openings = np.repeat(np.arange(52), 2)
+    covered = t_covered = 0
+    trials = 200
+    for k in range(trials):
+        deltas_SxN = _null_deltas(rng, opening_sd, seed_sd)
+        two_way = stats.two_way_bootstrap(deltas_SxN, openings, reps=500, seed=k)
+        covered += two_way["ci95_low"] <= 0 <= two_way["ci95_high"]
+        seeds = stats.across_seeds(deltas_SxN.mean(1))
+        t_covered += abs(seeds["mean"]) <= seeds["ci95"]
+    assert covered / trials >= 0.93
+    if seed_sd == 0:
+        assert t_covered / trials < 0.85
+
+
+def test_the_two_way_gain_resamples_both_arms_on_the_same_openings():
+    rng = np.random.default_rng(4)
+    openings = np.repeat(np.arange(52), 2)
+    shared = np.repeat(rng.normal(0, 2.0, 52), 2)  # both arms' stories move with their opening
+    arm = shared + 0.5 + rng.normal(0, 0.5, (3, 104))
+    control = shared + rng.normal(0, 0.5, (3, 104))
+    gain = stats.two_way_bootstrap((arm, control), openings, reps=1000)
+    assert abs(gain["mean"] - 0.5) < 0.15 and 0 < gain["ci95_low"] < 0.5 < gain["ci95_high"]
+    alone = stats.two_way_bootstrap(arm, openings, reps=1000)
+    # The openings' shared part cancels in the difference: the gain's interval is the narrower.
+    assert gain["ci95_high"] - gain["ci95_low"] < 0.6 * (alone["ci95_high"] - alone["ci95_low"])
+
+
+def test_pairwise_verdicts_are_consistent_hard_wins():
+    first = np.array([0.9, 0.9, 0.2, 0.8, np.nan, 0.5])
+    second = np.array([0.7, 0.3, 0.1, 0.5, 0.6, 0.5])
+    np.testing.assert_array_equal(stats.hard_wins(first, second), [1.0, 0.5, 0.0, 0.5, np.nan, 0.5])
+    # A judge that always picks the first slot: every pair inconsistent, a win rate of exactly 1/2.
+    assert np.all(stats.hard_wins(np.full(8, 0.95), np.full(8, 0.05)) == 0.5)
 
 
 def test_the_headline_reads_the_curve_and_its_interval_resamples_openings_and_seeds():
@@ -232,7 +264,7 @@ def test_the_monitor_flags_a_teacher_rising_while_the_judge_falls_and_one_templa
     same = [synthetic_run("rl", "chck_10K", s, before, rng, template=True) for s in range(3)]
     (row,), _ = analysis.rows([(10_000, start.row["heldout"])], curve, same, analysis_config())
     assert "one template" in row["flag"] and "teacher up" not in row["flag"]
-    assert analysis.gates(analysis.curve_check(curve), [row])["no_flag"] is False
+    assert analysis.gates(analysis.curve_check(curve), [row], "chck_10K")["no_flag"] is False
 
 
 def test_controls_and_monitor_settings_are_refused_before_any_work(tmp_path):
@@ -240,7 +272,7 @@ def test_controls_and_monitor_settings_are_refused_before_any_work(tmp_path):
                          ("--config.experiment.control_milestone=chck_10K", "experiment.control_milestone"),
                          ("--config.experiment.monitor.max_repeat_rise=2.0", "experiment.monitor"),
                          ("--config.evaluate.stories.num_openings=60", "held-out openings asked for")):
-        proc = run_main(TINY + ["--config.experiment.controls=('random_reward',)",
+        proc = run_main(TINY + ["--config.experiment.controls=('grades_permuted',)",
                                 "--config.experiment.control_milestone=chck_5K", arg], tmp_path / "x")
         assert proc.returncode == 2 and message in proc.stderr, (arg, proc.stderr[-500:])
         assert not os.path.exists(tmp_path / "x" / "pretrain")
@@ -250,7 +282,8 @@ def test_the_paper_preset_dry_run_lists_the_plan_and_the_weights_it_still_needs(
     proc = run_main(["--config=configs/experiment.py:paper", "--config.ledger_only=True"], tmp_path / "plan")
     assert proc.returncode == 0, proc.stderr[-2000:]
     s = json.loads((tmp_path / "plan" / "summary.json").read_text())
-    assert len(s["runs"]) == 6 * 3 + 2 * 3 and "chck_90M_s42_random_reward" in s["runs"]
+    assert len(s["runs"]) == 6 * 3 + 3 * 3 and "chck_90M_s42_grades_permuted" in s["runs"]
+    assert "chck_90M_s42_reward_permuted" in s["runs"] and "chck_90M_s42_length_only" in s["runs"]
     assert s["per_run"] == {"steps": 920, "stories": 331_200, "input_words": 999_360}
     assert any("interactive.teacher.jax.weights" in m for m in s["missing"])
     assert any("judge.jax.weights" in m for m in s["missing"])

@@ -51,6 +51,21 @@ def test_the_same_server_and_model_is_the_same_judge_and_the_quickstart_says_so(
     c = config(name="openai")  # everything else copied from the teacher
     assert J.same_model(c).startswith("both are ")
     quick = interactive_config.get_config("default")  # rubric teaches and judges: allowed, and labelled
-    assert J.same_model(quick) == "both are the offline rubric" and quick.judge.allow_same
-    J.check(quick)
+    assert J.same_model(quick) == "both are the offline rubric" and not quick.judge.allow_same
+    J.check(quick)  # left at auto with no weights: the only grader offline
     assert J.describe(quick).startswith("rubric — judge = teacher")
+    quick.judge.name = "rubric"  # chosen by name: the user asked for the teacher as judge
+    with pytest.raises(ValueError, match="the judge is the training teacher"):
+        J.check(quick)
+
+
+def test_a_judge_given_the_teachers_own_file_is_refused_at_the_default_settings(tmp_path):
+    """As a new user would try it: judge and teacher both one GGUF file, the teacher greedy, allow_same left
+    at its default. The judge was chosen (its weights given), so it is refused before any work."""
+    weights = tmp_path / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    weights.write_bytes(b"GGUF" + bytes(range(256)) * 1000)
+    c = interactive_config.get_config("default")
+    teacher_config.update(c.teacher, name="jax", weights=str(weights), grading="greedy")
+    teacher_config.update(c.judge, weights=str(weights))  # name left at auto
+    with pytest.raises(ValueError, match="the judge is the training teacher"):
+        J.check(c)

@@ -6,6 +6,7 @@ import pytest
 
 from storyjax import model as M
 from storyjax import reinforce as R
+from storyjax import reward as RW
 from storyjax import rollout as RO
 from storyjax import sampler as S
 
@@ -28,17 +29,12 @@ def setup(**kw):
     return R.init_state(params, opt, cfg), params, make_step(cfg, opt)
 
 
-NO_BONUS = R.RewardConfig(length_bonus=0.0)
-
-
 def make_step(cfg, opt):
-    """The jitted step, fed rewards directly: with unit weights and no length bonus a story whose three
-    grades are 3r each has reward r."""
-    step = R.make_step(CFG, cfg, NO_BONUS, opt)
+    """The jitted step, fed each story's reward."""
+    step = R.make_step(CFG, cfg, opt)
 
     def with_rewards(state, ref, tokens, valid, response, rewards_B):
-        scores_Bx3 = jnp.repeat(3.0 * jnp.asarray(rewards_B, jnp.float32)[:, None], 3, axis=1)
-        return step(state, ref, RO.Rollout(tokens, valid, response, scores_Bx3, jnp.zeros(tokens.shape[0])))
+        return step(state, ref, RO.Rollout(tokens, valid, response, jnp.asarray(rewards_B, jnp.float32)))
     return with_rewards
 
 
@@ -55,11 +51,11 @@ def rollouts(params, rng, B=32, N=10):
 def test_paper_reward_formula_with_configurable_weights():
     scores = jnp.asarray([[1, 2, 3], [0, 0, 0], [3, 3, 3], [np.nan] * 3])
     words = jnp.asarray([45.0, 0.0, 120.0, 30.0])
-    r = np.asarray(R.story_rewards(R.RewardConfig((1, 1, 1), 0.4, 90.0), scores, words).reward_B)
+    r = RW.story_rewards(RW.RewardConfig((1, 1, 1), 0.4, 90.0), scores, words).reward_B
     expected = [((1 + 2 + 3) / 9 + 0.4 * 45 / 90) / 1.4, 0.0, (1 + 0.4) / 1.4]
     np.testing.assert_allclose(r[:3], expected, rtol=1e-6)
     assert np.isnan(r[3])
-    weighted = R.story_rewards(R.RewardConfig((2, 1, 1), 0.0, 90.0), scores[:1], words[:1]).reward_B
+    weighted = RW.story_rewards(RW.RewardConfig((2, 1, 1), 0.0, 90.0), scores[:1], words[:1]).reward_B
     np.testing.assert_allclose(weighted, [(2 * 1 + 2 + 3) / 12], rtol=1e-6)
 
 
@@ -151,31 +147,32 @@ def test_tokens_after_end_of_text_do_not_move_the_gradient():
 
 def test_bad_settings_are_refused():
     with pytest.raises(ValueError, match="rl.baseline"):
-        R.make_step(CFG, rl_cfg(baseline="median"), NO_BONUS, R.make_optimizer(rl_cfg()))
+        R.make_step(CFG, rl_cfg(baseline="median"), R.make_optimizer(rl_cfg()))
     with pytest.raises(ValueError, match="rl.kl_estimator"):
-        R.make_step(CFG, rl_cfg(kl_estimator="k2"), NO_BONUS, R.make_optimizer(rl_cfg()))
+        R.make_step(CFG, rl_cfg(kl_estimator="k2"), R.make_optimizer(rl_cfg()))
     with pytest.raises(ValueError, match="reward.weights"):
-        R.RewardConfig.from_config(ml_collections.ConfigDict(dict(weights=(1, 1), length_bonus=0.4, length_norm=90)))
+        RW.RewardConfig.from_config(ml_collections.ConfigDict(dict(weights=(1, 1), length_bonus=0.4, length_norm=90,
+                                                                   control="")))
 
 
-def test_the_step_computes_the_paper_reward_from_the_rollout():
+def test_the_paper_reward_reaches_the_step_and_unscorable_stories_get_no_advantage():
     cfg = rl_cfg()
     params = M.init_params(CFG, jax.random.key(0))
     opt = R.make_optimizer(cfg)
-    paper = R.RewardConfig((1, 1, 1), 0.4, 90.0)
-    step = R.make_step(CFG, cfg, paper, opt)
+    step = R.make_step(CFG, cfg, opt)
     tokens, valid, response, out = rollouts(params, 0, B=4)
     scores = np.asarray([[1, 2, 3], [3, 3, 3], [2, np.nan, 1], [0, 0, 0]], np.float32)
     words = np.asarray([45, 120, 30, 0], np.float32)
-    batch = RO.make(tokens[:, :4], valid[:, :4], out, scores, words)
-    assert np.isnan(np.asarray(batch.scores_Bx3)[2]).all()  # a partly graded story is unscorable whole
-    _, m = step(R.init_state(params, opt, cfg), params, batch)
+    story = RW.story_rewards(RW.RewardConfig((1, 1, 1), 0.4, 90.0), scores, words)
     expected = [((1 + 2 + 3) / 9 + 0.4 * 45 / 90) / 1.4, (1 + 0.4) / 1.4, np.nan, 0.0]
-    np.testing.assert_allclose(np.asarray(m["reward_B"]), expected, rtol=1e-6)
-    np.testing.assert_allclose(np.asarray(m["teacher_B"])[[0, 1, 3]], [6 / 9, 1.0, 0.0], rtol=1e-6)
-    np.testing.assert_allclose(np.asarray(m["bonus_B"]), 0.4 * np.minimum(words, 90) / 90, rtol=1e-6)
+    np.testing.assert_allclose(story.reward_B, expected, rtol=1e-6)  # a partly graded story is unscorable whole
+    np.testing.assert_allclose(story.teacher_B[[0, 1, 3]], [6 / 9, 1.0, 0.0], rtol=1e-6)
+    np.testing.assert_allclose(story.bonus_B, 0.4 * np.minimum(words, 90) / 90, rtol=1e-6)
+    batch = RO.make(tokens[:, :4], valid[:, :4], out, story.reward_B)
+    _, m = step(R.init_state(params, opt, cfg), params, batch)
     assert int(m["scored"]) == 3
-    np.testing.assert_array_equal(RO.scored(scores), [True, True, False, True])
+    assert float(m["reward_scored"]) == pytest.approx(np.nanmean(expected), rel=1e-6)
+    assert all(np.ndim(v) == 0 for v in m.values())  # the update returns scalars only
 
 
 def test_kl_penalty_is_centred_in_its_batch_so_a_rising_coefficient_biases_no_advantage():
@@ -261,44 +258,73 @@ def _target_probability_after(step, state, ref, params, reward_of, steps=6, targ
     return p0, prob_of_target(state.params)
 
 
-def test_the_random_reward_control_teaches_nothing_where_the_real_grades_teach():
-    """The same rollouts and grades, permuted within each batch (the random-reward control): the rewarded
-    token gains nothing, while the real grades make it several times likelier."""
-    def permuted(grades, k):
-        return RO.permuted_grades(np.repeat(np.asarray(grades)[:, None], 3, 1), seed=0, step=k)[:, 0]
+def _control_rewards(control: str):
+    """A control run's rewards for grades g: 4.2·g on each criterion, so that the real reward is g + 0.04/1.4
+    (9-word stories, bonus 0.4)."""
+    reward = RW.RewardConfig((1, 1, 1), 0.4, 90.0, control)
+
+    def rewards(grades, k):
+        words = np.full(len(grades), 9.0)
+        return RW.story_rewards(reward, np.repeat(np.asarray(grades)[:, None], 3, 1) * 4.2, words, seed=0,
+                                step=k).reward_B
+    return rewards
+
+
+@pytest.mark.parametrize("control", ["grades_permuted", "reward_permuted"])
+def test_permuted_controls_teach_nothing_where_the_real_grades_teach(control):
+    """The same rollouts and grades, with the grades (or the whole reward) permuted within each batch: the
+    rewarded token gains nothing, while the real grades make it several times likelier."""
     state, params, step = setup(baseline="ema")
-    p0, real = _target_probability_after(step, state, jax.tree.map(jnp.copy, params), params, lambda g, k: g)
+    p0, real = _target_probability_after(step, state, jax.tree.map(jnp.copy, params), params,
+                                         _control_rewards(""))
     state, params, step = setup(baseline="ema")  # the step donates its state: a fresh start, the same one
-    _, control = _target_probability_after(step, state, jax.tree.map(jnp.copy, params), params, permuted)
-    assert real > 3 * p0 and control < 1.5 * p0
+    _, permuted = _target_probability_after(step, state, jax.tree.map(jnp.copy, params), params,
+                                            _control_rewards(control))
+    assert real > 3 * p0 and permuted < 1.5 * p0
 
 
-def test_permuted_grades_keep_the_batch_and_its_unscorable_rows_and_replay_on_resume():
+@pytest.mark.parametrize("control", ["grades_permuted", "reward_permuted"])
+def test_permutations_keep_the_batch_and_its_unscorable_rows_and_replay_on_resume(control):
     rng = np.random.default_rng(0)
     scores = rng.integers(0, 4, (32, 3)).astype(np.float32)
     scores[[3, 7]] = np.nan
-    out = RO.permuted_grades(scores, seed=5, step=2)
-    assert np.isnan(out[[3, 7]]).all() and not np.isnan(np.delete(out, [3, 7], 0)).any()
-    rows = lambda x: sorted(map(tuple, np.delete(x, [3, 7], 0)))
-    assert rows(out) == rows(scores)  # the batch's grades, only moved between stories
-    np.testing.assert_array_equal(out, RO.permuted_grades(scores, seed=5, step=2))  # a resumed step: the same
-    assert not np.array_equal(out, RO.permuted_grades(scores, seed=5, step=3))
+    words = rng.integers(0, 120, 32).astype(np.float32)
+    reward = RW.RewardConfig(control=control)
+    real = RW.story_rewards(RW.RewardConfig(), scores, words)
+    out = RW.story_rewards(reward, scores, words, seed=5, step=2)
+    assert np.isnan(out.reward_B[[3, 7]]).all() and not np.isnan(np.delete(out.reward_B, [3, 7])).any()
+    np.testing.assert_array_equal(out.teacher_B, real.teacher_B)  # the logs keep each story's own grades
+    np.testing.assert_array_equal(out.reward_B, RW.story_rewards(reward, scores, words, seed=5, step=2).reward_B)
+    assert not np.array_equal(out.reward_B, RW.story_rewards(reward, scores, words, seed=5, step=3).reward_B)
+    if control == "reward_permuted":  # the batch's rewards, only moved between stories
+        np.testing.assert_allclose(np.sort(np.delete(out.reward_B, [3, 7])), np.sort(np.delete(real.reward_B, [3, 7])))
+    else:  # the batch's grades moved, each story's own length bonus kept
+        own_bonus = out.reward_B * 1.4 - out.bonus_B
+        np.testing.assert_allclose(np.sort(np.delete(own_bonus, [3, 7])), np.sort(np.delete(real.teacher_B, [3, 7])),
+                                   atol=1e-6)
     # Over many batches a story's reward no longer follows its own grades.
-    corr = [np.corrcoef(s[:, 0], RO.permuted_grades(s, 0, k)[:, 0])[0, 1]
-            for k, s in enumerate(rng.integers(0, 4, (200, 32, 3)).astype(np.float32))]
+    corr = []
+    for k, s in enumerate(rng.integers(0, 4, (200, 32, 3)).astype(np.float32)):
+        r = RW.story_rewards(reward, s, np.zeros(32), seed=0, step=k)
+        corr.append(np.corrcoef(r.teacher_B, r.reward_B)[0, 1])
     assert abs(np.mean(corr)) < 0.03
 
 
-def test_the_length_only_control_rewards_length_alone():
-    cfg = rl_cfg()
-    params = M.init_params(CFG, jax.random.key(0))
-    opt = R.make_optimizer(cfg)
-    step = R.make_step(CFG, cfg, R.RewardConfig((1, 1, 1), 0.4, 90.0, "length_only"), opt)
-    tokens, valid, response, out = rollouts(params, 0, B=3)
+def test_the_length_only_control_is_the_real_rewards_length_term():
     scores = np.asarray([[0, 0, 0], [3, 3, 3], [2, np.nan, 1]], np.float32)
-    batch = RO.make(tokens[:, :4], valid[:, :4], out, scores, np.asarray([45, 120, 30], np.float32))
-    _, m = step(R.init_state(params, opt, cfg), params, batch)
-    np.testing.assert_allclose(np.asarray(m["reward_B"]), [0.5, 1.0, np.nan], rtol=1e-6)
-    with pytest.raises(ValueError, match="reward.control='bogus'"):
-        R.RewardConfig.from_config(ml_collections.ConfigDict(dict(weights=(1, 1, 1), length_bonus=0.4,
-                                                                  length_norm=90, control="bogus")))
+    words = np.asarray([45, 120, 30], np.float32)
+    out = RW.story_rewards(RW.RewardConfig((1, 1, 1), 0.4, 90.0, "length_only"), scores, words)
+    # 0.4·min(w, 90)/90 / 1.4: the push the real reward's length term gives, not 3.5x it
+    np.testing.assert_allclose(out.reward_B, [0.2 / 1.4, 0.4 / 1.4, np.nan], rtol=1e-6)
+    real = RW.story_rewards(RW.RewardConfig((1, 1, 1), 0.4, 90.0), scores, words).reward_B
+    np.testing.assert_allclose(real[:2] - out.reward_B[:2], [0.0, 1.0 / 1.4], rtol=1e-6, atol=1e-7)
+
+
+def test_reward_settings_are_refused_with_the_fix():
+    base = dict(weights=(1, 1, 1), length_bonus=0.4, length_norm=90, control="")
+    for change, message in (({"control": "bogus"}, "reward.control='bogus'"),
+                            ({"control": "random_reward"}, "renamed 'grades_permuted'"),
+                            ({"control": "length_only", "length_bonus": 0.0}, "leaves none"),
+                            ({"weights": (0, 0, 0)}, "reward.weights")):
+        with pytest.raises(ValueError, match=message):
+            RW.RewardConfig.from_config(ml_collections.ConfigDict({**base, **change}))
