@@ -1,5 +1,6 @@
 """The grading job: any teacher grades a JSONL of (prompt, story) lines, or judges a JSONL of
-(prompt, a, b) pairs; see configs/grade.py.
+(prompt, a, b) pairs, or (`mode=likelihood`) a `jax` teacher's model scores each continuation's likelihood as
+a reference language model; see configs/grade.py.
 
 Rerunning the same command continues: the lines already in grades.jsonl (pairs.jsonl) are kept and
 grading resumes after them (the teacher's own cache makes the `openai` teacher's repeats free).
@@ -18,8 +19,10 @@ from tqdm import tqdm
 from storyjax import run_outputs
 from storyjax.atomic import atomic_file
 from storyjax.stats import mean_ci, position_bias, win_rate
-from storyjax.teachers import PAIRWISE, check_settings, make_teacher
+from storyjax.teachers import PAIRWISE, check_settings, make_teacher, reference_lm
 from storyjax.teachers.base import CRITERIA, scored
+
+MODES = ("grades", "likelihood")
 
 
 def _read_jsonl(path: str, keys: tuple, what: str, config_key: str) -> list[tuple]:
@@ -60,6 +63,13 @@ def read_pairs(path: str) -> tuple[list[str], list[str], list[str]]:
 def validate(config: ml_collections.ConfigDict) -> None:
     if config.batch < 1:
         raise ValueError(f"batch={config.batch}: grade at least 1 story at a time.")
+    if config.mode not in MODES:
+        raise ValueError(f"mode={config.mode!r}: choose 'grades' (the teacher grades each story, or judges pairs) "
+                         "or 'likelihood' (a jax teacher's model scores each continuation as a reference LM).")
+    if config.mode == "likelihood" and (config.teacher.name != "jax" or config.pairs):
+        raise ValueError("mode=likelihood reads a language model's log-probabilities: give --config.teacher.name=jax "
+                         "--config.teacher.jax.weights=MODEL (a .gguf file or Hugging Face folder) and "
+                         "--config.stories=FILE.jsonl (not pairs).")
     check_settings(config.teacher, "teacher")
     if bool(config.stories) == bool(config.get("pairs")):
         raise ValueError("give one of --config.stories=FILE.jsonl (grade each story) or --config.pairs=FILE.jsonl "
@@ -76,8 +86,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
 
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
-    if config.get("pairs"):
+    if config.pairs:
         return run_pairs(config, workdir)
+    if config.mode == "likelihood":
+        return run_likelihood(config, workdir)
     prompts, stories = read_stories(config.stories)
     os.makedirs(workdir, exist_ok=True)
     teacher = make_teacher(config.teacher, workdir)
@@ -126,6 +138,47 @@ def run_pairs(config: ml_collections.ConfigDict, workdir: str) -> dict:
     return summary
 
 
+def run_likelihood(config: ml_collections.ConfigDict, workdir: str) -> dict:
+    """Writes DIR/likelihood.jsonl (per story, in order: `nll_per_token` of its continuation given its opening
+    and the continuation's `tokens`; with `order_test`, `shuffled_nll_per_token` of the same continuation with
+    its sentences reordered, null when it has fewer than two) and DIR/summary.json (the mean NLL per token and
+    the order margin, shuffled − told, with 95% intervals)."""
+    prompts, stories = read_stories(config.stories)
+    os.makedirs(workdir, exist_ok=True)
+    model = make_teacher(config.teacher, workdir)
+
+    def ask(part: slice) -> list[dict]:
+        told = [reference_lm.continuation(p, s) for p, s in zip(prompts[part], stories[part])]
+        logps = reference_lm.token_logprobs(model, prompts[part], told)
+        lines = [{"index": part.start + i, "nll_per_token": _finite(reference_lm.nll_per_token(lp)),
+                  "tokens": len(lp)} for i, lp in enumerate(logps)]
+        if config.order_test:
+            shuffles = [reference_lm.shuffled(t, part.start + i) for i, t in enumerate(told)]
+            have = [i for i, t in enumerate(shuffles) if t is not None]
+            shuffled_logps = reference_lm.token_logprobs(model, [prompts[part][i] for i in have],
+                                                         [shuffles[i] for i in have])
+            for line in lines:
+                line["shuffled_nll_per_token"] = None
+            for i, lp in zip(have, shuffled_logps):
+                lines[i]["shuffled_nll_per_token"] = _finite(reference_lm.nll_per_token(lp))
+        return lines
+
+    done, rate = _resumable(os.path.join(workdir, "likelihood.jsonl"), len(stories), config, model, ask, "story")
+    column = lambda key: np.asarray([np.nan if d.get(key) is None else d[key] for d in done], np.float64)
+    nll = column("nll_per_token")
+    margin = column("shuffled_nll_per_token") - nll
+    summary = {"job": "grade", "mode": "likelihood", "model": config.teacher.jax.weights, "stories": len(done),
+               "empty": int((~np.isfinite(nll)).sum()), "nll_per_token": mean_ci(nll[np.isfinite(nll)]),
+               "order_margin": mean_ci(margin[np.isfinite(margin)]) if config.order_test else None,
+               "tokens": int(sum(d["tokens"] for d in done)), "stories_per_s": rate}
+    run_outputs.write_summary(workdir, summary)
+    return summary
+
+
+def _finite(x: float):
+    return float(x) if np.isfinite(x) else None
+
+
 def _resumable(out: str, n: int, config, teacher, ask, unit: str) -> tuple[list[dict], float | None]:
     """Runs `ask` on the items `out` does not hold yet, `config.batch` at a time, appending its lines to
     `out` as each batch ends (a killed job loses at most one batch); (every line, items per second)."""
@@ -166,6 +219,13 @@ def _done(path: str) -> list[dict]:
 
 def closing_words(summary: dict, workdir: str) -> str:
     """What the grading did, in words, and where its outputs are."""
+    if summary.get("mode") == "likelihood":
+        nll, margin = summary["nll_per_token"], summary["order_margin"]
+        return (f"Scored {summary['stories']} continuations ({summary['tokens']:,} tokens; {summary['empty']} empty) "
+                f"with {summary['model']} as a reference LM: {nll['mean']:.3f} ± {nll['ci95']:.3f} nats per token "
+                "(95% interval)"
+                + (f"; their sentences shuffled cost {margin['mean']:.3f} ± {margin['ci95']:.3f} more" if margin else "")
+                + f".\nOutputs in {workdir}: likelihood.jsonl (each story's NLL per token and tokens), summary.json.")
     if summary.get("mode") == "pairwise":
         wins, position = summary["a_wins"], summary["position"]
         return (f"Judged {summary['pairs']} pairs with the {summary['teacher']} teacher ({summary['unscorable']} "

@@ -200,10 +200,11 @@ def test_non_words_cost_points_step_by_step_not_at_one_threshold(excerpts):
 
 
 # Cheap strategies as families (storyjax.adversarial), graded as batches the way a run grades them, on the
-# 262 passages of Persuasion (the novel the sentence-order model was not trained on). Measured when written
-# (sum of 9): real 7.28; pronoun templates 1.00, capitalised pseudo-words 0.00, pseudo-word nouns 0.06,
-# unpunctuated tail 0.53, run-on tail 1.02, copied opening 2.05, "The end." 0.00, shuffled sentences 6.15,
-# word salad 0.26, repeated sentence 2.20, one template across the batch 4.00.
+# 262 passages of Persuasion (the novel the sentence-order model was not trained on). Measured with each
+# story graded on its own (sum of 9): real 7.28; pronoun templates 1.90, capitalised pseudo-words 0.00,
+# pseudo-word nouns 0.06, unpunctuated tail 0.53, run-on tail 1.02, copied opening 2.05, "The end." 0.00,
+# shuffled sentences 6.15, word salad 0.26, repeated sentence 2.20, one template across the batch 6.00 (4.00
+# when a batch rule capped stories that shared sentence shapes, a rule that capped real tales too).
 @pytest.fixture(scope="module")
 def family_grades(austen_dir):
     chosen = A.passages([(austen_dir / "persuasion.txt").read_text()], 262)
@@ -253,17 +254,18 @@ def test_the_unfinished_tail_is_graded():
     assert R.grade(good)[0] == 3 and R.grade(good + tail)[0] <= 1
 
 
-def test_one_template_filled_in_across_a_batch_earns_no_creativity_but_different_stories_keep_theirs(excerpts):
-    rng = [random.Random(i) for i in range(8)]
-    templated = [A.batch_template("", r) for r in rng]
-    tales = excerpts[:8]
+def test_a_storys_grade_is_its_own_whatever_else_its_batch_holds(excerpts, austen_dir):
+    """Graded alone, beside its own sentence shuffles, beside one template filled in, or among other tales:
+    the same grades. (A batch rule once capped every story sharing sentence shapes with another: real tales
+    fell to 4.08 of 9 in training batches, and a novel passage moved by 5 points beside its shuffles.)"""
     teacher = R.RubricTeacher()
-    copied = teacher.grade_batch([""] * 8, templated).scores_Bx3
-    assert (copied[:, 2] == 0).all() and (copied[:, 1] <= 1).all()
-    alone = np.array([R.grade_story("", s) for s in templated])
-    assert alone.sum(1).mean() >= copied.sum(1).mean() + 2  # the same stories graded one at a time
-    np.testing.assert_array_equal(teacher.grade_batch([""] * 8, tales).scores_Bx3,
-                                  np.array([R.grade_story("", s) for s in tales], np.float32))
+    passages = A.passages([(austen_dir / "persuasion.txt").read_text()], 8)
+    prompts, shuffles = A.stories("shuffled_sentences", passages)
+    templated = [A.batch_template("", random.Random(i)) for i in range(8)]
+    alone = lambda ps, ss: np.array([teacher.grade_batch([p], [s]).scores_Bx3[0] for p, s in zip(ps, ss)])
+    for ps, ss in ((prompts + prompts, passages + shuffles), ([""] * 8, templated), ([""] * 8, excerpts[:8])):
+        np.testing.assert_array_equal(teacher.grade_batch(ps, ss).scores_Bx3, alone(ps, ss))
+        np.testing.assert_array_equal(teacher.grade_batch(ps[::-1], ss[::-1]).scores_Bx3, alone(ps, ss)[::-1])
 
 
 def test_the_opening_said_back_and_a_story_of_one_sentence_tell_no_story():

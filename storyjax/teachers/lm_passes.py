@@ -45,12 +45,22 @@ def _extend(cfg, params, prefix_k, prefix_v, suffix_k, suffix_v, valid_BxS, answ
     return lm.logits(cfg, params, h[:, -1])
 
 
+def _token_logprobs(cfg, params, tokens_BxS, valid_BxS):
+    """log p(token t | tokens < t) of every token after the first, [B, S-1] (0 where padding): the model as a
+    reference language model, reading whole texts with no template."""
+    logits_BxSxV = lm.full_logits(cfg, params, tokens_BxS, valid_BxS)[:, :-1]
+    logp_BxSxV = jax.nn.log_softmax(logits_BxSxV, axis=-1)
+    picked_BxS = jnp.take_along_axis(logp_BxSxV, tokens_BxS[:, 1:, None], axis=-1)[..., 0]
+    return jnp.where(valid_BxS[:, 1:], picked_BxS, 0.0)
+
+
 class Passes(NamedTuple):
-    """The teacher's three jitted passes (the model config static): the shared prefix, the stories, and the
-    answer tokens after them."""
+    """The teacher's jitted passes (the model config static): the shared prefix, the stories, and the answer
+    tokens after them; and, as a reference language model, every token's log-probability."""
     prefill: Callable
     suffix: Callable
     extend: Callable
+    token_logprobs: Callable
 
 
 # The matmul kernels on CPU (`teacher.jax.cpu_kernels`): jaxlib 0.10 fuses dots into YNNPACK by default; the
@@ -95,7 +105,7 @@ def passes(platform: str, cpu_kernels: str = "auto") -> Passes:
             logging.warning("XLA does not take %s (%s); the JAX teacher compiles with its defaults.", options, e)
             options = None
     jit = functools.partial(jax.jit, static_argnums=0, compiler_options=options)
-    return Passes(jit(_prefill), jit(_suffix), jit(_extend))
+    return Passes(jit(_prefill), jit(_suffix), jit(_extend), jit(_token_logprobs))
 
 
 def teacher_mesh(devices: int, model_parallel: int = 1) -> jax.sharding.Mesh:

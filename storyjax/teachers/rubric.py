@@ -23,8 +23,11 @@ dictionaries do not know counts as a name only when it recurs (or follows a titl
 story that stops mid-sentence (the student's token cap) may end without punctuation, but its unfinished
 tail is graded like the rest: its words count for non-words, grammar and length, and a long tail is a
 run-on sentence. Empty or less-than-a-sentence stories get 0 0 0. `grade_story` also refuses credit for
-an opening said back, and `RubricTeacher.grade_batch` for one skeleton filled in across a batch. The
-scorer knows nothing of any student's training text (the order model's weights were learned from five of
+an opening said back. Every story is graded on its own: its grade never depends on which other stories
+share its batch (a rule that capped stories sharing sentence shapes with another of the batch graded real
+tales, which all share shapes, 4.08 of 9 in batches of 32 against 6.93 alone, and moved one novel passage
+by 5 points when its own shuffles stood beside it); `shared_skeletons` measures one template filled in
+across a batch, for the experiment's monitor. The scorer knows nothing of any student's training text (the order model's weights were learned from five of
 Jane Austen's novels).
 """
 
@@ -439,20 +442,13 @@ def shared_skeletons(prompts: list[str], stories: list[str]) -> np.ndarray:
 
 class RubricTeacher(Teacher):
     """Deterministic offline grader; its 'answer' text is the three integers, as an LLM teacher's would be.
-
-    A batch is graded together: a story whose skeleton another story of the batch shares (one template
-    filled in with different words) is no story of its own, so its coherence is capped at 1 and its
-    creativity at 0. Otherwise each story's grades do not depend on the rest of the batch.
-    """
+    Each story is graded on its own (`grade_story`), whatever else its batch holds."""
 
     name = "rubric"
 
     def grade_batch(self, prompts: list[str], stories: list[str]) -> Grades:
         scores = np.asarray([grade_story(p, s) for p, s in zip(prompts, stories)], np.float32)
         scores = scores.reshape(len(stories), 3)
-        copied = shared_skeletons(prompts, stories)
-        scores[copied, 1] = np.minimum(scores[copied, 1], 1)
-        scores[copied, 2] = 0
         answers = [" ".join(str(int(x)) for x in row) for row in scores]
         return Grades(scores, answers)
 
