@@ -18,7 +18,7 @@ import numpy as np
 
 from storyjax import stats
 from storyjax.checkpoint import milestone_words
-from storyjax.teachers import rubric
+from storyjax.teachers import rubric, tales_grammar
 
 RUN_KINDS = ("rl", "grades_permuted", "reward_permuted", "length_only")
 CONTROL = "grades_permuted"  # the pre-registered comparison: RL's gain over learning from permuted grades
@@ -282,11 +282,12 @@ def _row(kind: str, m: str, group: list[Run], figs: list[dict], start: Student, 
 
 
 def instrument(config) -> str:
-    """What the row's paired Δ and win rate were measured with: the judge, its mode, and (for the rubric)
-    the version of its code and weights."""
+    """What the row's paired Δ and win rate were measured with: the judge, its mode, and (for the rubric and
+    the tales grammar) the version of its code and weights."""
     judge = config.judge
     name = judge.name if judge.name != "auto" else config.interactive.teacher.name
-    return f"{name}:{judge.mode}" + (f":{rubric.VERSION}" if name == "rubric" else "")
+    versions = {"rubric": rubric.VERSION, "tales": tales_grammar.VERSION}
+    return f"{name}:{judge.mode}" + (f":{versions[name]}" if name in versions else "")
 
 
 def _half(interval: dict):

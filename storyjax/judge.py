@@ -44,7 +44,7 @@ def is_teacher(config: ml_collections.ConfigDict) -> bool:
     judge, teacher = teacher_config.flat(resolved(config)), teacher_config.flat(_teacher(config))
     if judge.name != teacher.name:
         return False
-    if judge.name == "rubric":  # no settings: one rubric
+    if judge.name in ("rubric", "tales"):  # no settings: one of each
         return True
     keys = {"openai": ("base_url", "model", "template", "temperature", "constrain"),
             "jax": ("weights", "template", "grading", "min_digit_mass", "temperature"),
@@ -84,6 +84,8 @@ def _identity(cfg: ml_collections.ConfigDict) -> set[str]:
     """What names the model behind a grader."""
     if cfg.name == "rubric":
         return {"the offline rubric"}
+    if cfg.name == "tales":
+        return {"the tales grammar"}
     if cfg.name == "jax" and cfg.jax.weights:
         return {f"weights {fingerprint(cfg.jax.weights)}", f"model {_model_name(cfg.jax.weights)}"}
     if cfg.name == "openai":

@@ -14,7 +14,8 @@ from storyjax.teachers.openai_teacher import OpenAITeacher
 from storyjax.teachers.replay import ReplayTeacher
 from storyjax.teachers.rubric import RubricTeacher
 from storyjax.teachers.settings import NAMES, check as check_settings
-PAIRWISE = ("rubric", "jax")  # the teachers that can say which of two stories is the better (Teacher.prefer)
+from storyjax.teachers.tales_grammar import TalesTeacher
+PAIRWISE = ("rubric", "tales", "jax")  # the teachers that can say which of two stories is the better (Teacher.prefer)
 
 
 def make_teacher(cfg: ml_collections.ConfigDict, workdir: str = "", process_index: int = 0) -> Teacher:
@@ -29,6 +30,8 @@ def make_teacher(cfg: ml_collections.ConfigDict, workdir: str = "", process_inde
     cfg = teacher_config.flat(cfg)
     if cfg.name == "rubric":
         return RubricTeacher()
+    if cfg.name == "tales":
+        return TalesTeacher()
     if cfg.name == "openai":
         teacher = OpenAITeacher(cfg, log_path)
         teacher.check_reachable()

@@ -3,7 +3,7 @@
 `teacher.name` chooses the kind; each kind's own settings live in its sub-section, the few every LLM
 teacher shares at the top:
 
-  teacher.name                  rubric | openai | jax | replay
+  teacher.name                  rubric | tales | openai | jax | replay
   teacher.template              the rubric prompt ("" = storyjax/teachers/templates/rubric_prompt.txt)
   teacher.temperature, .seed    how an LLM teacher's answer is sampled (0.2: the paper's teacher); seed -1
                                 sends none to a server
@@ -16,7 +16,8 @@ teacher shares at the top:
   teacher.openai.*              an OpenAI-compatible server (vLLM, llama.cpp, Ollama)
   teacher.jax.*                 an instruct LLM inside the program: a Hugging Face folder or a .gguf file
   teacher.replay.answers        a run's answers.jsonl, replayed (parsed as the openai teacher parses)
-The rubric has no settings: it is the offline grader in storyjax/teachers/rubric.py.
+The rubric and the tales grammar have no settings: they are the offline graders in
+storyjax/teachers/rubric.py and storyjax/teachers/tales_grammar.py.
 
 `flat(cfg)` is what a teacher of the chosen kind reads: the shared settings and its own section's, merged.
 """
@@ -27,9 +28,9 @@ import ml_collections
 
 SHARED = ("name", "template", "temperature", "seed", "shard_across_hosts", "max_failed_batches",
           "max_unscorable_rate", "health_window")
-KINDS = ("openai", "jax", "replay")  # the sections; the rubric has none
+KINDS = ("openai", "jax", "replay")  # the sections; the rubric and the tales grammar have none
 # a replayed log is parsed as the server's answers were, so it reads the openai section too
-READS = {"rubric": (), "openai": ("openai",), "jax": ("jax",), "replay": ("openai", "replay")}
+READS = {"rubric": (), "tales": (), "openai": ("openai",), "jax": ("jax",), "replay": ("openai", "replay")}
 
 
 def defaults(name: str = "rubric") -> ml_collections.ConfigDict:

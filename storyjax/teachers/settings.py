@@ -17,7 +17,7 @@ from storyjax.teachers.lm_passes import CPU_KERNELS
 from storyjax.teachers.openai_teacher import CONSTRAINTS
 from storyjax.teachers.prompt_templates import load_template
 
-NAMES = ("rubric", "openai", "replay", "jax")
+NAMES = ("rubric", "tales", "openai", "replay", "jax")
 COMPUTE_DTYPES = ("", "float32", "bfloat16")
 
 
