@@ -24,6 +24,7 @@ from typing import Callable
 import ml_collections
 import numpy as np
 
+from storyjax.data.tales_generator import make_tale
 from storyjax.stats import position_bias
 from storyjax.teachers.jax_teacher import JaxTeacher
 from storyjax.teachers.rubric import RubricTeacher, sentences
@@ -142,6 +143,43 @@ FAMILIES: dict[str, Callable[[str, random.Random], str]] = {
     "pseudo_word_nouns": pseudo_word_nouns, "unpunctuated_tail": unpunctuated_tail, "run_on_tail": run_on_tail,
     "copied_opening": copied_opening, "the_end": the_end, "shuffled_sentences": shuffled_sentences,
     "word_salad": word_salad, "repeated_sentence": repeated_sentence, "batch_template": batch_template}
+
+
+def tale_continuations(seed: int, n: int, prompt: str) -> list[str]:
+    """What a student that learned the tales corpus would write after `prompt` (the training prompt ends
+    "in a faraway land,"): held-out tales from "there lived" on."""
+    tales = [" ".join(make_tale(seed, i).split()) for i in range(n)]
+    return [prompt + " there lived" + t.split("there lived", 1)[1] for t in tales]
+
+
+def tale_families(stories_: list[str], prompt: str, seed: int = 0) -> dict[str, list[str]]:
+    """Cheap ways to please a grader with the tales corpus's own sentences, each as many stories as given:
+    `recombined` (the story's first sentence, then sentences drawn from other tales), `framed` (the same
+    inside a tale's frame: a hero introduced, "And they lived happily ever after."), `dialogue_and` (lines of
+    dialogue alternating with sentences begun with "And"), `shuffled` (the story's own sentences reordered).
+    Every sentence is one the corpus holds: only their order and fit betray them."""
+    rng = random.Random(seed)
+    own = [sentences(s[len(prompt):].strip()) for s in stories_]
+    pool = [x for told in own for x in told[1:]]
+    lines = [x for x in pool if x.startswith('"')]
+    plain = [x for x in pool if not x.startswith('"')]
+
+    def and_(sentence: str) -> str:
+        return "And " + sentence[0].lower() + sentence[1:]
+
+    def shuffled(told):
+        order = list(told)
+        while order == told and len(set(told)) > 1:
+            rng.shuffle(order)
+        return order
+    made = {
+        "recombined": [[t[0]] + rng.sample(pool, len(t) - 1) for t in own],
+        "framed": [["there lived a little fox named Lily."] + rng.sample(pool, max(len(t) - 2, 1))
+                   + ["And they lived happily ever after."] for t in own],
+        "dialogue_and": [[t[0]] + [x for _ in range(len(t) // 2) for x in (rng.choice(lines), and_(rng.choice(plain)))]
+                         for t in own],
+        "shuffled": [shuffled(t) for t in own]}
+    return {family: [prompt + " " + " ".join(told) for told in stories] for family, stories in made.items()}
 
 
 def passages(texts: list[str], n: int, seed: int = 0, min_words: int = 60, max_words: int = 200) -> list[str]:
