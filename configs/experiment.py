@@ -116,8 +116,14 @@ def get_config(preset: str = "tiny") -> ml_collections.ConfigDict:
         # milestone; () for none
         controls=("grades_permuted", "reward_permuted", "length_only") if paper or cpu else (),
         control_milestone="chck_90M" if paper else "chck_100K" if cpu else "chck_50K",
-        # bootstrap replicates of the headline's interval (openings and seeds resampled)
+        # bootstrap replicates of every two-way interval and of the headline's (openings and seeds resampled)
         bootstrap=2000,
+        # gate 0, before any interactive run: the judge must rank the last pretraining milestone above the
+        # first and real held-out text above its sentence shuffles (gate0_stories of them), both paired with
+        # intervals above 0 (and, pairwise, agree with itself in both orders on 60% of pairs); else the
+        # experiment stops and says so (False: run anyway, reported as unvalidated)
+        gate0=preset != "tiny",  # tiny's students write word salad: gate 0 fails there by design
+        gate0_stories=64,
         # also grade every student's held-out stories with the training teacher (beside the judge; no evidence
         # by itself): cheap for the rubric, a second pass per student for an LLM teacher
         teacher_view=not paper,

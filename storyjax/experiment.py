@@ -26,7 +26,7 @@ import numpy as np
 from absl import logging
 
 from storyjax import checkpoint as ckpt_lib
-from storyjax import evaluate, interactive, judge as judge_lib, preemption, pretrain, reward, run_outputs, stats
+from storyjax import evaluate, gate0, interactive, judge as judge_lib, preemption, pretrain, reward, run_outputs, stats
 from storyjax import experiment_analysis as analysis
 from storyjax import experiment_report as report
 from storyjax import ledger as ledger_lib
@@ -74,6 +74,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
     if controls and ex.control_milestone not in ex.milestones:
         raise ValueError(f"experiment.control_milestone={ex.control_milestone!r}: the controls run from one of "
                          f"experiment.milestones {tuple(ex.milestones)}.")
+    if not (isinstance(ex.gate0_stories, int) and ex.gate0_stories >= 8):
+        raise ValueError(f"experiment.gate0_stories={ex.gate0_stories}: gate 0 needs at least 8 real stories and "
+                         "their shuffles (64 is usual).")
     if not (ex.bootstrap >= 100):
         raise ValueError(f"experiment.bootstrap={ex.bootstrap}: give at least 100 replicates (2000 is usual).")
     limits = ex.monitor
@@ -168,12 +171,9 @@ class PairwiseJudge:
         if [r["prompt"] for r in student.records] != [r["prompt"] for r in reference.records]:
             raise ValueError(f"{out}: the two students' held-out stories do not pair up (different openings); "
                              "evaluate both with the same evaluate.stories settings.")
-        if self.judge is None:
-            os.makedirs(os.path.join(self.workdir, "judge"), exist_ok=True)
-            self.judge = make_teacher(judge_lib.resolved(self.config), os.path.join(self.workdir, "judge"))
         openings = student.openings_N
         try:
-            prefs = self.judge.prefer(openings, [r["story"] for r in student.records],
+            prefs = self.teacher().prefer(openings, [r["story"] for r in student.records],
                                       [r["story"] for r in reference.records])
         except GradingCancelled:
             raise preemption.Preempted("SIGTERM while stories were being judged in pairs; rerun to resume.") from None
@@ -191,6 +191,13 @@ class PairwiseJudge:
                                            prefs.p_a_first_B, prefs.p_a_second_B, verdicts)))
         run_outputs.write_json(path, result)
         return result
+
+    def teacher(self):
+        """The judge, loaded on first use (gate 0 grades with it too)."""
+        if self.judge is None:
+            os.makedirs(os.path.join(self.workdir, "judge"), exist_ok=True)
+            self.judge = make_teacher(judge_lib.resolved(self.config), os.path.join(self.workdir, "judge"))
+        return self.judge
 
     def close(self):
         if self.judge is not None:
@@ -262,6 +269,9 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     pairs, view = PairwiseJudge(config, workdir), TeacherView(config, workdir)
     try:
         before = _pretraining_curve(config, pretrain_dir, workdir, milestones, pairs, view)
+        passed = _gate0(config, workdir, before, pairs)
+        if not passed["passes"] and config.experiment.gate0:
+            return _stopped_at_gate0(workdir, config, passed)
         runs = _interactive_runs(config, pretrain_dir, workdir, before, pairs, view)
     finally:
         pairs.close()
@@ -279,7 +289,25 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
                "teacher": config.interactive.teacher.name, "milestones": list(config.experiment.milestones),
                "seeds": list(config.experiment.seeds), "controls": list(config.experiment.get("controls", ())),
                "rows": table, "runs": per_run, "curve": curve, "curve_check": curve_check, "gates": verdict,
+               "gate0": passed,
                "outputs": [os.path.join(workdir, f) for f in report.OUTPUTS]}
+    run_outputs.write_summary(workdir, summary)
+    return summary
+
+
+def _gate0(config, workdir: str, before: dict, pairs: "PairwiseJudge") -> dict:
+    """Gate 0 on the judge, from the pretraining curve just measured and real text against its shuffles."""
+    curve = analysis.curve_check(before)
+    last = before[curve["last"]].pairwise
+    consistency = last["position"]["consistency"] if last and judge_lib.resolved(config).name == "jax" else None
+    result = gate0.check(config, workdir, curve, consistency, pairs.teacher, analysis.instrument(config))
+    logging.info("%s", gate0.words(result))
+    return result
+
+
+def _stopped_at_gate0(workdir: str, config, result: dict) -> dict:
+    summary = {"job": "experiment", "stopped": "gate 0", "gate0": result, "judge": judge_lib.describe(config),
+               "judge_mode": config.judge.mode, "outputs": [os.path.join(workdir, "gate0.json")]}
     run_outputs.write_summary(workdir, summary)
     return summary
 
@@ -332,6 +360,11 @@ def _wins_words(pairwise, reference: str) -> str:
 def closing_words(summary: dict, workdir: str) -> str:
     if summary.get("ledger_only"):
         return report.plan_words(summary)
+    if summary.get("stopped") == "gate 0":
+        return (gate0.words(summary["gate0"]) + " The judge cannot see what more pretraining, or a story's own "
+                "order, does to these stories, so nothing it said of interactive learning would count: the "
+                "experiment stopped before any interactive run (set --config.experiment.gate0=False to run it "
+                f"anyway, reported as unvalidated). {workdir}/gate0.json holds the figures.")
     return report.closing_words(summary, workdir)
 
 

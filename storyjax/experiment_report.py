@@ -8,6 +8,7 @@ import os
 from storyjax import run_outputs
 from storyjax.atomic import atomic_file
 from storyjax.experiment_analysis import fmt, milestone_words, words_text
+from storyjax.gate0 import words as gate0_words
 
 OUTPUTS = ("table.md", "table.csv", "runs.csv", "heldout_vs_words.png", "headline.json")
 # table.csv's columns, first the ones a reader compares runs by; every row has them all.
@@ -159,6 +160,9 @@ def closing_words(summary: dict, workdir: str) -> str:
                if r["gain_vs_grades_permuted"] is not None else "")
             + f"; ≈ pretraining to {_headline_text(r, summary['gates']['curve_rises'])}"
             + (f"; FLAGGED: {r['flag']}" if r["flag"] else "") + ".")
+    if summary.get("gate0"):
+        lines.append(gate0_words(summary["gate0"]) + ("" if summary["gate0"]["passes"] else
+                                                      " (experiment.gate0=False: every figure below is unvalidated)"))
     lines.append("Gates: " + "; ".join(f"{GATES[k]}: {_verdict(v)}" for k, v in summary["gates"].items()) + ".")
     lines.append(f"Table: {workdir}/table.md (and table.csv, runs.csv, heldout_vs_words.png, headline.json).")
     return "\n".join(lines)

@@ -2,6 +2,7 @@
 way, the table, the plot and the "N words of interaction ≈ M words of pretraining" figure; resumable."""
 
 import csv
+import hashlib
 import json
 import os
 import signal
@@ -288,3 +289,49 @@ def test_the_paper_preset_dry_run_lists_the_plan_and_the_weights_it_still_needs(
     assert any("interactive.teacher.jax.weights" in m for m in s["missing"])
     assert any("judge.jax.weights" in m for m in s["missing"])
     assert "Missing before a real run" in proc.stdout and "920 steps" in proc.stdout
+
+
+class _BlindJudge:
+    """Grades by a hash of the text, as a judge that cannot read would."""
+
+    def grade_batch(self, prompts, stories):
+        from storyjax.teachers.base import Grades
+        rows = [list(hashlib.sha256(s.encode()).digest()[:3]) for s in stories]  # fixed, whatever the process
+        return Grades(np.asarray(rows, np.float32) % 4, [""] * len(stories))
+
+
+def test_gate0_passes_a_judge_that_sees_and_fails_a_blind_one(tmp_path):
+    from configs import experiment as experiment_config
+    from storyjax import gate0
+    from storyjax.teachers.rubric import RubricTeacher
+    config = experiment_config.get_config("cpu")
+    texts = gate0.known_texts(config, 64)
+    assert [len(t) for t in texts] == [64, 64, 64] and texts[1] != texts[2]
+    rising = {"paired_delta": 0.5, "paired_ci95": 0.2}
+    seeing = gate0.shuffle_check(RubricTeacher(), texts)
+    assert seeing["mean"] - seeing["ci95"] > 0
+    assert gate0.verdict(rising, seeing, None)["passes"]
+    blind = gate0.shuffle_check(_BlindJudge(), texts)
+    assert not gate0.verdict(rising, blind, None)["passes"]
+    assert not gate0.verdict({"paired_delta": -0.04, "paired_ci95": 0.02}, seeing, None)["passes"]
+    assert not gate0.verdict(rising, seeing, 0.4)["passes"]  # a pairwise judge whose two orders disagree
+    assert not gate0.verdict(rising, None, None)["passes"]  # not measured is not passed
+    config.experiment.gate0_stories = 16
+    result = gate0.check(config, str(tmp_path), rising, None, _BlindJudge, "blind:absolute")
+    assert not result["passes"] and (tmp_path / "gate0.json").exists()
+    assert gate0.words(result).startswith("Gate 0 (blind:absolute): FAILED")
+
+
+@pytest.mark.slow
+def test_gate0_stops_an_experiment_whose_only_instrument_is_blind_before_any_interactive_run(tfds_dir, tmp_path):
+    from openai_server import FakeTeacherServer
+    with FakeTeacherServer() as server:  # grades are a hash of the story: a judge that cannot read
+        proc = run_main(TINY + [f"--config.pretrain.data.tfds_dir={tfds_dir}", "--config.experiment.gate0=True",
+                                "--config.experiment.gate0_stories=16", "--config.judge.name=openai",
+                                f"--config.judge.openai.base_url={server.url}", "--config.judge.openai.retries=0"],
+                        tmp_path / "blind")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    s = json.loads((tmp_path / "blind" / "summary.json").read_text())
+    assert s["stopped"] == "gate 0" and s["gate0"]["passes"] is False
+    assert not (tmp_path / "blind" / "rl").exists()
+    assert "Gate 0 (openai:absolute): FAILED" in proc.stdout and "stopped before any interactive run" in proc.stdout
