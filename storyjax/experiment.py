@@ -269,7 +269,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     pairs, view = PairwiseJudge(config, workdir), TeacherView(config, workdir)
     try:
         before = _pretraining_curve(config, pretrain_dir, workdir, milestones, pairs, view)
-        passed = _gate0(config, workdir, before, pairs)
+        passed = gate0.for_experiment(config, workdir, analysis.curve_check(before), before, pairs.teacher)
         if not passed["passes"] and config.experiment.gate0:
             return _stopped_at_gate0(workdir, config, passed)
         runs = _interactive_runs(config, pretrain_dir, workdir, before, pairs, view)
@@ -293,16 +293,6 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
                "outputs": [os.path.join(workdir, f) for f in report.OUTPUTS]}
     run_outputs.write_summary(workdir, summary)
     return summary
-
-
-def _gate0(config, workdir: str, before: dict, pairs: "PairwiseJudge") -> dict:
-    """Gate 0 on the judge, from the pretraining curve just measured and real text against its shuffles."""
-    curve = analysis.curve_check(before)
-    last = before[curve["last"]].pairwise
-    consistency = last["position"]["consistency"] if last and judge_lib.resolved(config).name == "jax" else None
-    result = gate0.check(config, workdir, curve, consistency, pairs.teacher, analysis.instrument(config))
-    logging.info("%s", gate0.words(result))
-    return result
 
 
 def _stopped_at_gate0(workdir: str, config, result: dict) -> dict:

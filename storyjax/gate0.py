@@ -17,8 +17,11 @@ import os
 from typing import Optional
 
 import numpy as np
+from absl import logging
 
 from storyjax import adversarial, preemption, run_outputs, stats
+from storyjax import judge as judge_lib
+from storyjax.experiment_analysis import instrument
 from storyjax.teachers.base import GradingCancelled
 
 MIN_CONSISTENCY = 0.6
@@ -79,6 +82,16 @@ def check(config, workdir: str, curve: dict, consistency: Optional[float], judge
               "real_minus_shuffled_ci95": None if shuffle is None else shuffle["ci95"],
               **verdict(curve, shuffle, consistency)}
     run_outputs.write_json(path, result)
+    return result
+
+
+def for_experiment(config, workdir: str, curve: dict, before: dict, judge_fn) -> dict:
+    """Gate 0 on the experiment's judge, from its pretraining curve (`curve`, storyjax.experiment_analysis's
+    curve_check of the milestones `before`) and real text against its shuffles; logged, and written once."""
+    last = before[curve["last"]].pairwise
+    consistency = last["position"]["consistency"] if last and judge_lib.resolved(config).name == "jax" else None
+    result = check(config, workdir, curve, consistency, judge_fn, instrument(config))
+    logging.info("%s", words(result))
     return result
 
 
