@@ -27,10 +27,13 @@ def get_config() -> ml_collections.ConfigDict:
     c.max_val_blocks = 256
     c.data = pretrain_config.get_config("tiny").data
     c.seed = 1234
-    # Held-out story evaluation: our 52 openings (less any in `exclude`: the prompts the student learned from),
+    # Story evaluation: `num_openings` openings of the set `openings` (heldout: our 52, written for storyjax;
+    # corpus: 52 in the tales corpus's words, comma-ended as the training prompt; training: the training
+    # prompt `prompt` itself, num_openings=1), less any in `exclude` (the prompts the student learned from),
     # `per_opening` stories each; every student evaluated with the same seed writes from the same sampling keys,
     # so two students' stories pair up (eval/stories.jsonl, one line per story, in order).
-    c.stories = ml_collections.ConfigDict(dict(num_openings=52, per_opening=4, batch=128, exclude=()))
+    c.stories = ml_collections.ConfigDict(dict(openings="heldout", num_openings=52, per_opening=4, batch=128,
+                                               exclude=(), prompt=""))
     c.sampling = interactive_config.get_config("default").sampling
     c.sampling.max_new_tokens = 64
     c.teacher = interactive_config.get_config("default").teacher

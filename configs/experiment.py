@@ -122,7 +122,12 @@ def get_config(preset: str = "tiny") -> ml_collections.ConfigDict:
         # first and real held-out text above its sentence shuffles (gate0_stories of them), both paired with
         # intervals above 0 (and, pairwise, agree with itself in both orders on 60% of pairs); else the
         # experiment stops and says so (False: run anyway, reported as unvalidated)
-        gate0=preset != "tiny",  # tiny's students write word salad: gate 0 fails there by design
+        gate0=preset != "tiny",
+        # the positive control: interactive learning from a teacher known to be right about the students'
+        # world (tales: the tales corpus's own grammar), from control_milestone, with these seeds (() for none).
+        # If the judge cannot see it teach, the experiment draws no conclusion about the real teacher.
+        positive_teacher="tales",
+        positive_seeds=(0, 1) if cpu else (),  # tiny's students write word salad: gate 0 fails there by design
         gate0_stories=64,
         # also grade every student's held-out stories with the training teacher (beside the judge; no evidence
         # by itself): cheap for the rubric, a second pass per student for an LLM teacher

@@ -23,7 +23,7 @@ from storyjax import checkpoint as ckpt_lib
 from storyjax import model as model_lib
 from storyjax import data as data_lib
 from storyjax.data import load_corpus, packing
-from storyjax.prompts import heldout_openings
+from storyjax.prompts import story_openings
 from storyjax.teachers import check_settings
 
 
@@ -73,7 +73,8 @@ def validate(config: ml_collections.ConfigDict, weights: bool = True, student: b
     if config.stories.num_openings < 0:
         raise ValueError(f"stories.num_openings={config.stories.num_openings}: use 0 (no stories) or more.")
     if config.stories.num_openings:
-        heldout_openings(config.stories.num_openings, config.stories.get("exclude", ()))
+        story_openings(config.stories.openings, config.stories.num_openings, config.stories.exclude,
+                       config.stories.prompt)
         if config.stories.per_opening < 1 or config.stories.batch < 1:
             raise ValueError(f"stories.per_opening={config.stories.per_opening} and stories.batch="
                              f"{config.stories.batch}: use 1 or more of each.")

@@ -31,7 +31,7 @@ from storyjax import experiment_analysis as analysis
 from storyjax import experiment_report as report
 from storyjax import ledger as ledger_lib
 from storyjax.interactive_logs import read_batch_stats
-from storyjax.prompts import heldout_openings
+from storyjax.prompts import story_openings
 from storyjax.teachers import PAIRWISE, make_teacher
 from storyjax.teachers.base import GradingCancelled
 
@@ -83,14 +83,23 @@ def validate(config: ml_collections.ConfigDict) -> None:
     if not (0 < limits.max_distinct2_drop < 1 and 0 < limits.max_repeat_rise < 1 and 0 < limits.max_skeleton_rise < 1):
         raise ValueError("experiment.monitor: max_distinct2_drop, max_repeat_rise and max_skeleton_rise are shares "
                          "in (0, 1), e.g. 0.2, 0.1, 0.2.")
-    heldout_openings(config.evaluate.stories.num_openings, (config.interactive.prompt,))
-    if config.evaluate.stories.num_openings < 2:
+    story_openings(config.evaluate.stories.openings, config.evaluate.stories.num_openings,
+                   (config.interactive.prompt,), config.interactive.prompt)
+    if config.evaluate.stories.num_openings < 2 and config.evaluate.stories.openings != "training":
         raise ValueError(f"evaluate.stories.num_openings={config.evaluate.stories.num_openings}: the experiment "
                          "compares students on held-out openings; give at least 2 (intervals cluster by opening).")
+    if config.evaluate.stories.openings == "training" and config.evaluate.stories.per_opening < 2:
+        raise ValueError("evaluate.stories.openings=training: give evaluate.stories.per_opening >= 2 stories of the "
+                         "training prompt (the paper-style evaluation: 256 or more; intervals resample their keys).")
     if config.judge.mode == "pairwise" and judge_lib.resolved(config).name not in PAIRWISE:
         raise ValueError(f"judge.mode=pairwise needs a judge that compares two stories ({PAIRWISE}); "
                          f"judge.name={judge_lib.resolved(config).name!r} does not.")
-    for kind in ("rl", *controls):  # each kind of run as it will start (its pretraining run may not exist yet)
+    if ex.positive_seeds and (ex.positive_teacher not in ("tales", "rubric") or not ex.control_milestone):
+        raise ValueError(f"experiment.positive_teacher={ex.positive_teacher!r}: the positive control learns from a "
+                         "teacher known to be right about the students' world: 'tales' (the tales corpus's grammar), "
+                         "from experiment.control_milestone.")
+    positive = ("positive",) if ex.positive_seeds else ()
+    for kind in ("rl", *controls, *positive):  # each kind of run as it will start (its pretraining may not exist)
         start = config.init_checkpoint
         interactive.validate(_rl_config(config, ex.milestones[0] if start else "", ex.seeds[0], start, kind))
     evaluate.validate(_evaluate_config(config, "."), weights=not config.get("ledger_only", False), student=False)
@@ -117,16 +126,20 @@ def _rl_config(config, milestone: str, seed: int, pretrain_dir: str, kind: str =
     c.progress_bar = config.progress_bar
     # The runs' own held-out scores are off: the experiment judges every student itself, pairs included.
     c.judge = ml_collections.ConfigDict({**config.judge.to_dict(), "mode": "absolute"})
-    c.reward.control = "" if kind == "rl" else kind
+    c.reward.control = "" if kind in ("rl", "positive") else kind
+    if kind == "positive":  # the same run, taught by a teacher known to be right about this world
+        c.teacher.name = config.experiment.positive_teacher
     c.ledger_only = bool(config.get("ledger_only", False))  # a dry run reports missing weights, not refuses
     return c
 
 
 def plan(config) -> list[tuple[str, str, int]]:
-    """(kind, milestone, seed) of every interactive run: RL from each milestone, the controls from one."""
+    """(kind, milestone, seed) of every interactive run: RL from each milestone, the controls and the positive
+    control (its own seeds) from one."""
     ex = config.experiment
     runs = [("rl", m, int(s)) for m in ex.milestones for s in ex.seeds]
-    return runs + [(kind, ex.control_milestone, int(s)) for kind in ex.get("controls", ()) for s in ex.seeds]
+    runs += [(kind, ex.control_milestone, int(s)) for kind in ex.get("controls", ()) for s in ex.seeds]
+    return runs + [("positive", ex.control_milestone, int(s)) for s in ex.positive_seeds]
 
 
 def run_name(kind: str, milestone: str, seed: int) -> str:
@@ -141,6 +154,7 @@ def _evaluate_config(config, checkpoint: str) -> ml_collections.ConfigDict:
     c.teacher = judge_lib.resolved(config)
     c.data = config.pretrain.data
     c.stories.exclude = (config.interactive.prompt,)
+    c.stories.prompt = config.interactive.prompt  # stories.openings=training: the paper's evaluation
     return c
 
 
@@ -180,7 +194,8 @@ class PairwiseJudge:
         # Consistent hard wins (a pair whose two orders disagree counts 1/2): a judge that always picks one
         # slot then sits at 0.5 with its inconsistency in plain view, not at 0.5 from averaged probabilities.
         verdicts = stats.hard_wins(prefs.p_a_first_B, prefs.p_a_second_B)
-        result = {**stats.win_rate(verdicts, openings), "soft_win_rate": stats.win_rate(prefs.p_a_B, openings)["win_rate"],
+        result = {**stats.win_rate(verdicts, student.clusters_N),
+                  "soft_win_rate": stats.win_rate(prefs.p_a_B, student.clusters_N)["win_rate"],
                   "position": stats.position_bias(prefs.p_a_first_B, prefs.p_a_second_B),
                   "verdicts": [_json_float(v) for v in verdicts]}
         number = lambda x: _json_float(float(x))

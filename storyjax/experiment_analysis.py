@@ -20,7 +20,7 @@ from storyjax import stats
 from storyjax.checkpoint import milestone_words
 from storyjax.teachers import rubric, tales_grammar
 
-RUN_KINDS = ("rl", "grades_permuted", "reward_permuted", "length_only")
+RUN_KINDS = ("rl", "grades_permuted", "reward_permuted", "length_only", "positive")
 CONTROL = "grades_permuted"  # the pre-registered comparison: RL's gain over learning from permuted grades
 
 
@@ -42,6 +42,12 @@ class Student:
     @functools.cached_property
     def openings_N(self) -> list[str]:
         return [r["prompt"] for r in self.records]
+
+    @functools.cached_property
+    def clusters_N(self) -> list:
+        """What intervals resample: the opening of each story, or, where every story continues one opening
+        (the training prompt), each story's own sampling key."""
+        return self.openings_N if len(set(self.openings_N)) > 1 else list(range(len(self.records)))
 
     @functools.cached_property
     def metrics(self) -> dict:
@@ -169,9 +175,9 @@ def run_figures(run: Run, start: Student, limits) -> dict:
     """One run's figures against its starting milestone: paired delta (clustered by opening), win rate,
     teacher gain, the monitor's metrics and flags."""
     s = run.summary
-    paired = stats.paired_delta(run.student.sums_N, start.sums_N, run.student.openings_N)
+    paired = stats.paired_delta(run.student.sums_N, start.sums_N, run.student.clusters_N)
     teacher_gain = s["train_teacher_sum_last10"] - s["train_teacher_sum_first10"]
-    view = (stats.paired_delta(run.student.teacher_sums_N, start.teacher_sums_N, run.student.openings_N)
+    view = (stats.paired_delta(run.student.teacher_sums_N, start.teacher_sums_N, run.student.clusters_N)
             if run.student.teacher_sums_N is not None and start.teacher_sums_N is not None else {})
     before_m, after_m = start.metrics, run.student.metrics
     return {"run": run.kind, "milestone": run.milestone, "seed": run.seed, "steps": s["steps"],
@@ -217,7 +223,7 @@ def _against(row: dict, runs: list[Run], start: Student, reps: int) -> dict:
     if row["run"] == CONTROL or not group(CONTROL):
         return none
     gain = stats.two_way_bootstrap((_deltas_SxN(group(row["run"]), start), _deltas_SxN(group(CONTROL), start)),
-                                   start.openings_N, reps=reps)
+                                   start.clusters_N, reps=reps)
     return dict(zip(none, (_num(gain["mean"]), _num(gain["ci95_low"]), _num(gain["ci95_high"]))))
 
 
@@ -240,14 +246,14 @@ def _row(kind: str, m: str, group: list[Run], figs: list[dict], start: Student, 
     ex = config.experiment
     mean = lambda k: _num(float(np.mean([f[k] for f in figs if f.get(k) is not None]))) if any(
         f.get(k) is not None for f in figs) else None
-    paired = stats.two_way_bootstrap(_deltas_SxN(group, start), start.openings_N, reps=ex.bootstrap)
+    paired = stats.two_way_bootstrap(_deltas_SxN(group, start), start.clusters_N, reps=ex.bootstrap)
     after, after_ci = _over_seeds(figs, "heldout", "heldout_ci95")
     wins = _wins(group, start, ex.bootstrap)
     view, view_ci = _over_seeds(figs, "teacher_heldout_delta", "teacher_heldout_ci95")
     words = milestone_words(m)
     reached = reached_words(curve_M, after)
     low, high = headline_interval([w for w, _ in curve_M], curve_sums_MxN, [r.student.sums_N for r in group],
-                                  start.openings_N, reps=ex.bootstrap, seed=0) if curve_M else (None, None)
+                                  start.clusters_N, reps=ex.bootstrap, seed=0) if curve_M else (None, None)
     flags = sorted({x for f in figs for x in f["flags"]})
     kl_end = [float(np.mean(r.kl_per_step[-10:])) for r in group if r.kl_per_step]
     return {
@@ -305,7 +311,7 @@ def _wins(group: list[Run], start: Student, reps: int) -> dict:
     if any(v is None for v in verdicts):
         return {"win_rate": None, "win_ci95": None, "win_consistency": None, "first_slot": None}
     verdicts_SxN = np.asarray([[np.nan if v is None else v for v in seed] for seed in verdicts], np.float64)
-    wins = stats.two_way_bootstrap(verdicts_SxN, start.openings_N, reps=reps)
+    wins = stats.two_way_bootstrap(verdicts_SxN, start.clusters_N, reps=reps)
     position = [r.student.pairwise["position"] for r in group]
     return {"win_rate": _num(wins["mean"]), "win_ci95": _half(wins),
             "win_consistency": mean_of([p["consistency"] for p in position]),
@@ -322,8 +328,8 @@ def curve_check(pretrain: dict[str, Student]) -> dict:
     openings and keys), the paired difference of judge sums and, with a pairwise judge, the win rate."""
     names = sorted(pretrain, key=milestone_words)
     first, last = pretrain[names[0]], pretrain[names[-1]]
-    paired = stats.paired_delta(last.sums_N, first.sums_N, first.openings_N)
-    view = (stats.paired_delta(last.teacher_sums_N, first.teacher_sums_N, first.openings_N)
+    paired = stats.paired_delta(last.sums_N, first.sums_N, first.clusters_N)
+    view = (stats.paired_delta(last.teacher_sums_N, first.teacher_sums_N, first.clusters_N)
             if last.teacher_sums_N is not None and first.teacher_sums_N is not None else {})
     return {"first": names[0], "last": names[-1], "paired_delta": _num(paired["mean"]),
             "teacher_paired_delta": _num(view.get("mean")), "teacher_paired_ci95": _num(view.get("ci95")),
@@ -343,16 +349,20 @@ def gates(curve: dict, table: list[dict], control_milestone: str) -> dict:
     1. the judge's pretraining curve rises by more than its interval (last vs first milestone, paired; and
        the pairwise win rate above 1/2 where asked); 2. the primary row's (`primary_row`) paired after − before
        interval lies above 0; 3. the same row's gain over the grades-permuted control lies above 0; 4. no row
-    is flagged. Gates 2 and 3 read one row, so they cannot pass on different ones."""
+    is flagged. Gates 2 and 3 read one row, so they cannot pass on different ones. Beside them: whether the
+    judge saw the positive control teach (its paired interval above 0; None without one): where it did not,
+    a null from the real teacher says nothing."""
     def above(x, ci, zero=0.0):
         return None if x is None or ci is None else bool(x - ci > zero)
     curve_ok = above(curve["paired_delta"], curve["paired_ci95"])
     if curve_ok is not None and curve.get("win_rate") is not None:
         curve_ok = curve_ok and bool(above(curve["win_rate"], curve["win_ci95"], 0.5))
     row = primary_row(table, control_milestone) or {}
-    low_above_0 = lambda key: None if row.get(key) is None else bool(row[key] > 0)
-    return {"curve_rises": curve_ok, "paired_excludes_0": low_above_0("paired_ci95_low"),
-            "beats_grades_permuted": low_above_0("gain_ci95_low"),
+    positive = next((r for r in table if r["run"] == "positive"), None)
+    low_above_0 = lambda r, key: None if r is None or r.get(key) is None else bool(r[key] > 0)
+    return {"curve_rises": curve_ok, "paired_excludes_0": low_above_0(row, "paired_ci95_low"),
+            "beats_grades_permuted": low_above_0(row, "gain_ci95_low"),
+            "positive_control_seen": low_above_0(positive, "paired_ci95_low"),
             "no_flag": not any(r["flag"] for r in table)}
 
 

@@ -26,6 +26,8 @@ GATES = {"curve_rises": "the judge's pretraining curve rises by more than its in
                         "paired)",
          "paired_excludes_0": "the primary RL row's paired after − before interval lies above 0",
          "beats_grades_permuted": "the same row's gain over the grades-permuted control lies above 0",
+         "positive_control_seen": "the judge sees the positive control (a teacher known to be right) teach: its "
+                                  "paired interval lies above 0",
          "no_flag": "the reward-hacking monitor flags no row"}
 
 
@@ -129,7 +131,7 @@ def _plot(path: str, curve: list, curve_ci95: dict, table: list[dict]) -> None:
     if pts:
         ax.errorbar([w for w, _ in pts], [s for _, s in pts], yerr=[curve_ci95.get(w) or 0 for w, _ in pts],
                     fmt="o-", capsize=3, label="pretraining only")
-    markers = {"rl": "s", "grades_permuted": "x", "reward_permuted": "v", "length_only": "^"}
+    markers = {"rl": "s", "grades_permuted": "x", "reward_permuted": "v", "length_only": "^", "positive": "*"}
     for r in table:
         if r["heldout_after"] is not None:
             ax.errorbar([r["milestone_words"]], [r["heldout_after"]], yerr=[r["heldout_after_ci95"] or 0],

@@ -14,7 +14,7 @@ from storyjax import preemption, sampler, stats
 from storyjax import judge as judge_lib
 from storyjax import model as model_lib
 from storyjax.diversity import distinct_n, repetition_rate
-from storyjax.prompts import heldout_openings
+from storyjax.prompts import heldout_openings, story_openings
 from storyjax.stories import grade, make_sample_fn, sample_stories
 from storyjax.teachers import make_teacher
 from storyjax.teachers.base import CRITERIA, GradingCancelled, scored
@@ -86,7 +86,8 @@ def check_openings_fit(model_cfg: model_lib.ModelConfig, tok, openings: list[str
 def report(config, cfg, params, tok, workdir: str) -> dict:
     """Held-out openings (ours plus the paper's prompt), k stories each, graded by the configured teacher:
     means with 95% intervals, length, diversity, repetition and the student's own surprisal."""
-    openings = heldout_openings(config.stories.num_openings, config.stories.get("exclude", ()))
+    openings = story_openings(config.stories.openings, config.stories.num_openings, config.stories.exclude,
+                              config.stories.prompt)
     prompts = [o for o in openings for _ in range(config.stories.per_opening)]
     check_openings_fit(cfg, tok, openings, config.sampling.max_new_tokens)
     sample = make_sample_fn(config, cfg, tok)

@@ -61,6 +61,90 @@ HELDOUT_OPENINGS = (
 )
 
 
+# Openings in the tales corpus's own words, each ending in a comma as the training prompt does ("... in a
+# faraway land,"), so a student that learned the corpus reads them as it reads its training prompt; none is
+# a training prompt. Chosen once, reproducibly, from the tales generator's own lists (seed 2026): the first
+# 26 an opening phrase and a place, the rest with a hero, a name and a goal after them.
+CORPUS_OPENINGS = (
+    "On a windy autumn day, in a castle on a hill,",
+    "Once upon a time, in a cave behind a waterfall,",
+    "One sunny morning, on a snowy mountain,",
+    "Once upon a time, in a garden full of flowers,",
+    "Once, not so long ago, in a garden full of flowers,",
+    "On a windy autumn day, on an island far away,",
+    "Once, not so long ago, in a tall old tree,",
+    "Once, not so long ago, in a castle on a hill,",
+    "On a windy autumn day, in a cave behind a waterfall,",
+    "Once upon a time, in a busy little town,",
+    "Long ago, in a city of bright lights,",
+    "Once, not so long ago, in a city of bright lights,",
+    "One sunny morning, in a cave behind a waterfall,",
+    "A long time ago, on an island far away,",
+    "Once upon a time, on a farm near the river,",
+    "Once, not so long ago, on an island far away,",
+    "Once, not so long ago, on a snowy mountain,",
+    "One cold winter night, in a garden full of flowers,",
+    "Long ago, in a busy little town,",
+    "Long ago, in a castle on a hill,",
+    "On a windy autumn day, on a farm near the river,",
+    "Once upon a time, on a snowy mountain,",
+    "On a windy autumn day, in a quiet village by the sea,",
+    "One cold winter night, on a snowy mountain,",
+    "Early one spring morning, in a garden full of flowers,",
+    "One cold winter night, in a cave behind a waterfall,",
+    "One sunny morning, on a snowy mountain, a sleepy hedgehog named Luna wanted to find the way home,",
+    "Long ago, in a city of bright lights, a young knight named Oscar wanted to bring water to the dry flowers,",
+    "A long time ago, in a cave behind a waterfall, a young girl named Finn wanted to plant a magic seed,",
+    "Early one spring morning, on an island far away, a playful puppy named Otto wanted to plant a magic seed,",
+    "One cold winter night, in a tall old tree, a little fox named Luna wanted to find a lost kite,",
+    "Once, not so long ago, in a garden full of flowers, an old turtle named Tom wanted to build a boat,",
+    "Once upon a time, in a sunny meadow, a clever cat named Rosa wanted to learn to fly,",
+    "One cold winter night, on a snowy mountain, a playful puppy named Zoe wanted to reach the top of the hill,",
+    "Long ago, in a sunny meadow, a wise frog named Ivy wanted to plant a magic seed,",
+    "A long time ago, in a quiet village by the sea, a shy owl named Finn wanted to plant a magic seed,",
+    "Once, not so long ago, on a snowy mountain, a young knight named Nora wanted to find the golden key,",
+    "Once, not so long ago, on an island far away, a playful puppy named Oscar wanted to find a lost kite,",
+    "On a windy autumn day, in a quiet village by the sea, a little fox named Tilly wanted to make a new friend,",
+    "A long time ago, on an island far away, an old turtle named Bella wanted to plant a magic seed,",
+    "One sunny morning, in a deep green forest, a curious rabbit named Ruby wanted to plant a magic seed,",
+    "Early one spring morning, in a garden full of flowers, a brave mouse named Max wanted to find a lost kite,",
+    "Once, not so long ago, in a sunny meadow, a tiny robot named Luna wanted to find a lost kite,",
+    "A long time ago, in a cave behind a waterfall, a clever cat named Pip wanted to bring water to the dry "
+    "flowers,",
+    "A long time ago, in a city of bright lights, a silly goose named Ruby wanted to find the way home,",
+    "A long time ago, in a busy little town, a curious rabbit named Mia wanted to find the way home,",
+    "One sunny morning, in a quiet village by the sea, a little fox named Luna wanted to find the way home,",
+    "One sunny morning, in a deep green forest, a sleepy hedgehog named Tom wanted to plant a magic seed,",
+    "Once upon a time, in a deep green forest, a shy owl named Lily wanted to make a new friend,",
+    "A long time ago, in a city of bright lights, a kind bear named Ivy wanted to win the big race,",
+    "One cold winter night, on a farm near the river, a playful puppy named Ruby wanted to build a boat,",
+    "Early one spring morning, in a castle on a hill, a curious rabbit named Max wanted to find the way home,",
+)
+OPENING_SETS = ("heldout", "corpus", "training")
+
+
+def story_openings(kind: str, n: int, exclude=(), training_prompt: str = "") -> list[str]:
+    """The openings an evaluation's stories continue: `heldout` (our own, written for storyjax: an
+    out-of-distribution probe for a student of the tales corpus), `corpus` (CORPUS_OPENINGS, in the tales
+    corpus's words and punctuated as the training prompt), or `training` (the training prompt itself, as the
+    paper evaluated: n must be 1, each story its own sampling key)."""
+    if kind == "heldout":
+        return heldout_openings(n, exclude)
+    if kind == "corpus":
+        skip = {" ".join(p.split()) for p in exclude}
+        openings = [o for o in CORPUS_OPENINGS if " ".join(o.split()) not in skip]
+        if n > len(openings):
+            raise ValueError(f"{n} corpus openings asked for; there are {len(openings)}: ask for at most that many.")
+        return openings[:n]
+    if kind == "training":
+        if n != 1 or not training_prompt:
+            raise ValueError("stories.openings=training continues the training prompt alone: set "
+                             "stories.num_openings=1, stories.prompt to the training prompt, and the story count "
+                             "with stories.per_opening (the paper-style evaluation: 256 or more).")
+        return [training_prompt]
+    raise ValueError(f"stories.openings={kind!r}: choose one of {OPENING_SETS}.")
+
+
 def heldout_openings(n: int, exclude=()) -> list[str]:
     """The first `n` held-out openings that are not a training prompt (`exclude`): a student is never
     measured on an opening it learned from."""

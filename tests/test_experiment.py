@@ -83,7 +83,8 @@ def test_experiment_writes_the_table_plot_and_headline_and_a_killed_run_ends_the
         assert r["equivalent"] == analysis.equivalence(s["curve"], r["heldout_after"])
         assert 0 <= r["win_rate"] <= 1 and r["paired_ci95"] >= 0
     assert s["rows"][0]["gain_vs_grades_permuted"] is not None and s["rows"][1]["gain_vs_grades_permuted"] is None
-    assert set(s["gates"]) == {"curve_rises", "paired_excludes_0", "beats_grades_permuted", "no_flag"}
+    assert set(s["gates"]) == {"curve_rises", "paired_excludes_0", "beats_grades_permuted", "positive_control_seen",
+                               "no_flag"}
     # Before and after wrote from the same openings with the same keys, never from the training prompt.
     stories = lambda d: [json.loads(x) for x in (tmp_path / "ref" / "eval" / d / "eval" / "stories.jsonl").open()]
     start, after = stories("pretrain/chck_5K"), stories("rl/chck_5K_s0")
@@ -173,17 +174,24 @@ def test_a_planted_effect_is_found_and_beats_the_grades_permuted_control():
     curve_students = {"chck_10K": start, "chck_100K": synthetic_student(before + 1.0, rng)}
     runs = [synthetic_run("rl", "chck_10K", s, a, rng) for s, a in enumerate(rl_after)]
     runs += [synthetic_run("grades_permuted", "chck_10K", s, a, rng) for s, a in enumerate(random_after)]
+    runs += [synthetic_run("positive", "chck_10K", s, before + 1.5 + rng.normal(0, 0.3, before.shape), rng)
+             for s in range(2)]
     curve = [(analysis.milestone_words(m), s.row["heldout"]) for m, s in curve_students.items()]
     table, per_run = analysis.rows(curve, curve_students, runs, analysis_config())
-    rl, control = table
+    rl, control, positive = table
+    assert positive["run"] == "positive" and positive["paired_ci95_low"] > 1.0
     assert (rl["run"], control["run"], rl["seeds"]) == ("rl", "grades_permuted", 3)
     assert abs(rl["paired_delta"] - 0.4) < 0.1 and rl["paired_ci95_low"] > 0 and rl["instrument"].startswith("rubric")
     assert control["paired_ci95_low"] < 0 < control["paired_ci95_high"]
     assert abs(rl["gain_vs_grades_permuted"] - 0.4) < 0.1 and rl["gain_ci95_low"] > 0
     assert control["gain_vs_grades_permuted"] is None
-    assert len(per_run) == 6 and all(r["flags"] == [] for r in per_run) and rl["flag"] == ""
+    assert len(per_run) == 8 and all(r["flags"] == [] for r in per_run) and rl["flag"] == ""
     verdict = analysis.gates(analysis.curve_check(curve_students), table, "chck_10K")
-    assert verdict == {"curve_rises": True, "paired_excludes_0": True, "beats_grades_permuted": True, "no_flag": True}
+    assert verdict == {"curve_rises": True, "paired_excludes_0": True, "beats_grades_permuted": True,
+                       "positive_control_seen": True, "no_flag": True}
+    # A positive control the judge cannot see teach: the gate says so.
+    unseen = [r if r["run"] != "positive" else {**r, "paired_ci95_low": -0.1} for r in table]
+    assert analysis.gates(analysis.curve_check(curve_students), unseen, "chck_10K")["positive_control_seen"] is False
 
 
 def _null_deltas(rng, opening_sd, seed_sd, n_openings=52, per=2, seeds=3):
