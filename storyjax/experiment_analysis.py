@@ -16,9 +16,9 @@ from typing import Optional
 
 import numpy as np
 
-from storyjax import stats
+from storyjax import instruments, stats
 from storyjax.checkpoint import milestone_words
-from storyjax.teachers import rubric, tales_grammar
+from storyjax.teachers import rubric
 
 RUN_KINDS = ("rl", "grades_permuted", "reward_permuted", "length_only", "positive")
 CONTROL = "grades_permuted"  # the pre-registered comparison: RL's gain over learning from permuted grades
@@ -31,6 +31,7 @@ class Student:
     row: dict                         # the evaluation's figures (judge mean, perplexity, BLiMP, ...)
     pairwise: Optional[dict] = None   # the judge's preferences against the reference student, if asked
     teacher_sums_N: Optional[np.ndarray] = None  # the training teacher's grade sums of the same stories
+    lm_logprobs: Optional[list] = None  # the reference LM's per-token log-probs of each continuation
 
     # Derived once from `records`, which a student never changes: every run from a milestone reads that
     # milestone's sums and story metrics again.
@@ -207,22 +208,45 @@ def rows(curve: list[tuple[int, float]], pretrain: dict[str, Student], runs: lis
             table.append(_row(kind, m, group, figs, pretrain[m], curve_M, curve_sums_MxN, config))
     for row in table:  # the gain column: each run kind against the grades-permuted control, openings x seeds
         row.update(_against(row, runs, pretrain[row["milestone"]], ex.bootstrap))
+    extra = [n for n in ex.instruments if n != "judge"]
+    table += [_instrument_row(row, name, runs, pretrain[row["milestone"]], config) for name in extra
+              for row in table]
     return table, [per_run[id(r)] for r in runs]
 
 
-def _deltas_SxN(group: list[Run], start: Student) -> np.ndarray:
-    """Per seed, per held-out story: the judge's sum after learning minus before (same opening and key)."""
-    return np.stack([r.student.sums_N - start.sums_N for r in group])
+def _instrument_row(row: dict, name: str, runs: list[Run], start: Student, config) -> dict:
+    """`row` (the judge's) as another instrument measures it: its paired Δ and gain over the grades-permuted
+    control; the judge's win rate and the headline (read on the judge's curve) do not carry over."""
+    ex = config.experiment
+    group = [r for r in runs if r.kind == row["run"] and r.milestone == row["milestone"]]
+    paired = stats.two_way_bootstrap(_deltas_SxN(group, start, name, ex.reference_lm.cap), start.clusters_N,
+                                     reps=ex.bootstrap)
+    out = {**row, "instrument": instruments.label(config, name), "paired_delta": _num(paired["mean"]),
+           "paired_ci95": _half(paired), "paired_ci95_low": _num(paired["ci95_low"]),
+           "paired_ci95_high": _num(paired["ci95_high"]), "win_rate": None, "win_ci95": None,
+           "win_consistency": None, "first_slot": None, "headline_words": None, "headline_extra_words": None,
+           "headline_ci95_low": None, "headline_ci95_high": None, "equivalent": "—"}
+    out.update(_against(out, runs, start, ex.bootstrap, name, ex.reference_lm.cap))
+    if name == "reference_lm":
+        out["too_short"] = int(sum(instruments.too_short(r.student, start, ex.reference_lm.cap) for r in group))
+    return out
 
 
-def _against(row: dict, runs: list[Run], start: Student, reps: int) -> dict:
+def _deltas_SxN(group: list[Run], start: Student, name: str = "judge", cap: int = 0) -> np.ndarray:
+    """Per seed, per held-out story: how much better the story after learning is than the one before (same
+    opening and key) under instrument `name` (storyjax.instruments)."""
+    return np.stack([instruments.paired_deltas(name, r.student, start, cap) for r in group])
+
+
+def _against(row: dict, runs: list[Run], start: Student, reps: int, name: str = "judge", cap: int = 0) -> dict:
     """The row's paired Δ minus the grades-permuted control's from the same milestone, with its two-way
     bootstrap interval; None where there is no such control (or the row is the control)."""
     none = {"gain_vs_grades_permuted": None, "gain_ci95_low": None, "gain_ci95_high": None}
     group = lambda kind: [r for r in runs if r.kind == kind and r.milestone == row["milestone"]]
     if row["run"] == CONTROL or not group(CONTROL):
         return none
-    gain = stats.two_way_bootstrap((_deltas_SxN(group(row["run"]), start), _deltas_SxN(group(CONTROL), start)),
+    gain = stats.two_way_bootstrap((_deltas_SxN(group(row["run"]), start, name, cap),
+                                    _deltas_SxN(group(CONTROL), start, name, cap)),
                                    start.clusters_N, reps=reps)
     return dict(zip(none, (_num(gain["mean"]), _num(gain["ci95_low"]), _num(gain["ci95_high"]))))
 
@@ -264,7 +288,7 @@ def _row(kind: str, m: str, group: list[Run], figs: list[dict], start: Student, 
         "heldout_before": start.row["heldout"], "heldout_before_ci95": start.row["heldout_ci95"],
         # with one seed an interval is that seed's, clustered by opening; with more, the t-interval over seeds
         "heldout_after": after, "heldout_after_ci95": after_ci,
-        "instrument": instrument(config),
+        "instrument": instruments.label(config),
         "paired_delta": _num(paired["mean"]), "paired_ci95": _half(paired),
         "paired_ci95_low": _num(paired["ci95_low"]), "paired_ci95_high": _num(paired["ci95_high"]), **wins,
         # filled in by `rows` once every row exists: this row against the grades-permuted control
@@ -285,15 +309,6 @@ def _row(kind: str, m: str, group: list[Run], figs: list[dict], start: Student, 
         "shared_skeleton_before": figs[0]["shared_skeleton_before"], "shared_skeleton_after": mean("shared_skeleton_after"),
         "flag": "; ".join(flags),
     }
-
-
-def instrument(config) -> str:
-    """What the row's paired Δ and win rate were measured with: the judge, its mode, and (for the rubric and
-    the tales grammar) the version of its code and weights."""
-    judge = config.judge
-    name = judge.name if judge.name != "auto" else config.interactive.teacher.name
-    versions = {"rubric": rubric.VERSION, "tales": tales_grammar.VERSION}
-    return f"{name}:{judge.mode}" + (f":{versions[name]}" if name in versions else "")
 
 
 def _half(interval: dict):

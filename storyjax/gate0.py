@@ -1,12 +1,12 @@
-"""Gate 0 of the experiment: the judge is believed only once it ranks known contrasts the right way, before
-any interactive-learning compute is spent.
+"""Gate 0 of the experiment: an instrument (storyjax.instruments: the judge, the tales grammar, a reference
+LM) is believed only once it ranks known contrasts the right way, before any interactive-learning compute.
 
-Two contrasts whose answer is known: the last pretraining milestone's held-out stories against the first's
-(paired, same openings and keys: more pretraining writes better stories), and real held-out text against
-the same text with its sentences shuffled (paired). The judge passes when both paired intervals lie above 0
-and, judging pairs with an LLM, when the two orders of showing agree on at least `MIN_CONSISTENCY` of the
-pairs. A judge that fails is reported and the experiment stops before RL (`experiment.gate0`), since no
-result it could give would mean anything.
+Two contrasts whose answer is known: the last pretraining milestone's stories against the first's (paired,
+same openings and keys: more pretraining writes better stories), and real held-out text against the same
+text with its sentences shuffled (paired). An instrument passes when both paired intervals lie above 0 and,
+for a judge comparing pairs with an LLM, when the two orders of showing agree on at least `MIN_CONSISTENCY`
+of the pairs. Instruments that fail are reported and not used; when none passes the experiment stops before
+RL (`experiment.gate0`), since nothing it could measure would mean anything.
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ from typing import Optional
 import numpy as np
 from absl import logging
 
-from storyjax import adversarial, preemption, run_outputs, stats
+from storyjax import adversarial, instruments, preemption, run_outputs, stats
 from storyjax import judge as judge_lib
-from storyjax.experiment_analysis import instrument
+from storyjax.checkpoint import milestone_words
 from storyjax.teachers.base import GradingCancelled
 
 MIN_CONSISTENCY = 0.6
@@ -45,63 +45,61 @@ def known_texts(config, n: int) -> Optional[tuple[list, list, list]]:
     return None
 
 
-def shuffle_check(judge, texts) -> dict:
-    """The judge's sum on each real story minus on its shuffle, paired, each story its own cluster."""
-    prompts, real, shuffled = texts
-    sums = lambda stories: np.asarray([row.sum() if np.isfinite(row).all() else np.nan
-                                       for row in judge.grade_batch(prompts, stories).scores_Bx3], np.float64)
-    return stats.paired_delta(sums(real), sums(shuffled), np.arange(len(real)))
-
-
 def verdict(curve: dict, shuffle: Optional[dict], consistency: Optional[float]) -> dict:
-    """Each contrast's outcome (True, False, or None where it could not be measured) and whether the judge
-    passes: both contrasts measured and above 0, and a pairwise judge's orders consistent enough."""
+    """Each contrast's outcome (True, False, or None where it could not be measured) and whether the
+    instrument passes: both contrasts measured and above 0, and a pairwise judge's orders consistent enough."""
     above = lambda x, ci: None if x is None or ci is None or not np.isfinite(ci) else bool(x - ci > 0)
-    checks = {"curve": above(curve.get("paired_delta"), curve.get("paired_ci95")),
+    checks = {"curve": above(curve.get("mean"), curve.get("ci95")),
               "real_over_shuffled": above(*(shuffle["mean"], shuffle["ci95"]) if shuffle else (None, None)),
               "consistency": None if consistency is None else bool(consistency >= MIN_CONSISTENCY)}
     passes = checks["curve"] is True and checks["real_over_shuffled"] is True and checks["consistency"] is not False
     return {**checks, "passes": passes}
 
 
-def check(config, workdir: str, curve: dict, consistency: Optional[float], judge_fn, instrument: str) -> dict:
-    """Gate 0 for the experiment's judge (`judge_fn()` loads it): written once to WORKDIR/gate0.json and read
-    back on a rerun."""
+def measure(config, before: dict, texts, judge_fn, lm_fn) -> dict:
+    """Gate 0 for each of `experiment.instruments`: its paired difference between the last and the first
+    pretraining milestones' stories (the students of `before`, in pretraining order), and real text against
+    its shuffles."""
+    names = sorted(before, key=milestone_words)
+    first, last = before[names[0]], before[names[-1]]
+    cap = config.experiment.reference_lm.cap
+    out = {}
+    for name in config.experiment.instruments:
+        curve = stats.clustered_mean(instruments.paired_deltas(name, last, first, cap), first.clusters_N)
+        shuffle = instruments.real_over_shuffled(name, texts, judge_fn, lm_fn) if texts else None
+        pairwise = last.pairwise if name == "judge" and judge_lib.resolved(config).name == "jax" else None
+        consistency = pairwise["position"]["consistency"] if pairwise else None
+        out[name] = {"curve_delta": curve["mean"], "curve_ci95": curve["ci95"],
+                     "real_minus_shuffled": None if shuffle is None else shuffle["mean"],
+                     "real_minus_shuffled_ci95": None if shuffle is None else shuffle["ci95"],
+                     "pairwise_consistency": consistency, **verdict(curve, shuffle, consistency)}
+    return {"instruments": out, "valid": [n for n, r in out.items() if r["passes"]],
+            "passes": any(r["passes"] for r in out.values()), "first": names[0], "last": names[-1]}
+
+
+def for_experiment(config, workdir: str, before: dict, judge_fn, lm_fn) -> dict:
+    """Gate 0 of the experiment (`measure`), written once to WORKDIR/gate0.json, read back on a rerun, logged."""
     path = os.path.join(workdir, "gate0.json")
-    if os.path.exists(path):
-        with open(path) as f:
-            return json.load(f)
-    texts = known_texts(config, config.experiment.gate0_stories)
-    try:
-        shuffle = shuffle_check(judge_fn(), texts) if texts else None
-    except GradingCancelled:
-        raise preemption.Preempted("SIGTERM while gate 0 was being measured; rerun to resume.") from None
-    result = {"instrument": instrument, "curve_paired_delta": curve.get("paired_delta"),
-              "curve_paired_ci95": curve.get("paired_ci95"), "pairwise_consistency": consistency,
-              "real_minus_shuffled": None if shuffle is None else shuffle["mean"],
-              "real_minus_shuffled_ci95": None if shuffle is None else shuffle["ci95"],
-              **verdict(curve, shuffle, consistency)}
-    run_outputs.write_json(path, result)
-    return result
-
-
-def for_experiment(config, workdir: str, curve: dict, before: dict, judge_fn) -> dict:
-    """Gate 0 on the experiment's judge, from its pretraining curve (`curve`, storyjax.experiment_analysis's
-    curve_check of the milestones `before`) and real text against its shuffles; logged, and written once."""
-    last = before[curve["last"]].pairwise
-    consistency = last["position"]["consistency"] if last and judge_lib.resolved(config).name == "jax" else None
-    result = check(config, workdir, curve, consistency, judge_fn, instrument(config))
+    if not os.path.exists(path):
+        try:
+            result = measure(config, before, known_texts(config, config.experiment.gate0_stories), judge_fn, lm_fn)
+        except GradingCancelled:
+            raise preemption.Preempted("SIGTERM while gate 0 was being measured; rerun to resume.") from None
+        run_outputs.write_json(path, result)
+    with open(path) as f:
+        result = json.load(f)
     logging.info("%s", words(result))
     return result
 
 
 def words(result: dict) -> str:
-    """Gate 0's outcome in a line."""
+    """Gate 0's outcome, an instrument a clause."""
     pm = lambda x, ci: "not measured" if x is None else f"{x:+.2f} ± {ci:.2f}" if ci is not None else f"{x:+.2f}"
-    state = "passed" if result["passes"] else "FAILED"
-    return (f"Gate 0 ({result['instrument']}): {state}: last − first pretraining milestone "
-            f"{pm(result['curve_paired_delta'], result['curve_paired_ci95'])}, real − shuffled "
-            f"{pm(result['real_minus_shuffled'], result['real_minus_shuffled_ci95'])}"
-            + ("" if result["pairwise_consistency"] is None else
-               f", orders agreeing on {result['pairwise_consistency']:.2f} of pairs (needs {MIN_CONSISTENCY})")
-            + ".")
+    parts = [f"{name} {'passed' if r['passes'] else 'FAILED'} ({result['last']} − {result['first']} "
+             f"{pm(r['curve_delta'], r['curve_ci95'])}, real − shuffled "
+             f"{pm(r['real_minus_shuffled'], r['real_minus_shuffled_ci95'])}"
+             + ("" if r["pairwise_consistency"] is None else
+                f", orders agreeing on {r['pairwise_consistency']:.2f} of pairs, needs {MIN_CONSISTENCY}") + ")"
+             for name, r in result["instruments"].items()]
+    return ("Gate 0: " + "; ".join(parts) + ". " + (f"Instruments used: {', '.join(result['valid'])}." if
+                                                     result["passes"] else "No instrument passed."))

@@ -144,7 +144,8 @@ def synthetic_student(sums_N, rng, n_openings=13, template=False, pairwise=None)
 
 def analysis_config(seeds=(0, 1, 2)):
     return ml_collections.ConfigDict({
-        "experiment": {"seeds": seeds, "kl_band": 0.5, "bootstrap": 400,
+        "experiment": {"seeds": seeds, "kl_band": 0.5, "bootstrap": 400, "instruments": ("judge",),
+                       "reference_lm": {"cap": 64, "weights": ""},
                        "monitor": {"max_distinct2_drop": 0.2, "max_repeat_rise": 0.1, "max_skeleton_rise": 0.2}},
         "interactive": {"rl": {"kl_target": 0.0}, "teacher": {"name": "rubric"}},
         "judge": {"name": "auto", "mode": "absolute"}})
@@ -308,26 +309,23 @@ class _BlindJudge:
         return Grades(np.asarray(rows, np.float32) % 4, [""] * len(stories))
 
 
-def test_gate0_passes_a_judge_that_sees_and_fails_a_blind_one(tmp_path):
+def test_gate0_passes_instruments_that_see_and_fails_a_blind_one(tmp_path):
     from configs import experiment as experiment_config
-    from storyjax import gate0
+    from storyjax import gate0, instruments
     from storyjax.teachers.rubric import RubricTeacher
     config = experiment_config.get_config("cpu")
     texts = gate0.known_texts(config, 64)
     assert [len(t) for t in texts] == [64, 64, 64] and texts[1] != texts[2]
-    rising = {"paired_delta": 0.5, "paired_ci95": 0.2}
-    seeing = gate0.shuffle_check(RubricTeacher(), texts)
-    assert seeing["mean"] - seeing["ci95"] > 0
-    assert gate0.verdict(rising, seeing, None)["passes"]
-    blind = gate0.shuffle_check(_BlindJudge(), texts)
+    rising = {"mean": 0.5, "ci95": 0.2}
+    for name, judge in (("judge", RubricTeacher), ("tales", None)):
+        seeing = instruments.real_over_shuffled(name, texts, judge, None)
+        assert seeing["mean"] - seeing["ci95"] > 0, name
+        assert gate0.verdict(rising, seeing, None)["passes"]
+    blind = instruments.real_over_shuffled("judge", texts, _BlindJudge, None)
     assert not gate0.verdict(rising, blind, None)["passes"]
-    assert not gate0.verdict({"paired_delta": -0.04, "paired_ci95": 0.02}, seeing, None)["passes"]
+    assert not gate0.verdict({"mean": -0.04, "ci95": 0.02}, seeing, None)["passes"]
     assert not gate0.verdict(rising, seeing, 0.4)["passes"]  # a pairwise judge whose two orders disagree
     assert not gate0.verdict(rising, None, None)["passes"]  # not measured is not passed
-    config.experiment.gate0_stories = 16
-    result = gate0.check(config, str(tmp_path), rising, None, _BlindJudge, "blind:absolute")
-    assert not result["passes"] and (tmp_path / "gate0.json").exists()
-    assert gate0.words(result).startswith("Gate 0 (blind:absolute): FAILED")
 
 
 @pytest.mark.slow
@@ -342,4 +340,36 @@ def test_gate0_stops_an_experiment_whose_only_instrument_is_blind_before_any_int
     s = json.loads((tmp_path / "blind" / "summary.json").read_text())
     assert s["stopped"] == "gate 0" and s["gate0"]["passes"] is False
     assert not (tmp_path / "blind" / "rl").exists()
-    assert "Gate 0 (openai:absolute): FAILED" in proc.stdout and "stopped before any interactive run" in proc.stdout
+    assert "Gate 0: judge FAILED" in proc.stdout and "stopped before any interactive run" in proc.stdout
+    assert "No instrument passed" in proc.stdout
+
+
+def test_every_instrument_gets_its_own_rows_and_short_pairs_are_counted_apart():
+    """The judge's rows, then the same runs as the tales grammar and the reference LM measure them: tales
+    written after learning (salad before) rise under the grammar; log-probs that rose, under the reference LM
+    (compared over the same number of tokens; a pair with fewer than 4 is counted, not compared)."""
+    from storyjax.data.tales_generator import make_tale
+    rng = np.random.default_rng(5)
+    before = synthetic_student(np.full(52, 4.0), rng)
+    tales = [make_tale(3, i).replace("\n\n", " ") for i in range(52)]
+    before.lm_logprobs = [np.full(30, -3.0) for _ in range(52)]
+    before.lm_logprobs[0] = np.full(2, -3.0)
+
+    def after(seed):
+        student = synthetic_student(np.full(52, 4.0) + rng.normal(0, 0.1, 52), rng)
+        for r, tale in zip(student.records, tales):
+            r["story"], r["continuation"] = f"{r['prompt']} {tale}", " " + tale
+        student.lm_logprobs = [np.full(40, -2.5 + 0.01 * seed) for _ in range(52)]
+        return student
+    runs = [analysis.Run("rl", "chck_10K", 10_000, s, {"steps": 1, "input_words": 10, "train_teacher_sum_first10": 4,
+                                                        "train_teacher_sum_last10": 4}, [0.1], after(s))
+            for s in range(3)]
+    config = analysis_config()
+    config.experiment.instruments = ("judge", "tales", "reference_lm")
+    config.experiment.reference_lm.weights = "/models/SmolLM2-135M-Instruct.Q4_1.gguf"
+    table, _ = analysis.rows([(10_000, 4.0)], {"chck_10K": before}, runs, config)
+    judge, tales_row, lm_row = table
+    assert judge["instrument"].startswith("rubric:absolute:") and tales_row["instrument"].startswith("tales:")
+    assert lm_row["instrument"] == "reference_lm:SmolLM2-135M-Instruct.Q4_1.gguf:matched64"
+    assert tales_row["paired_ci95_low"] > 5 and lm_row["paired_delta"] == pytest.approx(3.0 - 2.49, abs=1e-9)
+    assert lm_row["too_short"] == 3 and tales_row["win_rate"] is None and tales_row["headline_words"] is None
