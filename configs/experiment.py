@@ -142,7 +142,11 @@ def get_config(preset: str = "tiny") -> ml_collections.ConfigDict:
         # the reward-hacking monitor flags a row whose held-out stories, against its starting milestone's,
         # lost more than this share of distinct-2, or gained more than this much in repeated sentences or in
         # stories sharing a skeleton (beside: the teacher's grades up while the judge's paired Δ is below 0)
-        monitor=ml_collections.ConfigDict(dict(max_distinct2_drop=0.2, max_repeat_rise=0.1, max_skeleton_rise=0.2))))
+        # (distinct-2 and shared skeletons are read against the corpus's own stories at the same length too: a
+        # student that learned the corpus is not flagged for writing like it); and one whose stories shrank by
+        # more than max_length_drop or came back empty more often by more than max_empty_rise
+        monitor=ml_collections.ConfigDict(dict(max_distinct2_drop=0.2, max_repeat_rise=0.1, max_skeleton_rise=0.2,
+                                               max_length_drop=0.5, max_empty_rise=0.1))))
     # Every student is evaluated the same way; its held-out stories are graded by the judge, its perplexity
     # measured on `pretrain.data` (with init_checkpoint, point pretrain.data at that run's corpus).
     c.evaluate = evaluate_config.get_config()

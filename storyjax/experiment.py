@@ -89,9 +89,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
     if not (ex.bootstrap >= 100):
         raise ValueError(f"experiment.bootstrap={ex.bootstrap}: give at least 100 replicates (2000 is usual).")
     limits = ex.monitor
-    if not (0 < limits.max_distinct2_drop < 1 and 0 < limits.max_repeat_rise < 1 and 0 < limits.max_skeleton_rise < 1):
-        raise ValueError("experiment.monitor: max_distinct2_drop, max_repeat_rise and max_skeleton_rise are shares "
-                         "in (0, 1), e.g. 0.2, 0.1, 0.2.")
+    shares = ("max_distinct2_drop", "max_repeat_rise", "max_skeleton_rise", "max_length_drop", "max_empty_rise")
+    if not all(0 < limits[k] < 1 for k in shares):
+        raise ValueError(f"experiment.monitor: {', '.join(shares)} are shares in (0, 1), e.g. 0.2, 0.1, 0.2, 0.5, "
+                         "0.1.")
     story_openings(config.evaluate.stories.openings, config.evaluate.stories.num_openings,
                    (config.interactive.prompt,), config.interactive.prompt)
     if config.evaluate.stories.num_openings < 2 and config.evaluate.stories.openings != "training":
@@ -216,9 +217,13 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
     logging.info("Experiment 4/4: table, plot and headline in %s", workdir)
     curve = [(ckpt_lib.milestone_words(m), s.row["heldout"]) for m, s in before.items() if s.row["heldout"] is not None]
-    table, per_run = analysis.rows(curve, before, runs, config)
+    corpus_texts = gate0.known_texts(config, len(next(iter(before.values())).records))
+    table, per_run = analysis.rows(curve, before, runs, config, corpus_texts[:2] if corpus_texts else None)
+    for row in table:  # an instrument that failed gate 0 is reported, not believed
+        row["instrument_valid"] = row["measured_by"] in passed["valid"]
     curve_check = analysis.curve_check(before)
     verdict = analysis.gates(curve_check, table, config.experiment.control_milestone)
+    verdict["judge_passed_gate0"] = "judge" in passed["valid"]
     run_outputs.write_csv(os.path.join(workdir, "runs.csv"), [{**r, "flags": "; ".join(r["flags"])} for r in per_run])
     report.write(workdir, config, table, curve, before, curve_check, verdict, judge_lib.describe(config))
     summary = {"job": "experiment", "pretrain": pretrain_dir, "judge": judge_lib.describe(config),

@@ -141,12 +141,14 @@ def headline_interval(curve_words_M, curve_sums_MxN, after_sums_SxN, openings_N,
 
 
 def story_metrics(records: list[dict]) -> dict:
-    """What a reward hack leaves in the stories: length, distinct-2, the share of a story's sentences that
-    repeat an earlier one, and the share of stories that are another story's template filled in."""
+    """What a reward hack leaves in the stories: length, empty stories, distinct-2, the share of a story's
+    sentences that repeat an earlier one, and the share of stories that are another story's template filled
+    in."""
     texts = [r["continuation"] for r in records]
     words = [len(t.split()) for t in texts]
     grams = [tuple(w[i:i + 2]) for w in (t.split() for t in texts) for i in range(len(w) - 1)]
     return {"mean_words": float(np.mean(words)) if words else None,
+            "empty_share": float(np.mean([n == 0 for n in words])) if words else None,
             "distinct_2": len(set(grams)) / len(grams) if grams else 0.0,
             "repeated_sentences": float(np.mean([rubric.duplicate_share(rubric.sentences(t)) for t in texts]))
             if texts else None,
@@ -155,24 +157,45 @@ def story_metrics(records: list[dict]) -> dict:
             if records else None}
 
 
-def hacking_flags(teacher_gain, paired: dict, before: dict, after: dict, limits) -> list[str]:
+def corpus_reference(texts, records: list[dict]) -> Optional[dict]:
+    """`story_metrics` of the corpus's own stories (`texts`: prompts and stories, as gate 0 draws them) at the
+    students' length and count: as many stories as `records`, each cut to their mean words. A student that
+    learned the corpus writes as repetitively as the corpus does, which is no collapse. None without texts."""
+    if not texts or not records:
+        return None
+    prompts, stories = texts[0][:len(records)], texts[1][:len(records)]
+    words = max(1, round(np.mean([len(r["continuation"].split()) for r in records])))
+    cut = [" ".join(s[len(p):].split()[:words]) for p, s in zip(prompts, stories)]
+    return story_metrics([{"prompt": p, "story": f"{p} {c}", "continuation": " " + c} for p, c in zip(prompts, cut)])
+
+
+def hacking_flags(teacher_gain, paired: dict, before: dict, after: dict, limits,
+                  corpus: Optional[dict] = None) -> list[str]:
     """The monitor's verdict on one run or row: the teacher's grades rose while the judge's fell (its interval
-    below 0), or the stories' diversity collapsed (distinct-2, repeated sentences, shared skeletons)."""
+    below 0); the stories' diversity collapsed (distinct-2 below both the starting student's and the corpus's
+    own at that length, repeated sentences, a template shared beyond what the starting student and the corpus
+    share); they shrank, or more of them came back empty."""
     flags = []
     delta, ci = paired.get("mean"), paired.get("ci95")
     if teacher_gain is not None and teacher_gain > 0 and delta is not None and math.isfinite(delta) and \
             ci is not None and math.isfinite(ci) and delta + ci < 0:
         flags.append("teacher up, judge down")
-    if after["distinct_2"] < (1 - limits.max_distinct2_drop) * before["distinct_2"]:
+    floor = min(before["distinct_2"], corpus["distinct_2"]) if corpus else before["distinct_2"]
+    if after["distinct_2"] < (1 - limits.max_distinct2_drop) * floor:
         flags.append("distinct-2 collapsed")
     if after["repeated_sentences"] - before["repeated_sentences"] > limits.max_repeat_rise:
         flags.append("repeated sentences")
-    if after["shared_skeleton"] - before["shared_skeleton"] > limits.max_skeleton_rise:
+    shared = max(before["shared_skeleton"], corpus["shared_skeleton"]) if corpus else before["shared_skeleton"]
+    if after["shared_skeleton"] - shared > limits.max_skeleton_rise:
         flags.append("one template")
+    if before["mean_words"] and after["mean_words"] < (1 - limits.max_length_drop) * before["mean_words"]:
+        flags.append("stories shrank")
+    if after["empty_share"] - before["empty_share"] > limits.max_empty_rise:
+        flags.append("empty stories")
     return flags
 
 
-def run_figures(run: Run, start: Student, limits) -> dict:
+def run_figures(run: Run, start: Student, limits, corpus: Optional[dict] = None) -> dict:
     """One run's figures against its starting milestone: paired delta (clustered by opening), win rate,
     teacher gain, the monitor's metrics and flags."""
     s = run.summary
@@ -190,13 +213,17 @@ def run_figures(run: Run, start: Student, limits) -> dict:
             "win_rate": (run.student.pairwise or {}).get("win_rate"),
             "win_ci95": (run.student.pairwise or {}).get("ci95"),
             **{f"{k}_before": v for k, v in before_m.items()}, **{f"{k}_after": v for k, v in after_m.items()},
-            "flags": hacking_flags(teacher_gain, paired, before_m, after_m, limits)}
+            **{f"{k}_corpus": v for k, v in (corpus or {}).items() if k in ("distinct_2", "shared_skeleton")},
+            "flags": hacking_flags(teacher_gain, paired, before_m, after_m, limits, corpus)}
 
 
-def rows(curve: list[tuple[int, float]], pretrain: dict[str, Student], runs: list[Run], config) -> tuple:
-    """(table rows, per-run rows): one table row per run kind and milestone, with seed-aware intervals."""
+def rows(curve: list[tuple[int, float]], pretrain: dict[str, Student], runs: list[Run], config,
+         corpus_texts=None) -> tuple:
+    """(table rows, per-run rows): one table row per run kind and milestone, with seed-aware intervals;
+    `corpus_texts` (prompts, stories) of the corpus's own, for the monitor's reference."""
     ex = config.experiment
-    per_run = {id(r): run_figures(r, pretrain[r.milestone], ex.monitor) for r in runs}
+    corpus = {m: corpus_reference(corpus_texts, s.records) for m, s in pretrain.items()}
+    per_run = {id(r): run_figures(r, pretrain[r.milestone], ex.monitor, corpus[r.milestone]) for r in runs}
     curve_M = sorted(curve)
     by_words = {milestone_words(m): m for m in pretrain}
     curve_sums_MxN = [pretrain[by_words[w]].sums_N for w, _ in curve_M]
@@ -221,7 +248,8 @@ def _instrument_row(row: dict, name: str, runs: list[Run], start: Student, confi
     group = [r for r in runs if r.kind == row["run"] and r.milestone == row["milestone"]]
     paired = stats.two_way_bootstrap(_deltas_SxN(group, start, name, ex.reference_lm.cap), start.clusters_N,
                                      reps=ex.bootstrap)
-    out = {**row, "instrument": instruments.label(config, name), "paired_delta": _num(paired["mean"]),
+    out = {**row, "instrument": instruments.label(config, name), "measured_by": name,
+           "paired_delta": _num(paired["mean"]),
            "paired_ci95": _half(paired), "paired_ci95_low": _num(paired["ci95_low"]),
            "paired_ci95_high": _num(paired["ci95_high"]), "win_rate": None, "win_ci95": None,
            "win_consistency": None, "first_slot": None, "headline_words": None, "headline_extra_words": None,
@@ -288,7 +316,7 @@ def _row(kind: str, m: str, group: list[Run], figs: list[dict], start: Student, 
         "heldout_before": start.row["heldout"], "heldout_before_ci95": start.row["heldout_ci95"],
         # with one seed an interval is that seed's, clustered by opening; with more, the t-interval over seeds
         "heldout_after": after, "heldout_after_ci95": after_ci,
-        "instrument": instruments.label(config),
+        "instrument": instruments.label(config), "measured_by": "judge",
         "paired_delta": _num(paired["mean"]), "paired_ci95": _half(paired),
         "paired_ci95_low": _num(paired["ci95_low"]), "paired_ci95_high": _num(paired["ci95_high"]), **wins,
         # filled in by `rows` once every row exists: this row against the grades-permuted control
@@ -355,7 +383,7 @@ def curve_check(pretrain: dict[str, Student]) -> dict:
 def primary_row(table: list[dict], control_milestone: str) -> Optional[dict]:
     """The pre-registered primary comparison's row: RL from the controls' milestone (where RL and its
     controls start from the same student), else the first RL row."""
-    rl = [r for r in table if r["run"] == "rl"]
+    rl = [r for r in table if r["run"] == "rl" and r.get("measured_by", "judge") == "judge"]
     return next((r for r in rl if r["milestone"] == control_milestone), rl[0] if rl else None)
 
 
@@ -373,7 +401,7 @@ def gates(curve: dict, table: list[dict], control_milestone: str) -> dict:
     if curve_ok is not None and curve.get("win_rate") is not None:
         curve_ok = curve_ok and bool(above(curve["win_rate"], curve["win_ci95"], 0.5))
     row = primary_row(table, control_milestone) or {}
-    positive = next((r for r in table if r["run"] == "positive"), None)
+    positive = next((r for r in table if r["run"] == "positive" and r.get("measured_by", "judge") == "judge"), None)
     low_above_0 = lambda r, key: None if r is None or r.get(key) is None else bool(r[key] > 0)
     return {"curve_rises": curve_ok, "paired_excludes_0": low_above_0(row, "paired_ci95_low"),
             "beats_grades_permuted": low_above_0(row, "gain_ci95_low"),

@@ -12,7 +12,8 @@ from storyjax.gate0 import words as gate0_words
 
 OUTPUTS = ("table.md", "table.csv", "runs.csv", "heldout_vs_words.png", "headline.json")
 # table.csv's columns, first the ones a reader compares runs by; every row has them all.
-COLUMNS = ("run", "milestone", "milestone_words", "seeds", "input_words", "instrument", "paired_delta", "paired_ci95",
+COLUMNS = ("run", "milestone", "milestone_words", "seeds", "input_words", "instrument", "measured_by",
+           "instrument_valid", "too_short", "paired_delta", "paired_ci95",
            "paired_ci95_low", "paired_ci95_high", "win_rate", "win_ci95", "win_consistency", "first_slot",
            "gain_vs_grades_permuted", "gain_ci95_low", "gain_ci95_high", "teacher_heldout_delta",
            "teacher_heldout_ci95", "headline_words",
@@ -28,7 +29,8 @@ GATES = {"curve_rises": "the judge's pretraining curve rises by more than its in
          "beats_grades_permuted": "the same row's gain over the grades-permuted control lies above 0",
          "positive_control_seen": "the judge sees the positive control (a teacher known to be right) teach: its "
                                   "paired interval lies above 0",
-         "no_flag": "the reward-hacking monitor flags no row"}
+         "no_flag": "the reward-hacking monitor flags no row",
+         "judge_passed_gate0": "the judge (the pre-registered instrument of gates 1-3) passed gate 0"}
 
 
 def _pm(x, ci, spec=".2f") -> str:
@@ -37,6 +39,13 @@ def _pm(x, ci, spec=".2f") -> str:
 
 def _verdict(v) -> str:
     return "not measured" if v is None else "passed" if v else "FAILED"
+
+
+def _run_label(r: dict) -> str:
+    """The run kind, and for a row another instrument measured, which (and whether gate 0 let it count)."""
+    by = r.get("measured_by", "judge")
+    label = r["run"] if by == "judge" else f"{r['run']} [{by}]"
+    return label + (" (failed gate 0)" if r.get("instrument_valid") is False else "")
 
 
 def _interval(x, low, high, spec=".2f") -> str:
@@ -66,12 +75,12 @@ def write(workdir: str, config, table: list[dict], curve, before: dict, curve_ch
              "student.", "",
              "| run | milestone | paired Δ (judge, after − before) [95%] | consistent wins after vs before "
              "(consistency, first slot) | gain vs grades_permuted [95%] | "
-             "held-out before → after | teacher first → last 10 | teacher's paired Δ (held-out) | "
+             "held-out before → after | teacher first → last 10 (teacher-judged) | teacher's paired Δ (teacher-judged) | "
              "RL ≈ pretraining to (95%) | KL end | distinct-2 | repeated sent. | shared skeleton | words/story | flag |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in table:
         lines.append(
-            f"| {r['run']} | {r['milestone']} | "
+            f"| {_run_label(r)} | {r['milestone']} | "
             f"{_interval(r['paired_delta'], r['paired_ci95_low'], r['paired_ci95_high'])} | "
             f"{_pm(r['win_rate'], r['win_ci95'])} ({fmt(r['win_consistency'])}, {fmt(r['first_slot'])}) | "
             f"{_interval(r['gain_vs_grades_permuted'], r['gain_ci95_low'], r['gain_ci95_high'])} | "
@@ -106,10 +115,14 @@ def write(workdir: str, config, table: list[dict], curve, before: dict, curve_ch
               "words at which the curve reaches the row's mean held-out score (log-linear), the extra words over "
               "the milestone, and a bootstrap interval over openings and seeds (\"below\"/\"above\": beyond the "
               "curve). Flags: the teacher's grades rose while the judge's paired Δ lies below 0, or distinct-2 "
-              "fell by more than "
-              f"{ex.monitor.max_distinct2_drop:.0%}, repeated sentences rose by more than "
-              f"{ex.monitor.max_repeat_rise:.2f}, or stories sharing a skeleton by more than "
-              f"{ex.monitor.max_skeleton_rise:.2f}. Per seed: runs.csv.", "",
+              f"fell by more than {ex.monitor.max_distinct2_drop:.0%} below both the starting student's and the "
+              "corpus's own (its stories cut to the same length and count), repeated sentences rose by more than "
+              f"{ex.monitor.max_repeat_rise:.2f}, stories sharing a skeleton by more than "
+              f"{ex.monitor.max_skeleton_rise:.2f} over the starting student's and the corpus's share, stories "
+              f"shrank by more than {ex.monitor.max_length_drop:.0%}, or empty stories rose by more than "
+              f"{ex.monitor.max_empty_rise:.2f}. The paper's own number (the training teacher, first → last 10 "
+              "batches, and its paired Δ on these stories) is teacher-judged: not evidence by itself. Rows marked "
+              "[tales] or [reference_lm] are the same runs measured by those instruments. Per seed: runs.csv.", "",
               "![held-out score against pretraining words](heldout_vs_words.png)", ""]
     run_outputs.write_text(os.path.join(workdir, "table.md"), "\n".join(lines))
     headline = [{k: r[k] for k in ("run", "milestone", "milestone_words", "input_words", "heldout_before",
@@ -162,6 +175,11 @@ def closing_words(summary: dict, workdir: str) -> str:
                if r["gain_vs_grades_permuted"] is not None else "")
             + f"; ≈ pretraining to {_headline_text(r, summary['gates']['curve_rises'])}"
             + (f"; FLAGGED: {r['flag']}" if r["flag"] else "") + ".")
+    primary = next((r for r in summary["rows"] if r["run"] == "rl" and r.get("measured_by", "judge") == "judge"), None)
+    if primary and primary.get("teacher_first10") is not None:
+        lines.append(f"The paper's own number, teacher-judged (not evidence by itself): the training teacher's "
+                     f"first → last 10 batches {fmt(primary['teacher_first10'])} → {fmt(primary['teacher_last10'])} "
+                     f"of 9 ({primary['run']} from {primary['milestone']}).")
     if summary.get("gate0"):
         lines.append(gate0_words(summary["gate0"]) + ("" if summary["gate0"]["passes"] else
                                                       " (experiment.gate0=False: every figure below is unvalidated)"))

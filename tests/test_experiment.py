@@ -146,7 +146,8 @@ def analysis_config(seeds=(0, 1, 2)):
     return ml_collections.ConfigDict({
         "experiment": {"seeds": seeds, "kl_band": 0.5, "bootstrap": 400, "instruments": ("judge",),
                        "reference_lm": {"cap": 64, "weights": ""},
-                       "monitor": {"max_distinct2_drop": 0.2, "max_repeat_rise": 0.1, "max_skeleton_rise": 0.2}},
+                       "monitor": {"max_distinct2_drop": 0.2, "max_repeat_rise": 0.1, "max_skeleton_rise": 0.2,
+                                   "max_length_drop": 0.5, "max_empty_rise": 0.1}},
         "interactive": {"rl": {"kl_target": 0.0}, "teacher": {"name": "rubric"}},
         "judge": {"name": "auto", "mode": "absolute"}})
 
@@ -373,3 +374,18 @@ def test_every_instrument_gets_its_own_rows_and_short_pairs_are_counted_apart():
     assert lm_row["instrument"] == "reference_lm:SmolLM2-135M-Instruct.Q4_1.gguf:matched64"
     assert tales_row["paired_ci95_low"] > 5 and lm_row["paired_delta"] == pytest.approx(3.0 - 2.49, abs=1e-9)
     assert lm_row["too_short"] == 3 and tales_row["win_rate"] is None and tales_row["headline_words"] is None
+
+
+def test_the_monitor_reads_diversity_against_the_corpus_and_flags_shrinking_and_empty_stories():
+    limits = analysis_config().experiment.monitor
+    before = {"mean_words": 40.0, "empty_share": 0.05, "distinct_2": 0.55, "repeated_sentences": 0.0,
+              "shared_skeleton": 0.1}
+    learned = {**before, "distinct_2": 0.14, "shared_skeleton": 0.5}  # writes as the corpus writes
+    corpus = {"distinct_2": 0.13, "shared_skeleton": 0.45}
+    assert analysis.hacking_flags(0.0, {}, before, learned, limits, corpus) == []
+    assert set(analysis.hacking_flags(0.0, {}, before, learned, limits)) == {"distinct-2 collapsed", "one template"}
+    shrunk = {**before, "mean_words": 12.0, "empty_share": 0.4}
+    assert analysis.hacking_flags(0.0, {}, before, shrunk, limits, corpus) == ["stories shrank", "empty stories"]
+    records = [{"prompt": "P", "story": "P a b c d", "continuation": " a b c d"}] * 3
+    reference = analysis.corpus_reference((["Q"] * 5, ["Q one two three four five six"] * 5), records)
+    assert reference["mean_words"] == 4 and reference["distinct_2"] == pytest.approx(3 / 9)
