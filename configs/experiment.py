@@ -127,6 +127,10 @@ def get_config(preset: str = "tiny") -> ml_collections.ConfigDict:
         # world (tales: the tales corpus's own grammar), from control_milestone, with these seeds (() for none).
         # If the judge cannot see it teach, the experiment draws no conclusion about the real teacher.
         positive_teacher="tales",
+        # every student also writes 104 stories from each of these opening sets, graded by the tales grammar
+        # (empty share, words, grammar sum): corpus (E2: in the corpus's words, comma-ended like the training
+        # prompt), heldout (E3: our own openings, out of a tales student's world)
+        probes=("corpus", "heldout") if cpu else (),
         # what measures every student (storyjax/instruments.py): the judge, the tales grammar (exact for the
         # tales corpus's world), a reference LM (reference_lm.weights: any model the jax teacher loads; NLL per
         # token over the first `cap` tokens both stories of a pair have); each must pass gate 0 to be used

@@ -26,7 +26,7 @@ from absl import logging
 
 from storyjax import checkpoint as ckpt_lib
 from storyjax import evaluate, gate0, instruments, interactive, judge as judge_lib, pretrain, reward
-from storyjax import run_outputs
+from storyjax import monitor, run_outputs
 from storyjax import experiment_analysis as analysis
 from storyjax import experiment_report as report
 from storyjax import ledger as ledger_lib
@@ -34,6 +34,7 @@ from storyjax.experiment_graders import Graders, PairwiseJudge, TeacherView, mea
 from storyjax.interactive_logs import read_batch_stats
 from storyjax.prompts import story_openings
 from storyjax.teachers import PAIRWISE
+from storyjax.teachers import config as teacher_config
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
@@ -74,6 +75,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
     if controls and ex.control_milestone not in ex.milestones:
         raise ValueError(f"experiment.control_milestone={ex.control_milestone!r}: the controls run from one of "
                          f"experiment.milestones {tuple(ex.milestones)}.")
+    if any(p not in ("corpus", "heldout") for p in ex.probes):
+        raise ValueError(f"experiment.probes={tuple(ex.probes)}: choose from ('corpus', 'heldout').")
     unknown = [n for n in ex.instruments if n not in instruments.NAMES]
     if unknown or "judge" not in ex.instruments:
         raise ValueError(f"experiment.instruments={tuple(ex.instruments)}: the judge and any of "
@@ -169,12 +172,31 @@ def _evaluate_config(config, checkpoint: str) -> ml_collections.ConfigDict:
 
 
 def _evaluate(config, checkpoint: str, out: str) -> analysis.Student:
-    """One student's evaluation (judge-graded held-out stories, perplexity, BLiMP), run once."""
+    """One student's evaluation (judge-graded held-out stories, perplexity, BLiMP) and its probes, run once."""
     if not _done(out):
         evaluate.run(_evaluate_config(config, checkpoint), out)
     with open(os.path.join(out, "eval", "stories.jsonl")) as f:
         records = [json.loads(line) for line in f]
-    return analysis.Student(records, _student_row(_read(os.path.join(out, "summary.json"))))
+    row = _student_row(_read(os.path.join(out, "summary.json")))
+    for probe in config.experiment.probes:
+        row.update(_probe(config, checkpoint, os.path.join(out, f"probe_{probe}"), probe))
+    return analysis.Student(records, row)
+
+
+def _probe(config, checkpoint: str, out: str, openings: str) -> dict:
+    """Stories from another opening set (`corpus`: in the corpus's words, comma-ended like the training prompt;
+    `heldout`: our own, out of the students' world), graded by the tales grammar: how often the student writes
+    nothing, how much it writes, and the grammar's sum. No perplexity, no BLiMP, no judge."""
+    if not _done(out):
+        c = _evaluate_config(config, checkpoint)
+        c.stories.openings, c.stories.num_openings, c.stories.per_opening = openings, 52, 2
+        c.perplexity, c.blimp_dir, c.teacher = False, "", teacher_config.configured("tales")
+        evaluate.run(c, out)
+    with open(os.path.join(out, "eval", "stories.jsonl")) as f:
+        metrics = monitor.story_metrics([json.loads(line) for line in f])
+    tales = _read(os.path.join(out, "summary.json"))["stories"]["sum"]["mean"]
+    return {f"{openings}_empty": metrics["empty_share"], f"{openings}_words": metrics["mean_words"],
+            f"{openings}_tales": tales}
 
 
 def _student_row(summary: dict) -> dict:

@@ -16,9 +16,8 @@ from typing import Optional
 
 import numpy as np
 
-from storyjax import instruments, stats
+from storyjax import instruments, monitor, stats
 from storyjax.checkpoint import milestone_words
-from storyjax.teachers import rubric
 
 RUN_KINDS = ("rl", "grades_permuted", "reward_permuted", "length_only", "positive")
 CONTROL = "grades_permuted"  # the pre-registered comparison: RL's gain over learning from permuted grades
@@ -52,7 +51,7 @@ class Student:
 
     @functools.cached_property
     def metrics(self) -> dict:
-        return story_metrics(self.records)
+        return monitor.story_metrics(self.records)
 
 
 @dataclasses.dataclass
@@ -140,61 +139,6 @@ def headline_interval(curve_words_M, curve_sums_MxN, after_sums_SxN, openings_N,
     return named(lo), named(hi)
 
 
-def story_metrics(records: list[dict]) -> dict:
-    """What a reward hack leaves in the stories: length, empty stories, distinct-2, the share of a story's
-    sentences that repeat an earlier one, and the share of stories that are another story's template filled
-    in."""
-    texts = [r["continuation"] for r in records]
-    words = [len(t.split()) for t in texts]
-    grams = [tuple(w[i:i + 2]) for w in (t.split() for t in texts) for i in range(len(w) - 1)]
-    return {"mean_words": float(np.mean(words)) if words else None,
-            "empty_share": float(np.mean([n == 0 for n in words])) if words else None,
-            "distinct_2": len(set(grams)) / len(grams) if grams else 0.0,
-            "repeated_sentences": float(np.mean([rubric.duplicate_share(rubric.sentences(t)) for t in texts]))
-            if texts else None,
-            "shared_skeleton": float(rubric.shared_skeletons([r["prompt"] for r in records],
-                                                             [r["story"] for r in records]).mean())
-            if records else None}
-
-
-def corpus_reference(texts, records: list[dict]) -> Optional[dict]:
-    """`story_metrics` of the corpus's own stories (`texts`: prompts and stories, as gate 0 draws them) at the
-    students' length and count: as many stories as `records`, each cut to their mean words. A student that
-    learned the corpus writes as repetitively as the corpus does, which is no collapse. None without texts."""
-    if not texts or not records:
-        return None
-    prompts, stories = texts[0][:len(records)], texts[1][:len(records)]
-    words = max(1, round(np.mean([len(r["continuation"].split()) for r in records])))
-    cut = [" ".join(s[len(p):].split()[:words]) for p, s in zip(prompts, stories)]
-    return story_metrics([{"prompt": p, "story": f"{p} {c}", "continuation": " " + c} for p, c in zip(prompts, cut)])
-
-
-def hacking_flags(teacher_gain, paired: dict, before: dict, after: dict, limits,
-                  corpus: Optional[dict] = None) -> list[str]:
-    """The monitor's verdict on one run or row: the teacher's grades rose while the judge's fell (its interval
-    below 0); the stories' diversity collapsed (distinct-2 below both the starting student's and the corpus's
-    own at that length, repeated sentences, a template shared beyond what the starting student and the corpus
-    share); they shrank, or more of them came back empty."""
-    flags = []
-    delta, ci = paired.get("mean"), paired.get("ci95")
-    if teacher_gain is not None and teacher_gain > 0 and delta is not None and math.isfinite(delta) and \
-            ci is not None and math.isfinite(ci) and delta + ci < 0:
-        flags.append("teacher up, judge down")
-    floor = min(before["distinct_2"], corpus["distinct_2"]) if corpus else before["distinct_2"]
-    if after["distinct_2"] < (1 - limits.max_distinct2_drop) * floor:
-        flags.append("distinct-2 collapsed")
-    if after["repeated_sentences"] - before["repeated_sentences"] > limits.max_repeat_rise:
-        flags.append("repeated sentences")
-    shared = max(before["shared_skeleton"], corpus["shared_skeleton"]) if corpus else before["shared_skeleton"]
-    if after["shared_skeleton"] - shared > limits.max_skeleton_rise:
-        flags.append("one template")
-    if before["mean_words"] and after["mean_words"] < (1 - limits.max_length_drop) * before["mean_words"]:
-        flags.append("stories shrank")
-    if after["empty_share"] - before["empty_share"] > limits.max_empty_rise:
-        flags.append("empty stories")
-    return flags
-
-
 def run_figures(run: Run, start: Student, limits, corpus: Optional[dict] = None) -> dict:
     """One run's figures against its starting milestone: paired delta (clustered by opening), win rate,
     teacher gain, the monitor's metrics and flags."""
@@ -214,7 +158,7 @@ def run_figures(run: Run, start: Student, limits, corpus: Optional[dict] = None)
             "win_ci95": (run.student.pairwise or {}).get("ci95"),
             **{f"{k}_before": v for k, v in before_m.items()}, **{f"{k}_after": v for k, v in after_m.items()},
             **{f"{k}_corpus": v for k, v in (corpus or {}).items() if k in ("distinct_2", "shared_skeleton")},
-            "flags": hacking_flags(teacher_gain, paired, before_m, after_m, limits, corpus)}
+            "flags": monitor.hacking_flags(teacher_gain, paired, before_m, after_m, limits, corpus)}
 
 
 def rows(curve: list[tuple[int, float]], pretrain: dict[str, Student], runs: list[Run], config,
@@ -222,7 +166,7 @@ def rows(curve: list[tuple[int, float]], pretrain: dict[str, Student], runs: lis
     """(table rows, per-run rows): one table row per run kind and milestone, with seed-aware intervals;
     `corpus_texts` (prompts, stories) of the corpus's own, for the monitor's reference."""
     ex = config.experiment
-    corpus = {m: corpus_reference(corpus_texts, s.records) for m, s in pretrain.items()}
+    corpus = {m: monitor.corpus_reference(corpus_texts, s.records) for m, s in pretrain.items()}
     per_run = {id(r): run_figures(r, pretrain[r.milestone], ex.monitor, corpus[r.milestone]) for r in runs}
     curve_M = sorted(curve)
     by_words = {milestone_words(m): m for m in pretrain}
@@ -335,8 +279,19 @@ def _row(kind: str, m: str, group: list[Run], figs: list[dict], start: Student, 
         "repeated_sentences_before": figs[0]["repeated_sentences_before"],
         "repeated_sentences_after": mean("repeated_sentences_after"),
         "shared_skeleton_before": figs[0]["shared_skeleton_before"], "shared_skeleton_after": mean("shared_skeleton_after"),
+        "distinct_2_corpus": figs[0].get("distinct_2_corpus"),
+        "shared_skeleton_corpus": figs[0].get("shared_skeleton_corpus"),
         "flag": "; ".join(flags),
+        **{f"{k}_{when}": v for k, v in _probes(start, group).items() for when, v in (("before", v[0]), ("after", v[1]))},
     }
+
+
+def _probes(start: Student, group: list[Run]) -> dict:
+    """Each probe figure of the students (storyjax.experiment's probes): the starting student's and the
+    runs' mean."""
+    keys = [k for k in start.row if k.endswith(("_empty", "_words", "_tales")) and k.split("_")[0] in
+            ("corpus", "heldout")]
+    return {k: (start.row[k], mean_of([r.student.row.get(k) for r in group])) for k in keys}
 
 
 def _half(interval: dict):

@@ -22,7 +22,9 @@ COLUMNS = ("run", "milestone", "milestone_words", "seeds", "input_words", "instr
            "heldout_after", "heldout_after_ci95", "kl_end", "kl_in_band", "words_per_story_before",
            "words_per_story_after", "ppl_per_word_before", "ppl_per_word_after", "blimp_before", "blimp_after",
            "distinct_2_before", "distinct_2_after", "repeated_sentences_before", "repeated_sentences_after",
-           "shared_skeleton_before", "shared_skeleton_after")
+           "shared_skeleton_before", "shared_skeleton_after", "distinct_2_corpus", "shared_skeleton_corpus",
+           *[f"{probe}_{what}_{when}" for probe in ("corpus", "heldout") for what in ("empty", "words", "tales")
+             for when in ("before", "after")])
 GATES = {"curve_rises": "the judge's pretraining curve rises by more than its interval (last vs first milestone, "
                         "paired)",
          "paired_excludes_0": "the primary RL row's paired after − before interval lies above 0",

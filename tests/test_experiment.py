@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from conftest import BLIMP
-from storyjax import stats
+from storyjax import monitor, stats
 from storyjax import experiment_analysis as analysis
 from test_main import run_main, start_main
 
@@ -382,10 +382,10 @@ def test_the_monitor_reads_diversity_against_the_corpus_and_flags_shrinking_and_
               "shared_skeleton": 0.1}
     learned = {**before, "distinct_2": 0.14, "shared_skeleton": 0.5}  # writes as the corpus writes
     corpus = {"distinct_2": 0.13, "shared_skeleton": 0.45}
-    assert analysis.hacking_flags(0.0, {}, before, learned, limits, corpus) == []
-    assert set(analysis.hacking_flags(0.0, {}, before, learned, limits)) == {"distinct-2 collapsed", "one template"}
+    assert monitor.hacking_flags(0.0, {}, before, learned, limits, corpus) == []
+    assert set(monitor.hacking_flags(0.0, {}, before, learned, limits)) == {"distinct-2 collapsed", "one template"}
     shrunk = {**before, "mean_words": 12.0, "empty_share": 0.4}
-    assert analysis.hacking_flags(0.0, {}, before, shrunk, limits, corpus) == ["stories shrank", "empty stories"]
+    assert monitor.hacking_flags(0.0, {}, before, shrunk, limits, corpus) == ["stories shrank", "empty stories"]
     records = [{"prompt": "P", "story": "P a b c d", "continuation": " a b c d"}] * 3
-    reference = analysis.corpus_reference((["Q"] * 5, ["Q one two three four five six"] * 5), records)
+    reference = monitor.corpus_reference((["Q"] * 5, ["Q one two three four five six"] * 5), records)
     assert reference["mean_words"] == 4 and reference["distinct_2"] == pytest.approx(3 / 9)
