@@ -140,8 +140,9 @@ def _rl_config(config, milestone: str, seed: int, pretrain_dir: str, kind: str =
     # The runs' own held-out scores are off: the experiment judges every student itself, pairs included.
     c.judge = ml_collections.ConfigDict({**config.judge.to_dict(), "mode": "absolute"})
     c.reward.control = "" if kind in ("rl", "positive") else kind
-    if kind == "positive":  # the same run, taught by a teacher known to be right about this world
-        c.teacher.name = config.experiment.positive_teacher
+    if kind == "positive":  # the same run, taught by a teacher known to be right about this world; the judge
+        c.teacher.name = config.experiment.positive_teacher  # may be that teacher by design (it says so)
+        c.judge.allow_same = True
     c.ledger_only = bool(config.get("ledger_only", False))  # a dry run reports missing weights, not refuses
     return c
 
