@@ -38,16 +38,8 @@ def label(config, which: str = "judge") -> str:
     if which == "reference_lm":
         lm = config.experiment.reference_lm
         return f"reference_lm:{os.path.basename(str(lm.weights).rstrip('/'))}:matched{lm.cap}"
-    name = resolved_judge_name(config)
+    name = teacher_config.kind(config.judge)
     return f"{name}:{config.judge.mode}" + (f":{versions[name]}" if name in versions else "")
-
-
-def resolved_judge_name(config) -> str:
-    """The judge's kind (`auto`: the jax teacher with weights, else the rubric)."""
-    judge = config.judge
-    if judge.name != "auto":
-        return judge.name
-    return "jax" if judge.get("jax", {}).get("weights") else "rubric"
 
 
 def tales_sums(records: list[dict]) -> np.ndarray:
@@ -110,8 +102,10 @@ class ReferenceLM:
             return None
         path = os.path.join(out, "reference_lm.json")
         if not os.path.exists(path):
+            # pairs are compared over at most `cap` tokens: the rest would be read for nothing
             logps = reference_lm.token_logprobs(self.load(), student.openings_N,
-                                                [r["continuation"] for r in student.records])
+                                                [r["continuation"] for r in student.records],
+                                                self.config.experiment.reference_lm.cap)
             run_outputs.write_json(path, {"weights": self.config.experiment.reference_lm.weights,
                                           "logprobs": [[round(float(x), 6) for x in lp] for lp in logps]})
         with open(path) as f:

@@ -125,7 +125,8 @@ def _replicates(values_SxN, weights_RxN, rng) -> np.ndarray:
 def two_way_bootstrap(arms, openings_N, reps: int = 2000, seed: int = 0) -> dict:
     """The mean over seeds of per-story values, and its 95% interval from a two-way bootstrap over openings
     and seeds: `arms` is one [S, N] array (per seed, per story in the shared order: a paired difference, a
-    verdict) or a tuple of two, (arm, control), for the arm's mean minus the control's.
+    verdict) or a tuple of two, (arm, control), for the arm's mean minus the control's. `openings_N` names
+    each story's cluster: its opening, or its own sampling key where every story continues one opening.
 
     Every seed writes from the same openings with the same keys against the same before-stories, so the part
     of an effect that varies by opening is shared by all seeds, and a t-interval over seed means misses it.

@@ -149,7 +149,7 @@ def analysis_config(seeds=(0, 1, 2)):
                        "monitor": {"max_distinct2_drop": 0.2, "max_repeat_rise": 0.1, "max_skeleton_rise": 0.2,
                                    "max_length_drop": 0.5, "max_empty_rise": 0.1}},
         "interactive": {"rl": {"kl_target": 0.0}, "teacher": {"name": "rubric"}},
-        "judge": {"name": "auto", "mode": "absolute"}})
+        "judge": {"name": "auto", "mode": "absolute", "jax": {"weights": ""}}})
 
 
 def synthetic_run(kind, milestone, seed, sums_N, rng, teacher=(4.0, 4.0), **kw):

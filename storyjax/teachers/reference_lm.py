@@ -30,24 +30,26 @@ def continuation(prompt: str, story: str) -> str:
     return story[len(prompt):] if story.startswith(prompt) else story
 
 
-def _ids(model: JaxTeacher, prompt: str, text: str) -> tuple[list, int]:
-    """(token ids of opening + continuation, where the continuation starts), within the model's context: an
-    opening too long for it loses its start, a continuation its end."""
+def _ids(model: JaxTeacher, prompt: str, text: str, max_tokens: int = 0) -> tuple[list, int]:
+    """(token ids of opening + continuation, where the continuation starts), within the model's context (an
+    opening too long for it loses its start, a continuation its end) and the continuation's first
+    `max_tokens` (all with 0)."""
     tok = model.tok
     head = tok.encode(prompt, add_special_tokens=False) if prompt else []
     bos = tok.bos_token_id
     if bos is not None and (tok.encode("a")[:1] == [bos] or not head):
         head = [bos] + head  # a model that reads every text from BOS, or a continuation with no opening
-    tail = tok.encode(text, add_special_tokens=False)[:model.lm_cfg.max_len - 1]
+    tail = tok.encode(text, add_special_tokens=False)[:max_tokens or None][:model.lm_cfg.max_len - 1]
     head = head[max(0, len(head) + len(tail) - model.lm_cfg.max_len):]
     return head + tail, len(head)
 
 
-def token_logprobs(model: JaxTeacher, prompts: list, texts: list) -> list[np.ndarray]:
-    """Per text, log p of each of its tokens given the opening and the tokens before it (float64). Texts run
+def token_logprobs(model: JaxTeacher, prompts: list, texts: list, max_tokens: int = 0) -> list[np.ndarray]:
+    """Per text, log p of each of its tokens (its first `max_tokens`, all with 0) given the opening and the
+    tokens before it (float64). Texts run
     in micro-batches of `teacher.jax.batch_size`, sorted by length and padded to a bucket of rows and tokens,
     so a job compiles a handful of shapes."""
-    encoded = [_ids(model, p, t) for p, t in zip(prompts, texts)]
+    encoded = [_ids(model, p, t, max_tokens) for p, t in zip(prompts, texts)]
     order = sorted(range(len(texts)), key=lambda i: len(encoded[i][0]))
     out: list = [None] * len(texts)
     for start in range(0, len(order), model.micro):
