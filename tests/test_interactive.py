@@ -455,3 +455,20 @@ def test_a_milestone_folder_starts_a_run_and_the_run_says_what_happened(student,
     assert "Config:" not in proc.stderr  # the config dump is for -v 1
     assert "Held-out stories (2), mean grade sum out of 9 with 95% intervals" in proc.stdout
     assert f"Outputs in {tmp_path}" in proc.stdout and "python -m storyjax.report" in proc.stdout
+
+
+def test_the_end_of_text_probe_reads_each_opening_as_if_alone(student, capsys):
+    """The probe batches openings of different lengths, right-padded: each opening's first-token
+    probability of end-of-text equals that of the opening run alone, unpadded."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+    from storyjax import end_of_text, model as model_lib, student as student_lib
+    loaded = student_lib.from_run(str(student))
+    openings = end_of_text.opening_kinds(6)["held-out openings (ending '.')"] + ["Once upon a time,"]
+    alone = [float(jax.nn.softmax(model_lib.forward(loaded.model_cfg, loaded.params, jnp.asarray([ids]))[0, -1])
+                   [loaded.tok.eos_id]) for ids in loaded.tok.encode(openings)]
+    assert end_of_text.end_first(loaded, openings) == pytest.approx(np.mean(alone), abs=1e-5)
+    end_of_text.main([f"--run={student}"])
+    printed = capsys.readouterr().out
+    assert printed.startswith("latest: held-out openings (ending '.') 0.") and "the training prompt" in printed
