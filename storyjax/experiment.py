@@ -31,7 +31,7 @@ from storyjax import experiment_analysis as analysis
 from storyjax import experiment_report as report
 from storyjax import ledger as ledger_lib
 from storyjax.experiment_graders import Graders, PairwiseJudge, TeacherView, measured
-from storyjax.interactive_logs import read_batch_stats
+from storyjax.interactive_logs import PhaseClock, read_batch_stats
 from storyjax.prompts import story_openings
 from storyjax.teachers import PAIRWISE
 from storyjax.teachers import config as teacher_config
@@ -216,6 +216,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
         return dry_run(config, workdir)
     pretrain_dir = os.path.abspath(config.init_checkpoint) if config.init_checkpoint else \
         os.path.join(workdir, "pretrain")
+    clock = PhaseClock()  # this invocation's seconds per phase (a resumed phase costs what was left of it)
+    clock.start()
     if not config.init_checkpoint and not _done(pretrain_dir):
         logging.info("Experiment 1/4: pretraining with milestones %s in %s", pretraining_milestones(config),
                      pretrain_dir)
@@ -229,11 +231,15 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     graders = Graders(PairwiseJudge(config, workdir), TeacherView(config, workdir),
                       instruments.ReferenceLM(config, workdir))
     try:
+        clock.lap("pretrain")
         before = _pretraining_curve(config, pretrain_dir, workdir, milestones, graders)
+        clock.lap("milestones")
         passed = gate0.for_experiment(config, workdir, before, graders.pairs.teacher, graders.lm.load)
+        clock.lap("gate0")
         if not passed["passes"] and config.experiment.gate0:
             return _stopped_at_gate0(workdir, config, passed)
         runs = _interactive_runs(config, pretrain_dir, workdir, before, graders)
+        clock.lap("interactive")
     finally:
         for grader in graders:
             grader.close()
@@ -254,7 +260,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
                "teacher": config.interactive.teacher.name, "milestones": list(config.experiment.milestones),
                "seeds": list(config.experiment.seeds), "controls": list(config.experiment.get("controls", ())),
                "rows": table, "runs": per_run, "curve": curve, "curve_check": curve_check, "gates": verdict,
-               "gate0": passed,
+               "gate0": passed, "seconds": {**clock.means(), "reference_lm_passes": graders.lm.seconds},
                "outputs": [os.path.join(workdir, f) for f in report.OUTPUTS]}
     run_outputs.write_summary(workdir, summary)
     return summary

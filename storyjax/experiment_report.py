@@ -186,6 +186,9 @@ def closing_words(summary: dict, workdir: str) -> str:
         lines.append(gate0_words(summary["gate0"]) + ("" if summary["gate0"]["passes"] else
                                                       " (experiment.gate0=False: every figure below is unvalidated)"))
     lines.append("Gates: " + "; ".join(f"{GATES[k]}: {_verdict(v)}" for k, v in summary["gates"].items()) + ".")
+    if summary.get("seconds"):
+        lines.append("Seconds (this invocation): " + ", ".join(f"{k} {v:.0f}" for k, v in summary["seconds"].items())
+                     + ".")
     lines.append(f"Table: {workdir}/table.md (and table.csv, runs.csv, heldout_vs_words.png, headline.json).")
     return "\n".join(lines)
 

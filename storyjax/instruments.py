@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from typing import Optional
 
 import numpy as np
@@ -89,6 +90,7 @@ class ReferenceLM:
     def __init__(self, config, workdir: str):
         self.config, self.workdir, self.model = config, workdir, None
         self.on = "reference_lm" in config.experiment.instruments
+        self.seconds = 0.0  # spent in its passes over students' stories (loading aside)
 
     def load(self):
         if self.model is None:
@@ -103,9 +105,10 @@ class ReferenceLM:
         path = os.path.join(out, "reference_lm.json")
         if not os.path.exists(path):
             # pairs are compared over at most `cap` tokens: the rest would be read for nothing
-            logps = reference_lm.token_logprobs(self.load(), student.openings_N,
-                                                [r["continuation"] for r in student.records],
+            model, t0 = self.load(), time.perf_counter()
+            logps = reference_lm.token_logprobs(model, student.openings_N, [r["continuation"] for r in student.records],
                                                 self.config.experiment.reference_lm.cap)
+            self.seconds += time.perf_counter() - t0
             run_outputs.write_json(path, {"weights": self.config.experiment.reference_lm.weights,
                                           "logprobs": [[round(float(x), 6) for x in lp] for lp in logps]})
         with open(path) as f:

@@ -84,7 +84,9 @@ def test_experiment_writes_the_table_plot_and_headline_and_a_killed_run_ends_the
         assert 0 <= r["win_rate"] <= 1 and r["paired_ci95"] >= 0
     assert s["rows"][0]["gain_vs_grades_permuted"] is not None and s["rows"][1]["gain_vs_grades_permuted"] is None
     assert set(s["gates"]) == {"curve_rises", "paired_excludes_0", "beats_grades_permuted", "positive_control_seen",
-                               "no_flag"}
+                               "no_flag", "judge_passed_gate0"}
+    assert set(s["seconds"]) == {"pretrain", "milestones", "gate0", "interactive", "reference_lm_passes"}
+    assert s["seconds"]["interactive"] > 0 and s["gate0"]["instruments"]["judge"]["curve_delta"] is not None
     # Before and after wrote from the same openings with the same keys, never from the training prompt.
     stories = lambda d: [json.loads(x) for x in (tmp_path / "ref" / "eval" / d / "eval" / "stories.jsonl").open()]
     start, after = stories("pretrain/chck_5K"), stories("rl/chck_5K_s0")
