@@ -133,3 +133,25 @@ def test_pairs_and_stories_are_one_or_the_other_and_a_bad_pair_is_named(tmp_path
     served = run_main(["--config=configs/grade.py", f"--config.pairs={pairs}", "--config.teacher.name=openai"],
                       tmp_path / "o")
     assert served.returncode == 2 and "cannot judge pairs" in served.stderr
+
+
+def test_a_storys_grade_in_the_grading_job_is_the_same_alone_and_beside_any_others(tmp_path, austen_dir):
+    """Real passages beside their own sentence shuffles in one file, then each graded alone in a file of its
+    own: the same grades (no grade depends on the other stories graded with it)."""
+    from configs import grade as grade_config
+    from storyjax import adversarial as A
+    from storyjax import grade
+    passages = A.passages([(austen_dir / "persuasion.txt").read_text()], 6)
+    prompts, shuffles = A.stories("shuffled_sentences", passages)
+    rows = [{"prompt": p, "story": s} for p, s in zip(prompts + prompts, passages + shuffles)]
+
+    def graded(name, part):
+        path = tmp_path / f"{name}.jsonl"
+        path.write_text("".join(json.dumps(r) + "\n" for r in part))
+        config = grade_config.get_config()
+        config.stories, config.progress_bar = str(path), False
+        grade.run(config, str(tmp_path / name))
+        return [g["scores"] for g in grades(tmp_path / name)]
+    together = graded("together", rows)
+    assert together == [graded(f"alone{i}", [r])[0] for i, r in enumerate(rows)]
+    assert all(g is not None for g in together)
