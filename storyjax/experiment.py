@@ -257,7 +257,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     report.write(workdir, config, table, curve, before, curve_check, verdict, judge_lib.describe(config))
     summary = {"job": "experiment", "pretrain": pretrain_dir, "judge": judge_lib.describe(config),
                "judge_mode": config.judge.mode,
-               "teacher": config.interactive.teacher.name, "milestones": list(config.experiment.milestones),
+               "teacher": instruments.teacher_label(config.interactive.teacher),
+               "milestones": list(config.experiment.milestones),
                "seeds": list(config.experiment.seeds), "controls": list(config.experiment.get("controls", ())),
                "rows": table, "runs": per_run, "curve": curve, "curve_check": curve_check, "gates": verdict,
                "gate0": passed, "seconds": {**clock.means(), "reference_lm_passes": graders.lm.seconds},

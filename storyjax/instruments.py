@@ -27,20 +27,26 @@ from storyjax.teachers import config as teacher_config
 from storyjax.teachers import make_teacher, reference_lm, rubric, tales_grammar
 
 NAMES = ("judge", "tales", "reference_lm")
+VERSIONS = {"rubric": rubric.VERSION, "tales": tales_grammar.VERSION}  # hashes of the offline graders
 
 
 def label(config, which: str = "judge") -> str:
     """What a row's paired Δ was measured with: the judge (its kind, its mode and, for the rubric and the tales
     grammar, the version of their code and weights), the tales grammar, or the reference LM (its weights and
     the matched-length cap)."""
-    versions = {"rubric": rubric.VERSION, "tales": tales_grammar.VERSION}
     if which == "tales":
         return f"tales:{tales_grammar.VERSION}"
     if which == "reference_lm":
         lm = config.experiment.reference_lm
         return f"reference_lm:{os.path.basename(str(lm.weights).rstrip('/'))}:matched{lm.cap}"
     name = teacher_config.kind(config.judge)
-    return f"{name}:{config.judge.mode}" + (f":{versions[name]}" if name in versions else "")
+    return f"{name}:{config.judge.mode}" + (f":{VERSIONS[name]}" if name in VERSIONS else "")
+
+
+def teacher_label(teacher) -> str:
+    """A teacher section's kind, with the version hash of the offline graders' code and weights: a figure
+    that names it can be told from one graded by another version."""
+    return teacher.name + (f":{VERSIONS[teacher.name]}" if teacher.name in VERSIONS else "")
 
 
 def tales_sums(records: list[dict]) -> np.ndarray:
