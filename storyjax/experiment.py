@@ -75,6 +75,32 @@ def validate(config: ml_collections.ConfigDict) -> None:
     if controls and ex.control_milestone not in ex.milestones:
         raise ValueError(f"experiment.control_milestone={ex.control_milestone!r}: the controls run from one of "
                          f"experiment.milestones {tuple(ex.milestones)}.")
+    _check_measurement(config)
+    story_openings(config.evaluate.stories.openings, config.evaluate.stories.num_openings,
+                   (config.interactive.prompt,), config.interactive.prompt)
+    if config.evaluate.stories.num_openings < 2 and config.evaluate.stories.openings != "training":
+        raise ValueError(f"evaluate.stories.num_openings={config.evaluate.stories.num_openings}: the experiment "
+                         "compares students on held-out openings; give at least 2 (intervals cluster by opening).")
+    if config.evaluate.stories.openings == "training" and config.evaluate.stories.per_opening < 2:
+        raise ValueError("evaluate.stories.openings=training: give evaluate.stories.per_opening >= 2 stories of the "
+                         "training prompt (the paper-style evaluation: 256 or more; intervals resample their keys).")
+    if config.judge.mode == "pairwise" and judge_lib.resolved(config).name not in PAIRWISE:
+        raise ValueError(f"judge.mode=pairwise needs a judge that compares two stories ({PAIRWISE}); "
+                         f"judge.name={judge_lib.resolved(config).name!r} does not.")
+    if ex.positive_seeds and (ex.positive_teacher not in ("tales", "rubric") or not ex.control_milestone):
+        raise ValueError(f"experiment.positive_teacher={ex.positive_teacher!r}: the positive control learns from a "
+                         "teacher known to be right about the students' world: 'tales' (the tales corpus's grammar), "
+                         "from experiment.control_milestone.")
+    positive = ("positive",) if ex.positive_seeds else ()
+    for kind in ("rl", *controls, *positive):  # each kind of run as it will start (its pretraining may not exist)
+        start = config.init_checkpoint
+        interactive.validate(_rl_config(config, ex.milestones[0] if start else "", ex.seeds[0], start, kind))
+    evaluate.validate(_evaluate_config(config, "."), weights=not config.get("ledger_only", False), student=False)
+
+
+def _check_measurement(config) -> None:
+    """The settings of what measures the students: probes, instruments, gate 0, bootstrap, the monitor."""
+    ex = config.experiment
     if any(p not in ("corpus", "heldout") for p in ex.probes):
         raise ValueError(f"experiment.probes={tuple(ex.probes)}: choose from ('corpus', 'heldout').")
     unknown = [n for n in ex.instruments if n not in instruments.NAMES]
@@ -96,26 +122,6 @@ def validate(config: ml_collections.ConfigDict) -> None:
     if not all(0 < limits[k] < 1 for k in shares):
         raise ValueError(f"experiment.monitor: {', '.join(shares)} are shares in (0, 1), e.g. 0.2, 0.1, 0.2, 0.5, "
                          "0.1.")
-    story_openings(config.evaluate.stories.openings, config.evaluate.stories.num_openings,
-                   (config.interactive.prompt,), config.interactive.prompt)
-    if config.evaluate.stories.num_openings < 2 and config.evaluate.stories.openings != "training":
-        raise ValueError(f"evaluate.stories.num_openings={config.evaluate.stories.num_openings}: the experiment "
-                         "compares students on held-out openings; give at least 2 (intervals cluster by opening).")
-    if config.evaluate.stories.openings == "training" and config.evaluate.stories.per_opening < 2:
-        raise ValueError("evaluate.stories.openings=training: give evaluate.stories.per_opening >= 2 stories of the "
-                         "training prompt (the paper-style evaluation: 256 or more; intervals resample their keys).")
-    if config.judge.mode == "pairwise" and judge_lib.resolved(config).name not in PAIRWISE:
-        raise ValueError(f"judge.mode=pairwise needs a judge that compares two stories ({PAIRWISE}); "
-                         f"judge.name={judge_lib.resolved(config).name!r} does not.")
-    if ex.positive_seeds and (ex.positive_teacher not in ("tales", "rubric") or not ex.control_milestone):
-        raise ValueError(f"experiment.positive_teacher={ex.positive_teacher!r}: the positive control learns from a "
-                         "teacher known to be right about the students' world: 'tales' (the tales corpus's grammar), "
-                         "from experiment.control_milestone.")
-    positive = ("positive",) if ex.positive_seeds else ()
-    for kind in ("rl", *controls, *positive):  # each kind of run as it will start (its pretraining may not exist)
-        start = config.init_checkpoint
-        interactive.validate(_rl_config(config, ex.milestones[0] if start else "", ex.seeds[0], start, kind))
-    evaluate.validate(_evaluate_config(config, "."), weights=not config.get("ledger_only", False), student=False)
 
 
 def pretraining_milestones(config) -> list[str]:
