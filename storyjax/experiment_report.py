@@ -71,7 +71,8 @@ def write(workdir: str, config, table: list[dict], curve, before: dict, curve_ch
     n = config.evaluate.stories.num_openings * config.evaluate.stories.per_opening
     lines = [f"# Interactive learning from pretraining milestones ({config.preset})", "",
              f"Judge of held-out stories: {judge} ({config.judge.mode}). Training teacher: "
-             f"{config.interactive.teacher.name}. {len(ex.seeds)} seeds per row, {config.interactive.budget_words:,} "
+             f"{config.interactive.teacher.name}. {len(ex.seeds)} seeds per RL or control row "
+             f"({len(ex.positive_seeds)} for the positive control), {config.interactive.budget_words:,} "
              f"counted words of interaction each; {n} held-out stories per student from "
              f"{config.evaluate.stories.num_openings} openings, the same openings and sampling keys for every "
              "student.", "",
@@ -170,7 +171,7 @@ def closing_words(summary: dict, workdir: str) -> str:
         lines.append(
             f"{r['run']} from {r['milestone']} ({r['seeds']} seeds, {r['input_words']:,} words of interaction): "
             f"{r['instrument']} paired Δ {_interval(r['paired_delta'], r['paired_ci95_low'], r['paired_ci95_high'])} "
-            "of 9"
+            + ("nats a token less" if r.get("measured_by") == "reference_lm" else "of 9")
             + (f", after won {_pm(r['win_rate'], r['win_ci95'])} (orders agreed on {fmt(r['win_consistency'])}, "
                f"first slot won {fmt(r['first_slot'])})" if r["win_rate"] is not None else "")
             + (f", gain over grades_permuted {_interval(r['gain_vs_grades_permuted'], r['gain_ci95_low'], r['gain_ci95_high'])}"
