@@ -29,6 +29,7 @@ def persuasion(austen_dir):
     return [(p, reference_lm.continuation(p, s)) for p, s in zip(prompts, stories)]
 
 
+@pytest.mark.slow
 def test_continuation_logprobs_match_a_plain_forward_and_do_not_depend_on_the_batch(smollm2, persuasion):
     prompts, texts = zip(*persuasion[:5])
     batched = reference_lm.token_logprobs(smollm2, list(prompts), list(texts))
@@ -43,6 +44,7 @@ def test_continuation_logprobs_match_a_plain_forward_and_do_not_depend_on_the_ba
         np.testing.assert_allclose(logp, ref[len(head) - 1:], atol=2e-4)
 
 
+@pytest.mark.slow
 def test_real_prose_is_likelier_than_its_shuffles_and_far_likelier_than_salad(smollm2, persuasion):
     """On Persuasion passages SmolLM2 reads the told order as likelier than a shuffle of the same sentences
     (paired, most passages) and word salad as far less likely."""
@@ -77,6 +79,7 @@ def test_shuffled_reorders_sentences_and_leaves_a_single_sentence_alone():
     assert reference_lm.shuffled(text, 3) == reference_lm.shuffled(text, 3)
 
 
+@pytest.mark.slow
 def test_the_grading_jobs_likelihood_mode_scores_any_story_file(tmp_path, persuasion):
     stories = tmp_path / "stories.jsonl"
     stories.write_text("".join(json.dumps({"prompt": p, "story": p + t}) + "\n" for p, t in persuasion[:4])

@@ -296,7 +296,7 @@ def test_dialogue_in_another_quotation_style_reads_as_dialogue(austen_dir, openi
     assert sums["real"] - sums["shuffled_sentences"] >= 1.0, sums
 
 
-@pytest.mark.parametrize("batch", [32, 360])
+@pytest.mark.parametrize("batch", [32, pytest.param(360, marks=pytest.mark.slow)])
 def test_real_tales_beat_their_own_sentences_recombined_framed_alternated_and_shuffled(batch):
     """The rubric as training uses it (the training prompt, batches of 32 or 360 stories cut near the
     96-token cap): real held-out tale continuations at least a point above every way of recombining the
