@@ -33,6 +33,7 @@ from storyjax import ledger as ledger_lib
 from storyjax.experiment_graders import Graders, PairwiseJudge, TeacherView, measured
 from storyjax.interactive_logs import PhaseClock, read_batch_stats
 from storyjax.prompts import story_openings
+from storyjax.setting_checks import count
 from storyjax.teachers import PAIRWISE
 from storyjax.teachers import config as teacher_config
 
@@ -107,6 +108,11 @@ def _check_measurement(config) -> None:
     if unknown or "judge" not in ex.instruments:
         raise ValueError(f"experiment.instruments={tuple(ex.instruments)}: the judge and any of "
                          f"{instruments.NAMES[1:]}; {unknown or 'the judge is missing'}.")
+    lm = ex.reference_lm
+    if not (count(lm.cap, 4) and count(lm.batch_size, 1)):
+        raise ValueError(f"experiment.reference_lm.cap={lm.cap!r} and experiment.reference_lm.batch_size="
+                         f"{lm.batch_size!r}: compare pairs over at least 4 tokens (64 is usual), in passes of 1 or "
+                         "more stories (16 is usual).")
     if "reference_lm" in ex.instruments and not config.get("ledger_only", False) and \
             not os.path.exists(ex.reference_lm.weights):
         raise ValueError(f"experiment.reference_lm.weights={ex.reference_lm.weights!r} does not exist: give a .gguf "

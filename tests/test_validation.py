@@ -72,6 +72,8 @@ def test_every_setting_of_every_job_is_refused_by_validation_naming_it(job, tmp_
         name = key.rpartition(".")[2]
         if wrong is None or name in FREE_NAMES or key.endswith(UNREAD):
             continue
+        if key == "judge.jax.weights" and config_file.load(CONFIGS[job]).judge.name not in ("auto", "jax"):
+            continue  # a judge of another kind (the experiment's tales grammar) reads no weights
         config = valid_config(job, tmp_path)
         set_key(config, key, wrong)
         walked += 1
