@@ -148,8 +148,8 @@ def _plot(path: str, curve: list, curve_ci95: dict, table: list[dict]) -> None:
         ax.errorbar([w for w, _ in pts], [s for _, s in pts], yerr=[curve_ci95.get(w) or 0 for w, _ in pts],
                     fmt="o-", capsize=3, label="pretraining only")
     markers = {"rl": "s", "grades_permuted": "x", "reward_permuted": "v", "length_only": "^", "positive": "*"}
-    for r in table:
-        if r["heldout_after"] is not None:
+    for r in table:  # the judge's rows: another instrument's rows are the same runs, on another scale
+        if r["heldout_after"] is not None and r.get("measured_by", "judge") == "judge":
             ax.errorbar([r["milestone_words"]], [r["heldout_after"]], yerr=[r["heldout_after_ci95"] or 0],
                         fmt=markers.get(r["run"], "s"), capsize=4,
                         label=f"{r['milestone']} + {r['input_words']:,} words ({r['run']})")
