@@ -457,6 +457,7 @@ def test_a_milestone_folder_starts_a_run_and_the_run_says_what_happened(student,
     assert f"Outputs in {tmp_path}" in proc.stdout and "python -m storyjax.report" in proc.stdout
 
 
+@pytest.mark.slow
 def test_the_end_of_text_probe_reads_each_opening_as_if_alone(student, capsys):
     """The probe batches openings of different lengths, right-padded: each opening's first-token
     probability of end-of-text equals that of the opening run alone, unpadded."""
