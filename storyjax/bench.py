@@ -27,7 +27,7 @@ from storyjax import host_memory, model as model_lib
 from storyjax import profiling, reinforce, sampler
 from storyjax import reward as reward_lib
 from storyjax import rollout as rollout_lib
-from storyjax.bench_pretrain import (cpu_name, hf_config, hf_pretrain, ratio_and_spread, storyjax_pretrain,
+from storyjax.bench_pretrain import (cpu_isa, cpu_name, hf_config, hf_pretrain, ratio_and_spread, storyjax_pretrain,
                                      student_config, time_rounds)
 from storyjax.bench_teacher import FLAG_KEYS, bench_teachers
 from storyjax.teachers import config as teacher_defaults
@@ -62,6 +62,9 @@ flags.DEFINE_float("teacher_temperature", _TEACHER.temperature, "LLM teachers' s
                    "(teacher.temperature; 0 on a server: greedy, comparable with the jax teacher's argmax digits).")
 flags.DEFINE_list("attention", ["auto"], "Pretraining attention implementations to measure (auto, xla, cudnn; "
                   "model.attention); the first is the one compared with HF, the others are extra rows.")
+flags.DEFINE_bool("compile_only", False, "Compile every GPU path at the preset's real shapes from abstract inputs "
+                  "and read the programs (FLOPs, bytes, fusions, state copies, memory plan, CUDA lowering) without "
+                  "running them: any host, a CPU included (storyjax/bench_compiled.py).")
 flags.DEFINE_string("profile_dir", "", "Also write a JAX profiler trace (TensorBoard + Perfetto) of a few "
                     "pretraining steps and one rollout here, to see where device time goes.")
 
@@ -180,6 +183,38 @@ def gib(b) -> str:
     return f"{b / 2**30:.2f} GiB" if b else "- GiB"
 
 
+def saver(path: str, results: dict):
+    """`save()` writes `results` to `path` (whole, atomically): called after every row, so a bench stopped
+    at a time limit keeps the rows it finished."""
+    def save() -> None:
+        if not path:
+            return
+        tmp = f"{path}.tmp"
+        with open(tmp, "w") as f:
+            json.dump(results, f, indent=2, default=str)
+        os.replace(tmp, path)
+    return save
+
+
+def compile_only(FLAGS, results: dict, save) -> None:
+    from storyjax import bench_compiled
+    from storyjax.bench_teacher import RANDOM_SHAPES
+    shape = SHAPES[FLAGS.preset]
+    teacher = FLAGS.teacher_weights[len("random:"):] if FLAGS.teacher_weights.startswith("random:") else "llama3_8b"
+    stories = FLAGS.teacher_stories or shape["stories"]
+
+    def write(name: str, row: dict) -> None:
+        results["rows"][name] = row
+        save()
+        shown = {k: row[k] for k in ("flops", "bytes_accessed", "fusions", "param_copies", "temp_bytes",
+                                     "lowers_for_cuda", "error") if k in row}
+        print(f"{name}: {shown}", flush=True)
+
+    batch = ([int(b) for b in FLAGS.batches] or shape["batches"])[-1]
+    bench_compiled.rows({**shape, "stories": stories}, batch, RANDOM_SHAPES[teacher], teacher, FLAGS.teacher_batch,
+                        write)
+
+
 def main(argv):
     del argv
     FLAGS = flags.FLAGS
@@ -191,7 +226,14 @@ def main(argv):
     dims = model_lib.PRESETS[shape["preset"]]
     results = {"preset": FLAGS.preset, "shape": shape, "steps": steps, "jax": jax.__version__,
                "backend": jax.default_backend(), "rows": {}, "ratios": {}, "ratio_spreads": {},
-               "cpu": cpu_name(), "rounds": FLAGS.rounds, "host_malloc": "reuse" if reuse else "system"}
+               "cpu": cpu_name(), "cpu_isa": cpu_isa(), "rounds": FLAGS.rounds,
+               "host_malloc": "reuse" if reuse else "system", "xla_flags": os.environ.get("XLA_FLAGS", ""),
+               "devices": [d.device_kind for d in jax.local_devices()]}
+    save = saver(FLAGS.out, results)
+    if FLAGS.compile_only:
+        results["compile_only"] = True
+        compile_only(FLAGS, results, save)
+        return
     peers = []
     if FLAGS.hf:
         try:
@@ -225,6 +267,7 @@ def main(argv):
             ceiling = ceiling or peak_flops(row["device"])
             row["mfu"] = row["tokens_per_s"] * fpt / ceiling if ceiling else None
             results["rows"][key] = row
+            save()
             rows.append((f"pretrain b{batch}", f"storyjax/{row['attention']}" if key in names else key.split("_", 2)[2],
                          row))
         ours = rates[f"pretrain_b{batch}_storyjax"]
@@ -234,7 +277,7 @@ def main(argv):
             results["ratio_spreads"][f"pretrain_b{batch}_vs_{name}"] = spread
     results["rounds_interleaved"] = interleave
     # Memory: storyjax's step as XLA plans it; HF's torch.cuda peak for that row (GPU only).
-    print(f"host CPU: {results['cpu']}; backend: {results['backend']}; host memory: {results['host_malloc']} "
+    print(f"host CPU: {results['cpu']} ({results['cpu_isa']}); backend: {results['backend']}; host memory: {results['host_malloc']} "
           f"(${host_memory.ENV})")
     print(f"{'row':<16}{'impl':<16}{'tokens/s':>12}{'MFU':>8}{'mem GiB':>10}")
     for row, impl, r in rows:
@@ -246,6 +289,7 @@ def main(argv):
         full = shape["stories"]
         sj = bench_rollout_storyjax(shape, repeats=7, profile_dir=FLAGS.profile_dir)
         results["rows"][f"rollout_b{full}_storyjax"] = sj
+        save()
         print(f"rollout b{full} storyjax: {sj['stories_per_s']:,.1f} stories/s "
               f"({sj['mean_new_tokens']:.1f} new tokens each, {gib(sj['rollout_xla_bytes'])}); REINFORCE update "
               f"{1e3 * sj['reinforce_s_per_story']:.3f} ms/story ({gib(sj['reinforce_xla_bytes'])})")
@@ -253,6 +297,7 @@ def main(argv):
             for batch in (4, full):
                 hf = bench_rollout_hf(shape, batch, repeats=1 if batch == 4 else 2)
                 results["rows"][f"rollout_b{batch}_hf_generate"] = hf
+                save()
                 results["ratios"][f"rollout_b{full}_vs_hf_generate_b{batch}"] = sj["stories_per_s"] / hf["stories_per_s"]
                 print(f"rollout b{batch} hf_generate: {hf['stories_per_s']:,.1f} stories/s ({gib(hf['peak_bytes'])})")
     names = [t for t in FLAGS.teacher if t != "none"]
@@ -262,6 +307,7 @@ def main(argv):
                            FLAGS.teacher_stories or shape["stories"], bool(peers))
         results["rows"].update(t["rows"])
         results["ratios"].update(t["ratios"])
+        save()
         for key, r in t["rows"].items():
             extra = "".join(f", {k} {r[k]:.2f}" for k in r if k.endswith("agreement_with_jax"))
             scored = f", {r['scored']}/{r['stories']} scored" if "scored" in r else ""
@@ -279,9 +325,7 @@ def main(argv):
         spread = (f" ({lo_hi[0]:.2f}-{lo_hi[1]:.2f}x over {FLAGS.rounds} {paired}rounds of {steps} steps)"
                   if lo_hi else "")
         print(f"ratio {k}: {v:.2f}x{spread}")
-    if FLAGS.out:
-        with open(FLAGS.out, "w") as f:
-            json.dump(results, f, indent=2)
+    save()
 
 
 if __name__ == "__main__":

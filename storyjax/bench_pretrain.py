@@ -1,4 +1,4 @@
-"""The pretraining rows of `python -m storyjax.bench`: storyjax's pmapped train step beside Hugging Face's
+"""The pretraining rows of `python -m storyjax.bench`: storyjax's data-parallel train step beside Hugging Face's
 GPT2LMHeadModel + torch AdamW at the same shape, dtype and batch, timed in rounds.
 
 On CPU the rows' rounds alternate, so a slow spell of a shared machine slows both and their ratio round by
@@ -14,7 +14,6 @@ import time
 from typing import Callable, NamedTuple
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
@@ -49,6 +48,22 @@ def cpu_name() -> str:
         return platform.processor() or platform.machine()
 
 
+def cpu_isa(cpuinfo: str = "/proc/cpuinfo") -> str:
+    """The widest vector ISA both the CPU and XLA's settings allow: a CPU speed figure depends on it.
+    `XLA_FLAGS=--xla_cpu_max_isa=AVX2` restricts XLA (and `ATEN_CPU_CAPABILITY=avx2` PyTorch) on a CPU
+    that has more."""
+    try:
+        with open(cpuinfo) as f:
+            cpu_flags = set(next((line for line in f if line.startswith("flags")), "").split())
+    except OSError:
+        return platform.machine()
+    has = ("AMX" if "amx_tile" in cpu_flags else "AVX512" if "avx512f" in cpu_flags else
+           "AVX2" if "avx2" in cpu_flags else "SSE4" if "sse4_2" in cpu_flags else platform.machine())
+    cap = next((f.split("=", 1)[1] for f in os.environ.get("XLA_FLAGS", "").split()
+                if f.startswith("--xla_cpu_max_isa=")), "")
+    return f"{has} (XLA capped at {cap})" if cap else has
+
+
 class Rounds(NamedTuple):
     """A pretraining row being timed: `round(steps)` runs that many steps and returns tokens/s; `row(rates)`
     is the row's figures given its rounds' rates (their median is the row's rate)."""
@@ -57,26 +72,27 @@ class Rounds(NamedTuple):
 
 
 def storyjax_pretrain(shape: dict, batch: int, attention: str = "auto", profile_dir: str = "") -> Rounds:
-    """storyjax's pmapped train step at this shape, compiled and warmed up."""
+    """storyjax's data-parallel train step at this shape, compiled and warmed up."""
     devices = jax.local_devices()
     cfg = student_config(shape, attention)
     train_cfg = ml_collections.ConfigDict(dict(lr=5e-4, warmup_frac=0.01, b1=0.9, b2=0.999, eps=1e-8,
                                                weight_decay=0.0, grad_clip=1.0))
     opt = pretrain_step.make_optimizer(train_cfg, 10_000)
     params = model_lib.init_params(cfg, jax.random.key(0))
-    box = {"state": pretrain_step.replicate(pretrain_step.TrainState(params, opt.init(params)), devices,
-                                            len(devices))}
-    pmapped = pretrain_step.make_train_step(cfg, opt, pretrain_step.lr_schedule(train_cfg, 10_000), 0,
-                                            dropout=False, devices=devices)
+    mesh = pretrain_step.mesh_of(devices)
+    box = {"state": pretrain_step.replicate(pretrain_step.TrainState(params, opt.init(params)), mesh)}
+    jitted = pretrain_step.make_train_step(cfg, opt, pretrain_step.lr_schedule(train_cfg, 10_000), 0, mesh,
+                                           dropout=False)
     D = len(devices)
     if batch % D:
         raise ValueError(f"batch {batch} is not divisible by {D} devices.")
     rng = np.random.default_rng(0)
-    tokens = rng.integers(0, cfg.vocab_size, (D, 1, batch // D, shape["seq"]), dtype=np.int32)
-    tokens = jax.pmap(lambda x: x, devices=devices)(tokens)  # on the devices once, not every step
-    step_no = jnp.zeros((D,), jnp.int32)
+    tokens = rng.integers(0, cfg.vocab_size, (1, batch, shape["seq"]), dtype=np.int32)
+    # on the devices once, not every step
+    tokens = pretrain_step.global_rows(tokens, mesh, pretrain_step.P(None, pretrain_step.AXIS))
+    step_no = pretrain_step.replicate(np.int32(0), mesh)
     # Compiled once, ahead of time: the executable that is timed is the one whose memory plan is reported.
-    step_fn = pmapped.lower(box["state"], tokens, step_no).compile()
+    step_fn = jitted.lower(box["state"], tokens, step_no).compile()
 
     def run(steps: int) -> None:
         for i in range(steps):
@@ -105,9 +121,10 @@ def storyjax_pretrain(shape: dict, batch: int, attention: str = "auto", profile_
                 # xla_bytes: this step's planned memory; process_peak_bytes: the process's peak so far (all rows)
                 "xla_bytes": planned_bytes(step_fn), "process_peak_bytes": stats.get("peak_bytes_in_use"),
                 "device": devices[0].device_kind,
-                "num_devices": D, "final_loss": float(jax.device_get(box["metrics"]["loss"])[0]),
+                "num_devices": D, "final_loss": float(pretrain_step.to_host(box["metrics"]["loss"])),
                 # what the training pass (seq - 1 positions) ran
-                "attention": "cudnn" if model_lib.use_cudnn_attention(cfg, shape["seq"] - 1, True) else "xla",
+                "attention": "cudnn" if model_lib.use_cudnn_attention(
+                    cfg, pretrain_step.forward_len(shape["seq"]), True) else "xla",
                 **({"profile_top": profile} if profile_dir else {})}
 
     return Rounds(one_round, row)

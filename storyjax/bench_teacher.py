@@ -252,8 +252,14 @@ def _random_hf(shape: dict, stories: int, prefix_len: int, story_len: int, batch
     import transformers
     device = "cuda" if torch.cuda.is_available() else "cpu"
     dtype = torch.bfloat16 if device == "cuda" else torch.float32
-    with torch.device(device):
-        model = transformers.LlamaForCausalLM(transformers.LlamaConfig(**shape)).to(dtype).eval()
+    # built in its dtype on the device: a float32 8B model first would take 32 GB of GPU memory beside JAX's
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        with torch.device(device):
+            model = transformers.LlamaForCausalLM(transformers.LlamaConfig(**shape)).eval()
+    finally:
+        torch.set_default_dtype(default)
     rng = np.random.default_rng(0)
     T = prefix_len + story_len
     ids = torch.tensor(rng.integers(0, shape["vocab_size"], (batch, T)), device=device)

@@ -216,12 +216,6 @@ def check_run_meta(workdir: str, meta: dict, partial: bool = False) -> None:
         json.dump({**old, **meta}, f, indent=2, sort_keys=True)
 
 
-def unreplicate(tree):
-    """Host copy of device 0's replica. Reads the buffer directly: indexing (`x[0]`) would dispatch one
-    small XLA program per leaf, which on fake CPU devices can starve the collectives of a step in flight."""
-    return jax.tree.map(lambda x: np.asarray(x.addressable_data(0)).reshape(x.shape[1:]), tree)
-
-
 def read_run_meta(workdir: str) -> dict:
     path = os.path.join(workdir, META_FILE)
     if not os.path.exists(path):

@@ -1,7 +1,7 @@
 """Multi-host runs: `jax.distributed` from the config or the platform, and who writes what.
 
-Every process runs the same loop on its own devices; pmap spans the devices of all processes, so the
-gradient mean is global. Each process reads its own rows of the global batch (`packing.global_batch`).
+Every process runs the same loop on its own devices; the data-parallel step spans the devices of all
+processes, so the gradient mean is global. Each process reads its own rows of the global batch (`packing.global_batch`).
 Process 0 alone writes logs, summaries, exports and the tokenizer; orbax checkpoints are written by all
 processes together (orbax coordinates them). The workdir must be one folder every process sees (a shared
 file system or a gs:// bucket).
@@ -63,8 +63,8 @@ def is_primary() -> bool:
 
 
 def train_devices(per_process: int = 0):
-    """(this process's devices, pmap's `devices` argument) using the first `per_process` local devices of
-    every process (0: all of them). Several processes: pmap spans the chosen devices of all of them, each
+    """(this process's devices, every process's devices) using the first `per_process` local devices of
+    every process (0: all of them), in process order: the data-parallel mesh spans all of them, each
     process feeding its own."""
     available = jax.local_device_count()
     per = per_process or available
@@ -74,8 +74,6 @@ def train_devices(per_process: int = 0):
     local = jax.local_devices()[:per]
     if jax.process_count() == 1:
         return local, local
-    if per == available:
-        return local, None
     chosen = [d for p in range(jax.process_count())
               for d in sorted((d for d in jax.devices() if d.process_index == p), key=lambda d: d.id)[:per]]
     return local, chosen

@@ -249,7 +249,8 @@ class Transformer(nn.Module):
 
     @nn.compact
     def __call__(self, tokens_BxT, positions_BxT, mask_BxTxS, deterministic=True,
-                 cache: Optional[KVCache] = None):
+                 cache: Optional[KVCache] = None, last_only: bool = False):
+        """`last_only`: the logits of the last position alone (a prefill needs no others)."""
         cfg = self.cfg
         dtype = jnp.dtype(cfg.compute_dtype)
         wte = nn.Embed(cfg.vocab_size, cfg.d_model, name="wte", param_dtype=jnp.float32,
@@ -265,6 +266,8 @@ class Transformer(nn.Module):
             if layer_kv is not None:
                 new_k.append(layer_kv[0])
                 new_v.append(layer_kv[1])
+        if last_only:
+            x_BxTxC = x_BxTxC[:, -1:]
         x_BxTxC = _layer_norm(cfg, "ln_f")(x_BxTxC)
         # Tied output embedding; logits in float32 so the loss and sampling see full precision.
         logits_BxTxV = _matmul_f32("btc,vc->btv", x_BxTxC, wte.embedding, cfg.compute_dtype)
@@ -346,8 +349,9 @@ def sequence_logprob(cfg: ModelConfig, params, tokens_BxL, valid_BxL):
     return jnp.where(valid_BxL[:, 1:], logp_BxT, 0.0).sum(-1)
 
 
-def decode(cfg: ModelConfig, params, tokens_BxT, positions_BxT, valid_BxT, cache: KVCache):
-    """Runs `tokens_BxT` at cache slots [index, index+T) and returns (logits, cache).
+def decode(cfg: ModelConfig, params, tokens_BxT, positions_BxT, valid_BxT, cache: KVCache, last_only: bool = False):
+    """Runs `tokens_BxT` at cache slots [index, index+T) and returns (logits, cache): logits [B, T, V], or
+    [B, 1, V] of the last position with `last_only`.
 
     Works for the prefill (T = prompt length) and for single steps (T = 1).
     """
@@ -359,5 +363,5 @@ def decode(cfg: ModelConfig, params, tokens_BxT, positions_BxT, valid_BxT, cache
     mask_BxTxS = (slot_S[None, None, :] <= query_slot_T[None, :, None]) & valid_BxS[:, None, :]
     mask_BxTxS = mask_BxTxS | (slot_S[None, None, :] == query_slot_T[None, :, None])
     logits_BxTxV, (k, v) = Transformer(cfg).apply({"params": params}, tokens_BxT, positions_BxT, mask_BxTxS,
-                                                  deterministic=True, cache=cache)
+                                                  deterministic=True, cache=cache, last_only=last_only)
     return logits_BxTxV, KVCache(k, v, valid_BxS, cache.index + T)

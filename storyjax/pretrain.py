@@ -1,4 +1,4 @@
-"""Pretraining loop: data → pmapped step → ledger → milestone and resume checkpoints.
+"""Pretraining loop: data → data-parallel step → ledger → milestone and resume checkpoints.
 
 Step N+1 is dispatched before step N's metrics are read, so the host never
 stalls the devices except at checkpoints, where the metrics of the step being
@@ -108,7 +108,7 @@ def total_steps(train_cfg, ledger: ledger_lib.Ledger, tokens_per_step: int) -> i
 
 
 def eval_loss(eval_step, params, stream: packing.TokenStream, block_len: int, n_devices: int,
-              max_rows: int) -> float:
+              max_rows: int, mesh) -> float:
     """Mean next-token loss over the first validation blocks, in corpus order."""
     n = min(packing.num_blocks(stream, block_len), max_rows) // n_devices * n_devices
     if n == 0:
@@ -119,7 +119,8 @@ def eval_loss(eval_step, params, stream: packing.TokenStream, block_len: int, n_
     losses = []
     for start in range(0, tokens.shape[1], rows_per_call):
         chunk = tokens[:, start:start + rows_per_call]
-        losses.append((float(jax.device_get(eval_step(params, chunk))[0]), chunk.shape[1]))
+        loss = eval_step(params, pretrain_step.global_rows(chunk.reshape(-1, block_len), mesh))
+        losses.append((float(pretrain_step.to_host(loss)), chunk.shape[1]))
     return sum(l * w for l, w in losses) / sum(w for _, w in losses)
 
 
@@ -147,8 +148,8 @@ class Setup(NamedTuple):
     data: Any                     # storyjax.data.prepare's corpus: tokenizer, train and validation streams
     model_cfg: model_lib.ModelConfig
     block_len: int
-    devices: list
-    pmap_devices: Any
+    devices: list                 # this process's
+    mesh: Any                     # every process's devices along the data-parallel axis
     batch_shape: tuple            # [devices, grad_accum, rows per device per micro-batch, block_len]
     num_steps: int
     tokens_per_step: int
@@ -157,7 +158,7 @@ class Setup(NamedTuple):
 
 
 def setup(config: ml_collections.ConfigDict, workdir: str, imported: Optional[ImportedStudent]) -> Setup:
-    devices, pmap_devices = distributed.train_devices(config.distributed.local_devices)
+    devices, all_devices = distributed.train_devices(config.distributed.local_devices)
     grad_accum, micro_rows = batch_layout(config.train, len(devices), jax.process_count())
     # A workdir of another corpus is refused before its tokenizer or token cache is touched.
     data_source = source_identity(config.data)
@@ -179,7 +180,7 @@ def setup(config: ml_collections.ConfigDict, workdir: str, imported: Optional[Im
     distributed.primary_first("run meta", lambda: ckpt_lib.check_run_meta(workdir, run_meta))
     tokens_per_step = config.train.batch_size * block_len
     num_steps = total_steps(config.train, fresh_ledger(config, data, block_len), tokens_per_step)
-    return Setup(data, model_cfg, block_len, devices, pmap_devices, (len(devices), grad_accum, micro_rows, block_len),
+    return Setup(data, model_cfg, block_len, devices, pretrain_step.mesh_of(all_devices), (len(devices), grad_accum, micro_rows, block_len),
                  num_steps, tokens_per_step, pretrain_step.make_optimizer(config.train, num_steps),
                  pretrain_step.lr_schedule(config.train, num_steps))
 
@@ -212,11 +213,11 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
         state = start.state if start.state is not None else init()
         logging.info("Model: %s, %d parameters; %d steps of %d tokens on %d devices.", su.model_cfg,
                      model_lib.count_params(state.params), su.num_steps, su.tokens_per_step, len(su.devices))
-        p_state = pretrain_step.replicate(state, su.pmap_devices, len(su.devices))
+        p_state = pretrain_step.replicate(state, su.mesh)
         del state
         p_state, step = loop.train(p_state, start.step)
     val = loop.val_loss(p_state.params)
-    params = ckpt_lib.unreplicate(p_state.params)
+    params = pretrain_step.to_host(p_state.params)
     ledger = loop.ledger
     return run.end(ledger, {
         "job": "pretrain", "steps": step, "tokens": ledger.tokens_seen, "words": ledger.words_seen,
@@ -234,15 +235,19 @@ class Loop:
         self.config, self.su, self.run, self.ledger, self.extra = config, su, run, ledger, extra
         self.milestones = sorted(config.ledger.milestones or ledger_lib.BABYLM_MILESTONES)
         self.train_step = pretrain_step.make_train_step(
-            su.model_cfg, su.optimizer, su.schedule, config.seed, dropout=su.model_cfg.dropout > 0,
-            devices=su.pmap_devices, grad_reduce=config.train.grad_reduce)
-        self.eval_step = pretrain_step.make_eval_step(su.model_cfg, devices=su.pmap_devices)
+            su.model_cfg, su.optimizer, su.schedule, config.seed, su.mesh, dropout=su.model_cfg.dropout > 0,
+            grad_reduce=config.train.grad_reduce)
+        self.eval_step = pretrain_step.make_eval_step(su.model_cfg, su.mesh)
         self.t_last, self.tokens_since = time.time(), 0
 
-    def batch(self, k: int) -> np.ndarray:
+    def batch(self, k: int) -> jax.Array:
+        """Step k's global batch [grad_accum, rows, T]: device d of this process takes rows
+        [d·A·B + a·B, d·A·B + (a+1)·B) of its rows in micro-batch a."""
         rows = packing.global_batch(self.su.data.train, self.su.block_len, self.config.seed, k,
                                     self.config.train.batch_size, jax.process_index(), jax.process_count())
-        return rows.reshape(self.su.batch_shape)
+        D, A, B, T = self.su.batch_shape
+        local_AxNxT = rows.reshape(D, A, B, T).transpose(1, 0, 2, 3).reshape(A, D * B, T)
+        return pretrain_step.global_rows(local_AxNxT, self.su.mesh, pretrain_step.P(None, pretrain_step.AXIS))
 
     def train(self, p_state, step: int):
         """Step N+1 is dispatched before step N's metrics are read (`pending`)."""
@@ -252,7 +257,7 @@ class Loop:
         while step < su.num_steps and not run.preempted:
             batch = self.batch(step)
             self.ledger.charge(su.tokens_per_step)
-            p_state, metrics = self.train_step(p_state, batch, jnp.full((len(su.devices),), step, jnp.int32))
+            p_state, metrics = self.train_step(p_state, batch, pretrain_step.replicate(np.int32(step), su.mesh))
             step += 1
             if pending is not None:
                 self.log(*pending)
@@ -262,7 +267,7 @@ class Loop:
             due = self.ledger.due_milestones(self.milestones)
             if due or step % config.checkpoint.every_steps == 0 or step == su.num_steps or run.preempted:
                 self.check(step, metrics)  # blocks: never checkpoint an unverified state
-                host_state = ckpt_lib.unreplicate(p_state)
+                host_state = pretrain_step.to_host(p_state)
                 run.reach_milestones(step, self.ledger, due, host_state, self.extra,
                                      lambda name, _: self.at_milestone(step, name, p_state, host_state))
                 run.save_latest(step, host_state, self.ledger, self.extra)
@@ -275,7 +280,7 @@ class Loop:
 
     def check(self, step: int, metrics) -> dict:
         """Fetches a step's metrics, stops on non-finite ones, records the loss in `extra`."""
-        m = {k: float(v[0]) for k, v in jax.device_get(metrics).items()}
+        m = {k: float(v) for k, v in pretrain_step.to_host(metrics).items()}
         loss_finite = math.isfinite(m["loss"]) and math.isfinite(m["grad_norm"])
         if not (loss_finite and m.pop("state_finite")):
             raise self.run.diverged(step, loss_finite, "--config.train.lr",
@@ -303,7 +308,7 @@ class Loop:
         config, su = self.config, self.su
         if config.milestone_eval.val or config.milestone_eval.blimp_dir:
             record = {}
-            if config.milestone_eval.val:  # pmapped: every process takes part
+            if config.milestone_eval.val:  # sharded over every process's devices: every process takes part
                 record["val_loss"] = self.val_loss(p_state.params)
             record.update(blimp.milestone_record(su.model_cfg, host_state.params, su.data.tokenizer,
                                                  config.milestone_eval.blimp_dir))
@@ -314,7 +319,7 @@ class Loop:
 
     def val_loss(self, params) -> float:
         return eval_loss(self.eval_step, params, self.su.data.validation, self.su.block_len, len(self.su.devices),
-                         self.config.eval_rows)
+                         self.config.eval_rows, self.su.mesh)
 
 
 def closing_words(summary: dict, workdir: str) -> str:

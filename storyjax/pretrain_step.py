@@ -1,9 +1,15 @@
-"""The pretraining step: a pure function of (state, batch, step), pmapped over the devices of all hosts.
+"""The pretraining step: a pure function of (state, batch, step), data-parallel over the devices of all hosts.
 
-Gradient accumulation is a `lax.scan` over micro-batches inside the step, so
-one optimizer update sees the whole global batch; gradients and the loss are
-`lax.pmean`'d over the device axis. Dropout RNG is derived from the step
-number (and the device and micro-batch index), so resuming needs no RNG state.
+Each device runs the same per-device program on its rows of the global batch, and gradients and the loss
+are `lax.pmean`'d over the "devices" axis: pmap's model, written as `jit(shard_map(...))` over a 1-D mesh.
+The state is one replicated copy per device (global arrays, not pmap's stacked `[devices, ...]` replicas):
+with stacked replicas the compiled step copied every parameter and Adam moment at entry (445 copies of
+state-sized buffers at gpt2_small with jax 0.10, `jax.pmap` and a shard_map over stacked arrays alike),
+where the replicated state is donated and updated in place like a plain `jit` step's.
+
+Gradient accumulation is a `lax.scan` over micro-batches inside the step, so one optimizer update sees the
+whole global batch. Dropout RNG is derived from the step number (and the device and micro-batch index), so
+resuming needs no RNG state.
 """
 
 from __future__ import annotations
@@ -13,7 +19,9 @@ from typing import Any, Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 import optax
+from jax.sharding import PartitionSpec as P
 
 from storyjax import model as model_lib
 
@@ -40,15 +48,30 @@ def _decay_mask(params):
 
 
 def make_optimizer(train_cfg: ml_collections.ConfigDict, total_steps: int) -> optax.GradientTransformation:
+    """Clipping, then AdamW as optax builds it (Adam's moments, decoupled decay on matrices and embeddings,
+    the schedule). With `weight_decay` 0 the decay stage keeps its (empty) state, so checkpoints keep their
+    structure, but computes nothing: optax's `g + 0·p` is a full pass over every parameter per step."""
+    decay = optax.masked(optax.add_decayed_weights(train_cfg.weight_decay), _decay_mask)
+    if not train_cfg.weight_decay:
+        decay = optax.GradientTransformation(decay.init, lambda updates, state, params=None: (updates, state))
     return optax.chain(
         optax.clip_by_global_norm(train_cfg.grad_clip),
-        optax.adamw(lr_schedule(train_cfg, total_steps), b1=train_cfg.b1, b2=train_cfg.b2, eps=train_cfg.eps,
-                    weight_decay=train_cfg.weight_decay, mask=_decay_mask))
+        optax.chain(optax.scale_by_adam(b1=train_cfg.b1, b2=train_cfg.b2, eps=train_cfg.eps), decay,
+                    optax.scale_by_learning_rate(lr_schedule(train_cfg, total_steps))))
+
+
+def forward_len(T: int) -> int:
+    """Positions the training pass runs for blocks of T tokens: T - 1 (the shifted inputs), or T where
+    T - 1 is odd. cuDNN's fused attention trains only on even lengths (512-token blocks give 511 inputs,
+    which it refuses, so `auto` fell back to XLA's attention); under causal attention the extra last
+    position changes no other position's logits, and its own are dropped."""
+    return T - 1 if (T - 1) % 2 == 0 else T
 
 
 def next_token_loss(model_cfg: model_lib.ModelConfig, params, tokens_BxT, rng=None):
     """Mean cross-entropy of predicting tokens[1:] from tokens[:-1] (HF GPT-2's shift)."""
-    logits_BxTxV = model_lib.forward(model_cfg, params, tokens_BxT[:, :-1], rng=rng)
+    T = tokens_BxT.shape[1]
+    logits_BxTxV = model_lib.forward(model_cfg, params, tokens_BxT[:, :forward_len(T)], rng=rng)[:, :T - 1]
     return optax.softmax_cross_entropy_with_integer_labels(logits_BxTxV, tokens_BxT[:, 1:]).mean()
 
 
@@ -65,18 +88,43 @@ def global_mean(tree, how: str = "mean"):
     raise ValueError(f"unknown reduction {how!r}")
 
 
+def mesh_of(devices) -> jax.sharding.Mesh:
+    """The data-parallel mesh: `devices` (every process's, process by process) along one "devices" axis."""
+    return jax.sharding.Mesh(np.asarray(devices), (AXIS,))
+
+
+def batch_sharding(mesh: jax.sharding.Mesh) -> jax.sharding.NamedSharding:
+    """A global batch [grad_accum, rows, T]: its rows split over the devices."""
+    return jax.sharding.NamedSharding(mesh, P(None, AXIS))
+
+
+def _per_device(tree):
+    """`tree` (replicated) marked as varying over the devices. Inside shard_map the gradient with respect to
+    a replicated input is summed over the devices by autodiff itself; taken with respect to this per-device
+    view it stays each device's own, and `global_mean` alone reduces it (else the gradients would be the
+    sum, D times the mean, and clipping and Adam's epsilon would see D times the gradient)."""
+    cast = getattr(jax.lax, "pcast", None)
+    if cast is not None:
+        return jax.tree.map(lambda x: cast(x, AXIS, to="varying"), tree)
+    return jax.lax.pvary(tree, AXIS)
+
+
 def make_train_step(model_cfg: model_lib.ModelConfig, optimizer: optax.GradientTransformation,
-                    schedule: optax.Schedule, seed: int, dropout: bool = True, devices=None,
+                    schedule: optax.Schedule, seed: int, mesh: jax.sharding.Mesh, dropout: bool = True,
                     grad_reduce: str = "mean") -> Callable:
-    """Returns the pmapped step: (state, tokens_DxAxBxT, step_D) → (state, metrics)."""
+    """Returns the jitted step: (replicated state, tokens_AxNxT sharded by `batch_sharding`, step) →
+    (state, metrics); the state is donated."""
     if grad_reduce not in ("mean", "ordered"):  # fail here, not inside the trace
         raise ValueError(f"train.grad_reduce={grad_reduce!r}: use 'mean' or 'ordered'.")
 
     def step_fn(state: TrainState, tokens_AxBxT, step):
         rng = jax.random.fold_in(jax.random.fold_in(jax.random.key(seed), step), jax.lax.axis_index(AXIS))
+
+        params_here = _per_device(state.params)
+
         def grad_fn(tokens_BxT, i):
             micro_rng = jax.random.fold_in(rng, i) if dropout else None
-            return jax.value_and_grad(lambda p: next_token_loss(model_cfg, p, tokens_BxT, micro_rng))(state.params)
+            return jax.value_and_grad(lambda p: next_token_loss(model_cfg, p, tokens_BxT, micro_rng))(params_here)
 
         def micro(carry, xs):
             loss_sum, grad_sum = carry
@@ -87,29 +135,52 @@ def make_train_step(model_cfg: model_lib.ModelConfig, optimizer: optax.GradientT
         if A == 1:  # no accumulation: skip the loop and its zero-filled float32 gradient carry
             loss_sum, grad_sum = grad_fn(tokens_AxBxT[0], 0)
         else:
-            zeros = jax.tree.map(jnp.zeros_like, state.params)
-            (loss_sum, grad_sum), _ = jax.lax.scan(micro, (jnp.zeros(()), zeros), (tokens_AxBxT, jnp.arange(A)))
+            zeros = jax.tree.map(jnp.zeros_like, params_here)  # per device, as the carry's sums are
+            (loss_sum, grad_sum), _ = jax.lax.scan(micro, (_per_device(jnp.zeros(())), zeros),
+                                                   (tokens_AxBxT, jnp.arange(A)))
         grads = global_mean(jax.tree.map(lambda g: g / A, grad_sum), grad_reduce)
         loss = global_mean(loss_sum / A, grad_reduce)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
-        # Whether the state this step returns may be checkpointed (a finite loss can precede a NaN update).
-        metrics = {"loss": loss, "grad_norm": optax.tree.norm(grads), "lr": schedule(step),
-                   "state_finite": model_lib.all_finite((params, opt_state))}
+        grad_norm = optax.tree.norm(grads)
+        # Whether the returned state may be checkpointed, read from two scalars rather than a reduction over
+        # every parameter and moment: a finite loss and gradient norm give finite clipped gradients, hence
+        # finite Adam moments and update, into a state that was itself checked when it was made.
+        metrics = {"loss": loss, "grad_norm": grad_norm, "lr": schedule(step),
+                   "state_finite": jnp.isfinite(loss) & jnp.isfinite(grad_norm)}
         return TrainState(params, opt_state), metrics
 
-    return jax.pmap(step_fn, axis_name=AXIS, donate_argnums=(0,), devices=devices)
+    sharded = jax.shard_map(step_fn, mesh=mesh, in_specs=(P(), P(None, AXIS), P()), out_specs=P())
+    return jax.jit(sharded, donate_argnums=(0,))
 
 
-def make_eval_step(model_cfg: model_lib.ModelConfig, devices=None) -> Callable:
-    """Pmapped mean next-token loss over tokens_DxBxT (all devices hold equal rows)."""
+def make_eval_step(model_cfg: model_lib.ModelConfig, mesh: jax.sharding.Mesh) -> Callable:
+    """Jitted mean next-token loss over tokens_NxT sharded by rows over the mesh (every device holds as many)."""
 
     def eval_fn(params, tokens_BxT):
         return jax.lax.pmean(next_token_loss(model_cfg, params, tokens_BxT), AXIS)
 
-    return jax.pmap(eval_fn, axis_name=AXIS, devices=devices)
+    return jax.jit(jax.shard_map(eval_fn, mesh=mesh, in_specs=(P(), P(AXIS)), out_specs=P()))
 
 
-def replicate(tree, devices, n_local: int):
-    """Puts one copy of `tree` on each of this process's `n_local` devices (`devices`: pmap's argument)."""
-    return jax.pmap(lambda _, t: t, in_axes=(0, None), devices=devices)(jnp.arange(n_local), tree)
+def replicate(tree, mesh: jax.sharding.Mesh):
+    """One copy of `tree` (host or device arrays, the same on every process) on each device of the mesh."""
+    sharding = jax.sharding.NamedSharding(mesh, P())
+
+    def put(x):
+        x = np.asarray(x) if not isinstance(x, jax.Array) else x
+        return jax.make_array_from_callback(x.shape, sharding, lambda index: x[index])
+
+    return jax.tree.map(put, tree)
+
+
+def global_rows(local_NxT: np.ndarray, mesh: jax.sharding.Mesh, spec=P(AXIS)) -> jax.Array:
+    """This process's rows of a global batch as one global array (rows split over the mesh's devices);
+    each process passes its own, in process order."""
+    return jax.make_array_from_process_local_data(jax.sharding.NamedSharding(mesh, spec), local_NxT)
+
+
+def to_host(tree):
+    """Host copy of a replicated tree. Reads one local buffer per leaf: a replicated global array of a
+    multi-host mesh is not fully addressable, and indexing would dispatch one small program per leaf."""
+    return jax.tree.map(lambda x: np.asarray(x.addressable_data(0)), tree)

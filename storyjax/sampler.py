@@ -1,8 +1,9 @@
 """Story sampler: one prefill pass, then one jitted `lax.while_loop` over a fixed-shape state.
 
 The state holds a preallocated token buffer, the KV cache (updated in place inside the loop), per-row
-done flags and the step counter; the RNG of step i is `fold_in(rng, i)`. The loop advances
-STEPS_PER_CHECK tokens between looks at the done flags. Temperature, top-k and top-p are traced scalars,
+done flags and the step counter; the RNG of story token i is `fold_in(rng, i)`. N tokens take one prefill
+and N - 1 decode passes (the last token is sampled from the logits the pass before it left); the loop
+advances STEPS_PER_CHECK tokens between looks at the done flags. Temperature, top-k and top-p are traced scalars,
 so changing their values (or the prompts, or the RNG) never recompiles; only switching the top-k/top-p
 filters on or off does, once. Prompts are left-padded to a common length; positions count only real
 tokens, so a row sees exactly what it would see alone.
@@ -121,52 +122,81 @@ def sample(cfg: model_lib.ModelConfig, params, prompt_BxP, prompt_valid_BxP, rng
 
 
 def lower_sample(cfg: model_lib.ModelConfig, params, prompt_BxP, prompt_valid_BxP, rng, temperature, top_k, top_p,
-                 *, max_new_tokens: int, eos_id: int, pad_id: int):
-    """What `sample` runs with these arguments, lowered (`.compile().memory_analysis()`: its memory plan)."""
+                 *, max_new_tokens: int, eos_id: int, pad_id: int, filtered: bool | None = None):
+    """What `sample` runs with these arguments, lowered (`.compile().memory_analysis()`: its memory plan).
+    `filtered`: whether the top-k / top-p sort is compiled in (None: as `sample` decides from the values;
+    give it with abstract scalars)."""
     return _sample.lower(cfg, params, prompt_BxP, prompt_valid_BxP, rng, temperature, top_k, top_p,
                          max_new_tokens=max_new_tokens, eos_id=eos_id, pad_id=pad_id,
-                         filtered=_filtered(top_k, top_p))
+                         filtered=_filtered(top_k, top_p) if filtered is None else filtered)
+
+
+def program(filtered: bool = False):
+    """The jitted sampler itself, `filtered` fixed (for exporting or lowering it elsewhere)."""
+    return functools.partial(_sample, filtered=filtered)
+
+
+def prefill(cfg: model_lib.ModelConfig, params, prompt_BxP, prompt_valid_BxP, max_new_tokens: int):
+    """The prompts' pass: (the first story token's logits [B, V], the KV cache holding the prompts, the next
+    position of each row). Logits of the last prompt position only (left-padded: every row's last real token)."""
+    B, P = prompt_BxP.shape
+    cache = model_lib.init_cache(cfg, B, P + max_new_tokens, dtype=jnp.dtype(cfg.compute_dtype))
+    positions_BxP = jnp.maximum(jnp.cumsum(prompt_valid_BxP, axis=1) - 1, 0)
+    logits_Bx1xV, cache = model_lib.decode(cfg, params, prompt_BxP, positions_BxP, prompt_valid_BxP, cache,
+                                           last_only=True)
+    return logits_Bx1xV[:, 0], cache, jnp.sum(prompt_valid_BxP, axis=1).astype(jnp.int32)
+
+
+def record(s: LoopState, i, token_B, logprob_B, eos_id: int, pad_id: int) -> LoopState:
+    """Writes story token i of the rows still writing (a response token: end-of-text included)."""
+    live_B = ~s.done_B
+    token_B = jnp.where(live_B, token_B, pad_id)
+    return s._replace(tokens_BxN=s.tokens_BxN.at[:, i].set(token_B), mask_BxN=s.mask_BxN.at[:, i].set(live_B),
+                      logprobs_BxN=s.logprobs_BxN.at[:, i].set(jnp.where(live_B, logprob_B, 0.0)),
+                      done_B=s.done_B | (token_B == eos_id))
+
+
+def decode_step(cfg: model_lib.ModelConfig, params, s: LoopState, i, rng, temperature, top_k, top_p, *,
+                eos_id: int, pad_id: int, filtered: bool) -> LoopState:
+    """Samples story token i, records it and runs it through the model (one decode pass) for token i+1's
+    logits. Finished rows feed padding, which no later token attends to."""
+    token_B, logprob_B = choose(s.logits_BxV, jax.random.fold_in(rng, i), temperature, top_k, top_p, filtered)
+    live_B = ~s.done_B
+    s = record(s, i, token_B, logprob_B, eos_id, pad_id)
+    logits_Bx1xV, cache = model_lib.decode(cfg, params, s.tokens_BxN[:, i][:, None],
+                                           jnp.minimum(s.pos_B, cfg.max_len - 1)[:, None], live_B[:, None], s.cache)
+    return s._replace(logits_BxV=logits_Bx1xV[:, 0], cache=cache, pos_B=s.pos_B + 1)
 
 
 @functools.partial(jax.jit, static_argnames=("cfg", "max_new_tokens", "eos_id", "pad_id", "filtered"))
 def _sample(cfg: model_lib.ModelConfig, params, prompt_BxP, prompt_valid_BxP, rng, temperature, top_k, top_p,
             *, max_new_tokens: int, eos_id: int, pad_id: int, filtered: bool) -> Samples:
-    B, P = prompt_BxP.shape
+    """One prefill, then exactly N - 1 decode passes (the last token is sampled, never run through the
+    model): the first STEPS_PER_CHECK-sized chunks in a while_loop that stops once every row has ended, the
+    remainder after it (skipped too when every row has ended), then the last token's choice."""
+    B, _ = prompt_BxP.shape
     N = max_new_tokens
-    # Buffers padded to whole checks; steps past N are dead (nothing recorded) and their cache writes land
-    # in the last slot, which no recorded token's logits depend on.
-    N_pad = -(-N // STEPS_PER_CHECK) * STEPS_PER_CHECK
     params = model_lib.inference_params(cfg, params)
-    cache = model_lib.init_cache(cfg, B, P + N, dtype=jnp.dtype(cfg.compute_dtype))
-    positions_BxP = jnp.maximum(jnp.cumsum(prompt_valid_BxP, axis=1) - 1, 0)
-    logits_BxPxV, cache = model_lib.decode(cfg, params, prompt_BxP, positions_BxP, prompt_valid_BxP, cache)
-    next_pos_B = jnp.sum(prompt_valid_BxP, axis=1).astype(jnp.int32)
+    logits_BxV, cache, next_pos_B = prefill(cfg, params, prompt_BxP, prompt_valid_BxP, N)
+    step = functools.partial(decode_step, cfg, params, rng=rng, temperature=temperature, top_k=top_k, top_p=top_p,
+                             eos_id=eos_id, pad_id=pad_id, filtered=filtered)
+    state = LoopState(tokens_BxN=jnp.full((B, N), pad_id, jnp.int32), mask_BxN=jnp.zeros((B, N), bool),
+                      logprobs_BxN=jnp.zeros((B, N), jnp.float32), done_B=jnp.zeros((B,), bool),
+                      logits_BxV=logits_BxV, cache=cache, pos_B=next_pos_B)
+    chunks, rest = divmod(N - 1, STEPS_PER_CHECK)
 
-    def step(i, s: LoopState) -> LoopState:
-        token_B, logprob_B = choose(s.logits_BxV, jax.random.fold_in(rng, i), temperature, top_k, top_p, filtered)
-        live_B = ~s.done_B & (i < N)
-        token_B = jnp.where(live_B, token_B, pad_id)
-        logits_Bx1xV, cache = model_lib.decode(cfg, params, token_B[:, None],
-                                               jnp.minimum(s.pos_B, cfg.max_len - 1)[:, None], live_B[:, None],
-                                               s.cache)
-        return LoopState(tokens_BxN=s.tokens_BxN.at[:, i].set(token_B),
-                         # a response token: emitted while live, end-of-text included
-                         mask_BxN=s.mask_BxN.at[:, i].set(live_B),
-                         logprobs_BxN=s.logprobs_BxN.at[:, i].set(jnp.where(live_B, logprob_B, 0.0)),
-                         done_B=s.done_B | (token_B == eos_id), logits_BxV=logits_Bx1xV[:, 0], cache=cache,
-                         pos_B=s.pos_B + 1)
+    def chunk(carry):  # a fixed trip count: no per-step look at the done flags
+        i, st = carry
+        st = jax.lax.fori_loop(0, STEPS_PER_CHECK, lambda j, x: step(x, i + j), st)
+        return i + STEPS_PER_CHECK, st
 
-    def cond(carry):
-        i, state = carry
-        return (i < N) & ~jnp.all(state.done_B)
-
-    def steps(carry):  # a fixed trip count: no per-step look at the done flags
-        i, state = carry
-        state = jax.lax.fori_loop(0, STEPS_PER_CHECK, lambda j, st: step(i + j, st), state)
-        return i + STEPS_PER_CHECK, state
-
-    state = LoopState(tokens_BxN=jnp.full((B, N_pad), pad_id, jnp.int32), mask_BxN=jnp.zeros((B, N_pad), bool),
-                      logprobs_BxN=jnp.zeros((B, N_pad), jnp.float32), done_B=jnp.zeros((B,), bool),
-                      logits_BxV=logits_BxPxV[:, -1], cache=cache, pos_B=next_pos_B)
-    _, end = jax.lax.while_loop(cond, steps, (jnp.zeros((), jnp.int32), state))
-    return Samples(end.tokens_BxN[:, :N], end.mask_BxN[:, :N], end.logprobs_BxN[:, :N])
+    if chunks:
+        _, state = jax.lax.while_loop(lambda c: (c[0] < chunks * STEPS_PER_CHECK) & ~jnp.all(c[1].done_B), chunk,
+                                      (jnp.zeros((), jnp.int32), state))
+    if rest:
+        start = chunks * STEPS_PER_CHECK
+        state = jax.lax.cond(jnp.all(state.done_B), lambda st: st,
+                             lambda st: jax.lax.fori_loop(start, start + rest, lambda i, x: step(x, i), st), state)
+    token_B, logprob_B = choose(state.logits_BxV, jax.random.fold_in(rng, N - 1), temperature, top_k, top_p, filtered)
+    end = record(state, N - 1, token_B, logprob_B, eos_id, pad_id)
+    return Samples(end.tokens_BxN, end.mask_BxN, end.logprobs_BxN)

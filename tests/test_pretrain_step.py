@@ -16,20 +16,20 @@ def _setup(devices):
     opt = P.make_optimizer(TRAIN, 100)
     params = M.init_params(CFG, jax.random.key(0))
     state = P.TrainState(params, opt.init(params))
-    step = P.make_train_step(CFG, opt, P.lr_schedule(TRAIN, 100), seed=0, dropout=False, devices=devices)
-    return P.replicate(state, devices, len(devices)), step
+    mesh = P.mesh_of(devices)
+    step = P.make_train_step(CFG, opt, P.lr_schedule(TRAIN, 100), seed=0, mesh=mesh, dropout=False)
+    return P.replicate(state, mesh), step, mesh
 
 
 def _run(devices, tokens_NxT, accum=1, steps=3):
-    state, step = _setup(devices)
-    D = len(devices)
-    batch = tokens_NxT.reshape(D, accum, -1, tokens_NxT.shape[-1])
+    state, step, mesh = _setup(devices)
+    batch = P.global_rows(tokens_NxT.reshape(accum, -1, tokens_NxT.shape[-1]), mesh, P.P(None, P.AXIS))
     for k in range(steps):
-        state, metrics = step(state, batch, jnp.full((D,), k, jnp.int32))
-    return jax.device_get(jax.tree.map(lambda x: x[0], state.params)), float(metrics["loss"][0])
+        state, metrics = step(state, batch, P.replicate(np.int32(k), mesh))
+    return P.to_host(state.params), float(P.to_host(metrics["loss"]))
 
 
-def test_pmapped_step_on_8_devices_equals_one_device_with_the_whole_batch():
+def test_data_parallel_step_on_8_devices_equals_one_device_with_the_whole_batch():
     assert jax.local_device_count() == 8
     tokens = np.asarray(jax.random.randint(jax.random.key(1), (16, 32), 0, CFG.vocab_size))
     p8, loss8 = _run(jax.local_devices(), tokens)

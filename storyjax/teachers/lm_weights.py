@@ -21,6 +21,7 @@ import json
 import math
 import os
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 from absl import logging
@@ -204,31 +205,23 @@ def _gemma3_fields(sliding_window: int, sliding_layers, query_scalar: float, d_m
                 attn_softcap=float(attn_softcap or 0.0), final_softcap=float(final_softcap or 0.0))
 
 
-def load_hf_params(folder: str, compute_dtype: str = "float32", place=None):
-    """(LMConfig, params) of a Hugging Face folder (config.json + single or sharded safetensors)."""
-    with open(os.path.join(folder, "config.json")) as f:
-        hf = json.load(f)
+def hf_text_config(hf: dict, where: str = "config.json") -> tuple[str, dict]:
+    """(family, the language model's fields) of a transformers config.json's contents."""
     family = {"gemma3_text": "gemma3"}.get(hf.get("model_type"), hf.get("model_type"))
     if family == "gemma3" and "text_config" in hf:  # the multimodal checkpoint: its language model
         hf = {**hf["text_config"], "tie_word_embeddings": hf.get("tie_word_embeddings", True)}
     if family not in lm.FAMILIES:
-        raise ValueError(f"{folder}: teacher architecture {family!r} is not supported; storyjax reads {lm.FAMILIES}.")
-    index = os.path.join(folder, "model.safetensors.index.json")
-    files = sorted(set(json.load(open(index))["weight_map"].values())) if os.path.exists(index) else \
-        [os.path.basename(p) for p in glob.glob(os.path.join(folder, "*.safetensors"))]
-    if not files:
-        raise ValueError(f"{folder} holds no *.safetensors weights; convert the checkpoint to safetensors.")
-    src = _SafetensorsTensors(folder, files)
-    # "model." for text-only checkpoints; multimodal Gemma-3 nests the language model deeper
-    base = next((k[:-len("layers.0.input_layernorm.weight")] for k in src.files
-                 if k.endswith("layers.0.input_layernorm.weight")), "model.")
+        raise ValueError(f"{where}: teacher architecture {family!r} is not supported; storyjax reads {lm.FAMILIES}.")
+    return family, hf
+
+
+def hf_lm_config(family: str, hf: dict, compute_dtype: str = "float32") -> tuple[lm.LMConfig, dict]:
+    """(LMConfig, its RoPE section) from a transformers config's language-model fields (`hf_text_config`)."""
     heads = hf["num_attention_heads"]
     head_dim = hf.get("head_dim") or hf["hidden_size"] // heads
     # transformers >= 5 writes `rope_parameters` (theta included; per layer type for Gemma-3); earlier
     # versions rope_theta + rope_scaling (+ rope_local_base_freq).
     rope = hf.get("rope_parameters") or hf.get("rope_scaling") or {}
-    global_rope, local_rope = rope.get("full_attention", rope), rope.get("sliding_attention", {})
-    theta = global_rope.get("rope_theta") or hf.get("rope_theta") or 10000.0
     extra = {}
     if family == "gemma3":
         types = hf.get("layer_types") or [
@@ -244,6 +237,25 @@ def load_hf_params(folder: str, compute_dtype: str = "float32", place=None):
         qkv_bias=family == "qwen2" or bool(hf.get("attention_bias")),
         tie_embeddings=bool(hf.get("tie_word_embeddings", family == "gemma3")), compute_dtype=compute_dtype,
         **extra).validate()
+    return cfg, rope
+
+
+def load_hf_params(folder: str, compute_dtype: str = "float32", place=None):
+    """(LMConfig, params) of a Hugging Face folder (config.json + single or sharded safetensors)."""
+    with open(os.path.join(folder, "config.json")) as f:
+        family, hf = hf_text_config(json.load(f), folder)
+    index = os.path.join(folder, "model.safetensors.index.json")
+    files = sorted(set(json.load(open(index))["weight_map"].values())) if os.path.exists(index) else \
+        [os.path.basename(p) for p in glob.glob(os.path.join(folder, "*.safetensors"))]
+    if not files:
+        raise ValueError(f"{folder} holds no *.safetensors weights; convert the checkpoint to safetensors.")
+    src = _SafetensorsTensors(folder, files)
+    # "model." for text-only checkpoints; multimodal Gemma-3 nests the language model deeper
+    base = next((k[:-len("layers.0.input_layernorm.weight")] for k in src.files
+                 if k.endswith("layers.0.input_layernorm.weight")), "model.")
+    cfg, rope = hf_lm_config(family, hf, compute_dtype)
+    global_rope, local_rope = rope.get("full_attention", rope), rope.get("sliding_attention", {})
+    theta = global_rope.get("rope_theta") or hf.get("rope_theta") or 10000.0
     names = {**_HF_LAYER, **(_HF_GEMMA3 if family == "gemma3" else {})}
     # Gemma stores each norm's weight as w in x * (1 + w); ours is the multiplier itself
     shift = 1.0 if family == "gemma3" else 0.0
@@ -266,6 +278,27 @@ def load_hf_params(folder: str, compute_dtype: str = "float32", place=None):
     plan.update(_top_plan(cfg, src, f"{base}embed_tokens.weight", f"{base}norm.weight", head,
                           _per_layer_rope(cfg, global_inv, local_inv), shift))
     return cfg, _assemble(cfg, src, plan, place)
+
+
+def param_shapes(cfg: lm.LMConfig) -> dict:
+    """The params pytree the loaders build for `cfg`, as ShapeDtypeStructs (nothing read or allocated): what
+    a compile-only look at the teacher's passes lowers against."""
+    L, D, F, hd = cfg.num_layers, cfg.d_model, cfg.ffn_dim, cfg.head_dim
+    q, kv = cfg.num_heads * hd, cfg.num_kv_heads * hd
+    dims = {"attn_norm": (D,), "ffn_norm": (D,), "wq": (D, q), "wk": (D, kv), "wv": (D, kv), "wo": (q, D),
+            "w_gate": (D, F), "w_up": (D, F), "w_down": (F, D)}
+    if cfg.qkv_bias:
+        dims.update(bq=(q,), bk=(kv,), bv=(kv,))
+    if cfg.family == "gemma3":
+        dims.update(post_attn_norm=(D,), post_ffn_norm=(D,), q_norm=(hd,), k_norm=(hd,))
+    dtype = jnp.dtype(cfg.compute_dtype)
+    spec = lambda shape, norm=False: jax.ShapeDtypeStruct(shape, np.float32 if norm else dtype)
+    params = {"layers": {name: spec((L, *d), name in _NORMS) for name, d in dims.items()},
+              "embed": spec((cfg.vocab_size, D)), "final_norm": spec((D,), True),
+              "rope_inv_freq": spec((L, hd // 2), True)}
+    if not cfg.tie_embeddings:
+        params["lm_head"] = spec((D, cfg.vocab_size))
+    return params
 
 
 def check_gguf_magic(path: str) -> None:
