@@ -77,14 +77,20 @@ def next_token_loss(model_cfg: model_lib.ModelConfig, params, tokens_BxT, rng=No
 
 def global_mean(tree, how: str = "mean"):
     """Mean over the device axis. "mean": lax.pmean (an all-reduce; the sum's order depends on how devices
-    are spread over hosts, so 2 hosts × 2 devices and 1 host × 4 differ in the last bits). "ordered": gather
-    every device's copy and sum them in device order: bit-identical for any split of the same devices over
-    hosts, at the cost of D gathered copies (for verification runs and small device counts)."""
+    are spread over hosts, so 2 hosts × 2 devices and 1 host × 4 differ in the last bits). "ordered": each
+    device's copy in its own slot of a zero-filled [D, ...] buffer, all-reduced (every slot sums one value
+    and zeros: exact in any order), then summed in device order: bit-identical for any split of the same
+    devices over hosts, at the cost of D copies (for verification runs and small device counts)."""
     if how == "mean":
         return jax.lax.pmean(tree, AXIS)
     if how == "ordered":
-        n = jax.lax.psum(1, AXIS)
-        return jax.tree.map(lambda x: jax.lax.all_gather(x, AXIS).sum(0) / n, tree)
+        n, i = jax.lax.axis_size(AXIS), jax.lax.axis_index(AXIS)
+
+        def ordered(x):
+            slots = jnp.zeros((n,) + x.shape, x.dtype).at[i].set(x)
+            return jax.lax.psum(slots, AXIS).sum(0) / n
+
+        return jax.tree.map(ordered, tree)
     raise ValueError(f"unknown reduction {how!r}")
 
 
@@ -168,7 +174,7 @@ def replicate(tree, mesh: jax.sharding.Mesh):
     sharding = jax.sharding.NamedSharding(mesh, P())
 
     def put(x):
-        x = np.asarray(x) if not isinstance(x, jax.Array) else x
+        x = np.asarray(x)  # a copy: the step donates the result, and the caller's arrays must survive
         return jax.make_array_from_callback(x.shape, sharding, lambda index: x[index])
 
     return jax.tree.map(put, tree)

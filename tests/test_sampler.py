@@ -149,3 +149,27 @@ def test_compiled_decode_never_copies_or_transposes_the_kv_cache(params, filtere
     every token would show up here, on CPU, before any GPU run. (bfloat16 on CPU is not checked: XLA:CPU
     upcasts bf16 dots to float32, converting the cache each step, which GPUs do not.)"""
     assert cache_sized_moves(CFG, params, filtered=filtered) == []
+
+
+def test_n_tokens_take_one_prefill_and_n_minus_1_decode_passes(monkeypatch):
+    """The last story token is sampled from the logits the pass before it left: running it through the
+    model would be a wasted pass (the sampler ran 96 for 90 tokens when it padded to whole checks)."""
+    calls = []
+    real = M.decode
+
+    def counted(*args, **kwargs):
+        jax.debug.callback(lambda: calls.append(1))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(S.model_lib, "decode", counted)
+    cfg = M.ModelConfig(vocab_size=89, num_layers=1, d_model=32, num_heads=2, max_len=48, dropout=0.0)  # compiled here only
+    p = M.init_params(cfg, jax.random.key(0))
+    toks, valid = left_pad(PROMPTS)
+    for n in (1, 2, 8, 9, 12, 17):
+        calls.clear()
+        out = S.sample(cfg, p, toks, valid, jax.random.key(n), jnp.float32(1.0), jnp.int32(0), jnp.float32(1.0),
+                       max_new_tokens=n, eos_id=cfg.vocab_size + 7, pad_id=PAD)  # an end-of-text never drawn
+        jax.block_until_ready(out)
+        jax.effects_barrier()
+        assert bool(np.asarray(out.mask_BxN).all())
+        assert len(calls) == n, (n, len(calls))  # 1 prefill + (n - 1) decode passes
