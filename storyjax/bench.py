@@ -27,7 +27,8 @@ from storyjax import host_memory, model as model_lib
 from storyjax import profiling, reinforce, sampler
 from storyjax import reward as reward_lib
 from storyjax import rollout as rollout_lib
-from storyjax.bench_pretrain import (cpu_isa, cpu_name, hf_config, hf_pretrain, ratio_and_spread, storyjax_pretrain,
+from storyjax.bench_pretrain import (SHAPES, cpu_isa, cpu_name, hf_config, hf_pretrain, ratio_and_spread,
+                                     storyjax_pretrain,
                                      student_config, time_rounds)
 from storyjax.bench_teacher import FLAG_KEYS, bench_teachers
 from storyjax.teachers import config as teacher_defaults
@@ -67,15 +68,6 @@ flags.DEFINE_bool("compile_only", False, "Compile every GPU path at the preset's
                   "running them: any host, a CPU included (storyjax/bench_compiled.py).")
 flags.DEFINE_string("profile_dir", "", "Also write a JAX profiler trace (TensorBoard + Perfetto) of a few "
                     "pretraining steps and one rollout here, to see where device time goes.")
-
-SHAPES = {
-    # vocab, layers, width, heads, seq, batches, steps, dtype; rollout batch, prompt and new tokens
-    "tiny": dict(vocab=1536, preset="tiny", seq=128, batches=[16], steps=20, dtype="float32",
-                 stories=32, prompt_len=20, new_tokens=64),
-    "gpt2_small": dict(vocab=16_000, preset="gpt2_small", seq=512, batches=[16, 64], steps=20, dtype="bfloat16",
-                       stories=360, prompt_len=20, new_tokens=90),
-}
-
 
 def flops_per_token(num_layers: int, d_model: int, seq: int, n_matmul_params: int) -> float:
     """Training FLOPs per token: 6·N for the matmuls (tied output layer included) + 12·L·d·T for attention."""

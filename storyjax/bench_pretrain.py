@@ -22,6 +22,15 @@ from storyjax import pretrain_step, profiling
 from storyjax.profiling import planned_bytes
 
 
+SHAPES = {
+    # vocab, layers, width, heads, seq, batches, steps, dtype; rollout batch, prompt and new tokens
+    "tiny": dict(vocab=1536, preset="tiny", seq=128, batches=[16], steps=20, dtype="float32",
+                 stories=32, prompt_len=20, new_tokens=64),
+    "gpt2_small": dict(vocab=16_000, preset="gpt2_small", seq=512, batches=[16, 64], steps=20, dtype="bfloat16",
+                       stories=360, prompt_len=20, new_tokens=90),
+}
+
+
 def student_config(shape: dict, attention: str = "auto"):
     """The storyjax student every row of a preset measures (no dropout, as in HF's rows)."""
     return model_lib.ModelConfig(vocab_size=shape["vocab"], dropout=0.0, compute_dtype=shape["dtype"],
