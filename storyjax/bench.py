@@ -63,6 +63,8 @@ flags.DEFINE_float("teacher_temperature", _TEACHER.temperature, "LLM teachers' s
                    "(teacher.temperature; 0 on a server: greedy, comparable with the jax teacher's argmax digits).")
 flags.DEFINE_list("attention", ["auto"], "Pretraining attention implementations to measure (auto, xla, cudnn; "
                   "model.attention); the first is the one compared with HF, the others are extra rows.")
+flags.DEFINE_list("dropout", ["0"], "Pretraining dropout rates to measure: the first is the one compared with HF "
+                  "(whose rows have none), the others extra storyjax rows (0.1: what a paper run does).")
 flags.DEFINE_bool("compile_only", False, "Compile every GPU path at the preset's real shapes from abstract inputs "
                   "and read the programs (FLOPs, bytes, fusions, state copies, memory plan, CUDA lowering) without "
                   "running them: any host, a CPU included (storyjax/bench_compiled.py).")
@@ -239,10 +241,13 @@ def main(argv):
     for batch in batches if "pretrain" in FLAGS.rows else []:
         fpt = flops_per_token(dims["num_layers"], dims["d_model"], shape["seq"], matmul_params(shape))
         runners, names = [], []
-        for k, attention in enumerate(FLAGS.attention):
-            key = f"pretrain_b{batch}_storyjax" + (f"_attn_{attention}" if k else "")
+        variants = [(a, float(FLAGS.dropout[0])) for a in FLAGS.attention] + [
+            (FLAGS.attention[0], float(d)) for d in FLAGS.dropout[1:]]
+        for k, (attention, dropout) in enumerate(variants):
+            key = f"pretrain_b{batch}_storyjax" + (f"_attn_{attention}" if 0 < k < len(FLAGS.attention) else "") + (
+                f"_dropout{dropout:g}" if k >= len(FLAGS.attention) else "")
             try:
-                runners.append(storyjax_pretrain(shape, batch, attention, FLAGS.profile_dir))
+                runners.append(storyjax_pretrain(shape, batch, attention, FLAGS.profile_dir, dropout))
             except Exception as e:  # noqa: BLE001 - an extra variant this machine lacks (cudnn on CPU) is a row
                 if not k:
                     raise
@@ -260,7 +265,8 @@ def main(argv):
             row["mfu"] = row["tokens_per_s"] * fpt / ceiling if ceiling else None
             results["rows"][key] = row
             save()
-            rows.append((f"pretrain b{batch}", f"storyjax/{row['attention']}" if key in names else key.split("_", 2)[2],
+            impl = f"storyjax/{row['attention']}" + (f" p={row['dropout']:g}" if row.get("dropout") else "")
+            rows.append((f"pretrain b{batch}", impl if key in names else key.split("_", 2)[2],
                          row))
         ours = rates[f"pretrain_b{batch}_storyjax"]
         for (name, _), key in zip(peers, peer_keys):

@@ -87,6 +87,9 @@ def pretrain_row(shape: dict, batch: int, dropout: float = 0.0) -> dict:
     text = exe.as_text()
     row = {**compiled.summary(exe, compiled.leaf_shapes(state)), "compile_s": seconds,
            "threefry": text.count("threefry"), "f32_logits": _f32_logits(text, batch, shape)}
+    with compiled.unrolled_scans():  # the output layer's chunks (a scan) each counted
+        unrolled, unrolled_args, _ = _pretrain_parts(shape, batch, "auto", dropout)
+        row.update(compiled.cost(unrolled.lower(*unrolled_args).compile()))
     # on a GPU `auto` takes cuDNN's fused attention for bfloat16 without dropout
     cudnn = shape["dtype"] == "bfloat16" and not dropout
     cuda_step, cuda_args, _ = _pretrain_parts(shape, batch, "cudnn" if cudnn else "xla", dropout)
@@ -105,9 +108,13 @@ def plain_jit_step(cfg: model_lib.ModelConfig, weight_decay: float = 0.0):
     opt = optax.chain(optax.clip_by_global_norm(TRAIN["grad_clip"]),
                       optax.adamw(TRAIN["lr"], TRAIN["b1"], TRAIN["b2"], TRAIN["eps"], weight_decay=weight_decay))
 
+    def loss_fn(params, tokens_BxT):  # the whole float32 logits, as a plain GPT-2 computes its loss
+        logits_BxTxV = model_lib.forward(cfg, params, tokens_BxT[:, :-1])
+        return optax.softmax_cross_entropy_with_integer_labels(logits_BxTxV, tokens_BxT[:, 1:]).mean()
+
     def step(state, tokens_BxT):
         params, opt_state = state
-        loss, grads = jax.value_and_grad(lambda p: pretrain_step.next_token_loss(cfg, p, tokens_BxT))(params)
+        loss, grads = jax.value_and_grad(loss_fn)(params, tokens_BxT)
         updates, opt_state = opt.update(grads, opt_state, params)
         return (optax.apply_updates(params, updates), opt_state), loss
 
@@ -171,6 +178,8 @@ def reinforce_row(shape: dict) -> dict:
     text = exe.as_text()
     row = {**compiled.summary(exe, compiled.leaf_shapes(state)), "compile_s": seconds,
            "f32_logits": compiled.entry_results(text, "f32", (B, L - 1, shape["vocab"]))}
+    with compiled.unrolled_scans():  # the output layer's chunks (a scan) each counted
+        row.update(compiled.cost(reinforce.make_step(cfg, rl_cfg, opt).lower(state, params, batch).compile()))
     return _cuda(row, step, state, params, batch)
 
 

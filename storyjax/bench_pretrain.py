@@ -31,9 +31,9 @@ SHAPES = {
 }
 
 
-def student_config(shape: dict, attention: str = "auto"):
-    """The storyjax student every row of a preset measures (no dropout, as in HF's rows)."""
-    return model_lib.ModelConfig(vocab_size=shape["vocab"], dropout=0.0, compute_dtype=shape["dtype"],
+def student_config(shape: dict, attention: str = "auto", dropout: float = 0.0):
+    """The storyjax student every row of a preset measures (no dropout unless asked, as in HF's rows)."""
+    return model_lib.ModelConfig(vocab_size=shape["vocab"], dropout=dropout, compute_dtype=shape["dtype"],
                                  attention=attention, **model_lib.PRESETS[shape["preset"]])
 
 
@@ -80,10 +80,11 @@ class Rounds(NamedTuple):
     row: Callable[[list], dict]
 
 
-def storyjax_pretrain(shape: dict, batch: int, attention: str = "auto", profile_dir: str = "") -> Rounds:
+def storyjax_pretrain(shape: dict, batch: int, attention: str = "auto", profile_dir: str = "",
+                      dropout: float = 0.0) -> Rounds:
     """storyjax's data-parallel train step at this shape, compiled and warmed up."""
     devices = jax.local_devices()
-    cfg = student_config(shape, attention)
+    cfg = student_config(shape, attention, dropout)
     train_cfg = ml_collections.ConfigDict(dict(lr=5e-4, warmup_frac=0.01, b1=0.9, b2=0.999, eps=1e-8,
                                                weight_decay=0.0, grad_clip=1.0))
     opt = pretrain_step.make_optimizer(train_cfg, 10_000)
@@ -91,7 +92,7 @@ def storyjax_pretrain(shape: dict, batch: int, attention: str = "auto", profile_
     mesh = pretrain_step.mesh_of(devices)
     box = {"state": pretrain_step.replicate(pretrain_step.TrainState(params, opt.init(params)), mesh)}
     jitted = pretrain_step.make_train_step(cfg, opt, pretrain_step.lr_schedule(train_cfg, 10_000), 0, mesh,
-                                           dropout=False)
+                                           dropout=dropout > 0)
     D = len(devices)
     if batch % D:
         raise ValueError(f"batch {batch} is not divisible by {D} devices.")
@@ -133,7 +134,7 @@ def storyjax_pretrain(shape: dict, batch: int, attention: str = "auto", profile_
                 "num_devices": D, "final_loss": float(pretrain_step.to_host(box["metrics"]["loss"])),
                 # what the training pass (seq - 1 positions) ran
                 "attention": "cudnn" if model_lib.use_cudnn_attention(
-                    cfg, pretrain_step.forward_len(shape["seq"]), True) else "xla",
+                    cfg, pretrain_step.forward_len(shape["seq"]), dropout == 0) else "xla", "dropout": dropout,
                 **({"profile_top": profile} if profile_dir else {})}
 
     return Rounds(one_round, row)

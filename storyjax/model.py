@@ -26,6 +26,8 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
+from storyjax import output_layer
+
 PRESETS = {
     # The paper's student (arXiv 2509.15714): 97,737,216 parameters at vocab 16,000.
     "gpt2_small": dict(num_layers=12, d_model=768, num_heads=12, max_len=512),
@@ -130,16 +132,6 @@ def _layer_norm(cfg: ModelConfig, name: str) -> nn.LayerNorm:
                         dtype=jnp.dtype(cfg.compute_dtype), param_dtype=jnp.float32)
 
 
-def _matmul_f32(equation: str, a, b, compute_dtype: str):
-    """einsum with a float32 result: under bfloat16 compute the inputs (and, in the backward pass, the
-    incoming gradient) are bfloat16 and only accumulation is float32, so the big matmuls whose results
-    must stay float32 (attention scores, the output layer) run at bfloat16 speed in both directions."""
-    if compute_dtype == "bfloat16":
-        return jnp.einsum(equation, a.astype(jnp.bfloat16), b.astype(jnp.bfloat16),
-                          precision=jax.lax.DotAlgorithmPreset.BF16_BF16_F32, preferred_element_type=jnp.float32)
-    return jnp.einsum(equation, a.astype(jnp.float32), b.astype(jnp.float32))
-
-
 @functools.lru_cache(maxsize=None)
 def cudnn_attention_compiles(seq_len: int, head_dim: int) -> bool:
     """Whether cuDNN's fused causal attention (forward and backward) compiles here at this shape.
@@ -210,8 +202,8 @@ class Attention(nn.Module):
         if mask_BxTxS is None:
             mask_BxTxS = jnp.tril(jnp.ones((T, T), bool))[None]
         # Scores and softmax in float32 even under bf16 compute: logits of long contexts overflow bf16 precision.
-        scores_BxHxTxS = _matmul_f32("bhtd,bhsd->bhts", q_BxHxTxD, k_BxHxSxD, cfg.compute_dtype) / jnp.sqrt(
-            jnp.float32(cfg.head_dim))
+        scores_BxHxTxS = output_layer.matmul_f32("bhtd,bhsd->bhts", q_BxHxTxD, k_BxHxSxD,
+                                                 cfg.compute_dtype) / jnp.sqrt(jnp.float32(cfg.head_dim))
         scores_BxHxTxS = jnp.where(mask_BxTxS[:, None], scores_BxHxTxS, -1e30)
         probs_BxHxTxS = jax.nn.softmax(scores_BxHxTxS, axis=-1).astype(jnp.dtype(cfg.compute_dtype))
         probs_BxHxTxS = nn.Dropout(cfg.dropout)(probs_BxHxTxS, deterministic=deterministic)
@@ -249,8 +241,9 @@ class Transformer(nn.Module):
 
     @nn.compact
     def __call__(self, tokens_BxT, positions_BxT, mask_BxTxS, deterministic=True,
-                 cache: Optional[KVCache] = None, last_only: bool = False):
-        """`last_only`: the logits of the last position alone (a prefill needs no others)."""
+                 cache: Optional[KVCache] = None, last_only: bool = False, head: bool = True):
+        """`last_only`: the logits of the last position alone (a prefill needs no others). `head=False`: the
+        final hidden states instead of logits (storyjax.output_layer applies the head a chunk at a time)."""
         cfg = self.cfg
         dtype = jnp.dtype(cfg.compute_dtype)
         wte = nn.Embed(cfg.vocab_size, cfg.d_model, name="wte", param_dtype=jnp.float32,
@@ -269,8 +262,10 @@ class Transformer(nn.Module):
         if last_only:
             x_BxTxC = x_BxTxC[:, -1:]
         x_BxTxC = _layer_norm(cfg, "ln_f")(x_BxTxC)
+        if not head:
+            return x_BxTxC, None
         # Tied output embedding; logits in float32 so the loss and sampling see full precision.
-        logits_BxTxV = _matmul_f32("btc,vc->btv", x_BxTxC, wte.embedding, cfg.compute_dtype)
+        logits_BxTxV = output_layer.matmul_f32("btc,vc->btv", x_BxTxC, wte.embedding, cfg.compute_dtype)
         if cache is None:
             return logits_BxTxV, None
         return logits_BxTxV, (tuple(new_k), tuple(new_v))
@@ -309,8 +304,9 @@ def inference_params(cfg: ModelConfig, params):
     return jax.tree_util.tree_map_with_path(cast, params)
 
 
-def forward(cfg: ModelConfig, params, tokens_BxT, *, valid_BxT=None, rng=None):
-    """Full causal pass. `valid_BxT` marks real tokens in left-padded rows.
+def forward(cfg: ModelConfig, params, tokens_BxT, *, valid_BxT=None, rng=None, head: bool = True):
+    """Full causal pass: logits [B, T, V], or with `head=False` the final hidden states [B, T, C]. `valid_BxT`
+    marks real tokens in left-padded rows.
 
     Positions count only valid tokens, so a left-padded prompt sees the same
     positions as the unpadded one. Dropout is active iff `rng` is given.
@@ -329,23 +325,21 @@ def forward(cfg: ModelConfig, params, tokens_BxT, *, valid_BxT=None, rng=None):
         mask_BxTxS = mask_BxTxS | jnp.eye(T, dtype=bool)[None]
     rngs = None if rng is None else {"dropout": rng}
     logits_BxTxV, _ = Transformer(cfg).apply({"params": params}, tokens_BxT, positions_BxT, mask_BxTxS,
-                                             deterministic=rng is None, rngs=rngs)
+                                             deterministic=rng is None, rngs=rngs, head=head)
     return logits_BxTxV
 
 
-def sequence_logprobs(cfg: ModelConfig, params, tokens_BxL, valid_BxL):
-    """Teacher-forced log p(token_t | tokens_<t) for t ≥ 1, and the model's entropy there: [B, L-1] each."""
-    logits_BxTxV = forward(cfg, params, tokens_BxL[:, :-1], valid_BxT=valid_BxL[:, :-1])
-    logp_all_BxTxV = jax.nn.log_softmax(logits_BxTxV)
-    logp_BxT = jnp.take_along_axis(logp_all_BxTxV, tokens_BxL[:, 1:, None], axis=-1)[..., 0]
-    entropy_BxT = -(jnp.exp(logp_all_BxTxV) * logp_all_BxTxV).sum(-1)
-    return logp_BxT, entropy_BxT
+def sequence_logprobs(cfg: ModelConfig, params, tokens_BxL, valid_BxL, entropy: bool = True):
+    """Teacher-forced log p(token_t | tokens_<t) for t ≥ 1, and the model's entropy there (None unless
+    `entropy`): [B, L-1] each. The output layer runs a chunk of positions at a time (storyjax.output_layer)."""
+    h_BxTxC = forward(cfg, params, tokens_BxL[:, :-1], valid_BxT=valid_BxL[:, :-1], head=False)
+    return output_layer.token_logprobs(cfg, params, h_BxTxC, tokens_BxL[:, 1:], entropy)
 
 
 @functools.partial(jax.jit, static_argnames=("cfg",))
 def sequence_logprob(cfg: ModelConfig, params, tokens_BxL, valid_BxL):
     """Σ_t log p(token_t | tokens_<t) over valid tokens t ≥ 1 (right-padded rows): [B]."""
-    logp_BxT, _ = sequence_logprobs(cfg, params, tokens_BxL, valid_BxL)  # entropy: dead, dropped by XLA
+    logp_BxT, _ = sequence_logprobs(cfg, params, tokens_BxL, valid_BxL, entropy=False)
     return jnp.where(valid_BxL[:, 1:], logp_BxT, 0.0).sum(-1)
 
 

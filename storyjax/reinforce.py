@@ -163,7 +163,7 @@ def make_step(cfg: model_lib.ModelConfig, rl_cfg: ml_collections.ConfigDict,
     def step(state: RLState, ref_params, rollout: rollout_lib.Rollout):
         tokens_BxL, valid_BxL = rollout.tokens_BxL, rollout.valid_BxL
         mask_BxT = rollout.response_BxL[:, 1:].astype(jnp.float32)
-        logp_ref_BxT, _ = model_lib.sequence_logprobs(cfg, ref_params, tokens_BxL, valid_BxL)
+        logp_ref_BxT, _ = model_lib.sequence_logprobs(cfg, ref_params, tokens_BxL, valid_BxL, entropy=False)
         logp_ref_BxT = jax.lax.stop_gradient(logp_ref_BxT)
         rewards_B = rollout.reward_B
         scored_B = jnp.isfinite(rewards_B)
@@ -193,7 +193,9 @@ def make_step(cfg: model_lib.ModelConfig, rl_cfg: ml_collections.ConfigDict,
             policy = -(adv_BxT * logp_BxT * mask_BxT).sum() / B
             n_tokens = jnp.maximum(mask_BxT.sum(), 1.0)
             entropy = (entropy_BxT * mask_BxT).sum() / n_tokens
-            loss = policy - rl_cfg.entropy_coef * entropy
+            # reported either way; differentiated only when it is in the loss
+            loss = policy - rl_cfg.entropy_coef * entropy if rl_cfg.entropy_coef else policy
+            entropy = entropy if rl_cfg.entropy_coef else jax.lax.stop_gradient(entropy)
             if rl_cfg.kl_mode == "loss":
                 loss = loss + state.kl_coef * kl_BxT.sum() / B
             aux = dict(policy_loss=policy, entropy=entropy, kl=kl_B.mean(),
@@ -209,7 +211,8 @@ def make_step(cfg: model_lib.ModelConfig, rl_cfg: ml_collections.ConfigDict,
             kl_coef = adaptive_kl(kl_coef, aux["kl"], rl_cfg.kl_target, rl_cfg.kl_horizon, B)
         metrics = dict(loss=loss, grad_norm=optax.tree.norm(grads), kl_coef=state.kl_coef,
                        baseline=jnp.where(jnp.isnan(state.baseline), aux["ema"], state.baseline),
-                       scored=scored_B.sum(), state_finite=model_lib.all_finite((params, opt_state)),
+                       # a finite loss and gradient norm give a finite update of a state checked when made
+                       scored=scored_B.sum(), state_finite=jnp.isfinite(loss) & jnp.isfinite(optax.tree.norm(grads)),
                        **{k: v for k, v in aux.items() if k != "ema"})
         new_baseline = aux["ema"] if rl_cfg.baseline == "ema" else state.baseline
         return RLState(params, opt_state, new_baseline, kl_coef), metrics

@@ -104,6 +104,7 @@ def test_compile_only_rows_have_every_figure():
         if "plain_jit" not in name:
             assert row["lowers_for_cuda"] is True, (name, row.get("cuda_error"))
     assert rows["compiled_sample_b8"]["decode_passes"] == SHAPE["new_tokens"] - 1
+    assert rows["compiled_pretrain_b8_dropout"]["threefry"] == 0  # dropout masks from RngBitGenerator
     # the teacher's FLOPs count every layer (its layer scan's body counted once would add nothing per layer)
     f2, f4, f6 = [rows["compiled_teacher_tiny_8"]["flops"]] + [
         bench_compiled.teacher_row({**RANDOM_SHAPES["tiny"], "num_hidden_layers": n}, 8, batch=4)["flops"]
