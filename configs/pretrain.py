@@ -50,7 +50,9 @@ def get_config(preset: str = "tiny") -> ml_collections.ConfigDict:
         num_docs=20_000, seed=0, register_checksums=False))
     c.train = ml_collections.ConfigDict(dict(
         seq_len=0,                # 0: the model context
-        batch_size=256 if paper else 32, grad_accum=1,
+        # grad_accum 0: the fewest micro-batches whose compiled step fits the device's memory (XLA's plan);
+        # device_memory_gb 0: what the device reports (plan for another device by giving its GiB)
+        batch_size=256 if paper else 32, grad_accum=0 if paper else 1, device_memory_gb=0.0,
         num_steps=0 if paper else 200, num_epochs=10.0 if paper else 0.0, max_words=0,
         lr=5e-4 if paper else 2e-3, warmup_frac=0.01 if paper else 0.05,
         b1=0.9, b2=0.999, eps=1e-8, weight_decay=0.0, grad_clip=1.0,

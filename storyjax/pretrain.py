@@ -19,7 +19,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from storyjax import blimp, distributed, export, pretrain_step, run_loop, run_outputs
+from storyjax import blimp, distributed, export, memory_plan, pretrain_step, run_loop, run_outputs
 from storyjax import checkpoint as ckpt_lib
 from storyjax import data as data_lib
 from storyjax import ledger as ledger_lib
@@ -36,7 +36,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
     t, m = config.train, config.model
     checks = [
         (t.batch_size >= 1, f"train.batch_size={t.batch_size}: give at least 1 block per step"),
-        (t.grad_accum >= 1, f"train.grad_accum={t.grad_accum}: use 1 (no accumulation) or more"),
+        (t.grad_accum >= 0, f"train.grad_accum={t.grad_accum}: use 1 (no accumulation) or more, or 0 (the fewest "
+                            "micro-batches whose step fits the device's memory)"),
+        (t.device_memory_gb >= 0, f"train.device_memory_gb={t.device_memory_gb}: use 0 (what the device reports) "
+                                  "or the device's memory in GiB"),
         (t.num_steps >= 0 and t.max_words >= 0 and t.num_epochs >= 0,
          "train.num_steps, train.max_words and train.num_epochs must not be negative"),
         (math.isfinite(t.lr) and t.lr > 0, f"train.lr={t.lr}: use a positive learning rate (tiny: 2e-3)"),
@@ -75,9 +78,11 @@ def validate(config: ml_collections.ConfigDict) -> None:
     blimp.check_dir(config.milestone_eval.blimp_dir)
 
 
-def batch_layout(train_cfg: ml_collections.ConfigDict, n_devices: int, n_processes: int) -> tuple[int, int]:
-    """Returns (grad_accum, rows per device per micro-batch), or a clear error."""
-    B, A = train_cfg.batch_size, train_cfg.grad_accum
+def batch_layout(train_cfg: ml_collections.ConfigDict, n_devices: int, n_processes: int,
+                 grad_accum: int = 0) -> tuple[int, int]:
+    """Returns (grad_accum, rows per device per micro-batch), or a clear error. `grad_accum`: the count
+    chosen by the memory plan where the config leaves it to it (train.grad_accum=0)."""
+    B, A = train_cfg.batch_size, grad_accum or train_cfg.grad_accum or 1
     unit = n_devices * n_processes * A
     if A < 1 or B % unit:
         raise ValueError(
@@ -159,7 +164,7 @@ class Setup(NamedTuple):
 
 def setup(config: ml_collections.ConfigDict, workdir: str, imported: Optional[ImportedStudent]) -> Setup:
     devices, all_devices = distributed.train_devices(config.distributed.local_devices)
-    grad_accum, micro_rows = batch_layout(config.train, len(devices), jax.process_count())
+    batch_layout(config.train, len(devices), jax.process_count())  # a batch the devices cannot share: refused now
     # A workdir of another corpus is refused before its tokenizer or token cache is touched.
     data_source = source_identity(config.data)
     ckpt_lib.check_run_meta(workdir, {"data_source": data_source}, partial=True)
@@ -180,9 +185,31 @@ def setup(config: ml_collections.ConfigDict, workdir: str, imported: Optional[Im
     distributed.primary_first("run meta", lambda: ckpt_lib.check_run_meta(workdir, run_meta))
     tokens_per_step = config.train.batch_size * block_len
     num_steps = total_steps(config.train, fresh_ledger(config, data, block_len), tokens_per_step)
-    return Setup(data, model_cfg, block_len, devices, pretrain_step.mesh_of(all_devices), (len(devices), grad_accum, micro_rows, block_len),
-                 num_steps, tokens_per_step, pretrain_step.make_optimizer(config.train, num_steps),
-                 pretrain_step.lr_schedule(config.train, num_steps))
+    mesh, optimizer = pretrain_step.mesh_of(all_devices), pretrain_step.make_optimizer(config.train, num_steps)
+    schedule = pretrain_step.lr_schedule(config.train, num_steps)
+    grad_accum = plan_grad_accum(config, model_cfg, optimizer, schedule, mesh, block_len)
+    _, micro_rows = batch_layout(config.train, len(devices), jax.process_count(), grad_accum)
+    return Setup(data, model_cfg, block_len, devices, mesh, (len(devices), grad_accum, micro_rows, block_len),
+                 num_steps, tokens_per_step, optimizer, schedule)
+
+
+def plan_grad_accum(config, model_cfg, optimizer, schedule, mesh, block_len: int) -> int:
+    """train.grad_accum, or where it is 0 the fewest micro-batches whose compiled step fits the device
+    (storyjax/memory_plan.py); a given count whose plan does not fit is refused here, before any step."""
+    limit = memory_plan.device_bytes(mesh.devices.flat[0], config.train.device_memory_gb)
+    rows = config.train.batch_size // mesh.devices.size  # per device per step
+
+    def plan(a: int) -> int:
+        step = pretrain_step.make_train_step(model_cfg, optimizer, schedule, config.seed, mesh,
+                                             dropout=model_cfg.dropout > 0, grad_reduce=config.train.grad_reduce)
+        return memory_plan.planned_bytes(step.lower(*pretrain_step.abstract_args(
+            model_cfg, optimizer, mesh, a, config.train.batch_size // a, block_len)).compile())
+
+    grad_accum, need = memory_plan.choose(plan, rows, limit, config.train.grad_accum)
+    if limit:
+        logging.info("Memory plan: %d micro-batch(es) a step, %.1f GiB of the device's %.1f GiB.", grad_accum,
+                     need / 2**30, limit / 2**30)
+    return grad_accum
 
 
 def fresh_ledger(config, data, block_len: int) -> ledger_lib.Ledger:

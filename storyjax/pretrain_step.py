@@ -176,6 +176,19 @@ def make_eval_step(model_cfg: model_lib.ModelConfig, mesh: jax.sharding.Mesh) ->
     return jax.jit(jax.shard_map(eval_fn, mesh=mesh, in_specs=(P(), P(AXIS)), out_specs=P()))
 
 
+def abstract_args(model_cfg: model_lib.ModelConfig, optimizer: optax.GradientTransformation,
+                  mesh: jax.sharding.Mesh, grad_accum: int, rows: int, block_len: int) -> tuple:
+    """The train step's arguments as shapes and shardings only (a replicated state, a global batch of
+    `grad_accum` micro-batches of `rows` rows, the step): what its compiled plan is read from."""
+    replicated = jax.sharding.NamedSharding(mesh, P())
+    put = lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated)
+    state = jax.eval_shape(lambda: (lambda p: TrainState(p, optimizer.init(p)))(
+        model_lib.init_params(model_cfg, jax.random.key(0))))
+    return (jax.tree.map(put, state),
+            jax.ShapeDtypeStruct((grad_accum, rows, block_len), jnp.int32, sharding=batch_sharding(mesh)),
+            jax.ShapeDtypeStruct((), jnp.int32, sharding=replicated))
+
+
 def replicate(tree, mesh: jax.sharding.Mesh):
     """One copy of `tree` (host or device arrays, the same on every process) on each device of the mesh."""
     sharding = jax.sharding.NamedSharding(mesh, P())
