@@ -269,8 +269,9 @@ class JaxTeacher(Teacher):
         B_pad = valid.shape[0]
         # `sample` draws with a key of each story's own text: its grades do not depend on the batch it
         # landed in, and a resumed run draws them again exactly.
-        keys_B = jnp.stack([jax.random.fold_in(self._rng, _text_seed(prompt, st)) for st in stories]
-                           + [self._rng] * (B_pad - B))
+        seeds_B = np.asarray([_text_seed(prompt, st) for st in stories], np.uint32)
+        keys_B = jnp.concatenate([_story_keys(self._rng, seeds_B), jnp.stack([self._rng] * (B_pad - B))]) \
+            if B_pad > B else _story_keys(self._rng, seeds_B)
         answer = np.tile(np.asarray(self.answer.ids, np.int32), (B_pad, 1))
         expected, argmax, chosen, mass = [], [], [], []
         for pos in range(3):
@@ -285,8 +286,7 @@ class JaxTeacher(Teacher):
             top_B = q_Bx4.argmax(1)
             temp = max(float(self.cfg.temperature), 1e-6)
             logq_Bx4 = jnp.log(jnp.asarray(q_Bx4, jnp.float32) + 1e-30) / temp
-            drawn_B = np.asarray(jax.vmap(lambda key, lq: jax.random.categorical(jax.random.fold_in(key, pos), lq))(
-                keys_B, logq_Bx4))
+            drawn_B = np.asarray(_draw_digits(keys_B, logq_Bx4, pos))
             pick_B = drawn_B if self.grading == "sample" else top_B
             answer[:, self.answer.digit_at[pos]] = np.asarray(self.answer.candidates[pos])[pick_B]
             expected.append((q_Bx4 * np.arange(4)).sum(1))
@@ -377,6 +377,18 @@ class JaxTeacher(Teacher):
 def _pair(first: str, second: str) -> str:
     """The two stories as the pairwise prompt shows them."""
     return f"Story 1:\n{first}\n\nStory 2:\n{second}"
+
+
+@jax.jit
+def _story_keys(rng, seeds_B):
+    """fold_in(rng, seed) of every story at once (one call, not one per story)."""
+    return jax.vmap(jax.random.fold_in, (None, 0))(rng, seeds_B)
+
+
+@jax.jit
+def _draw_digits(keys_B, logq_Bx4, pos):
+    """Each story's digit at answer position `pos`, drawn from its own key."""
+    return jax.vmap(lambda key, lq: jax.random.categorical(jax.random.fold_in(key, pos), lq))(keys_B, logq_Bx4)
 
 
 def _text_seed(prompt: str, story: str) -> int:
