@@ -292,6 +292,21 @@ def test_grades_are_read_from_the_logits_with_their_digit_mass(smollm2, tmp_path
         smollm2.mesh, smollm2.params = mesh, params
         smollm2._prefixes.clear()
     np.testing.assert_allclose(one.scores_Bx3, g.scores_Bx3, atol=5e-5)  # as above: other reductions
+    # The opening every story starts with is read once, in the shared prefix: the same grades as with it read
+    # again in every story, and the stories' own passes shorter by its tokens.
+    passes, lengths = smollm2.passes, []
+    smollm2.passes = passes._replace(suffix=lambda cfg, p, k, v, toks, valid: (
+        lengths.append(int(np.asarray(valid).sum(1).max())) or passes.suffix(cfg, p, k, v, toks, valid)))
+    try:
+        smollm2.share_opening = False
+        apart = smollm2.grade_batch([PAPER_PROMPT] * 3, stories)
+        smollm2.share_opening = True
+        shared = smollm2.grade_batch([PAPER_PROMPT] * 3, stories)
+    finally:
+        smollm2.passes, smollm2.share_opening = passes, True
+    np.testing.assert_allclose(shared.scores_Bx3, apart.scores_Bx3, atol=5e-5)
+    np.testing.assert_allclose(shared.scores_Bx3, g.scores_Bx3, atol=5e-5)
+    assert lengths[1] == lengths[0] - len(smollm2.tok.encode(PAPER_PROMPT, add_special_tokens=False))
     # `sample` draws each story's digits with a key of its own text: the same grades in any batch or order.
     smollm2.grading = "sample"
     try:

@@ -146,6 +146,7 @@ class JaxTeacher(Teacher):
         self.cfg, self.grading = cfg, grading
         self.min_mass = float(cfg.min_digit_mass)
         self.micro = int(cfg.batch_size)
+        self.share_opening = True  # the opening's tokens join the shared prefix (_opening_in_prefix)
         if self.micro < 1 or not 0.0 <= self.min_mass <= 1.0:
             raise ValueError(f"teacher.jax.batch_size={self.micro} must be >= 1 and teacher.jax.min_digit_mass="
                              f"{self.min_mass} in 0..1.")
@@ -176,11 +177,12 @@ class JaxTeacher(Teacher):
                             "or 'sample' there); as a judge of held-out stories it is allowed.")
 
     # -- pieces ------------------------------------------------------------------------------------------
-    def _prefix(self, prompt: str, template: str):
+    def _prefix(self, prompt: str, template: str, opening: tuple = ()):
         """(prefix K/V, its length, tail ids) of an opening under a template (the rubric's or the pairwise
-        one), computed once and kept while it is among the PREFIX_CACHE most recently used (the training
-        prompt, every batch; held-out openings come and go)."""
-        key = (template, prompt)
+        one), followed by `opening` (token ids every story of the batch starts with), computed once and kept
+        while it is among the PREFIX_CACHE most recently used (the training prompt, every batch; held-out
+        openings come and go)."""
+        key = (template, prompt, opening)
         if key in self._prefixes:
             self._prefixes.move_to_end(key)
         else:
@@ -189,6 +191,7 @@ class JaxTeacher(Teacher):
             bos = self.tok.bos_token_id
             if bos is not None and self.tok.encode("a")[:1] == [bos] and ids[:1] != [bos]:
                 ids = [bos] + ids  # a tokenizer that starts every text with BOS (e.g. a base model's)
+            ids = ids + list(opening)
             k, v = self.passes.prefill(self.lm_cfg, self.params, jnp.asarray([ids], jnp.int32))
             tail = self.tok.encode(parts.tail, add_special_tokens=False)
             self._prefixes[key] = (k, v, len(ids), tail)
@@ -243,6 +246,8 @@ class JaxTeacher(Teacher):
             prefix = self._prefix(prompt, template)
             room = self._room(prefix[2])
             ids = {i: self._suffix_ids(texts[i], prefix[3], room) for i in rows}
+            prefix, ids = self._opening_in_prefix(prompt, template, prefix, ids)
+            room = self._room(prefix[2])
             rows.sort(key=lambda i: len(ids[i]))
             for part in micro_batches([len(ids[i]) for i in rows], self.micro, self._row_step(), BUCKET, room,
                                       self.mesh.shape["data"]):
@@ -250,6 +255,17 @@ class JaxTeacher(Teacher):
                     raise GradingCancelled("grading was cancelled (SIGTERM).")
                 idx = rows[part]
                 yield prompt, prefix, idx, [ids[i] for i in idx]
+
+    def _opening_in_prefix(self, prompt: str, template: str, prefix, ids: dict):
+        """Every story of an opening begins with the opening itself: where all their token ids start with the
+        opening's, those tokens join the shared prefix (computed once, not once per story) and the stories
+        keep the rest. The token sequence the teacher reads is the same, so are its grades (to float32
+        round-off of the attention split into other segments); otherwise nothing moves."""
+        opening = tuple(self.tok.encode(prompt, add_special_tokens=False)) if self.share_opening else ()
+        n = len(opening)
+        if not n or any(len(row) <= n or tuple(row[:n]) != opening for row in ids.values()):
+            return prefix, ids
+        return self._prefix(prompt, template, opening), {i: row[n:] for i, row in ids.items()}
 
     def _room(self, prefix_len: int) -> int:
         """Tokens a story (with the template's tail) may take: the context after the prefix and the answer."""
