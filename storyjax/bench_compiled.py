@@ -193,19 +193,20 @@ def teacher_row(hf_shape: dict, stories: int, prefix_len: int = 300, story_len: 
     S = -(-story_len // jax_teacher.BUCKET) * jax_teacher.BUCKET
     passes = lm_passes.passes("cpu")
     i32 = lambda *s: jax.ShapeDtypeStruct(s, jnp.int32)
-    prefix = i32(1, prefix_len)
+    prefix = i32(1, -(-prefix_len // lm_passes.PREFIX_BUCKET) * lm_passes.PREFIX_BUCKET)  # padded as the teacher does
+    P = jax.ShapeDtypeStruct((), jnp.int32)
     k, v = jax.eval_shape(lambda p, t: lm_passes._prefill(cfg, p, t), params, prefix)
     toks, valid = i32(batch, S), jax.ShapeDtypeStruct((batch, S), jnp.bool_)
-    _, sk, sv = jax.eval_shape(lambda *a: lm_passes._suffix(cfg, *a), params, k, v, toks, valid)
-    suffix_args = (cfg, params, k, v, toks, valid)
+    _, sk, sv = jax.eval_shape(lambda *a: lm_passes._suffix(cfg, *a), params, k, v, P, toks, valid)
+    suffix_args = (cfg, params, k, v, P, toks, valid)
     exe, seconds = _timed_compile(passes.suffix.lower(*suffix_args))
     row = {**compiled.summary(exe, compiled.leaf_shapes(params)), "compile_s": seconds, "stories": stories,
            "micro_batch": batch, "prefix_len": prefix_len, "story_tokens": S}
     with compiled.unrolled_scans():
         costs = [compiled.cost(jax.jit(fn, static_argnums=0).lower(*args).compile()) for fn, args in (
             (lm_passes._prefill, (cfg, params, prefix)), (lm_passes._suffix, suffix_args),
-            (lm_passes._extend, (cfg, params, k, v, sk, sv, valid, i32(batch, 2))),
-            (lm_passes._extend, (cfg, params, k, v, sk, sv, valid, i32(batch, 4))))]
+            (lm_passes._extend, (cfg, params, k, v, P, sk, sv, valid, i32(batch, 2))),
+            (lm_passes._extend, (cfg, params, k, v, P, sk, sv, valid, i32(batch, 4))))]
     passes_per = math.ceil(stories / batch)
     for key in ("flops", "bytes_accessed"):
         row[key] = costs[0][key] + passes_per * sum(c[key] for c in costs[1:])

@@ -214,7 +214,9 @@ def _random_jax(shape: dict, stories: int, prefix_len: int, story_len: int, batc
             cfg, params = lm_weights.load_hf_params(folder, dtype, lm_passes.placer(mesh))
         load = load_record(params, peak.bytes, time.perf_counter() - t0)
     rng = np.random.default_rng(0)
-    prefix = jnp.asarray(rng.integers(0, V, (1, prefix_len)), jnp.int32)
+    padded_len = -(-prefix_len // lm_passes.PREFIX_BUCKET) * lm_passes.PREFIX_BUCKET  # as the teacher pads it
+    prefix = jnp.asarray(rng.integers(0, V, (1, padded_len)), jnp.int32)
+    P = jnp.int32(prefix_len)
     step = mesh.shape["data"]
     B = -(-batch // step) * step
     S = -(-story_len // jax_teacher.BUCKET) * jax_teacher.BUCKET
@@ -228,8 +230,8 @@ def _random_jax(shape: dict, stories: int, prefix_len: int, story_len: int, batc
         k, v = run.prefill(cfg, params, prefix)
         out = []
         for _ in range(-(-stories // B)):
-            first, sk, sv = run.suffix(cfg, params, k, v, toks, valid)
-            out += [first.argmax(-1)] + [run.extend(cfg, params, k, v, sk, sv, valid, answer[:, :e]).argmax(-1)
+            first, sk, sv = run.suffix(cfg, params, k, v, P, toks, valid)
+            out += [first.argmax(-1)] + [run.extend(cfg, params, k, v, P, sk, sv, valid, answer[:, :e]).argmax(-1)
                                          for e in (2, 4)]
         return jax.block_until_ready(out)
 
@@ -240,7 +242,7 @@ def _random_jax(shape: dict, stories: int, prefix_len: int, story_len: int, batc
         grade_all()
         times.append(time.perf_counter() - t0)
     seconds = float(np.median(times))
-    compiled = run.suffix.lower(cfg, params, *run.prefill(cfg, params, prefix), toks, valid).compile()
+    compiled = run.suffix.lower(cfg, params, *run.prefill(cfg, params, prefix), P, toks, valid).compile()
     return {"teacher": f"jax random {dtype}", "kernels": lm_passes.resolve_cpu_kernels()
             if jax.default_backend() == "cpu" else jax.default_backend(), "stories": stories, "seconds": seconds,
             "stories_per_s": stories / seconds, "batch": B, "devices": step, "story_pass_xla_bytes":

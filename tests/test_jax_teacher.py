@@ -70,14 +70,17 @@ def test_shared_prefix_attention_equals_plain_prefill(family):
     prefix = rng.integers(0, cfg.vocab_size, 37)
     stories = [rng.integers(0, cfg.vocab_size, n) for n in (5, 23, 1, 16)]
     answer = rng.integers(0, cfg.vocab_size, 4)
-    k, v = teacher_passes().prefill(cfg, params, jnp.asarray([prefix], jnp.int32))
+    # the prefix padded to a bucket of slots, as the teacher pads it: the padding is never seen
+    padded = np.concatenate([prefix, rng.integers(0, cfg.vocab_size, 64 - len(prefix))])
+    k, v = teacher_passes().prefill(cfg, params, jnp.asarray([padded], jnp.int32))
+    P = jnp.int32(len(prefix))
     S = 24
     toks = np.zeros((4, S), np.int32)
     valid = np.zeros((4, S), bool)
     for b, s in enumerate(stories):
         toks[b, :len(s)], valid[b, :len(s)] = s, True
-    first, sk, sv = teacher_passes().suffix(cfg, params, k, v, jnp.asarray(toks), jnp.asarray(valid))
-    later = [teacher_passes().extend(cfg, params, k, v, sk, sv, jnp.asarray(valid),
+    first, sk, sv = teacher_passes().suffix(cfg, params, k, v, P, jnp.asarray(toks), jnp.asarray(valid))
+    later = [teacher_passes().extend(cfg, params, k, v, P, sk, sv, jnp.asarray(valid),
                                      jnp.asarray(np.tile(answer[:e], (4, 1)), jnp.int32)) for e in (1, 3)]
     for b, s in enumerate(stories):
         whole = np.concatenate([prefix, s, answer]).astype(np.int32)
@@ -101,7 +104,7 @@ def test_both_cpu_kernel_choices_give_the_same_logits_and_auto_follows_the_cpu(t
     for kernels in ("xla", "ynnpack"):
         run = lm_passes.passes("cpu", kernels)
         k, v = run.prefill(cfg, params, prefix)
-        firsts.append(np.asarray(run.suffix(cfg, params, k, v, toks, valid)[0]))
+        firsts.append(np.asarray(run.suffix(cfg, params, k, v, jnp.int32(19), toks, valid)[0]))
     np.testing.assert_allclose(firsts[0], firsts[1], atol=1e-5, rtol=0)
     amx, plain = tmp_path / "amx", tmp_path / "plain"
     amx.write_text("processor\t: 0\nflags\t\t: fpu sse avx512f amx_bf16 amx_tile amx_int8\n")
@@ -162,8 +165,8 @@ def test_stories_and_weights_split_over_devices_give_the_same_logits(model_paral
 
     def digits(params, place=lambda x: x):
         k, v = teacher_passes().prefill(cfg, params, prefix)
-        first, sk, sv = teacher_passes().suffix(cfg, params, k, v, place(toks), place(valid))
-        last = teacher_passes().extend(cfg, params, k, v, sk, sv, place(valid), place(answer))
+        first, sk, sv = teacher_passes().suffix(cfg, params, k, v, jnp.int32(29), place(toks), place(valid))
+        last = teacher_passes().extend(cfg, params, k, v, jnp.int32(29), sk, sv, place(valid), place(answer))
         return np.asarray(first), np.asarray(last)
 
     mesh = lm_passes.teacher_mesh(8, model_parallel)
@@ -295,8 +298,8 @@ def test_grades_are_read_from_the_logits_with_their_digit_mass(smollm2, tmp_path
     # The opening every story starts with is read once, in the shared prefix: the same grades as with it read
     # again in every story, and the stories' own passes shorter by its tokens.
     passes, lengths = smollm2.passes, []
-    smollm2.passes = passes._replace(suffix=lambda cfg, p, k, v, toks, valid: (
-        lengths.append(int(np.asarray(valid).sum(1).max())) or passes.suffix(cfg, p, k, v, toks, valid)))
+    smollm2.passes = passes._replace(suffix=lambda cfg, p, k, v, P, toks, valid: (
+        lengths.append(int(np.asarray(valid).sum(1).max())) or passes.suffix(cfg, p, k, v, P, toks, valid)))
     try:
         smollm2.share_opening = False
         apart = smollm2.grade_batch([PAPER_PROMPT] * 3, stories)

@@ -33,7 +33,7 @@ from absl import logging
 
 from storyjax.profiling import planned_bytes
 from storyjax.teachers import lm_weights
-from storyjax.teachers.lm_passes import passes, placer, resolve_cpu_kernels, teacher_mesh
+from storyjax.teachers.lm_passes import PREFIX_BUCKET, passes, placer, resolve_cpu_kernels, teacher_mesh
 from storyjax.teachers.base import Grades, GradingCancelled, Preferences, Teacher
 from storyjax.teachers.prompt_templates import ANSWER, PAIRWISE_TEMPLATE, load_template
 
@@ -192,7 +192,9 @@ class JaxTeacher(Teacher):
             if bos is not None and self.tok.encode("a")[:1] == [bos] and ids[:1] != [bos]:
                 ids = [bos] + ids  # a tokenizer that starts every text with BOS (e.g. a base model's)
             ids = ids + list(opening)
-            k, v = self.passes.prefill(self.lm_cfg, self.params, jnp.asarray([ids], jnp.int32))
+            # padded to a bucket of slots (no token sees the padding): openings of other lengths compile nothing
+            padded = ids + [0] * (-len(ids) % PREFIX_BUCKET)
+            k, v = self.passes.prefill(self.lm_cfg, self.params, jnp.asarray([padded], jnp.int32))
             tail = self.tok.encode(parts.tail, add_special_tokens=False)
             self._prefixes[key] = (k, v, len(ids), tail)
             while len(self._prefixes) > PREFIX_CACHE:
@@ -279,7 +281,7 @@ class JaxTeacher(Teacher):
 
     def _grade_rows(self, prompt: str, prefix, rows: list, stories: list):
         """Grades of one micro-batch: `rows` are the stories' own token ids (story, then the template's tail)."""
-        k, v, _, _ = prefix
+        k, v, P, _ = prefix
         B = len(rows)
         logits_BxV, sk, sv, valid = self._suffix_pass(prefix, rows)
         B_pad = valid.shape[0]
@@ -293,7 +295,7 @@ class JaxTeacher(Teacher):
         for pos in range(3):
             if pos:
                 E = self.answer.digit_at[pos]
-                logits_BxV = self.passes.extend(self.lm_cfg, self.params, k, v, sk, sv, valid,
+                logits_BxV = self.passes.extend(self.lm_cfg, self.params, k, v, jnp.int32(P), sk, sv, valid,
                                                 jax.device_put(answer[:, :E], self._sharding("data")))
             cand = jnp.asarray(self.answer.candidates[pos])
             p_Bx4 = np.asarray(jax.nn.softmax(logits_BxV, -1)[:, cand], np.float64)
@@ -324,8 +326,8 @@ class JaxTeacher(Teacher):
             toks[b, :len(row)], valid[b, :len(row)] = row, True
         toks, valid = jax.device_put((toks, valid), self._sharding("data"))
         if not self.memory_logged:
-            self._log_memory(k, v, toks, valid)
-        logits_BxV, sk, sv = self.passes.suffix(self.lm_cfg, self.params, k, v, toks, valid)
+            self._log_memory(k, v, P, toks, valid)
+        logits_BxV, sk, sv = self.passes.suffix(self.lm_cfg, self.params, k, v, jnp.int32(P), toks, valid)
         return logits_BxV, sk, sv, valid
 
     # -- pairwise judging --------------------------------------------------------------------------------
@@ -362,11 +364,11 @@ class JaxTeacher(Teacher):
     def _sharding(self, *axes):
         return jax.sharding.NamedSharding(self.mesh, jax.sharding.PartitionSpec(*axes))
 
-    def _log_memory(self, k, v, toks, valid) -> None:
+    def _log_memory(self, k, v, P: int, toks, valid) -> None:
         """The teacher's device memory as XLA plans its largest call (a micro-batch of stories against the
         prefix), per device: the weights' share plus that call's activations and K/V."""
         self.memory_logged = True
-        compiled = self.passes.suffix.lower(self.lm_cfg, self.params, k, v, toks, valid).compile()
+        compiled = self.passes.suffix.lower(self.lm_cfg, self.params, k, v, jnp.int32(P), toks, valid).compile()
         total = planned_bytes(compiled)
         weights = sum(x.addressable_shards[0].data.nbytes for x in jax.tree.leaves(self.params))
         self.memory = {"weights_bytes_per_device": int(weights), "story_pass_bytes": total}

@@ -16,6 +16,11 @@ from absl import logging
 from storyjax.teachers import lm
 
 
+# Prefixes are padded to a multiple of this many tokens (their K/V slots), so openings of other lengths
+# reuse the compiled passes.
+PREFIX_BUCKET = 64
+
+
 def _prefill(cfg, params, prefix_1xP):
     P = prefix_1xP.shape[1]
     pos = jnp.arange(P)[None]
@@ -23,24 +28,32 @@ def _prefill(cfg, params, prefix_1xP):
     return k[:, 0], v[:, 0]  # [L, P, Hkv, D]: the shared segment
 
 
-def _suffix(cfg, params, prefix_k, prefix_v, suffix_BxS, valid_BxS):
+def _prefix_segment(prefix_k, prefix_v, prefix_len, B: int, S: int) -> lm.Segment:
+    """The shared prefix as a context segment: its K/V hold a bucket of slots (PREFIX_BUCKET), of which the
+    first `prefix_len` (a traced count: another opening's length compiles nothing new) are real."""
+    T = prefix_k.shape[1]
+    seen_T = jnp.arange(T) < prefix_len
+    return lm.Segment(prefix_k, prefix_v, jnp.broadcast_to(seen_T[None, None, :], (B, S, T)), jnp.arange(T))
+
+
+def _suffix(cfg, params, prefix_k, prefix_v, prefix_len, suffix_BxS, valid_BxS):
     """Digit-1 logits of each story (at its last real token) and the stories' own K/V."""
-    P = prefix_k.shape[1]
-    pos = P + jnp.arange(suffix_BxS.shape[1])[None]
+    B, S = suffix_BxS.shape
+    pos = prefix_len + jnp.arange(S)[None]
     h, k, v = lm.forward(cfg, params, suffix_BxS, pos + jnp.zeros_like(suffix_BxS), lm.causal_mask(valid_BxS),
-                         (lm.Segment(prefix_k, prefix_v, pos=jnp.arange(P)),))
+                         (_prefix_segment(prefix_k, prefix_v, prefix_len, B, S),))
     last_B = valid_BxS.sum(1) - 1
     return lm.logits(cfg, params, h[jnp.arange(h.shape[0]), last_B]), k, v
 
 
-def _extend(cfg, params, prefix_k, prefix_v, suffix_k, suffix_v, valid_BxS, answer_BxE):
+def _extend(cfg, params, prefix_k, prefix_v, prefix_len, suffix_k, suffix_v, valid_BxS, answer_BxE):
     """Logits after the answer tokens so far, which follow each story's last real token."""
     B, E = answer_BxE.shape
-    P = prefix_k.shape[1]
-    pos = P + valid_BxS.sum(1)[:, None] + jnp.arange(E)[None]
+    pos = prefix_len + valid_BxS.sum(1)[:, None] + jnp.arange(E)[None]
     S = valid_BxS.shape[1]
-    segments = (lm.Segment(prefix_k, prefix_v, pos=jnp.arange(P)),
-                lm.Segment(suffix_k, suffix_v, jnp.broadcast_to(valid_BxS[:, None, :], (B, E, S)), P + jnp.arange(S)))
+    segments = (_prefix_segment(prefix_k, prefix_v, prefix_len, B, E),
+                lm.Segment(suffix_k, suffix_v, jnp.broadcast_to(valid_BxS[:, None, :], (B, E, S)),
+                           prefix_len + jnp.arange(S)))
     h, _, _ = lm.forward(cfg, params, answer_BxE, pos, lm.causal_mask(jnp.ones((B, E), bool)), segments)
     return lm.logits(cfg, params, h[:, -1])
 
