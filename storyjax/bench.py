@@ -23,14 +23,14 @@ import ml_collections
 import numpy as np
 from absl import app, flags
 
-from storyjax import host_memory, model as model_lib
+from storyjax import bench_compiled, host_memory, model as model_lib
 from storyjax import profiling, reinforce, sampler
 from storyjax import reward as reward_lib
 from storyjax import rollout as rollout_lib
 from storyjax.bench_pretrain import (SHAPES, cpu_isa, cpu_name, hf_config, hf_pretrain, ratio_and_spread,
                                      storyjax_pretrain,
                                      student_config, time_rounds)
-from storyjax.bench_teacher import FLAG_KEYS, bench_teachers
+from storyjax.bench_teacher import FLAG_KEYS, RANDOM_SHAPES, bench_teachers
 from storyjax.teachers import config as teacher_defaults
 from storyjax.teachers.openai_teacher import CONSTRAINTS
 from storyjax.profiling import planned_bytes
@@ -191,8 +191,6 @@ def saver(path: str, results: dict):
 
 
 def compile_only(FLAGS, results: dict, save) -> None:
-    from storyjax import bench_compiled
-    from storyjax.bench_teacher import RANDOM_SHAPES
     shape = SHAPES[FLAGS.preset]
     teacher = FLAGS.teacher_weights[len("random:"):] if FLAGS.teacher_weights.startswith("random:") else "llama3_8b"
     stories = FLAGS.teacher_stories or shape["stories"]
@@ -205,8 +203,8 @@ def compile_only(FLAGS, results: dict, save) -> None:
         print(f"{name}: {shown}", flush=True)
 
     batch = ([int(b) for b in FLAGS.batches] or shape["batches"])[-1]
-    bench_compiled.rows({**shape, "stories": stories}, batch, RANDOM_SHAPES[teacher], teacher, FLAGS.teacher_batch,
-                        write)
+    bench_compiled.rows({**shape, "stories": stories}, batch, RANDOM_SHAPES[teacher], teacher,
+                        FLAGS.teacher_batch, write)
 
 
 def main(argv):

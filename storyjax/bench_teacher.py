@@ -199,7 +199,7 @@ def bench_hf_grading(weights: str, stories: list, batch: int) -> dict:
             "answers": [" ".join(map(str, row)) for row in digits]}
 
 
-def _random_jax(shape: dict, stories: int, prefix_len: int, story_len: int, batch: int, repeats: int) -> dict:
+def random_jax_row(shape: dict, stories: int, prefix_len: int, story_len: int, batch: int, repeats: int) -> dict:
     """The JAX teacher's device work on random weights and ids: prefix once, stories in micro-batches of
     `batch` sharded over every local device, the two extra digit passes."""
 
@@ -294,7 +294,7 @@ def bench_teachers(names: list, flag_values: dict, n_stories: int, hf: bool, pre
         if weights[7:] not in RANDOM_SHAPES:
             raise ValueError(f"--teacher_weights={weights}: random shapes are {sorted(RANDOM_SHAPES)}.")
         shape = RANDOM_SHAPES[weights[7:]]
-        rows["teacher_jax"] = _random_jax(shape, n_stories, prefix_len, story_len, batch, repeats=3)
+        rows["teacher_jax"] = random_jax_row(shape, n_stories, prefix_len, story_len, batch, repeats=3)
         if hf:
             rows["teacher_jax_hf"] = _random_hf(shape, n_stories, prefix_len, story_len, batch)
     else:

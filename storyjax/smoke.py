@@ -26,6 +26,7 @@ from storyjax import model as model_lib
 from storyjax import pretrain_step, reinforce, sampler
 from storyjax import reward as reward_lib
 from storyjax import rollout as rollout_lib
+from storyjax import bench_teacher
 from storyjax.bench_compiled import RL, TRAIN
 from storyjax.bench_pretrain import SHAPES, student_config
 
@@ -84,8 +85,8 @@ def reinforce_check(box: dict) -> dict:
 
 
 def teacher_check(stories: int) -> dict:
-    from storyjax.bench_teacher import RANDOM_SHAPES, _random_jax
-    row = _random_jax(RANDOM_SHAPES["tiny"], stories, prefix_len=64, story_len=40, batch=stories, repeats=1)
+    row = bench_teacher.random_jax_row(bench_teacher.RANDOM_SHAPES["tiny"], stories, prefix_len=64, story_len=40,
+                                       batch=stories, repeats=1)
     return {k: row[k] for k in ("stories_per_s", "seconds") if k in row}
 
 
