@@ -273,7 +273,8 @@ def main(argv):
             results["ratio_spreads"][f"pretrain_b{batch}_vs_{name}"] = spread
     results["rounds_interleaved"] = interleave
     # Memory: storyjax's step as XLA plans it; HF's torch.cuda peak for that row (GPU only).
-    print(f"host CPU: {results['cpu']} ({results['cpu_isa']}); backend: {results['backend']}; host memory: {results['host_malloc']} "
+    print(f"host CPU: {results['cpu']} ({results['cpu_isa']}); backend: {results['backend']}; "
+          f"host memory: {results['host_malloc']} "
           f"(${host_memory.ENV})")
     print(f"{'row':<16}{'impl':<16}{'tokens/s':>12}{'MFU':>8}{'mem GiB':>10}")
     for row, impl, r in rows:

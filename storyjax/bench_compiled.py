@@ -99,7 +99,7 @@ def pretrain_row(shape: dict, batch: int, dropout: float = 0.0) -> dict:
 def _f32_logits(hlo_text: str, batch: int, shape: dict) -> int:
     """Buffers the step materializes as float32 [B, T-1, V] or [B·(T-1), V]: whole-batch logits."""
     T, V = shape["seq"] - 1, shape["vocab"]
-    return compiled.entry_results(hlo_text, "f32", (batch, T, V)) + compiled.entry_results(hlo_text, "f32", (batch * T, V))
+    return sum(compiled.entry_results(hlo_text, "f32", dims) for dims in ((batch, T, V), (batch * T, V)))
 
 
 def plain_jit_step(cfg: model_lib.ModelConfig, weight_decay: float = 0.0):
