@@ -263,8 +263,9 @@ def main(argv):
             row["mfu"] = row["tokens_per_s"] * fpt / ceiling if ceiling else None
             results["rows"][key] = row
             save()
-            impl = f"storyjax/{row['attention']}" + (f" p={row['dropout']:g}" if row.get("dropout") else "")
-            rows.append((f"pretrain b{batch}", impl if key in names else key.split("_", 2)[2],
+            impl = (f"storyjax/{row['attention']}" + (f" p={row['dropout']:g}" if row.get("dropout") else "")
+                    if key in names else key.split("_", 2)[2])
+            rows.append((f"pretrain b{batch}", impl,
                          row))
         ours = rates[f"pretrain_b{batch}_storyjax"]
         for (name, _), key in zip(peers, peer_keys):

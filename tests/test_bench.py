@@ -16,7 +16,8 @@ def test_bench_tiny_writes_rows_ratios_the_teacher_row_and_profiles(tmp_path):
     pytest.importorskip("transformers")
     out = tmp_path / "bench.json"
     proc = subprocess.run([sys.executable, "-m", "storyjax.bench", "--preset=tiny", "--steps=2", "--teacher=rubric",
-                           "--attention=auto,cudnn", f"--profile_dir={tmp_path / 'prof'}", f"--out={out}"], cwd=ROOT, env={**ENV, "XLA_FLAGS": ""}, capture_output=True, text=True,
+                           "--attention=auto,cudnn", "--dropout=0,0.1", f"--profile_dir={tmp_path / 'prof'}",
+                           f"--out={out}"], cwd=ROOT, env={**ENV, "XLA_FLAGS": ""}, capture_output=True, text=True,
                           timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(out.read_text())
@@ -28,7 +29,10 @@ def test_bench_tiny_writes_rows_ratios_the_teacher_row_and_profiles(tmp_path):
     assert lo <= result["ratios"]["pretrain_b16_vs_hf_eager"] <= hi
     assert "over 5 paired rounds of 2 steps" in proc.stdout
     assert result["rounds_interleaved"]  # on CPU the rows' rounds alternate
-    assert result["cpu"] and f"host CPU: {result['cpu']}" in proc.stdout
+    assert result["cpu"] and f"host CPU: {result['cpu']} ({result['cpu_isa']})" in proc.stdout
+    # what a paper run does: dropout 0.1, an extra storyjax row (masks from RngBitGenerator)
+    assert result["rows"]["pretrain_b16_storyjax_dropout0.1"]["dropout"] == 0.1
+    assert "storyjax/xla p=0.1" in proc.stdout
     # a CPU-only run keeps freed host memory for reuse (storyjax/host_memory.py), and says so
     assert result["host_malloc"] == "reuse" and "host memory: reuse" in proc.stdout
     rows = result["rows"]

@@ -90,6 +90,7 @@ def test_the_cudnn_attention_branch_lowers_for_cuda_from_a_cpu_host():
     assert pretrain_step.forward_len(64) == 64 and pretrain_step.forward_len(65) == 64
 
 
+@pytest.mark.slow
 def test_compile_only_rows_have_every_figure():
     written = []
     rows = bench_compiled.rows(SHAPE, 8, RANDOM_SHAPES["tiny"], "tiny", 4, lambda name, row: written.append(name))

@@ -82,6 +82,7 @@ def test_run_writes_the_papers_logs_and_an_exact_ledger(reference):
     assert events[0] == "start" and events[-1] == "end" and "milestone" in events
 
 
+@pytest.mark.slow  # resume after SIGKILL: pretraining's is in the default pass (test_main)
 def test_sigkill_midway_then_rerun_gives_the_same_params(reference, student, tmp_path):
     args = interactive_args(student)
     proc = start_main(args, tmp_path)

@@ -258,6 +258,7 @@ def test_evaluate_writes_blimp_per_paradigm_and_perplexity(reference_run, austen
     assert bad.returncode != 0 and "holds no storyjax run" in bad.stderr
 
 
+@pytest.mark.slow
 def test_export_cli_then_transformers_logits_and_the_export_evaluates_like_the_checkpoint(
         reference_run, austen_dir, tfds_dir, tmp_path):
     import numpy as np

@@ -270,7 +270,7 @@ def _control_rewards(control: str):
     return rewards
 
 
-@pytest.mark.parametrize("control", ["grades_permuted", "reward_permuted"])
+@pytest.mark.parametrize("control", ["grades_permuted", pytest.param("reward_permuted", marks=pytest.mark.slow)])
 def test_permuted_controls_teach_nothing_where_the_real_grades_teach(control):
     """The same rollouts and grades, with the grades (or the whole reward) permuted within each batch: the
     rewarded token gains nothing, while the real grades make it several times likelier."""

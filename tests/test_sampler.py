@@ -165,7 +165,7 @@ def test_n_tokens_take_one_prefill_and_n_minus_1_decode_passes(monkeypatch):
     cfg = M.ModelConfig(vocab_size=89, num_layers=1, d_model=32, num_heads=2, max_len=48, dropout=0.0)  # compiled here only
     p = M.init_params(cfg, jax.random.key(0))
     toks, valid = left_pad(PROMPTS)
-    for n in (1, 2, 8, 9, 12, 17):
+    for n in (1, 9, 12):  # no decode pass; a whole check and one more; a check and a remainder
         calls.clear()
         out = S.sample(cfg, p, toks, valid, jax.random.key(n), jnp.float32(1.0), jnp.int32(0), jnp.float32(1.0),
                        max_new_tokens=n, eos_id=cfg.vocab_size + 7, pad_id=PAD)  # an end-of-text never drawn

@@ -34,6 +34,7 @@ def test_the_told_order_of_held_out_paragraphs_beats_their_shuffles(persuasion):
     assert (rank_shuffled >= 0.7).mean() <= 0.45
 
 
+@pytest.mark.slow
 def test_the_shipped_weights_are_what_the_trainer_makes_of_the_novels_they_name(austen_dir, tmp_path):
     shipped = json.loads(open(S.WEIGHTS).read())
     stems = {p.stem for p in austen_dir.glob("*.txt")} - {n.removesuffix(".txt") for n in shipped["trained_on"]}

@@ -113,6 +113,7 @@ def load_peak(path: str, dtype: str) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not os.path.exists("/proc/self/clear_refs"), reason="host peak measured through Linux's /proc")
 def test_a_teacher_loads_within_1_3x_the_memory_of_its_weights(tmp_path):
     """Before, SmolLM2's load peaked at 3.1x its float32 weights (a float32 copy of every tensor, then the
