@@ -9,7 +9,9 @@
 #          STAGES (smoke,pretrain,yardstick: the first call; rollout,teacher,matmul: the second), YARDSTICK
 #          (path to the plain JAX GPT-2 yardstick script, carried into the checkout; its stage is skipped,
 #          with a line saying so, where it is missing), MEM_FRACTION (0.6: JAX's share of the GPU, the HF
-#          peer rows use the rest), STAGE_TIMEOUT (280 s per stage), PYTHON (python3).
+#          peer rows use the rest), CALL_LIMIT (290 s for the whole call: a stage gets what is left, and one
+#          that cannot have MIN_STAGE (30) s is skipped, saying so), STAGE_TIMEOUT (280 s at most per stage),
+#          PYTHON (python3), SMOKE_PRESET (gpt2_small), SMOKE_ATTENTION (cudnn).
 # Success: "ok pretrain_step (...)" ... "ok tiny_random_teacher (...)", then each stage's table, and
 #          "stage NAME: rc 0 in S s" per stage; OUT/smoke.json, OUT/bench_*.json, OUT/yardstick.json, OUT/*.log.
 #          The smoke stage failing stops the call (exit 1): nothing after it would run.
@@ -22,6 +24,10 @@ STAGES=${STAGES:-smoke,pretrain,yardstick}
 YARDSTICK=${YARDSTICK:-}
 MEM_FRACTION=${MEM_FRACTION:-0.6}
 STAGE_TIMEOUT=${STAGE_TIMEOUT:-280}
+CALL_LIMIT=${CALL_LIMIT:-290}
+MIN_STAGE=${MIN_STAGE:-30}
+SMOKE_PRESET=${SMOKE_PRESET:-gpt2_small}
+SMOKE_ATTENTION=${SMOKE_ATTENTION:-cudnn}
 PYTHON=${PYTHON:-python3}
 
 mkdir -p "$OUT"
@@ -37,10 +43,15 @@ export XLA_PYTHON_CLIENT_MEM_FRACTION="$MEM_FRACTION"
   "$PYTHON" -c 'import jax, flax, optax; print("jax", jax.__version__, "flax", flax.__version__, "optax", optax.__version__, jax.devices())'
 } 2>&1 | tee "$OUT/machine.log"
 
-stage() {  # stage NAME COMMAND...: runs under the stage limit, logs to OUT/NAME.log, reports its time
-  local name=$1 t0=$SECONDS rc
+stage() {  # stage NAME COMMAND...: runs under what is left of the call, logs to OUT/NAME.log, reports its time
+  local name=$1 t0=$SECONDS rc left=$((CALL_LIMIT - SECONDS))
   shift
-  timeout "$STAGE_TIMEOUT" "$@" 2>&1 | tee "$OUT/$name.log"
+  ((left > STAGE_TIMEOUT)) && left=$STAGE_TIMEOUT
+  if ((left < MIN_STAGE)); then
+    echo "stage $name: skipped (${left} s left of CALL_LIMIT=${CALL_LIMIT}; run it in the next call)"
+    return 0
+  fi
+  timeout "$left" "$@" 2>&1 | tee "$OUT/$name.log"
   rc=${PIPESTATUS[0]}
   echo "stage $name: rc $rc in $((SECONDS - t0)) s"
   return "$rc"
@@ -49,8 +60,8 @@ stage() {  # stage NAME COMMAND...: runs under the stage limit, logs to OUT/NAME
 bench=("$PYTHON" -m storyjax.bench --preset=gpt2_small --rounds=3)
 for s in ${STAGES//,/ }; do
   case $s in
-    smoke) stage smoke timeout 60 "$PYTHON" -m storyjax.smoke --preset=gpt2_small --attention=cudnn \
-             --out="$OUT/smoke.json" || exit 1 ;;
+    smoke) stage smoke timeout 60 "$PYTHON" -m storyjax.smoke --preset="$SMOKE_PRESET" \
+             --attention="$SMOKE_ATTENTION" --out="$OUT/smoke.json" || exit 1 ;;
     compile) stage compile "${bench[@]}" --compile_only --out="$OUT/bench_compiled.json" ;;
     pretrain) stage pretrain "${bench[@]}" --rows=pretrain --batches=64 --attention=auto,xla \
                 --out="$OUT/bench_pretrain.json" ;;

@@ -32,6 +32,8 @@ def test_the_train_step_copies_no_state_and_costs_what_a_plain_jit_step_costs():
     ratio = bench_compiled.ratios(ours, plain)
     assert ratio["fusions_vs_plain_jit"] <= 1.4 and ratio["bytes_vs_plain_jit"] <= 1.07, ratio
     assert ours["threefry"] == 0 and ours["lowers_for_cuda"]
+    # what a paper run does, dropout 0.1: masks from RngBitGenerator, no threefry hash in the step
+    assert bench_compiled.pretrain_row(SHAPE, 8, dropout=0.1)["threefry"] == 0
 
 
 def test_the_state_copy_count_sees_a_copied_state():
