@@ -172,8 +172,9 @@ def decode_step(cfg: model_lib.ModelConfig, params, s: LoopState, i, rng, temper
 def _sample(cfg: model_lib.ModelConfig, params, prompt_BxP, prompt_valid_BxP, rng, temperature, top_k, top_p,
             *, max_new_tokens: int, eos_id: int, pad_id: int, filtered: bool) -> Samples:
     """One prefill, then exactly N - 1 decode passes (the last token is sampled, never run through the
-    model): the first STEPS_PER_CHECK-sized chunks in a while_loop that stops once every row has ended, the
-    remainder after it (skipped too when every row has ended), then the last token's choice."""
+    model), STEPS_PER_CHECK at a time between looks at the done flags (the last chunk shorter), in a
+    while_loop that stops once every row has ended; then the last token's choice. One decode body is
+    compiled (the chunk's length is traced)."""
     B, _ = prompt_BxP.shape
     N = max_new_tokens
     params = model_lib.inference_params(cfg, params)
@@ -183,20 +184,15 @@ def _sample(cfg: model_lib.ModelConfig, params, prompt_BxP, prompt_valid_BxP, rn
     state = LoopState(tokens_BxN=jnp.full((B, N), pad_id, jnp.int32), mask_BxN=jnp.zeros((B, N), bool),
                       logprobs_BxN=jnp.zeros((B, N), jnp.float32), done_B=jnp.zeros((B,), bool),
                       logits_BxV=logits_BxV, cache=cache, pos_B=next_pos_B)
-    chunks, rest = divmod(N - 1, STEPS_PER_CHECK)
 
-    def chunk(carry):  # a fixed trip count: no per-step look at the done flags
+    def chunk(carry):  # no look at the done flags within a chunk
         i, st = carry
-        st = jax.lax.fori_loop(0, STEPS_PER_CHECK, lambda j, x: step(x, i + j), st)
-        return i + STEPS_PER_CHECK, st
+        n = jnp.minimum(STEPS_PER_CHECK, N - 1 - i)
+        st = jax.lax.fori_loop(0, n, lambda j, x: step(x, i + j), st)
+        return i + n, st
 
-    if chunks:
-        _, state = jax.lax.while_loop(lambda c: (c[0] < chunks * STEPS_PER_CHECK) & ~jnp.all(c[1].done_B), chunk,
-                                      (jnp.zeros((), jnp.int32), state))
-    if rest:
-        start = chunks * STEPS_PER_CHECK
-        state = jax.lax.cond(jnp.all(state.done_B), lambda st: st,
-                             lambda st: jax.lax.fori_loop(start, start + rest, lambda i, x: step(x, i), st), state)
+    _, state = jax.lax.while_loop(lambda c: (c[0] < N - 1) & ~jnp.all(c[1].done_B), chunk,
+                                  (jnp.zeros((), jnp.int32), state))
     token_B, logprob_B = choose(state.logits_BxV, jax.random.fold_in(rng, N - 1), temperature, top_k, top_p, filtered)
     end = record(state, N - 1, token_B, logprob_B, eos_id, pad_id)
     return Samples(end.tokens_BxN, end.mask_BxN, end.logprobs_BxN)
