@@ -115,6 +115,7 @@ def test_pairs_are_judged_with_a_win_rate_clustered_by_opening_and_resume(tmp_pa
     assert open(tmp_path / "part" / "pairs.jsonl").read() == open(tmp_path / "full" / "pairs.jsonl").read()
 
 
+@pytest.mark.slow
 def test_pairs_and_stories_are_one_or_the_other_and_a_bad_pair_is_named(tmp_path):
     stories = write_stories(tmp_path / "stories.jsonl")
     bad = tmp_path / "bad.jsonl"

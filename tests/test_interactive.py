@@ -159,6 +159,7 @@ def test_evaluate_an_interactive_run_on_held_out_stories(reference, tmp_path):
     assert report["examples"][0]["story"].startswith(report["examples"][0]["prompt"])
 
 
+@pytest.mark.slow
 def test_starting_from_the_students_transformers_export_reproduces_the_run(reference, student, tmp_path):
     pytest.importorskip("transformers")
     from storyjax import export

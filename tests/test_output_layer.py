@@ -22,7 +22,8 @@ def _chunked(params, tokens_BxT, rows):
     return output_layer.token_logprobs(CFG, params, h, tokens_BxT[:, 1:], True, chunk_rows=rows)
 
 
-@pytest.mark.parametrize("rows", [7, 64, 10_000])  # a ragged last chunk, whole chunks, one chunk
+# a ragged last chunk; whole chunks and a single chunk in the slow pass
+@pytest.mark.parametrize("rows", [7, pytest.param(64, marks=pytest.mark.slow), pytest.param(10_000, marks=pytest.mark.slow)])
 def test_chunked_logprobs_entropy_and_gradients_equal_the_whole_logits(rows):
     params = M.init_params(CFG, jax.random.key(0))
     tokens = jax.random.randint(jax.random.key(1), (4, 17), 0, CFG.vocab_size)
