@@ -3,6 +3,7 @@
 import json
 
 import numpy as np
+import pytest
 
 from openai_server import FakeTeacherServer
 from test_main import run_main, summary
