@@ -12,6 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from storyjax import memory_plan
 from storyjax.teachers import config as teacher_config
 from storyjax.teachers import jax_teacher, lm, lm_passes, lm_weights, make_teacher
 
@@ -509,3 +510,30 @@ def test_replay_regrades_a_jax_teachers_log(tmp_path):
     g = replay.grade_batch(["p"] * 3, ["A story.", "Another.", "Never graded."])
     np.testing.assert_allclose(g.scores_Bx3[0], [1.75, 1.2, 2.96], rtol=1e-6)
     assert np.isnan(g.scores_Bx3[1:]).all() and g.answers[0] == "2 1 3" and g.details[0]["argmax"] == [2, 1, 3]
+
+
+@pytest.mark.slow
+def test_batch_size_0_sizes_the_passes_from_the_memory_plan(smollm2):
+    """teacher.jax.batch_size=0: all of an opening's stories in one pass where the story pass's plan fits the
+    device, else two halves, ...; the grades are those of any other cut."""
+    from storyjax.prompts import PAPER_PROMPT
+    stories = [PAPER_PROMPT + f" a fox number {i} found a key and{' a door' * i}." for i in range(9)]
+    reference = smollm2.grade_batch([PAPER_PROMPT] * 9, stories)  # batch_size 8: two passes
+    prefix = smollm2._prefix(PAPER_PROMPT, smollm2.template)
+    assert smollm2._planned_micro(prefix, 9, 40) == jax_teacher.CPU_MICRO  # a CPU reports no memory
+    micro, memory = smollm2.micro, smollm2.memory_gb
+    try:
+        smollm2.micro, smollm2.memory_gb = 0, 64.0
+        assert smollm2._planned_micro(prefix, 9, 40) == 9
+        planned = smollm2.grade_batch([PAPER_PROMPT] * 9, stories)
+        smollm2.memory_gb = 1e-6  # nothing fits: one story a pass, every plan read on the way
+        assert smollm2._planned_micro(prefix, 9, 40) == 1
+        shape = lambda rows: jax_teacher.padded_shape(rows, 40, smollm2._row_step(), jax_teacher.BUCKET,
+                                                      smollm2._room(prefix[2]), smollm2.mesh.shape["data"])
+        one, half = (smollm2._plans[shape(rows), prefix[0].shape] for rows in (9, 5))
+        assert half < one
+        smollm2.memory_gb = (one + half) / 2 / memory_plan.HEADROOM / 2**30  # room for half of them, not all
+        assert smollm2._planned_micro(prefix, 9, 40) == 5
+    finally:
+        smollm2.micro, smollm2.memory_gb = micro, memory
+    np.testing.assert_allclose(planned.scores_Bx3, reference.scores_Bx3, atol=5e-5)

@@ -52,7 +52,9 @@ def defaults(name: str = "rubric") -> ml_collections.ConfigDict:
             # allow_distribution_reward=True, and the run's summary then says so; a judge may use it).
             grading="sample", allow_distribution_reward=False,
             min_digit_mass=0.1,            # less of its probability on the digits 0-3 at any grade: unscorable
-            batch_size=32,                 # stories per teacher pass
+            batch_size=32,                 # stories per teacher pass; 0: as many of an opening's as the device's
+                                           # memory plan allows (accelerators; 32 on CPU)
+            memory_gb=0.0,                 # the device memory that plan may fill (0: what the device reports)
             compute_dtype="",              # "" = float32 on CPU, bfloat16 elsewhere
             devices=0,                     # local devices the stories are split over (0: all accelerators, or one CPU)
             model_parallel=1,              # devices each weight matrix is split over (a teacher larger than one)

@@ -31,6 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
+from storyjax import memory_plan
 from storyjax.profiling import planned_bytes
 from storyjax.teachers import lm_weights
 from storyjax.teachers.lm_passes import PREFIX_BUCKET, passes, placer, resolve_cpu_kernels, teacher_mesh
@@ -40,6 +41,7 @@ from storyjax.teachers.prompt_templates import ANSWER, PAIRWISE_TEMPLATE, load_t
 GRADINGS = ("expected", "greedy", "sample")
 _STORY = "\u2063<storyjax-story>\u2063"  # where the story goes in the rendered chat prompt
 BUCKET = 32                               # suffix lengths are rounded up to a multiple of this
+CPU_MICRO = 32                            # stories a pass on CPU where teacher.jax.batch_size=0
 PREFIX_CACHE = 4                          # openings whose prefix K/V are kept
 
 
@@ -145,10 +147,12 @@ class JaxTeacher(Teacher):
             raise ValueError(f"teacher.jax.grading={grading!r}: choose one of {GRADINGS}.")
         self.cfg, self.grading = cfg, grading
         self.min_mass = float(cfg.min_digit_mass)
-        self.micro = int(cfg.batch_size)
+        self.micro = int(cfg.batch_size)  # 0: planned per opening (_planned_micro)
+        self.memory_gb = float(cfg.get("memory_gb", 0.0))
+        self._plans: dict = {}
         self.share_opening = True  # the opening's tokens join the shared prefix (_opening_in_prefix)
-        if self.micro < 1 or not 0.0 <= self.min_mass <= 1.0:
-            raise ValueError(f"teacher.jax.batch_size={self.micro} must be >= 1 and teacher.jax.min_digit_mass="
+        if self.micro < 0 or not 0.0 <= self.min_mass <= 1.0:
+            raise ValueError(f"teacher.jax.batch_size={self.micro} must be >= 0 and teacher.jax.min_digit_mass="
                              f"{self.min_mass} in 0..1.")
         self.template = load_template(cfg.template)
         self.pairwise_template = load_template(cfg.pairwise_template or PAIRWISE_TEMPLATE)
@@ -251,7 +255,8 @@ class JaxTeacher(Teacher):
             prefix, ids = self._opening_in_prefix(prompt, template, prefix, ids)
             room = self._room(prefix[2])
             rows.sort(key=lambda i: len(ids[i]))
-            for part in micro_batches([len(ids[i]) for i in rows], self.micro, self._row_step(), BUCKET, room,
+            most = self.micro or self._planned_micro(prefix, len(rows), len(ids[rows[-1]]))
+            for part in micro_batches([len(ids[i]) for i in rows], most, self._row_step(), BUCKET, room,
                                       self.mesh.shape["data"]):
                 if self._cancelled:
                     raise GradingCancelled("grading was cancelled (SIGTERM).")
@@ -268,6 +273,28 @@ class JaxTeacher(Teacher):
         if not n or any(len(row) <= n or tuple(row[:n]) != opening for row in ids.values()):
             return prefix, ids
         return self._prefix(prompt, template, opening), {i: row[n:] for i, row in ids.items()}
+
+    def _planned_micro(self, prefix, n: int, longest: int) -> int:
+        """`teacher.jax.batch_size=0`: the most stories of an opening a pass may take, from XLA's memory plan
+        of the story pass (weights included) against the device's memory: all `n` in one pass if they fit,
+        else half in each of two, and so on; each pass reads every weight once, so fewer passes are faster on
+        an accelerator. On a CPU (no memory reported, none given) CPU_MICRO, the fastest measured there."""
+        limit = memory_plan.device_bytes(self.mesh.devices.flat[0], self.memory_gb)
+        if not limit:
+            return CPU_MICRO
+        k, v, P, _ = prefix
+        for parts in range(1, n + 1):
+            rows = -(-n // parts)
+            shape = padded_shape(rows, longest, self._row_step(), BUCKET, self._room(P), self.mesh.shape["data"])
+            if (shape, k.shape) not in self._plans:
+                spec = lambda dtype: jax.ShapeDtypeStruct(shape, dtype, sharding=self._sharding("data"))
+                self._plans[shape, k.shape] = memory_plan.planned_bytes(self.passes.suffix.lower(
+                    self.lm_cfg, self.params, k, v, jnp.int32(P), spec(jnp.int32), spec(jnp.bool_)).compile())
+            if self._plans[shape, k.shape] <= memory_plan.HEADROOM * limit:
+                return rows
+        logging.warning("Not even one story's pass fits the teacher's %.1f GiB by XLA's plan; grading one at a time.",
+                        limit / 2**30)
+        return 1
 
     def _room(self, prefix_len: int) -> int:
         """Tokens a story (with the template's tail) may take: the context after the prefix and the answer."""
