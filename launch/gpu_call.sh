@@ -67,7 +67,7 @@ for s in ${STAGES//,/ }; do
                 --out="$OUT/bench_pretrain.json" ;;
     rollout) stage rollout "${bench[@]}" --rows=rollout --out="$OUT/bench_rollout.json" ;;
     teacher) stage teacher "${bench[@]}" --rows=teacher --teacher=jax --teacher_weights=random:llama3_8b \
-               --teacher_batch=120 --out="$OUT/bench_teacher.json" ;;
+               --teacher_batch=360 --out="$OUT/bench_teacher.json" ;;
     yardstick)
       if [[ -n "$YARDSTICK" && -f "$YARDSTICK" ]]; then
         OUT="$OUT" stage yardstick "$PYTHON" "$YARDSTICK"
