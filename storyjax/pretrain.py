@@ -8,6 +8,7 @@ saved are checked first: a checkpoint never holds a non-finite state.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import os
 import time
@@ -199,6 +200,7 @@ def plan_grad_accum(config, model_cfg, optimizer, schedule, mesh, block_len: int
     limit = memory_plan.device_bytes(mesh.devices.flat[0], config.train.device_memory_gb)
     rows = config.train.batch_size // mesh.devices.size  # per device per step
 
+    @functools.lru_cache(maxsize=None)
     def plan(a: int) -> int:
         step = pretrain_step.make_train_step(model_cfg, optimizer, schedule, config.seed, mesh,
                                              dropout=model_cfg.dropout > 0, grad_reduce=config.train.grad_reduce)

@@ -86,8 +86,13 @@ def test_a_non_finite_loss_marks_the_state_unfit_to_keep():
 
 
 def test_the_cudnn_attention_branch_lowers_for_cuda_from_a_cpu_host():
-    row = bench_compiled.pretrain_row(BF16, 8)  # bfloat16 without dropout: cuDNN's fused attention on a GPU
-    assert row["lowers_for_cuda"], row.get("cuda_error")
+    # bfloat16 without dropout: cuDNN's fused attention on a GPU (`auto` there, forced here)
+    step, args, _ = bench_compiled._pretrain_parts(BF16, 8, "cudnn", 0.0)
+    with bench_compiled.cudnn_assumed():
+        ok, why = compiled.lowers_for("cuda", step, *args)
+    assert ok, why
+    with bench_compiled.cudnn_assumed():  # the branch is really taken: its custom call is in the CUDA module
+        assert "cudnn" in step.trace(*args).lower(lowering_platforms=("cuda",)).as_text()
     # cuDNN trains on even lengths only: 64-token blocks run 64 positions (63 would be refused)
     assert pretrain_step.forward_len(64) == 64 and pretrain_step.forward_len(65) == 64
 

@@ -5,7 +5,7 @@ import pytest
 from storyjax import memory_plan, pretrain, pretrain_step
 from storyjax import model as M
 
-CFG = M.ModelConfig(vocab_size=512, num_layers=2, d_model=64, num_heads=4, max_len=64, dropout=0.0)
+CFG = M.ModelConfig(vocab_size=256, num_layers=1, d_model=32, num_heads=2, max_len=64, dropout=0.0)
 
 
 def test_choose_takes_the_fewest_micro_batches_that_fit_and_refuses_a_given_count_that_does_not():
