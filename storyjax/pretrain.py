@@ -197,7 +197,9 @@ def setup(config: ml_collections.ConfigDict, workdir: str, imported: Optional[Im
 def plan_grad_accum(config, model_cfg, optimizer, schedule, mesh, block_len: int) -> int:
     """train.grad_accum, or where it is 0 the fewest micro-batches whose compiled step fits the device
     (storyjax/memory_plan.py); a given count whose plan does not fit is refused here, before any step."""
-    limit = memory_plan.device_bytes(mesh.devices.flat[0], config.train.device_memory_gb)
+    # this process's first device (another process's cannot be asked; on a multi-host mesh they are alike)
+    mine = next(d for d in mesh.devices.flat if d.process_index == jax.process_index())
+    limit = memory_plan.device_bytes(mine, config.train.device_memory_gb)
     rows = config.train.batch_size // mesh.devices.size  # per device per step
 
     @functools.lru_cache(maxsize=None)
