@@ -253,7 +253,7 @@ BOGUS = {"teacher.name": "bogus", "teacher.jax.grading": "bogus", "teacher.opena
          "judge.jax.grading": "bogus", "judge.openai.constrain": "bogus", "judge.jax.cpu_kernels": "bogus",
          "judge.jax.compute_dtype": "float8", "judge.mode": "bogus", "rl.baseline": "bogus", "rl.kl_mode": "bogus",
          "rl.kl_estimator": "k9", "reward.control": "bogus", "charge_prompt": "bogus", "compute_dtype": "float8",
-         "teacher.temperature": -1.0, "teacher.jax.min_digit_mass": 2.0, "teacher.jax.batch_size": 0,
+         "teacher.temperature": -1.0, "teacher.jax.min_digit_mass": 2.0, "teacher.jax.batch_size": -1,
          "teacher.openai.concurrency": 0, "teacher.openai.timeout_s": 0.0, "teacher.openai.retries": -1,
          "teacher.openai.max_tokens": 0, "teacher.openai.backoff_s": -1.0,
          "teacher.jax.devices": -1, "teacher.jax.model_parallel": 0, "judge.temperature": -1.0, "rl.lr": 0.0,
