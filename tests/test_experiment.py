@@ -284,6 +284,7 @@ def test_the_monitor_flags_a_teacher_rising_while_the_judge_falls_and_one_templa
     assert analysis.gates(analysis.curve_check(curve), [row], "chck_10K")["no_flag"] is False
 
 
+@pytest.mark.slow
 def test_controls_and_monitor_settings_are_refused_before_any_work(tmp_path):
     for arg, message in (("--config.experiment.controls=('coin_flip',)", "experiment.controls"),
                          ("--config.experiment.control_milestone=chck_10K", "experiment.control_milestone"),

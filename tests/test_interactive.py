@@ -297,6 +297,7 @@ def test_validation_touches_no_device_so_a_multi_host_run_can_still_initialize(s
     assert proc.returncode == 0, proc.stderr[-3000:]
 
 
+@pytest.mark.slow
 def test_pairwise_judging_of_the_held_out_stories_before_and_after(student, tmp_path):
     """judge.mode=pairwise (the rubric judge): each held-out story after learning meets the one from the same
     opening and key before it; the win rate's interval is clustered by opening and every pair is kept."""
