@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import re
-from typing import Any, Iterable
+from typing import Iterable
 
 import jax
 import numpy as np
@@ -78,11 +78,6 @@ def memory(compiled) -> dict:
 
 def leaf_shapes(tree) -> list[tuple]:
     return [tuple(x.shape) for x in jax.tree.leaves(tree)]
-
-
-def abstract(tree) -> Any:
-    """`tree` as ShapeDtypeStructs (shapes and dtypes only; nothing allocated)."""
-    return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), tree)
 
 
 @contextlib.contextmanager

@@ -25,12 +25,6 @@ def device_bytes(device, override_gb: float = 0.0) -> Optional[int]:
     return int(stats["bytes_limit"]) if stats and stats.get("bytes_limit") else None
 
 
-def planned_bytes(compiled) -> int:
-    """The compiled program's peak device memory by XLA's plan."""
-    m = compiled.memory_analysis()
-    return int(m.argument_size_in_bytes + m.output_size_in_bytes - m.alias_size_in_bytes + m.temp_size_in_bytes)
-
-
 def candidates(rows_per_device: int) -> list[int]:
     """Micro-batch counts that split a device's rows evenly, fewest first."""
     return [a for a in range(1, rows_per_device + 1) if rows_per_device % a == 0]

@@ -20,7 +20,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from storyjax import blimp, distributed, export, memory_plan, pretrain_step, run_loop, run_outputs
+from storyjax import blimp, distributed, export, memory_plan, pretrain_step, profiling, run_loop, run_outputs
 from storyjax import checkpoint as ckpt_lib
 from storyjax import data as data_lib
 from storyjax import ledger as ledger_lib
@@ -206,7 +206,7 @@ def plan_grad_accum(config, model_cfg, optimizer, schedule, mesh, block_len: int
     def plan(a: int) -> int:
         step = pretrain_step.make_train_step(model_cfg, optimizer, schedule, config.seed, mesh,
                                              dropout=model_cfg.dropout > 0, grad_reduce=config.train.grad_reduce)
-        return memory_plan.planned_bytes(step.lower(*pretrain_step.abstract_args(
+        return profiling.planned_bytes(step.lower(*pretrain_step.abstract_args(
             model_cfg, optimizer, mesh, a, config.train.batch_size // a, block_len)).compile())
 
     grad_accum, need = memory_plan.choose(plan, rows, limit, config.train.grad_accum)

@@ -204,15 +204,16 @@ def make_step(cfg: model_lib.ModelConfig, rl_cfg: ml_collections.ConfigDict,
             return loss, aux
 
         (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+        grad_norm = optax.tree.norm(grads)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         kl_coef = state.kl_coef
         if rl_cfg.kl_target > 0:
             kl_coef = adaptive_kl(kl_coef, aux["kl"], rl_cfg.kl_target, rl_cfg.kl_horizon, B)
-        metrics = dict(loss=loss, grad_norm=optax.tree.norm(grads), kl_coef=state.kl_coef,
+        metrics = dict(loss=loss, grad_norm=grad_norm, kl_coef=state.kl_coef,
                        baseline=jnp.where(jnp.isnan(state.baseline), aux["ema"], state.baseline),
                        # a finite loss and gradient norm give a finite update of a state checked when made
-                       scored=scored_B.sum(), state_finite=jnp.isfinite(loss) & jnp.isfinite(optax.tree.norm(grads)),
+                       scored=scored_B.sum(), state_finite=jnp.isfinite(loss) & jnp.isfinite(grad_norm),
                        **{k: v for k, v in aux.items() if k != "ema"})
         new_baseline = aux["ema"] if rl_cfg.baseline == "ema" else state.baseline
         return RLState(params, opt_state, new_baseline, kl_coef), metrics

@@ -2,7 +2,7 @@ import jax
 import ml_collections
 import pytest
 
-from storyjax import memory_plan, pretrain, pretrain_step
+from storyjax import memory_plan, pretrain, pretrain_step, profiling
 from storyjax import model as M
 
 CFG = M.ModelConfig(vocab_size=256, num_layers=1, d_model=32, num_heads=2, max_len=64, dropout=0.0)
@@ -30,7 +30,7 @@ def test_the_plan_of_the_real_step_shrinks_with_accumulation_and_picks_a_count_t
 
     def plan(a):
         step = pretrain_step.make_train_step(CFG, opt, sched, 0, mesh, dropout=False)
-        return memory_plan.planned_bytes(step.lower(*pretrain_step.abstract_args(CFG, opt, mesh, a, 32 // a, 64)).compile())
+        return profiling.planned_bytes(step.lower(*pretrain_step.abstract_args(CFG, opt, mesh, a, 32 // a, 64)).compile())
 
     one, eight = plan(1), plan(8)
     assert eight < 0.6 * one

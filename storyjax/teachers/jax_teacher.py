@@ -288,7 +288,7 @@ class JaxTeacher(Teacher):
             shape = padded_shape(rows, longest, self._row_step(), BUCKET, self._room(P), self.mesh.shape["data"])
             if (shape, k.shape) not in self._plans:
                 spec = lambda dtype: jax.ShapeDtypeStruct(shape, dtype, sharding=self._sharding("data"))
-                self._plans[shape, k.shape] = memory_plan.planned_bytes(self.passes.suffix.lower(
+                self._plans[shape, k.shape] = planned_bytes(self.passes.suffix.lower(
                     self.lm_cfg, self.params, k, v, jnp.int32(P), spec(jnp.int32), spec(jnp.bool_)).compile())
             if self._plans[shape, k.shape] <= memory_plan.HEADROOM * limit:
                 return rows
