@@ -231,8 +231,8 @@ def random_jax_row(shape: dict, stories: int, prefix_len: int, story_len: int, b
         out = []
         for _ in range(-(-stories // B)):
             first, sk, sv = run.suffix(cfg, params, k, v, P, toks, valid)
-            out += [first.argmax(-1)] + [run.extend(cfg, params, k, v, P, sk, sv, valid, answer[:, :e]).argmax(-1)
-                                         for e in (2, 4)]
+            out += [first.argmax(-1)] + [run.extend(cfg, params, k, v, P, sk, sv, valid, answer, jnp.int32(e)
+                                                    ).argmax(-1) for e in (2, 4)]
         return jax.block_until_ready(out)
 
     grade_all()  # compile

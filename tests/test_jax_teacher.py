@@ -537,3 +537,34 @@ def test_batch_size_0_sizes_the_passes_from_the_memory_plan(smollm2):
     finally:
         smollm2.micro, smollm2.memory_gb = micro, memory
     np.testing.assert_allclose(planned.scores_Bx3, reference.scores_Bx3, atol=5e-5)
+
+
+@pytest.mark.slow
+def test_360_stories_of_an_opening_compile_three_passes_and_grade_as_in_small_batches(smollm2):
+    """teacher.jax.batch_size=0 where the memory plan holds all 360 stories (as on an accelerator): the
+    shared prefix, one story pass and one answer pass for both later digits are all that compiles (a new
+    shape mid-run would compile an 8B model's passes again), and the grades are those of micro-batches of 8."""
+    import logging as std_logging
+
+    from storyjax.prompts import PAPER_PROMPT
+    stories = [PAPER_PROMPT + f" a fox{' ran' * (i % 7)} {i}." for i in range(360)]
+    reference = smollm2.grade_batch([PAPER_PROMPT] * 16, stories[:16])  # batch_size 8
+    seen = []
+    handler = std_logging.Handler()
+    handler.emit = lambda record: seen.append(record.getMessage())
+    micro, memory = smollm2.micro, smollm2.memory_gb
+    jax.clear_caches()
+    std_logging.getLogger("jax").addHandler(handler)
+    try:
+        smollm2.micro, smollm2.memory_gb = 0, 64.0
+        smollm2._prefixes.clear()
+        with jax.log_compiles():
+            planned = smollm2.grade_batch([PAPER_PROMPT] * 360, stories)
+    finally:
+        std_logging.getLogger("jax").removeHandler(handler)
+        smollm2.micro, smollm2.memory_gb = micro, memory
+    compiled = [m.split("(")[1].split(")")[0] for m in seen if m.startswith("Finished XLA compilation of jit(")]
+    passes = sorted(name for name in compiled if name in lm_passes.Passes._fields or name.lstrip("_") in
+                    lm_passes.Passes._fields)
+    assert passes == ["_extend", "_prefill", "_suffix"], compiled
+    np.testing.assert_allclose(planned.scores_Bx3[:16], reference.scores_Bx3, atol=5e-5)

@@ -150,7 +150,7 @@ class JaxTeacher(Teacher):
         self.micro = int(cfg.batch_size)  # 0: planned per opening (_planned_micro)
         self.memory_gb = float(cfg.get("memory_gb", 0.0))
         self._plans: dict = {}
-        self.share_opening = True  # the opening's tokens join the shared prefix (_opening_in_prefix)
+        self.share_opening = True  # the opening's tokens join the shared prefix (_shared_opening)
         if self.micro < 0 or not 0.0 <= self.min_mass <= 1.0:
             raise ValueError(f"teacher.jax.batch_size={self.micro} must be >= 0 and teacher.jax.min_digit_mass="
                              f"{self.min_mass} in 0..1.")
@@ -181,25 +181,27 @@ class JaxTeacher(Teacher):
                             "or 'sample' there); as a judge of held-out stories it is allowed.")
 
     # -- pieces ------------------------------------------------------------------------------------------
+    def _prefix_ids(self, prompt: str, template: str, opening: tuple = ()) -> tuple:
+        """(the shared prefix's token ids, the template's tail ids) of an opening under a template (the
+        rubric's or the pairwise one), the prefix followed by `opening` (token ids every story starts with)."""
+        parts = prompt_parts(self.tok, template, prompt)
+        ids = self.tok.encode(parts.prefix, add_special_tokens=False)
+        bos = self.tok.bos_token_id
+        if bos is not None and self.tok.encode("a")[:1] == [bos] and ids[:1] != [bos]:
+            ids = [bos] + ids  # a tokenizer that starts every text with BOS (e.g. a base model's)
+        return ids + list(opening), self.tok.encode(parts.tail, add_special_tokens=False)
+
     def _prefix(self, prompt: str, template: str, opening: tuple = ()):
-        """(prefix K/V, its length, tail ids) of an opening under a template (the rubric's or the pairwise
-        one), followed by `opening` (token ids every story of the batch starts with), computed once and kept
-        while it is among the PREFIX_CACHE most recently used (the training prompt, every batch; held-out
-        openings come and go)."""
+        """(prefix K/V, its length, tail ids) of `_prefix_ids`, computed once and kept while it is among the
+        PREFIX_CACHE most recently used (the training prompt, every batch; held-out openings come and go)."""
         key = (template, prompt, opening)
         if key in self._prefixes:
             self._prefixes.move_to_end(key)
         else:
-            parts = prompt_parts(self.tok, template, prompt)
-            ids = self.tok.encode(parts.prefix, add_special_tokens=False)
-            bos = self.tok.bos_token_id
-            if bos is not None and self.tok.encode("a")[:1] == [bos] and ids[:1] != [bos]:
-                ids = [bos] + ids  # a tokenizer that starts every text with BOS (e.g. a base model's)
-            ids = ids + list(opening)
+            ids, tail = self._prefix_ids(prompt, template, opening)
             # padded to a bucket of slots (no token sees the padding): openings of other lengths compile nothing
             padded = ids + [0] * (-len(ids) % PREFIX_BUCKET)
             k, v = self.passes.prefill(self.lm_cfg, self.params, jnp.asarray([padded], jnp.int32))
-            tail = self.tok.encode(parts.tail, add_special_tokens=False)
             self._prefixes[key] = (k, v, len(ids), tail)
             while len(self._prefixes) > PREFIX_CACHE:
                 self._prefixes.popitem(last=False)
@@ -224,8 +226,8 @@ class JaxTeacher(Teacher):
         n = len(stories)
         expected, argmax, chosen = np.zeros((n, 3), np.float32), np.zeros((n, 3), np.int32), np.zeros((n, 3))
         mass = np.zeros((n, 3), np.float32)
-        for prompt, prefix, idx, rows in self._micro_batched(prompts, stories, self.template):
-            e, a, c, m = self._grade_rows(prompt, prefix, rows, [stories[i] for i in idx])
+        for prompt, prefix, idx, rows, pad_to in self._micro_batched(prompts, stories, self.template):
+            e, a, c, m = self._grade_rows(prompt, prefix, rows, [stories[i] for i in idx], pad_to)
             expected[idx], argmax[idx], chosen[idx], mass[idx] = e, a, c, m
         scored = mass.min(1) >= self.min_mass
         values = {"expected": expected, "greedy": argmax, "sample": chosen}[self.grading]
@@ -242,37 +244,50 @@ class JaxTeacher(Teacher):
         return Grades(scores, answers, details)
 
     def _micro_batched(self, prompts: list, texts: list, template: str):
-        """(prompt, its prefix, indices, their token ids) per micro-batch. Texts of one opening share a prefix;
-        within it, texts sorted by length are cut into the micro-batches that compute the fewest padded
-        tokens (ragged texts are not padded to the longest). Stops at once when grading is cancelled."""
+        """(prompt, its prefix, indices, their token ids, the (rows, tokens) to pad them to or None) per
+        micro-batch. Texts of
+        one opening share a prefix. Where the memory plan sizes the passes (`_planned`), an opening's texts
+        go in equal parts of one shape (the fewest passes over the weights, one compiled pass); otherwise,
+        sorted by length, they are cut into the micro-batches that compute the fewest padded tokens (ragged
+        texts are not padded to the longest). Stops at once when grading is cancelled."""
         groups: dict = {}
         for i, prompt in enumerate(prompts):
             groups.setdefault(prompt, []).append(i)
         for prompt, rows in groups.items():
-            prefix = self._prefix(prompt, template)
-            room = self._room(prefix[2])
-            ids = {i: self._suffix_ids(texts[i], prefix[3], room) for i in rows}
-            prefix, ids = self._opening_in_prefix(prompt, template, prefix, ids)
-            room = self._room(prefix[2])
+            prefix_ids, tail = self._prefix_ids(prompt, template)
+            ids = {i: self._suffix_ids(texts[i], tail, self._room(len(prefix_ids))) for i in rows}
+            opening, ids = self._shared_opening(prompt, ids)
+            prefix = self._prefix(prompt, template, opening)
             rows.sort(key=lambda i: len(ids[i]))
-            most = self.micro or self._planned_micro(prefix, len(rows), len(ids[rows[-1]]))
-            for part in micro_batches([len(ids[i]) for i in rows], most, self._row_step(), BUCKET, room,
-                                      self.mesh.shape["data"]):
+            lengths = [len(ids[i]) for i in rows]
+            if self._planned():
+                most = self._planned_micro(prefix, len(rows), lengths[-1])
+                parts = [slice(s, s + most) for s in range(0, len(rows), most)]
+                pad_to = self._padded(most, lengths[-1], prefix[2])
+            else:
+                parts, pad_to = micro_batches(lengths, self.micro or CPU_MICRO, self._row_step(), BUCKET,
+                                              self._room(prefix[2]), self.mesh.shape["data"]), None
+            for part in parts:
                 if self._cancelled:
                     raise GradingCancelled("grading was cancelled (SIGTERM).")
                 idx = rows[part]
-                yield prompt, prefix, idx, [ids[i] for i in idx]
+                yield prompt, prefix, idx, [ids[i] for i in idx], pad_to
 
-    def _opening_in_prefix(self, prompt: str, template: str, prefix, ids: dict):
+    def _shared_opening(self, prompt: str, ids: dict) -> tuple:
         """Every story of an opening begins with the opening itself: where all their token ids start with the
         opening's, those tokens join the shared prefix (computed once, not once per story) and the stories
         keep the rest. The token sequence the teacher reads is the same, so are its grades (to float32
-        round-off of the attention split into other segments); otherwise nothing moves."""
+        round-off of the attention split into other segments). (the opening's ids or (), the stories' ids)"""
         opening = tuple(self.tok.encode(prompt, add_special_tokens=False)) if self.share_opening else ()
         n = len(opening)
         if not n or any(len(row) <= n or tuple(row[:n]) != opening for row in ids.values()):
-            return prefix, ids
-        return self._prefix(prompt, template, opening), {i: row[n:] for i, row in ids.items()}
+            return (), ids
+        return opening, {i: row[n:] for i, row in ids.items()}
+
+    def _planned(self) -> bool:
+        """`teacher.jax.batch_size=0` on a device whose memory is known (an accelerator's report or
+        `teacher.jax.memory_gb`): passes sized from XLA's memory plan."""
+        return not self.micro and bool(memory_plan.device_bytes(self.mesh.devices.flat[0], self.memory_gb))
 
     def _planned_micro(self, prefix, n: int, longest: int) -> int:
         """`teacher.jax.batch_size=0`: the most stories of an opening a pass may take, from XLA's memory plan
@@ -285,7 +300,7 @@ class JaxTeacher(Teacher):
         k, v, P, _ = prefix
         for parts in range(1, n + 1):
             rows = -(-n // parts)
-            shape = padded_shape(rows, longest, self._row_step(), BUCKET, self._room(P), self.mesh.shape["data"])
+            shape = self._padded(rows, longest, P)
             if (shape, k.shape) not in self._plans:
                 spec = lambda dtype: jax.ShapeDtypeStruct(shape, dtype, sharding=self._sharding("data"))
                 self._plans[shape, k.shape] = planned_bytes(self.passes.suffix.lower(
@@ -295,6 +310,10 @@ class JaxTeacher(Teacher):
         logging.warning("Not even one story's pass fits the teacher's %.1f GiB by XLA's plan; grading one at a time.",
                         limit / 2**30)
         return 1
+
+    def _padded(self, rows: int, longest: int, prefix_len: int) -> tuple:
+        """(rows, tokens) a micro-batch of `rows` stories, the longest `longest` tokens, is padded to."""
+        return padded_shape(rows, longest, self._row_step(), BUCKET, self._room(prefix_len), self.mesh.shape["data"])
 
     def _room(self, prefix_len: int) -> int:
         """Tokens a story (with the template's tail) may take: the context after the prefix and the answer."""
@@ -306,11 +325,11 @@ class JaxTeacher(Teacher):
         data = self.mesh.shape["data"]
         return data * max(1, 8 // data)
 
-    def _grade_rows(self, prompt: str, prefix, rows: list, stories: list):
+    def _grade_rows(self, prompt: str, prefix, rows: list, stories: list, pad_to=None):
         """Grades of one micro-batch: `rows` are the stories' own token ids (story, then the template's tail)."""
         k, v, P, _ = prefix
         B = len(rows)
-        logits_BxV, sk, sv, valid = self._suffix_pass(prefix, rows)
+        logits_BxV, sk, sv, valid = self._suffix_pass(prefix, rows, pad_to)
         B_pad = valid.shape[0]
         # `sample` draws with a key of each story's own text: its grades do not depend on the batch it
         # landed in, and a resumed run draws them again exactly.
@@ -320,10 +339,10 @@ class JaxTeacher(Teacher):
         answer = np.tile(np.asarray(self.answer.ids, np.int32), (B_pad, 1))
         expected, argmax, chosen, mass = [], [], [], []
         for pos in range(3):
-            if pos:
-                E = self.answer.digit_at[pos]
+            if pos:  # the whole answer, its digits so far chosen, read after the first digit_at[pos] tokens
                 logits_BxV = self.passes.extend(self.lm_cfg, self.params, k, v, jnp.int32(P), sk, sv, valid,
-                                                jax.device_put(answer[:, :E], self._sharding("data")))
+                                                jax.device_put(answer, self._sharding("data")),
+                                                jnp.int32(self.answer.digit_at[pos]))
             cand = jnp.asarray(self.answer.candidates[pos])
             p_Bx4 = np.asarray(jax.nn.softmax(logits_BxV, -1)[:, cand], np.float64)
             m_B = p_Bx4.sum(1)
@@ -341,12 +360,13 @@ class JaxTeacher(Teacher):
         cut = lambda cols: np.stack(cols, 1)[:B]
         return cut(expected), cut(argmax), cut(chosen), cut(mass)
 
-    def _suffix_pass(self, prefix, rows: list):
+    def _suffix_pass(self, prefix, rows: list, pad_to=None):
         """The next-token logits after each row (its own token ids) against a prefix: (logits_BxV, the rows'
-        K/V, valid) for the rows padded to the micro-batch's shape (padded rows repeat the last row)."""
+        K/V, valid) for the rows padded to `pad_to` (rows, tokens) or else the micro-batch's own shape
+        (padded rows repeat the last row)."""
         k, v, P, _ = prefix
         B = len(rows)
-        B_pad, S = padded_shape(B, max(map(len, rows)), self._row_step(), BUCKET, self._room(P), self.mesh.shape["data"])
+        B_pad, S = pad_to or self._padded(B, max(map(len, rows)), P)
         toks, valid = np.zeros((B_pad, S), np.int32), np.zeros((B_pad, S), bool)
         for b in range(B_pad):
             row = rows[min(b, B - 1)]
@@ -381,8 +401,8 @@ class JaxTeacher(Teacher):
     def _first_of_two(self, prompts: list, texts: list, template: str, one: int, two: int):
         """Per text, (the probability that the answer is "1" given "1" or "2", the mass on the two)."""
         q, mass = np.zeros(len(texts)), np.zeros(len(texts))
-        for _, prefix, idx, rows in self._micro_batched(prompts, texts, template):
-            logits_BxV = self._suffix_pass(prefix, rows)[0]
+        for _, prefix, idx, rows, pad_to in self._micro_batched(prompts, texts, template):
+            logits_BxV = self._suffix_pass(prefix, rows, pad_to)[0]
             p_Bx2 = np.asarray(jax.nn.softmax(logits_BxV, -1)[:, jnp.asarray([one, two])], np.float64)[:len(idx)]
             mass[idx] = p_Bx2.sum(1)
             q[idx] = p_Bx2[:, 0] / np.maximum(mass[idx], 1e-30)

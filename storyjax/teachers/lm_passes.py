@@ -46,8 +46,11 @@ def _suffix(cfg, params, prefix_k, prefix_v, prefix_len, suffix_BxS, valid_BxS):
     return lm.logits(cfg, params, h[jnp.arange(h.shape[0]), last_B]), k, v
 
 
-def _extend(cfg, params, prefix_k, prefix_v, prefix_len, suffix_k, suffix_v, valid_BxS, answer_BxE):
-    """Logits after the answer tokens so far, which follow each story's last real token."""
+def _extend(cfg, params, prefix_k, prefix_v, prefix_len, suffix_k, suffix_v, valid_BxS, answer_BxE, upto=None):
+    """Logits after the first `upto` answer tokens (a traced count; all E by default), which follow each
+    story's last real token. The teacher passes the whole answer and counts the digits read so far with
+    `upto`: no token sees a later one, so the logits are those of the answer cut at `upto`, and every digit
+    position runs the one compiled pass."""
     B, E = answer_BxE.shape
     pos = prefix_len + valid_BxS.sum(1)[:, None] + jnp.arange(E)[None]
     S = valid_BxS.shape[1]
@@ -55,7 +58,7 @@ def _extend(cfg, params, prefix_k, prefix_v, prefix_len, suffix_k, suffix_v, val
                 lm.Segment(suffix_k, suffix_v, jnp.broadcast_to(valid_BxS[:, None, :], (B, E, S)),
                            prefix_len + jnp.arange(S)))
     h, _, _ = lm.forward(cfg, params, answer_BxE, pos, lm.causal_mask(jnp.ones((B, E), bool)), segments)
-    return lm.logits(cfg, params, h[:, -1])
+    return lm.logits(cfg, params, h[:, -1] if upto is None else jnp.take(h, upto - 1, axis=1))
 
 
 def _token_logprobs(cfg, params, tokens_BxS, valid_BxS):
