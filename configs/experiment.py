@@ -79,6 +79,7 @@ import ml_collections
 from configs import evaluate as evaluate_config
 from configs import interactive as interactive_config
 from configs import pretrain as pretrain_config
+from storyjax.teachers import config as teacher_config
 
 
 def smollm2_gguf() -> str:
@@ -99,6 +100,17 @@ def get_config(preset: str = "tiny") -> ml_collections.ConfigDict:
     c.ledger_only = False        # True: check every piece and print the plan; nothing trained or loaded
     c.progress_bar = False       # interactive and evaluation phases log lines (pretraining keeps its own bar)
     c.init_checkpoint = ""       # an existing pretraining run (its milestones); empty: pretrain `pretrain` first
+    c.pretrain = _pretrain(preset)
+    c.interactive = _interactive(preset)
+    c.experiment = _experiment(preset)
+    _evaluation(c, preset)
+    return c
+
+
+def _pretrain(preset: str) -> ml_collections.ConfigDict:
+    """The pretraining run whose milestones the students start from."""
+    paper, cpu = preset == "paper", preset == "cpu"
+    c = ml_collections.ConfigDict()
     c.pretrain = pretrain_config.get_config("gpt2_small" if paper else "tiny")
     if preset == "tiny":
         c.pretrain.train.num_steps = 160
@@ -108,6 +120,13 @@ def get_config(preset: str = "tiny") -> ml_collections.ConfigDict:
         c.pretrain.train.num_steps, c.pretrain.train.max_words = 0, 1_050_000
         c.pretrain.ledger.milestones = (100_000, 300_000, 1_000_000)
         c.pretrain.progress_bar = False
+    return c.pretrain
+
+
+def _interactive(preset: str) -> ml_collections.ConfigDict:
+    """Every interactive run's settings (its milestone, seed, control and judge set per run)."""
+    paper, cpu = preset == "paper", preset == "cpu"
+    c = ml_collections.ConfigDict()
     c.interactive = interactive_config.get_config("paper" if paper else "default")
     if not paper:
         c.interactive.budget_words = 3_000
@@ -125,7 +144,18 @@ def get_config(preset: str = "tiny") -> ml_collections.ConfigDict:
     if paper:  # the paper's teacher in process, sampling its grades at 0.2 (set teacher.jax.weights)
         c.interactive.teacher.name, c.interactive.teacher.jax.weights = "jax", ""
         c.interactive.teacher.jax.grading, c.interactive.teacher.temperature = "sample", 0.2
-    c.experiment = ml_collections.ConfigDict(dict(
+    # Set per run by the experiment itself, not here (so nothing in this file is silently ignored): its
+    # starting milestone, seed and held-out judge; the inner runs never pretrain (the experiment's does).
+    for key in ("judge", "init_checkpoint", "init_milestone", "pretrain", "auto_pretrain", "job", "seed"):
+        del c.interactive[key]
+    del c.interactive.reward["control"]  # each run's kind: rl, or one of experiment.controls
+    return c.interactive
+
+
+def _experiment(preset: str) -> ml_collections.ConfigDict:
+    """The experiment's own settings: milestones, seeds, controls, gates, instruments, monitor."""
+    paper, cpu = preset == "paper", preset == "cpu"
+    return ml_collections.ConfigDict(dict(
         # pretraining milestones to learn from (the paper's: 20M ... 900M of a BabyLM run)
         milestones=("chck_20M", "chck_50M", "chck_90M", "chck_200M", "chck_500M", "chck_900M") if paper
         else ("chck_300K",) if cpu else ("chck_50K", "chck_200K"),
@@ -170,6 +200,11 @@ def get_config(preset: str = "tiny") -> ml_collections.ConfigDict:
         # more than max_length_drop or came back empty more often by more than max_empty_rise
         monitor=ml_collections.ConfigDict(dict(max_distinct2_drop=0.2, max_repeat_rise=0.1, max_skeleton_rise=0.2,
                                                max_length_drop=0.5, max_empty_rise=0.1))))
+
+
+def _evaluation(c: ml_collections.ConfigDict, preset: str) -> None:
+    """How every student is evaluated and judged."""
+    paper, cpu = preset == "paper", preset == "cpu"
     # Every student is evaluated the same way; its held-out stories are graded by the judge, its perplexity
     # measured on `pretrain.data` (with init_checkpoint, point pretrain.data at that run's corpus).
     c.evaluate = evaluate_config.get_config()
@@ -179,17 +214,12 @@ def get_config(preset: str = "tiny") -> ml_collections.ConfigDict:
         c.evaluate.stories.openings, c.evaluate.stories.num_openings, c.evaluate.stories.per_opening = "training", 1, 256
     c.evaluate.sampling = c.interactive.sampling
     c.evaluate.max_val_blocks = 1024 if paper else 128
-    c.judge = ml_collections.ConfigDict(c.interactive.judge.to_dict())
+    c.judge = ml_collections.ConfigDict(teacher_config.judge_defaults().to_dict())  # the interactive runs' judge
     if cpu:  # the tales grammar: right about a tales student's world, and not the rubric it learns from
         c.judge.name, c.judge.mode = "tales", "absolute"
     if paper:
         c.judge.name, c.judge.mode, c.judge.jax.grading = "jax", "pairwise", "expected"
-    # Set by the experiment itself, not here (so nothing in this file is silently ignored): each student's
-    # checkpoint, its judge (`judge` above), its corpus (`pretrain.data`); each run's starting milestone,
-    # seed and held-out judge; the inner runs never pretrain (the experiment's `pretrain` does).
+    # Set by the experiment itself, not here: each student's checkpoint, its judge (`judge` above), its
+    # corpus (`pretrain.data`).
     for key in ("teacher", "data", "checkpoint", "init_from_hf", "job"):
         del c.evaluate[key]
-    for key in ("judge", "init_checkpoint", "init_milestone", "pretrain", "auto_pretrain", "job", "seed"):
-        del c.interactive[key]
-    del c.interactive.reward["control"]  # each run's kind: rl, or one of experiment.controls
-    return c

@@ -49,6 +49,16 @@ def get_config(preset: str = "default") -> ml_collections.ConfigDict:
         raise ValueError(f"unknown preset {preset!r}: use configs/interactive.py:default or :paper.")
     paper = preset == "paper"
     c = ml_collections.ConfigDict()
+    _start(c, preset)
+    _learning(c, paper)
+    _graders(c, paper)
+    _budget(c, paper)
+    return c
+
+
+def _start(c: ml_collections.ConfigDict, preset: str) -> None:
+    """The job, the student it starts from, its devices."""
+    paper = preset == "paper"
     c.job = "interactive"
     c.preset = preset
     c.seed = 42 if paper else 0
@@ -68,6 +78,9 @@ def get_config(preset: str = "default") -> ml_collections.ConfigDict:
     # asks the teacher and broadcasts the scores.
     c.distributed = pretrain_config.get_config("tiny").distributed
 
+
+def _learning(c: ml_collections.ConfigDict, paper: bool) -> None:
+    """What the student writes and how it learns from the grades."""
     c.prompt = PAPER_PROMPT
     c.batch_size = 360 if paper else 32
     c.sampling = ml_collections.ConfigDict(dict(max_new_tokens=90 if paper else 64, temperature=1.0, top_k=0,
@@ -87,6 +100,9 @@ def get_config(preset: str = "default") -> ml_collections.ConfigDict:
         lr=1e-6 if paper else 3e-5, grad_clip=1.0, baseline="ema", ema_decay=0.9, whiten=False,
         kl_coef=0.2 if paper else 0.05, kl_target=6.0 if paper else 0.0, kl_horizon=10_000.0,
         kl_estimator="k1" if paper else "k3", kl_mode="reward", entropy_coef=0.0))
+
+
+def _graders(c: ml_collections.ConfigDict, paper: bool) -> None:
     # Who grades the stories (storyjax/teachers/config.py: every setting, its default and what it does):
     # teacher.name = rubric (offline) | openai (a server) | jax (in process) | replay; each kind's settings in
     # its own section, e.g. --config.teacher.openai.base_url=... or --config.teacher.jax.weights=FILE.gguf.
@@ -100,6 +116,10 @@ def get_config(preset: str = "default") -> ml_collections.ConfigDict:
     # written after learning or the one before (both orders, read off its logits; the rubric compares sums),
     # and reports the after-story's win rate with a 95% interval clustered by opening.
     c.judge = teacher_config.judge_defaults()
+
+
+def _budget(c: ml_collections.ConfigDict, paper: bool) -> None:
+    """The word budget, the milestones and what is measured at them."""
     c.budget_words = 1_000_000 if paper else 10_000  # default: 98 steps of 32 stories
     c.charge_prompt = "once"
     c.generated_words_cap = 100_000_000
@@ -110,4 +130,3 @@ def get_config(preset: str = "default") -> ml_collections.ConfigDict:
     # At each milestone: the held-out score above and/or BLiMP accuracy on a directory of minimal pairs,
     # into WORKDIR/milestone_eval.jsonl and TensorBoard (and `python -m storyjax.report`'s figures).
     c.milestone_eval = ml_collections.ConfigDict(dict(heldout=True, blimp_dir=""))
-    return c

@@ -207,15 +207,128 @@ def compile_only(FLAGS, results: dict, save) -> None:
                         FLAGS.teacher_batch, write)
 
 
+def hf_peers(wanted: bool) -> list:
+    """(name, compiled) of the HF pretraining peers this machine can run: eager, and torch.compile on a GPU."""
+    if not wanted:
+        return []
+    try:
+        import torch
+        import transformers  # noqa: F401
+    except ImportError:
+        print("HF peer skipped: `pip install -e .[bench]` for torch and transformers.")
+        return []
+    return [("hf_eager", False)] + ([("hf_compile", True)] if torch.cuda.is_available() else [])
+
+
+def pretrain_variants(FLAGS) -> list:
+    """(row key suffix, attention, dropout) per storyjax pretraining variant: the first is the one compared
+    with HF; then the other attention implementations, then the other dropout rates."""
+    variants = [("", FLAGS.attention[0], float(FLAGS.dropout[0]))]
+    variants += [(f"_attn_{a}", a, float(FLAGS.dropout[0])) for a in FLAGS.attention[1:]]
+    return variants + [(f"_dropout{float(d):g}", FLAGS.attention[0], float(d)) for d in FLAGS.dropout[1:]]
+
+
+def pretrain_batch(FLAGS, shape: dict, batch: int, steps: int, peers: list, results: dict, save) -> list:
+    """storyjax's pretraining variants and the HF peers at one batch, their rounds interleaved on CPU; the
+    rows go into `results` (saved after each), the ratios against each peer too. Returns the printed rows."""
+    dims = model_lib.PRESETS[shape["preset"]]
+    interleave = jax.default_backend() == "cpu"
+    runners, names = [], []
+    for k, (suffix, attention, dropout) in enumerate(pretrain_variants(FLAGS)):
+        key = f"pretrain_b{batch}_storyjax{suffix}"
+        try:
+            runners.append(storyjax_pretrain(shape, batch, attention, FLAGS.profile_dir, dropout))
+        except Exception as e:  # noqa: BLE001 - an extra variant this machine lacks (cudnn on CPU) is a row
+            if not k:
+                raise
+            results["rows"][key] = {"error": f"{type(e).__name__}: {e}"[:500]}
+            print(f"pretrain b{batch} storyjax attention={attention}: {results['rows'][key]['error']}")
+            continue
+        names.append(key)
+    peer_keys = [f"pretrain_b{batch}_{name}" for name, _ in peers]
+    runners += [hf_pretrain(shape, batch, compiled) for _, compiled in peers]
+    rates = dict(zip(names + peer_keys, time_rounds(runners, steps, FLAGS.rounds, interleave)))
+    fpt = flops_per_token(dims["num_layers"], dims["d_model"], shape["seq"], matmul_params(shape))
+    printed, ceiling = [], None
+    for key, runner in zip(names + peer_keys, runners):
+        row = runner.row(rates[key])
+        ceiling = ceiling or peak_flops(row["device"])
+        row["mfu"] = row["tokens_per_s"] * fpt / ceiling if ceiling else None
+        results["rows"][key] = row
+        save()
+        impl = (f"storyjax/{row['attention']}" + (f" p={row['dropout']:g}" if row.get("dropout") else "")
+                if key in names else key.split("_", 2)[2])
+        printed.append((f"pretrain b{batch}", impl, row))
+    for (name, _), key in zip(peers, peer_keys):
+        ratio, spread = ratio_and_spread(rates[f"pretrain_b{batch}_storyjax"], rates[key], interleave)
+        results["ratios"][f"pretrain_b{batch}_vs_{name}"] = ratio
+        results["ratio_spreads"][f"pretrain_b{batch}_vs_{name}"] = spread
+    return printed
+
+
+def print_pretrain(results: dict, printed: list) -> None:
+    # Memory: storyjax's step as XLA plans it; HF's torch.cuda peak for that row (GPU only).
+    print(f"host CPU: {results['cpu']} ({results['cpu_isa']}); backend: {results['backend']}; "
+          f"host memory: {results['host_malloc']} (${host_memory.ENV})")
+    print(f"{'row':<16}{'impl':<16}{'tokens/s':>12}{'MFU':>8}{'mem GiB':>10}")
+    for row, impl, r in printed:
+        mfu = f"{100 * r['mfu']:.1f}%" if r.get("mfu") else "-"
+        used = r.get("xla_bytes") or r.get("peak_bytes")
+        mem = f"{used / 2**30:.2f}" if used else "-"
+        print(f"{row:<16}{impl:<16}{r['tokens_per_s']:>12,.0f}{mfu:>8}{mem:>10}")
+
+
+def rollout_rows(FLAGS, shape: dict, peers: list, results: dict, save) -> None:
+    """storyjax's rollout and REINFORCE update at the preset's batch; HF generate at batch 4 and that batch."""
+    full = shape["stories"]
+    sj = bench_rollout_storyjax(shape, repeats=7, profile_dir=FLAGS.profile_dir)
+    results["rows"][f"rollout_b{full}_storyjax"] = sj
+    save()
+    print(f"rollout b{full} storyjax: {sj['stories_per_s']:,.1f} stories/s "
+          f"({sj['mean_new_tokens']:.1f} new tokens each, {gib(sj['rollout_xla_bytes'])}); REINFORCE update "
+          f"{1e3 * sj['reinforce_s_per_story']:.3f} ms/story ({gib(sj['reinforce_xla_bytes'])})")
+    for batch in (4, full) if peers else ():
+        hf = bench_rollout_hf(shape, batch, repeats=1 if batch == 4 else 2)
+        results["rows"][f"rollout_b{batch}_hf_generate"] = hf
+        save()
+        results["ratios"][f"rollout_b{full}_vs_hf_generate_b{batch}"] = sj["stories_per_s"] / hf["stories_per_s"]
+        print(f"rollout b{batch} hf_generate: {hf['stories_per_s']:,.1f} stories/s ({gib(hf['peak_bytes'])})")
+
+
+def teacher_rows(FLAGS, names: list, shape: dict, with_peers: bool, results: dict, save) -> None:
+    host_memory.release()  # memory kept for reuse would hide part of the teacher's load peak
+    t = bench_teachers(names, {flag: FLAGS[flag].value for flag in FLAG_KEYS},
+                       FLAGS.teacher_stories or shape["stories"], with_peers)
+    results["rows"].update(t["rows"])
+    results["ratios"].update(t["ratios"])
+    save()
+    for key, r in t["rows"].items():
+        extra = "".join(f", {k} {r[k]:.2f}" for k in r if k.endswith("agreement_with_jax"))
+        scored = f", {r['scored']}/{r['stories']} scored" if "scored" in r else ""
+        print(f"{key} {r['teacher']}: {r['stories_per_s']:,.1f} stories/s ({r['stories']} in {r['seconds']:.2f} s"
+              f"{scored}{extra})")
+        if r.get("weights_bytes"):
+            peak = r["load_host_peak_bytes"]
+            print(f"{key} load: {r['load_seconds']:.1f} s, weights {gib(r['weights_bytes'])}, host peak "
+                  + (f"{gib(peak)} ({r['load_host_peak_vs_weights']:.2f}x the weights)" if peak else "not measured")
+                  + (f", story pass plans {gib(r['story_pass_xla_bytes'])} of device memory"
+                     if r.get("story_pass_xla_bytes") else ""))
+
+
+def print_ratios(results: dict, rounds: int, steps: int) -> None:
+    for k, v in results["ratios"].items():
+        lo_hi = results["ratio_spreads"].get(k)
+        paired = "paired " if results.get("rounds_interleaved") else ""
+        spread = f" ({lo_hi[0]:.2f}-{lo_hi[1]:.2f}x over {rounds} {paired}rounds of {steps} steps)" if lo_hi else ""
+        print(f"ratio {k}: {v:.2f}x{spread}")
+
+
 def main(argv):
     del argv
     FLAGS = flags.FLAGS
     reuse = host_memory.keep_for_reuse()  # before JAX starts its backends: see storyjax/host_memory.py
     shape = SHAPES[FLAGS.preset]
     steps = FLAGS.steps or shape["steps"]
-    batches = [int(b) for b in FLAGS.batches] or shape["batches"]
-
-    dims = model_lib.PRESETS[shape["preset"]]
     results = {"preset": FLAGS.preset, "shape": shape, "steps": steps, "jax": jax.__version__,
                "backend": jax.default_backend(), "rows": {}, "ratios": {}, "ratio_spreads": {},
                "cpu": cpu_name(), "cpu_isa": cpu_isa(), "rounds": FLAGS.rounds,
@@ -226,103 +339,18 @@ def main(argv):
         results["compile_only"] = True
         compile_only(FLAGS, results, save)
         return
-    peers = []
-    if FLAGS.hf:
-        try:
-            import torch  # noqa: F401
-            import transformers  # noqa: F401
-            peers = [("hf_eager", False)] + ([("hf_compile", True)] if torch.cuda.is_available() else [])
-        except ImportError:
-            print("HF peer skipped: `pip install -e .[bench]` for torch and transformers.")
-    rows = []
-    interleave = jax.default_backend() == "cpu"
-    for batch in batches if "pretrain" in FLAGS.rows else []:
-        fpt = flops_per_token(dims["num_layers"], dims["d_model"], shape["seq"], matmul_params(shape))
-        runners, names = [], []
-        variants = [(a, float(FLAGS.dropout[0])) for a in FLAGS.attention] + [
-            (FLAGS.attention[0], float(d)) for d in FLAGS.dropout[1:]]
-        for k, (attention, dropout) in enumerate(variants):
-            key = f"pretrain_b{batch}_storyjax" + (f"_attn_{attention}" if 0 < k < len(FLAGS.attention) else "") + (
-                f"_dropout{dropout:g}" if k >= len(FLAGS.attention) else "")
-            try:
-                runners.append(storyjax_pretrain(shape, batch, attention, FLAGS.profile_dir, dropout))
-            except Exception as e:  # noqa: BLE001 - an extra variant this machine lacks (cudnn on CPU) is a row
-                if not k:
-                    raise
-                results["rows"][key] = {"error": f"{type(e).__name__}: {e}"[:500]}
-                print(f"pretrain b{batch} storyjax attention={attention}: {results['rows'][key]['error']}")
-                continue
-            names.append(key)
-        peer_keys = [f"pretrain_b{batch}_{name}" for name, _ in peers]
-        runners += [hf_pretrain(shape, batch, compiled) for _, compiled in peers]
-        rates = dict(zip(names + peer_keys, time_rounds(runners, steps, FLAGS.rounds, interleave)))
-        ceiling = None
-        for key, runner in zip(names + peer_keys, runners):
-            row = runner.row(rates[key])
-            ceiling = ceiling or peak_flops(row["device"])
-            row["mfu"] = row["tokens_per_s"] * fpt / ceiling if ceiling else None
-            results["rows"][key] = row
-            save()
-            impl = (f"storyjax/{row['attention']}" + (f" p={row['dropout']:g}" if row.get("dropout") else "")
-                    if key in names else key.split("_", 2)[2])
-            rows.append((f"pretrain b{batch}", impl,
-                         row))
-        ours = rates[f"pretrain_b{batch}_storyjax"]
-        for (name, _), key in zip(peers, peer_keys):
-            ratio, spread = ratio_and_spread(ours, rates[key], interleave)
-            results["ratios"][f"pretrain_b{batch}_vs_{name}"] = ratio
-            results["ratio_spreads"][f"pretrain_b{batch}_vs_{name}"] = spread
-    results["rounds_interleaved"] = interleave
-    # Memory: storyjax's step as XLA plans it; HF's torch.cuda peak for that row (GPU only).
-    print(f"host CPU: {results['cpu']} ({results['cpu_isa']}); backend: {results['backend']}; "
-          f"host memory: {results['host_malloc']} "
-          f"(${host_memory.ENV})")
-    print(f"{'row':<16}{'impl':<16}{'tokens/s':>12}{'MFU':>8}{'mem GiB':>10}")
-    for row, impl, r in rows:
-        mfu = f"{100 * r['mfu']:.1f}%" if r.get("mfu") else "-"
-        used = r.get("xla_bytes") or r.get("peak_bytes")
-        mem = f"{used / 2**30:.2f}" if used else "-"
-        print(f"{row:<16}{impl:<16}{r['tokens_per_s']:>12,.0f}{mfu:>8}{mem:>10}")
+    peers = hf_peers(FLAGS.hf)
+    printed = []
+    for batch in ([int(b) for b in FLAGS.batches] or shape["batches"]) if "pretrain" in FLAGS.rows else []:
+        printed += pretrain_batch(FLAGS, shape, batch, steps, peers, results, save)
+    results["rounds_interleaved"] = jax.default_backend() == "cpu"
+    print_pretrain(results, printed)
     if "rollout" in FLAGS.rows:
-        full = shape["stories"]
-        sj = bench_rollout_storyjax(shape, repeats=7, profile_dir=FLAGS.profile_dir)
-        results["rows"][f"rollout_b{full}_storyjax"] = sj
-        save()
-        print(f"rollout b{full} storyjax: {sj['stories_per_s']:,.1f} stories/s "
-              f"({sj['mean_new_tokens']:.1f} new tokens each, {gib(sj['rollout_xla_bytes'])}); REINFORCE update "
-              f"{1e3 * sj['reinforce_s_per_story']:.3f} ms/story ({gib(sj['reinforce_xla_bytes'])})")
-        if peers:
-            for batch in (4, full):
-                hf = bench_rollout_hf(shape, batch, repeats=1 if batch == 4 else 2)
-                results["rows"][f"rollout_b{batch}_hf_generate"] = hf
-                save()
-                results["ratios"][f"rollout_b{full}_vs_hf_generate_b{batch}"] = sj["stories_per_s"] / hf["stories_per_s"]
-                print(f"rollout b{batch} hf_generate: {hf['stories_per_s']:,.1f} stories/s ({gib(hf['peak_bytes'])})")
+        rollout_rows(FLAGS, shape, peers, results, save)
     names = [t for t in FLAGS.teacher if t != "none"]
     if "teacher" in FLAGS.rows and names:
-        host_memory.release()  # memory kept for reuse would hide part of the teacher's load peak
-        t = bench_teachers(names, {flag: FLAGS[flag].value for flag in FLAG_KEYS},
-                           FLAGS.teacher_stories or shape["stories"], bool(peers))
-        results["rows"].update(t["rows"])
-        results["ratios"].update(t["ratios"])
-        save()
-        for key, r in t["rows"].items():
-            extra = "".join(f", {k} {r[k]:.2f}" for k in r if k.endswith("agreement_with_jax"))
-            scored = f", {r['scored']}/{r['stories']} scored" if "scored" in r else ""
-            print(f"{key} {r['teacher']}: {r['stories_per_s']:,.1f} stories/s ({r['stories']} in {r['seconds']:.2f} s"
-                  f"{scored}{extra})")
-            if r.get("weights_bytes"):
-                peak = r["load_host_peak_bytes"]
-                print(f"{key} load: {r['load_seconds']:.1f} s, weights {gib(r['weights_bytes'])}, host peak "
-                      + (f"{gib(peak)} ({r['load_host_peak_vs_weights']:.2f}x the weights)" if peak else "not measured")
-                      + (f", story pass plans {gib(r['story_pass_xla_bytes'])} of device memory"
-                         if r.get("story_pass_xla_bytes") else ""))
-    for k, v in results["ratios"].items():
-        lo_hi = results["ratio_spreads"].get(k)
-        paired = "paired " if results.get("rounds_interleaved") else ""
-        spread = (f" ({lo_hi[0]:.2f}-{lo_hi[1]:.2f}x over {FLAGS.rounds} {paired}rounds of {steps} steps)"
-                  if lo_hi else "")
-        print(f"ratio {k}: {v:.2f}x{spread}")
+        teacher_rows(FLAGS, names, shape, bool(peers), results, save)
+    print_ratios(results, FLAGS.rounds, steps)
     save()
 
 

@@ -64,6 +64,32 @@ def _headline_text(r: dict, curve_rises=True) -> str:
             f"{words_text(lo) if lo is not None else '—'} – {words_text(hi) if hi is not None else '—'})")
 
 
+def _table_row(r: dict, gates: dict) -> str:
+    """One run's line of table.md."""
+    return (f"| {_run_label(r)} | {r['milestone']} | "
+            f"{_interval(r['paired_delta'], r['paired_ci95_low'], r['paired_ci95_high'])} | "
+            f"{_pm(r['win_rate'], r['win_ci95'])} ({fmt(r['win_consistency'])}, {fmt(r['first_slot'])}) | "
+            f"{_interval(r['gain_vs_grades_permuted'], r['gain_ci95_low'], r['gain_ci95_high'])} | "
+            f"{fmt(r['heldout_before'])} → {fmt(r['heldout_after'])} | "
+            f"{fmt(r['teacher_first10'])} → {fmt(r['teacher_last10'])} | "
+            f"{_pm(r['teacher_heldout_delta'], r['teacher_heldout_ci95'])} | {_headline_text(r, gates['curve_rises'])} | "
+            f"{fmt(r['kl_end'])} | "
+            f"{fmt(r['distinct_2_before'], '.3f')} → {fmt(r['distinct_2_after'], '.3f')} | "
+            f"{fmt(r['repeated_sentences_before'], '.3f')} → {fmt(r['repeated_sentences_after'], '.3f')} | "
+            f"{fmt(r['shared_skeleton_before'], '.2f')} → {fmt(r['shared_skeleton_after'], '.2f')} | "
+            f"{fmt(r['words_per_story_before'], '.1f')} → {fmt(r['words_per_story_after'], '.1f')} | "
+            f"{r['flag'] or '—'} |")
+
+
+def _write_headline(workdir: str, table: list, gates: dict) -> None:
+    headline = [{k: r[k] for k in ("run", "milestone", "milestone_words", "input_words", "heldout_before",
+                                   "heldout_after", "headline_words", "headline_extra_words", "headline_ci95_low",
+                                   "headline_ci95_high", "equivalent")}
+                # a curve that does not rise converts nothing into words: the figures stay, marked unusable
+                | {"headline_withheld": gates["curve_rises"] is not True} for r in table]
+    run_outputs.write_json(os.path.join(workdir, "headline.json"), headline)
+
+
 def write(workdir: str, config, table: list[dict], curve, before: dict, curve_check: dict, gates: dict,
           judge: str) -> None:
     run_outputs.write_csv(os.path.join(workdir, "table.csv"), table, list(COLUMNS))
@@ -81,21 +107,7 @@ def write(workdir: str, config, table: list[dict], curve, before: dict, curve_ch
              "held-out before → after | teacher first → last 10 (teacher-judged) | teacher's paired Δ (teacher-judged) | "
              "RL ≈ pretraining to (95%) | KL end | distinct-2 | repeated sent. | shared skeleton | words/story | flag |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for r in table:
-        lines.append(
-            f"| {_run_label(r)} | {r['milestone']} | "
-            f"{_interval(r['paired_delta'], r['paired_ci95_low'], r['paired_ci95_high'])} | "
-            f"{_pm(r['win_rate'], r['win_ci95'])} ({fmt(r['win_consistency'])}, {fmt(r['first_slot'])}) | "
-            f"{_interval(r['gain_vs_grades_permuted'], r['gain_ci95_low'], r['gain_ci95_high'])} | "
-            f"{fmt(r['heldout_before'])} → {fmt(r['heldout_after'])} | "
-            f"{fmt(r['teacher_first10'])} → {fmt(r['teacher_last10'])} | "
-            f"{_pm(r['teacher_heldout_delta'], r['teacher_heldout_ci95'])} | {_headline_text(r, gates['curve_rises'])} | "
-            f"{fmt(r['kl_end'])} | "
-            f"{fmt(r['distinct_2_before'], '.3f')} → {fmt(r['distinct_2_after'], '.3f')} | "
-            f"{fmt(r['repeated_sentences_before'], '.3f')} → {fmt(r['repeated_sentences_after'], '.3f')} | "
-            f"{fmt(r['shared_skeleton_before'], '.2f')} → {fmt(r['shared_skeleton_after'], '.2f')} | "
-            f"{fmt(r['words_per_story_before'], '.1f')} → {fmt(r['words_per_story_after'], '.1f')} | "
-            f"{r['flag'] or '—'} |")
+    lines += [_table_row(r, gates) for r in table]
     lines += ["", "The pretraining-only curve (judge, mean sum of 9 ± 95%): " + ", ".join(
         f"{m} {_pm(s.row['heldout'], s.row['heldout_ci95'])}"
         + (f" (preferred to {curve_check['first']}'s {fmt(s.pairwise['win_rate'])})" if s.pairwise else "")
@@ -128,12 +140,7 @@ def write(workdir: str, config, table: list[dict], curve, before: dict, curve_ch
               "[tales] or [reference_lm] are the same runs measured by those instruments. Per seed: runs.csv.", "",
               "![held-out score against pretraining words](heldout_vs_words.png)", ""]
     run_outputs.write_text(os.path.join(workdir, "table.md"), "\n".join(lines))
-    headline = [{k: r[k] for k in ("run", "milestone", "milestone_words", "input_words", "heldout_before",
-                                   "heldout_after", "headline_words", "headline_extra_words", "headline_ci95_low",
-                                   "headline_ci95_high", "equivalent")}
-                # a curve that does not rise converts nothing into words: the figures stay, marked unusable
-                | {"headline_withheld": gates["curve_rises"] is not True} for r in table]
-    run_outputs.write_json(os.path.join(workdir, "headline.json"), headline)
+    _write_headline(workdir, table, gates)
     _plot(os.path.join(workdir, "heldout_vs_words.png"), curve,
           {milestone_words(m): s.row["heldout_ci95"] for m, s in before.items()}, table)
 

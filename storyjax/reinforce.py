@@ -153,6 +153,20 @@ def check(rl_cfg: ml_collections.ConfigDict) -> None:
         raise ValueError("; ".join(problems) + ".")
 
 
+def token_advantages(rl_cfg, rewards_B, log_ratio_BxT, mask_BxT, kl_coef, baseline):
+    """(each response token's advantage, the rewards' new moving average) under `rl.kl_mode`: the KL
+    penalty charged per token (reward_token), once per story (reward), or not in the reward (loss)."""
+    if rl_cfg.kl_mode == "reward_token":
+        return kl_token_advantages(rewards_B, log_ratio_BxT, mask_BxT, kl_coef, baseline, rl_cfg.baseline,
+                                   rl_cfg.ema_decay, rl_cfg.whiten)
+    if rl_cfg.kl_mode == "reward":
+        adv_B, ema = kl_advantages(rewards_B, log_ratio_BxT.sum(-1), kl_coef, baseline, rl_cfg.baseline,
+                                   rl_cfg.ema_decay, rl_cfg.whiten)
+    else:
+        adv_B, ema = advantages(rewards_B, baseline, rl_cfg.baseline, rl_cfg.ema_decay, rl_cfg.whiten)
+    return adv_B[:, None] * mask_BxT, ema
+
+
 def make_step(cfg: model_lib.ModelConfig, rl_cfg: ml_collections.ConfigDict,
               optimizer: optax.GradientTransformation) -> Callable:
     """Returns jit(step)(state, ref_params, rollout) → (state, metrics): the rollout carries each story's
@@ -178,17 +192,8 @@ def make_step(cfg: model_lib.ModelConfig, rl_cfg: ml_collections.ConfigDict,
             # the KL held at twice its target while β rose 0.05 → 1.8). The estimator chooses what is
             # reported, controlled and put in a loss.
             log_ratio_BxT = jax.lax.stop_gradient(logp_BxT - logp_ref_BxT) * mask_BxT
-            if rl_cfg.kl_mode == "reward_token":
-                adv_BxT, ema = kl_token_advantages(rewards_B, log_ratio_BxT, mask_BxT, state.kl_coef,
-                                                   state.baseline, rl_cfg.baseline, rl_cfg.ema_decay, rl_cfg.whiten)
-            else:
-                if rl_cfg.kl_mode == "reward":
-                    adv_B, ema = kl_advantages(rewards_B, log_ratio_BxT.sum(-1), state.kl_coef, state.baseline,
-                                               rl_cfg.baseline, rl_cfg.ema_decay, rl_cfg.whiten)
-                else:
-                    adv_B, ema = advantages(rewards_B, state.baseline, rl_cfg.baseline, rl_cfg.ema_decay,
-                                            rl_cfg.whiten)
-                adv_BxT = adv_B[:, None] * mask_BxT
+            adv_BxT, ema = token_advantages(rl_cfg, rewards_B, log_ratio_BxT, mask_BxT, state.kl_coef,
+                                            state.baseline)
             adv_BxT = jax.lax.stop_gradient(adv_BxT)
             policy = -(adv_BxT * logp_BxT * mask_BxT).sum() / B
             n_tokens = jnp.maximum(mask_BxT.sum(), 1.0)

@@ -149,18 +149,9 @@ def heldout_table(runs: list) -> list[str]:
             "| run | teacher | teacher's grades | judge | judge's grades |", "|---|---|---|---|---|", *rows, ""]
 
 
-def write_report(workdirs: list[str], out: str, labels: list[str] = (), window: int = 10) -> str:
-    import matplotlib
-    matplotlib.use("Agg")
-    if not workdirs:
-        raise ValueError("give at least one --workdir.")
-    os.makedirs(out, exist_ok=True)
-    runs = [(os.path.abspath(w), _label(w, list(labels), i), _kind(os.path.abspath(w))) for i, w in enumerate(workdirs)]
-    interactive = [(w, label, read_batch_stats(w)) for w, label, kind in runs if kind == "interactive"]
-    pretrain = [(w, label) for w, label, kind in runs if kind == "pretrain"]
-    figures, lines = [], ["# storyjax report", ""]
-    lines += ["Runs: " + ", ".join(f"`{label}` ({kind}, {w})" for w, label, kind in runs), ""]
-
+def interactive_figures(interactive: list, out: str, window: int) -> list:
+    """(stem, title) of each figure drawn from the interactive runs' batch statistics and held-out scores."""
+    figures = []
     for stem, title, columns, ylabel in INTERACTIVE_FIGURES if interactive else []:
         series = []
         for _, label, stats in interactive:
@@ -179,38 +170,46 @@ def write_report(workdirs: list[str], out: str, labels: list[str] = (), window: 
         title = "Held-out score before, at milestones, after (95% intervals)"
         _figure(os.path.join(out, "heldout_score.png"), title, "mean sum (0-9)", "counted input words", series)
         figures.append(("heldout_score", title))
-    if pretrain:
-        series = []
-        for w, label in pretrain:
-            steps = [e for e in read_jsonl(os.path.join(w, "ledger.jsonl")) if e.get("event") == "step"]
-            if steps:
-                x = np.asarray([e["words_seen"] for e in steps])
-                y = np.asarray([e["loss"] for e in steps])
-                series.append((label, x, y, smooth(y, max(1, window // 2)), None))
-        if series:
-            _figure(os.path.join(out, "pretrain_loss.png"), "Pretraining loss", "next-token loss (nats)",
-                    "words seen", series)
-            figures.append(("pretrain_loss", "Pretraining loss"))
+    return figures
 
-    for stem, title in figures:
-        lines += [f"## {title}", "", f"![{title}]({stem}.png)", ""]
-    if interactive:
-        lines += [f"## Start and end (means over the first and last {FIRST_LAST} batches)", "",
-                  "| run | steps | input words | " + " | ".join(name for _, name in TABLE) + " |",
-                  "|---|---|---|" + "---|" * len(TABLE)]
-        for _, label, stats in interactive:
-            cells = []
-            for column, _ in TABLE:
-                y = stats.get(column)
-                if y is None:
-                    cells.append("—")
-                    continue
-                first, last = np.nanmean(y[:FIRST_LAST]), np.nanmean(y[-FIRST_LAST:])
-                cells.append(f"{first:.3g} → {last:.3g}")
-            lines.append(f"| {label} | {len(stats['step'])} | {int(stats['input_words'][-1]):,} | "
-                         + " | ".join(cells) + " |")
-        lines.append("")
-    lines += heldout_table([(w, label) for w, label, _ in interactive])
+
+def pretrain_figures(pretrain: list, out: str, window: int) -> list:
+    series = []
+    for w, label in pretrain:
+        steps = [e for e in read_jsonl(os.path.join(w, "ledger.jsonl")) if e.get("event") == "step"]
+        if steps:
+            x = np.asarray([e["words_seen"] for e in steps])
+            y = np.asarray([e["loss"] for e in steps])
+            series.append((label, x, y, smooth(y, max(1, window // 2)), None))
+    if not series:
+        return []
+    _figure(os.path.join(out, "pretrain_loss.png"), "Pretraining loss", "next-token loss (nats)", "words seen", series)
+    return [("pretrain_loss", "Pretraining loss")]
+
+
+def start_end_table(interactive: list) -> list:
+    """Markdown lines: each interactive run's columns, first batches → last batches."""
+    if not interactive:
+        return []
+    lines = [f"## Start and end (means over the first and last {FIRST_LAST} batches)", "",
+             "| run | steps | input words | " + " | ".join(name for _, name in TABLE) + " |",
+             "|---|---|---|" + "---|" * len(TABLE)]
+    for _, label, stats in interactive:
+        cells = []
+        for column, _ in TABLE:
+            y = stats.get(column)
+            if y is None:
+                cells.append("—")
+                continue
+            first, last = np.nanmean(y[:FIRST_LAST]), np.nanmean(y[-FIRST_LAST:])
+            cells.append(f"{first:.3g} → {last:.3g}")
+        lines.append(f"| {label} | {len(stats['step'])} | {int(stats['input_words'][-1]):,} | "
+                     + " | ".join(cells) + " |")
+    return lines + [""]
+
+
+def milestone_tables(interactive: list) -> list:
+    lines = []
     for w, label, _ in interactive:
         recs = milestone_evals(w)
         if recs:
@@ -222,8 +221,26 @@ def write_report(workdirs: list[str], out: str, labels: list[str] = (), window: 
             lines += [f"| {r['name']} | {r['words']:,} | " + " | ".join(
                 f"{r[k]:.3f}" if isinstance(r.get(k), (int, float)) else "—" for k in keys) + " |" for r in recs]
             lines.append("")
-    path = os.path.join(out, "report.md")
-    return write_text(path, "\n".join(lines))
+    return lines
+
+
+def write_report(workdirs: list[str], out: str, labels: list[str] = (), window: int = 10) -> str:
+    import matplotlib
+    matplotlib.use("Agg")
+    if not workdirs:
+        raise ValueError("give at least one --workdir.")
+    os.makedirs(out, exist_ok=True)
+    runs = [(os.path.abspath(w), _label(w, list(labels), i), _kind(os.path.abspath(w))) for i, w in enumerate(workdirs)]
+    interactive = [(w, label, read_batch_stats(w)) for w, label, kind in runs if kind == "interactive"]
+    pretrain = [(w, label) for w, label, kind in runs if kind == "pretrain"]
+    lines = ["# storyjax report", ""]
+    lines += ["Runs: " + ", ".join(f"`{label}` ({kind}, {w})" for w, label, kind in runs), ""]
+    for stem, title in interactive_figures(interactive, out, window) + pretrain_figures(pretrain, out, window):
+        lines += [f"## {title}", "", f"![{title}]({stem}.png)", ""]
+    lines += start_end_table(interactive)
+    lines += heldout_table([(w, label) for w, label, _ in interactive])
+    lines += milestone_tables(interactive)
+    return write_text(os.path.join(out, "report.md"), "\n".join(lines))
 
 
 def main(argv):
