@@ -15,7 +15,7 @@ from storyjax import instruments, preemption, run_outputs, stats
 from storyjax import experiment_analysis as analysis
 from storyjax import judge as judge_lib
 from storyjax.teachers import make_teacher
-from storyjax.teachers.base import GradingCancelled
+from storyjax.grades import GradingCancelled
 
 
 def _read(path: str) -> dict:

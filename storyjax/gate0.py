@@ -22,7 +22,7 @@ from absl import logging
 from storyjax import adversarial, instruments, preemption, run_outputs, stats
 from storyjax import judge as judge_lib
 from storyjax.checkpoint import milestone_words
-from storyjax.teachers.base import GradingCancelled
+from storyjax.grades import GradingCancelled
 
 MIN_CONSISTENCY = 0.6
 HELD_OUT_SEED = 7_777_777  # the tales shown to the judge: a seed no pretraining run draws

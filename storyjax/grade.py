@@ -20,7 +20,7 @@ from storyjax import run_outputs
 from storyjax.atomic import atomic_file
 from storyjax.stats import mean_ci, position_bias, win_rate
 from storyjax.teachers import PAIRWISE, check_settings, make_teacher, reference_lm
-from storyjax.teachers.base import CRITERIA, scored
+from storyjax.grades import CRITERIA, scored
 
 MODES = ("grades", "likelihood")
 

@@ -17,7 +17,7 @@ from storyjax.diversity import distinct_n, repetition_rate
 from storyjax.prompts import heldout_openings, story_openings
 from storyjax.stories import grade, make_sample_fn, sample_stories
 from storyjax.teachers import make_teacher
-from storyjax.teachers.base import CRITERIA, GradingCancelled, scored
+from storyjax.grades import CRITERIA, GradingCancelled, scored
 
 
 def heldout_score(config, sample, params, tok, teacher, judge=None) -> dict:

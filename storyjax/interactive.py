@@ -34,7 +34,7 @@ from storyjax.interactive_logs import PhaseClock, RunLogs
 from storyjax.prompts import heldout_openings
 from storyjax.setting_checks import finite
 from storyjax.teachers import PAIRWISE, check_settings, make_teacher
-from storyjax.teachers.base import CRITERIA, Grades, scored
+from storyjax.grades import CRITERIA, Grades, scored
 
 
 def validate(config: ml_collections.ConfigDict) -> None:

@@ -16,7 +16,7 @@ from collections import defaultdict
 import numpy as np
 
 from storyjax import run_outputs
-from storyjax.teachers.base import CRITERIA, Grades, scored as scored_rows
+from storyjax.grades import CRITERIA, Grades, scored as scored_rows
 
 GENERATED = ["step", "index", "prompt", "story", "answer", *CRITERIA, "scored", "words", "reward", "teacher_details"]
 BATCH_STATS = ["step", "teacher_reward_mean", "teacher_reward_std", "teacher_sum_mean", *[f"{c}_mean" for c in CRITERIA],

@@ -32,7 +32,7 @@ from typing import NamedTuple
 import ml_collections
 import numpy as np
 
-from storyjax.teachers.base import scored
+from storyjax.grades import scored
 
 CONTROLS = ("", "grades_permuted", "reward_permuted", "length_only")  # "": learn from the teacher's grades
 # Names used before the controls were made honest, and what each became (refused with the new name).

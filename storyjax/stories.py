@@ -15,7 +15,7 @@ import numpy as np
 
 from storyjax import distributed, sampler
 from storyjax import model as model_lib
-from storyjax.teachers.base import Grades, GradingCancelled
+from storyjax.grades import Grades, GradingCancelled
 
 
 def encode_prompts(tok, prompts: list[str]) -> tuple[np.ndarray, np.ndarray]:

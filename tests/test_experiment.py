@@ -312,7 +312,7 @@ class _BlindJudge:
     """Grades by a hash of the text, as a judge that cannot read would."""
 
     def grade_batch(self, prompts, stories):
-        from storyjax.teachers.base import Grades
+        from storyjax.grades import Grades
         rows = [list(hashlib.sha256(s.encode()).digest()[:3]) for s in stories]  # fixed, whatever the process
         return Grades(np.asarray(rows, np.float32) % 4, [""] * len(stories))
 

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from storyjax.teachers.base import CRITERIA
+from storyjax.grades import CRITERIA
 
 from openai_server import FakeTeacherServer
 from conftest import ROOT

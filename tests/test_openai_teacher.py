@@ -168,7 +168,7 @@ def test_cancel_abandons_a_slow_batch_at_once(tmp_path):
     import threading
     import time
 
-    from storyjax.teachers.base import GradingCancelled
+    from storyjax.grades import GradingCancelled
     with FakeTeacherServer(hang_s=30.0, force="hang") as server:
         teacher = make_teacher(teacher_cfg(server.url, timeout_s=20.0, retries=3, backoff_s=5.0), str(tmp_path))
         threading.Timer(0.5, teacher.cancel).start()
