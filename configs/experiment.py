@@ -93,7 +93,6 @@ def smollm2_gguf() -> str:
 def get_config(preset: str = "tiny") -> ml_collections.ConfigDict:
     if preset not in ("tiny", "cpu", "paper"):
         raise ValueError(f"unknown preset {preset!r}: use configs/experiment.py:tiny, :cpu or :paper.")
-    paper, cpu = preset == "paper", preset == "cpu"
     c = ml_collections.ConfigDict()
     c.job = "experiment"
     c.preset = preset

@@ -14,29 +14,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from storyjax import likelihood, run_outputs
 from storyjax import model as model_lib
-from storyjax import run_outputs
 
 SCORE_BATCH = 128          # fixed batch shape: one compilation per length bucket
-BUCKETS = (16, 32, 64, 128, 256, 512)
 
 
 def score_texts(cfg: model_lib.ModelConfig, params, tok, texts: list[str]) -> np.ndarray:
     """Total log-probability of each text after an end-of-text."""
     ids = [[tok.eos_id] + row for row in tok.encode(texts)]
-    longest = max(map(len, ids))
-    L = next((b for b in BUCKETS if b >= longest and b <= cfg.max_len), None)
-    if L is None:
-        raise ValueError(f"a text of {longest} tokens does not fit the model context {cfg.max_len}.")
-    out = np.zeros(len(ids), np.float64)
-    for start in range(0, len(ids), SCORE_BATCH):
-        chunk = ids[start:start + SCORE_BATCH]
-        toks = np.full((SCORE_BATCH, L), tok.pad_id, np.int32)
-        valid = np.zeros((SCORE_BATCH, L), bool)
-        for i, row in enumerate(chunk):
-            toks[i, :len(row)], valid[i, :len(row)] = row, True
-        out[start:start + len(chunk)] = np.asarray(model_lib.sequence_logprob(cfg, params, toks, valid))[:len(chunk)]
-    return out
+    return likelihood.sequence_scores(cfg, params, ids, SCORE_BATCH, tok.pad_id)
 
 
 def read_minimal_pairs(path: str) -> tuple[list[str], list[str]]:

@@ -22,8 +22,6 @@ import shutil
 import time
 from typing import Any, Optional
 
-import jax
-import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
 

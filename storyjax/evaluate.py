@@ -17,14 +17,13 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from storyjax import blimp, heldout, run_outputs, sampler
+from storyjax import blimp, heldout, likelihood, run_outputs, sampler
 from storyjax import student as student_lib
 from storyjax import checkpoint as ckpt_lib
-from storyjax import model as model_lib
 from storyjax import data as data_lib
 from storyjax.data import load_corpus, packing
 from storyjax.prompts import story_openings
-from storyjax.teachers import check_settings
+from storyjax.teachers.settings import check as check_settings
 
 
 def perplexity(cfg, params, tok, data_cfg: ml_collections.ConfigDict, max_blocks: int) -> dict:
@@ -46,14 +45,8 @@ def perplexity(cfg, params, tok, data_cfg: ml_collections.ConfigDict, max_blocks
 
 
 def score_blocks(cfg, params, blocks: np.ndarray) -> float:
-    total = 0.0
-    for start in range(0, len(blocks), 16):
-        chunk = blocks[start:start + 16]
-        pad = 16 - len(chunk)
-        toks = np.concatenate([chunk, np.zeros((pad, chunk.shape[1]), np.int32)]) if pad else chunk
-        valid = np.ones_like(toks, bool)
-        total += float(np.asarray(model_lib.sequence_logprob(cfg, params, toks, valid))[:len(chunk)].sum())
-    return total
+    """Σ log p over packed validation blocks (each block's first token given), 16 blocks a batch."""
+    return float(likelihood.sequence_scores(cfg, params, list(blocks), batch=16).sum())
 
 
 def validate(config: ml_collections.ConfigDict, weights: bool = True, student: bool = True) -> None:

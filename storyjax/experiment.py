@@ -34,7 +34,7 @@ from storyjax.experiment_graders import Graders, PairwiseJudge, TeacherView, mea
 from storyjax.interactive_logs import PhaseClock, read_batch_stats
 from storyjax.prompts import story_openings
 from storyjax.setting_checks import count
-from storyjax.teachers import PAIRWISE
+from storyjax.teachers import kinds
 from storyjax.teachers import config as teacher_config
 
 
@@ -85,8 +85,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
     if config.evaluate.stories.openings == "training" and config.evaluate.stories.per_opening < 2:
         raise ValueError("evaluate.stories.openings=training: give evaluate.stories.per_opening >= 2 stories of the "
                          "training prompt (the paper-style evaluation: 256 or more; intervals resample their keys).")
-    if config.judge.mode == "pairwise" and judge_lib.resolved(config).name not in PAIRWISE:
-        raise ValueError(f"judge.mode=pairwise needs a judge that compares two stories ({PAIRWISE}); "
+    if config.judge.mode == "pairwise" and judge_lib.resolved(config).name not in kinds.pairwise():
+        raise ValueError(f"judge.mode=pairwise needs a judge that compares two stories ({kinds.pairwise()}); "
                          f"judge.name={judge_lib.resolved(config).name!r} does not.")
     if ex.positive_seeds and (ex.positive_teacher not in ("tales", "rubric") or not ex.control_milestone):
         raise ValueError(f"experiment.positive_teacher={ex.positive_teacher!r}: the positive control learns from a "
@@ -361,13 +361,5 @@ def dry_run(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
 
 def _model_needs(cfg, key: str) -> str:
-    if cfg.name == "jax":
-        weights = cfg.jax.weights
-        if not weights:
-            return f"in-process jax, {key}.jax.weights not set"
-        size = (f", {os.path.getsize(weights) / 2**30:.2f} GiB on disk" if os.path.isfile(weights) else
-                ", a folder" if os.path.isdir(weights) else ", not on this machine")
-        return f"in-process jax: {weights}{size}"
-    if cfg.name == "openai":
-        return f"OpenAI-compatible server {cfg.openai.base_url} serving {cfg.openai.model}"
-    return cfg.name
+    """What the grader `cfg` (its kind decided) needs to run, as a dry run reports it."""
+    return kinds.get(cfg.name, key).needed(cfg, key)

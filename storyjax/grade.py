@@ -19,7 +19,8 @@ from tqdm import tqdm
 from storyjax import run_outputs
 from storyjax.atomic import atomic_file
 from storyjax.stats import mean_ci, position_bias, win_rate
-from storyjax.teachers import PAIRWISE, check_settings, make_teacher, reference_lm
+from storyjax.teachers import kinds, make_teacher, reference_lm
+from storyjax.teachers.settings import check as check_settings
 from storyjax.grades import CRITERIA, scored
 
 MODES = ("grades", "likelihood")
@@ -79,7 +80,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
         read_stories(config.stories)
         return
     read_pairs(config.pairs)
-    if config.teacher.name not in PAIRWISE:
+    if config.teacher.name not in kinds.pairwise():
         raise ValueError(f"teacher.name={config.teacher.name!r} cannot judge pairs of stories: use "
                          "teacher.name=jax (an instruct model; its preference is read from its logits) or rubric "
                          "(the larger sum of grades).")

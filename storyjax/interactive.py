@@ -1,8 +1,9 @@
 """Interactive learning: the student writes stories, the teacher grades them, REINFORCE learns from the grades.
 
 One step, in phase order: sample a batch from the prompt (jitted sampler) → decode it to text → the
-teacher grades it [B,3] → the ledger charges what the student takes in → the jitted REINFORCE step
-computes the rewards from the grades and updates. The RNG of step k is `fold_in(key(seed), k)` and
+teacher grades it [B,3] → the ledger charges what the student takes in → each story's reward from its
+grades (storyjax.reward, on the host) → the jitted REINFORCE step updates → the step's record
+(storyjax.step_record) is logged. The RNG of step k is `fold_in(key(seed), k)` and
 everything else that evolves (params, optimizer, EMA baseline, KL coefficient, ledger) is in the
 checkpoint, so a killed run resumes exactly.
 """
@@ -14,15 +15,15 @@ import json
 import math
 import os
 import time
-from typing import Any, Callable, NamedTuple, Optional
+from typing import Any, Callable, Optional
 
 import jax
 import ml_collections
 import numpy as np
 from absl import logging
 
-from storyjax import blimp, distributed, export, heldout, reinforce, reward, rollout, run_loop, run_outputs, sampler
-from storyjax import stats
+from storyjax import blimp, distributed, export, heldout, reinforce, reward, run_loop, run_outputs, sampler
+from storyjax import stats, step_record
 from storyjax import stories
 from storyjax import checkpoint as ckpt_lib
 from storyjax import judge as judge_lib
@@ -33,8 +34,9 @@ from storyjax import tokenizer as tokenizer_lib
 from storyjax.interactive_logs import PhaseClock, RunLogs
 from storyjax.prompts import heldout_openings
 from storyjax.setting_checks import finite
-from storyjax.teachers import PAIRWISE, check_settings, make_teacher
-from storyjax.grades import CRITERIA, Grades, scored
+from storyjax.teachers import kinds, make_teacher
+from storyjax.teachers.settings import check as check_settings
+from storyjax.grades import CRITERIA
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
@@ -67,7 +69,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
          f"judge.mode={config.judge.mode!r}: choose 'absolute' (grades on 0-3) or 'pairwise' (which of "
          "the held-out stories before and after learning is the better)"),
         (config.judge.mode != "pairwise" or (
-            judge_lib.resolved(config).name in PAIRWISE and config.heldout.num_openings > 0),
+            judge_lib.resolved(config).name in kinds.pairwise() and config.heldout.num_openings > 0),
          "judge.mode=pairwise needs a judge that compares stories (judge.name=jax with judge.jax.weights, or rubric) "
          "and held-out stories to compare (heldout.num_openings > 0)"),
         (not distribution_reward(config.teacher) or config.teacher.jax.allow_distribution_reward,
@@ -94,8 +96,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
 
 
 def distribution_reward(teacher: ml_collections.ConfigDict) -> bool:
-    """Whether a training teacher's grades are its output distribution (the `jax` teacher's `expected`)."""
-    return teacher.name == "jax" and teacher.jax.grading == "expected"
+    """Whether the teacher's settings reward the student with its output distribution (its kind says)."""
+    return teacher.name in kinds.KINDS and kinds.KINDS[teacher.name].rewards_distribution(teacher)
 
 
 def needs_pretraining(config: ml_collections.ConfigDict) -> bool:
@@ -143,8 +145,8 @@ def milestone_eval(config, student: student_lib.Student, sample, params, teacher
     return record
 
 
-def fresh_ledger(config: ml_collections.ConfigDict) -> ledger_lib.InteractiveLedger:
-    ledger = ledger_lib.InteractiveLedger(
+def fresh_ledger(config: ml_collections.ConfigDict) -> ledger_lib.WordBudget:
+    ledger = ledger_lib.WordBudget(
         budget_words=config.budget_words, prompt_words=tokenizer_lib.count_words(config.prompt),
         charge_prompt=config.charge_prompt, generated_cap=config.generated_words_cap,
         milestone_every=config.milestone_every_words)
@@ -197,22 +199,11 @@ def run(config: ml_collections.ConfigDict, workdir: str, pretrain: Optional[Call
                         pairwise)
 
 
-class StepOut(NamedTuple):
-    """What one interactive step produced, for its logs."""
-    full: list            # prompt + story texts
-    grades: Grades
-    words_B: np.ndarray   # counted words of each continuation
-    per_story: dict       # reward.StoryRewards as a dict: reward_B, teacher_B, bonus_B (host arrays)
-    metrics: dict         # the step's scalars
-    samples: sampler.Samples
-    words_before: int     # ledger input words before this batch
-
-
 class Loop:
     """Interactive learning in a run: steps, their logs, checkpoints, milestones, held-out scores."""
 
     def __init__(self, config, student: student_lib.Student, teacher, judge, run: run_loop.Run,
-                 ledger: ledger_lib.InteractiveLedger):
+                 ledger: ledger_lib.WordBudget):
         self.config, self.student, self.teacher, self.judge, self.run = config, student, teacher, judge, run
         B = config.batch_size
         self.prompts = [config.prompt] * B
@@ -264,14 +255,10 @@ class Loop:
                      desc="counted input words", enabled=c.progress_bar)
         while (self.ledger.can_afford(c.batch_size) and not run.preempted
                and (not c.max_steps or step < c.max_steps)):
-            out = self.step(state, step, extra)
-            if out is None:  # SIGTERM during grading: this batch is neither charged nor applied
+            state = self.step(state, step, extra)
+            if state is None:  # SIGTERM during grading: this batch is neither charged nor applied
                 break
-            state, out = out
             step += 1
-            if not (math.isfinite(out.metrics["loss"]) and out.metrics.pop("state_finite")):
-                raise run.diverged(step, math.isfinite(out.metrics["loss"]), "--config.rl.lr")
-            self.log(step, out)
             due = self.ledger.due_milestones()
             if due or step % c.checkpoint_every_steps == 0 or run.preempted:
                 run.reach_milestones(step, self.ledger, due, self.saved(state), extra,
@@ -285,30 +272,28 @@ class Loop:
         return state, step
 
     def step(self, state, step: int, extra: dict):
-        """sample → decode → grade → charge → update; None when SIGTERM cancelled the grading."""
-        c, tok, clock = self.config, self.student.tok, self.clock
+        """sample → decode → grade → charge → reward → update → log; the new state, or None when SIGTERM
+        cancelled the grading."""
+        c, clock = self.config, self.clock
         clock.start()
         rng = jax.random.fold_in(jax.random.key(c.seed), step)
         samples = self.sample(state.params, self.prompt_BxP, self.valid_BxP, rng)
-        full, texts = stories.decode(tok, self.prompts, self.prompt_BxP, self.valid_BxP, samples)
+        full, texts = stories.decode(self.student.tok, self.prompts, self.prompt_BxP, self.valid_BxP, samples)
         clock.lap("sample")  # decoding waited for the device
         grades = stories.grade(self.teacher, self.prompts, full, c.teacher.shard_across_hosts)
         clock.lap("grade")
         if grades is None:
             return None
-        scored_B = scored(grades.scores_Bx3)
-        self.check_teacher(scored_B, step, state, extra)
-        words_B = np.asarray([tokenizer_lib.count_words(t) for t in texts], np.float32)
-        before = self.ledger.input_words
-        self.ledger.charge(c.batch_size, int(scored_B.sum()), int(words_B.sum()))
-        rewards = reward.story_rewards(self.reward, grades.scores_Bx3, words_B, c.seed, step)
-        batch = rollout.make(self.prompt_BxP, self.valid_BxP, samples, rewards.reward_B)
-        state, metrics = self.rl_step(state, self.student.params, batch)
-        metrics = jax.device_get(metrics)
-        per_story = rewards._asdict()
+        record = step_record.make(full, texts, grades, samples, self.reward, c.seed, step, self.ledger.input_words)
+        self.check_teacher(record.scored_B, step, state, extra)
+        self.ledger.charge(c.batch_size, int(record.scored_B.sum()), int(record.words_B.sum()))
+        state, metrics = self.rl_step(state, self.student.params, record.rollout(self.prompt_BxP, self.valid_BxP))
+        metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
         clock.lap("update")
-        return state, StepOut(full, grades, words_B, per_story, {k: float(v) for k, v in metrics.items()}, samples,
-                              before)
+        if not (math.isfinite(metrics["loss"]) and metrics.pop("state_finite")):
+            raise self.run.diverged(step + 1, math.isfinite(metrics["loss"]), "--config.rl.lr")
+        self.log(step + 1, record, metrics)
+        return state
 
     def check_teacher(self, scored_B, step: int, state, extra: dict) -> None:
         """A teacher that stopped grading ends the run with its checkpoint written and nothing charged for the
@@ -323,20 +308,17 @@ class Loop:
         raise teacher_health.TeacherUnhealthy(
             f"{unhealthy}; last teacher status: {last or 'answers that are not three grades 0-3'}. "
             f"Checkpoint of step {step} written and nothing charged for the failed batch. Fix the teacher "
-            f"(teacher.openai.base_url={self.config.teacher.openai.base_url}, teacher.openai.model, the server's log; "
-            "see "
+            f"({kinds.get(self.config.teacher.name).fix_dead(self.config.teacher, 'teacher')}; see "
             f"{self.run.workdir}/answers.jsonl) and rerun the same command to resume.")
 
     def save_latest_once(self, step: int, state, extra: dict) -> None:
         if self.run.ckpts.latest_step() != step:
             self.run.save_latest(step, self.saved(state), self.ledger, extra)
 
-    def log(self, step: int, out: StepOut) -> None:
-        c, ledger, m = self.config, self.ledger, out.metrics
-        surprisal_B = -np.asarray(out.samples.logprobs_BxN).sum(1)
-        row = self.logs.write_step(step, c.prompt, out.full, out.grades, out.words_B, out.per_story, m,
-                                   np.asarray(out.samples.mask_BxN).sum(1), surprisal_B, ledger)
-        self.run.bar.update(ledger.input_words - out.words_before)
+    def log(self, step: int, record: step_record.StepRecord, m: dict) -> None:
+        c, ledger = self.config, self.ledger
+        row = self.logs.write_step(step, c.prompt, record, m, ledger)
+        self.run.bar.update(ledger.input_words - record.words_before)
         self.run.bar.set_postfix(step=step, reward=f"{row['reward_mean']:.3f}",
                                  teacher=f"{row['teacher_sum_mean']:.2f}/9")
         if step % c.log_every == 0 or step == 1:
@@ -361,7 +343,6 @@ class Loop:
                 pairwise: Optional[dict] = None) -> dict:
         c, ledger = self.config, self.ledger
         params = jax.device_get(state.params)
-        self.run.out.audit("end", ledger, step=step)
         distributed.barrier("logs written")  # process 0's last rows are in before anyone reads them
         history = self.logs.read_batch_stats()
         # The held-out stories themselves go to their own file, not into the summary's figures.
@@ -394,8 +375,7 @@ class Loop:
             "seconds_per_step": self.clock.means(),
             "param_checksum": run_outputs.param_checksum(params),
         }
-        run_outputs.write_summary(self.run.workdir, summary)
-        return summary
+        return self.run.end(ledger, summary, step=step)
 
 
 def closing_words(summary: dict, workdir: str) -> str:

@@ -16,7 +16,7 @@ from collections import defaultdict
 import numpy as np
 
 from storyjax import run_outputs
-from storyjax.grades import CRITERIA, Grades, scored as scored_rows
+from storyjax.grades import CRITERIA
 
 GENERATED = ["step", "index", "prompt", "story", "answer", *CRITERIA, "scored", "words", "reward", "teacher_details"]
 BATCH_STATS = ["step", "teacher_reward_mean", "teacher_reward_std", "teacher_sum_mean", *[f"{c}_mean" for c in CRITERIA],
@@ -80,22 +80,20 @@ class RunLogs:
                     rows = [r for r in csv.DictReader(f) if int(r["step"]) <= step]
             self.writer.rewrite_csv(name, columns, rows)
 
-    def write_step(self, step, prompt, stories, grades: Grades, words, per_story: dict, metrics, lengths, surprisal,
-                   ledger) -> dict:
-        """`per_story`: the REINFORCE step's reward, teacher term and bonus per story (host arrays); `surprisal`:
-        each story's −Σ log p of its own sampled tokens (the paper's entropy, summed)."""
-        scores = grades.scores_Bx3
-        scored = scored_rows(scores)
-        rewards, bonus = per_story["reward_B"], per_story["bonus_B"]
-        details = grades.details or [None] * len(stories)
+    def write_step(self, step: int, prompt: str, record, metrics: dict, ledger) -> dict:
+        """One row per story into generated.csv and the batch's row into batch_stats.csv, from the step's
+        record (storyjax.step_record) and the update's scalars; returns the batch's row."""
+        scores, scored, words = record.grades.scores_Bx3, record.scored_B, record.words_B
+        rewards, bonus = record.rewards.reward_B, record.rewards.bonus_B
+        details = record.grades.details or [None] * len(record.full)
         self.writer.append_csv("generated.csv", GENERATED, [
-            {"step": step, "index": i, "prompt": prompt, "story": story, "answer": grades.answers[i],
+            {"step": step, "index": i, "prompt": prompt, "story": story, "answer": record.grades.answers[i],
              **{c: _grade_text(scores[i, j]) for j, c in enumerate(CRITERIA)},
              "scored": int(scored[i]), "words": int(words[i]), "reward": "" if np.isnan(rewards[i]) else rewards[i],
              "teacher_details": json.dumps(details[i]) if details[i] else ""}
-            for i, story in enumerate(stories)])
+            for i, story in enumerate(record.full)])
         ok = scores[scored]
-        teacher = per_story["teacher_B"][scored]
+        teacher = record.rewards.teacher_B[scored]
         nan_mean = lambda x: float(np.mean(x)) if len(x) else float("nan")
         row = {
             "step": step, "teacher_reward_mean": nan_mean(teacher),
@@ -106,10 +104,10 @@ class RunLogs:
             "reward_mean": nan_mean(rewards[scored]), "reward_std": float(np.std(rewards[scored])) if len(ok) else 0.0,
             "kl": metrics["kl"], "kl_coef": metrics["kl_coef"], "entropy": metrics["entropy"],
             "baseline": metrics["baseline"], "loss": metrics["loss"], "grad_norm": metrics["grad_norm"],
-            "mean_length_tokens": float(np.mean(lengths)), "mean_words": float(np.mean(words)),
+            "mean_length_tokens": float(np.mean(record.lengths_B)), "mean_words": float(np.mean(words)),
             "input_words": ledger.input_words, "generated_words": ledger.generated_words,
             "stories": ledger.stories, "unscorable_rate": float(1 - scored.mean()),
-            "entropy_per_word": float(np.sum(surprisal) / max(np.sum(words), 1.0)),
+            "entropy_per_word": float(np.sum(record.surprisal_B) / max(np.sum(words), 1.0)),
         }
         self.writer.append_csv("batch_stats.csv", BATCH_STATS, [row])
         return row

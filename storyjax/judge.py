@@ -17,14 +17,12 @@ and nowhere else: `same_model` (is it the teacher's model?) and `is_teacher` (do
 
 from __future__ import annotations
 
-import hashlib
 import os
-import re
 
 import ml_collections
 
 from storyjax.teachers import config as teacher_config
-from storyjax.teachers import make_teacher
+from storyjax.teachers import kinds, make_teacher
 
 
 def resolved(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
@@ -40,60 +38,17 @@ def _teacher(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
 
 
 def is_teacher(config: ml_collections.ConfigDict) -> bool:
-    """Whether the judge grades exactly as the training teacher does (then the teacher's grades are reused)."""
+    """Whether the judge grades exactly as the training teacher does (then the teacher's grades are reused):
+    the same kind, equal in the settings that kind grades by (Kind.grades_alike; none: one of each)."""
     judge, teacher = teacher_config.flat(resolved(config)), teacher_config.flat(_teacher(config))
     if judge.name != teacher.name:
         return False
-    if judge.name in ("rubric", "tales"):  # no settings: one of each
-        return True
-    keys = {"openai": ("base_url", "model", "template", "temperature", "constrain"),
-            "jax": ("weights", "template", "grading", "min_digit_mass", "temperature"),
-            "replay": ("answers",)}.get(judge.name, tuple(judge.keys()))
-    return all(judge.get(k) == teacher.get(k) for k in keys)
-
-
-def fingerprint(path: str) -> str:
-    """A content fingerprint of a weights file (its size and first and last 4 MiB; hashing every byte of an
-    8B model would take a minute) or of a folder's config and weight index, so a copy elsewhere matches."""
-    path = os.path.realpath(path)
-    if os.path.isdir(path):
-        parts = [os.path.join(path, f) for f in ("config.json", "model.safetensors.index.json")]
-        parts = [p for p in parts if os.path.isfile(p)] or sorted(
-            os.path.join(path, f) for f in os.listdir(path) if f.endswith((".safetensors", ".gguf")))[:1]
-        return "|".join(fingerprint(p) for p in parts) or path
-    if not os.path.isfile(path):
-        return path
-    digest, size = hashlib.sha256(), os.path.getsize(path)
-    with open(path, "rb") as f:
-        digest.update(f.read(4 << 20))
-        if size > 8 << 20:
-            f.seek(size - (4 << 20))
-            digest.update(f.read())
-    return f"{size}:{digest.hexdigest()[:16]}"
-
-
-def _model_name(name: str) -> str:
-    """A model's name as a hub id, folder or file would say it: "meta-llama/Llama-3.1-8B-Instruct",
-    "/w/Llama-3.1-8B-Instruct/" and "Llama-3.1-8B-Instruct.Q4_K_M.gguf" are all "llama-3.1-8b-instruct"."""
-    base = os.path.basename(str(name).rstrip("/")).lower()
-    base = re.sub(r"\.gguf$", "", base)
-    return re.sub(r"[.-](q\d\w*|f16|f32|bf16|fp16)$", "", base)
+    return all(judge.get(k) == teacher.get(k) for k in kinds.get(judge.name, "judge").grades_alike)
 
 
 def _identity(cfg: ml_collections.ConfigDict) -> set[str]:
-    """What names the model behind a grader."""
-    if cfg.name == "rubric":
-        return {"the offline rubric"}
-    if cfg.name == "tales":
-        return {"the tales grammar"}
-    if cfg.name == "jax" and cfg.jax.weights:
-        return {f"weights {fingerprint(cfg.jax.weights)}", f"model {_model_name(cfg.jax.weights)}"}
-    if cfg.name == "openai":
-        server = cfg.openai
-        return {f"server {str(server.base_url).rstrip('/')} model {server.model}", f"model {_model_name(server.model)}"}
-    if cfg.name == "replay":
-        return {f"replayed answers {os.path.realpath(cfg.replay.answers)}"}
-    return set()
+    """What names the model behind a grader (its kind says)."""
+    return kinds.KINDS[cfg.name].identity(cfg) if cfg.name in kinds.KINDS else set()
 
 
 def same_model(config: ml_collections.ConfigDict) -> str:
@@ -134,7 +89,7 @@ def make(config: ml_collections.ConfigDict, workdir: str, teacher, primary: bool
 
 def describe(config: ml_collections.ConfigDict) -> str:
     judge = resolved(config)
-    what = {"jax": judge.jax.weights, "openai": judge.openai.model, "replay": judge.replay.answers}.get(judge.name, "")
+    what = kinds.KINDS[judge.name].model(judge) if judge.name in kinds.KINDS else ""
     name = f"{judge.name} ({os.path.basename(str(what).rstrip('/'))})" if what else judge.name
     return name + (" — judge = teacher: the training teacher's own model, not an independent judge"
                    if same_model(config) else "")

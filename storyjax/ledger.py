@@ -1,9 +1,12 @@
-"""The word ledger: the single source of truth for what the student has seen.
+"""Word accounting, the single source of truth for what the student has seen, in three parts named apart:
 
-Pretraining words are estimated as the paper does: tokens ÷ the tokens-per-word
-ratio measured on the training corpus. The ledger decides milestones and when
-to stop (BabyLM's 10-epoch cap), is saved inside every checkpoint, and appends
-one JSON line per event to `ledger.jsonl` for audit.
+- `PretrainCount`: pretraining's tokens seen and the words they stand for, estimated as the paper does
+  (tokens ÷ the tokens-per-word ratio measured on the training corpus); it decides milestones and when to
+  stop (BabyLM's 10-epoch cap);
+- `WordBudget`: the interactive phase's counted input words against its budget (arXiv 2509.15714);
+- the audit log: one JSON line per event (`append_audit`) to the run's `ledger.jsonl`.
+
+Both counts are saved inside every checkpoint.
 """
 
 from __future__ import annotations
@@ -33,7 +36,8 @@ def milestone_name(words: int) -> str:
 
 
 @dataclasses.dataclass
-class Ledger:
+class PretrainCount:
+    """Pretraining's tokens seen, the words they stand for, the steps and milestones done."""
     tokens_per_word: float
     tokens_per_epoch: int
     max_epochs: float = 10.0        # 0 lifts the cap
@@ -74,12 +78,12 @@ class Ledger:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Ledger":
+    def from_dict(cls, d: dict) -> "PretrainCount":
         fields = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in fields})
 
 
-def append_jsonl(path: str, event: str, ledger: Ledger, **extra) -> None:
+def append_audit(path: str, event: str, ledger: "PretrainCount | WordBudget", **extra) -> None:
     """One audit line (`run_outputs.RunWriter.audit` decides which process writes it)."""
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     record = {"time": time.time(), "event": event, **ledger.to_dict(), **extra}
@@ -89,7 +93,7 @@ def append_jsonl(path: str, event: str, ledger: Ledger, **extra) -> None:
 
 
 @dataclasses.dataclass
-class InteractiveLedger:
+class WordBudget:
     """Words of the interactive phase, counted as the paper (arXiv 2509.15714) counts them. Input words
     are what the student *takes in*: the prompt
     (charged for every story of the first batch only, as the paper did — 16 × 360 — or for every story of
@@ -152,12 +156,12 @@ class InteractiveLedger:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "InteractiveLedger":
+    def from_dict(cls, d: dict) -> "WordBudget":
         fields = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in fields})
 
 
-def dry_run(ledger: InteractiveLedger, batch: int) -> InteractiveLedger:
+def dry_run(ledger: WordBudget, batch: int) -> WordBudget:
     """Plays the budget out with every story scored: how many steps, stories and words a run gets."""
     ledger.check_first_batch(batch)
     while ledger.can_afford(batch):

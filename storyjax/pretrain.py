@@ -216,8 +216,8 @@ def plan_grad_accum(config, model_cfg, optimizer, schedule, mesh, block_len: int
     return grad_accum
 
 
-def fresh_ledger(config, data, block_len: int) -> ledger_lib.Ledger:
-    return ledger_lib.Ledger(tokens_per_word=data.tokens_per_word,
+def fresh_ledger(config, data, block_len: int) -> ledger_lib.PretrainCount:
+    return ledger_lib.PretrainCount(tokens_per_word=data.tokens_per_word,
                              tokens_per_epoch=packing.num_blocks(data.train, block_len) * block_len,
                              max_epochs=config.ledger.max_epochs)
 
@@ -330,7 +330,7 @@ class Loop:
         self.t_last, self.tokens_since = now, 0
         self.run.out.scalars(step, {**m, "tokens_per_s": tok_s, "words": ledger_dict["words_seen"],
                                     "epochs": ledger_dict["epochs"]})
-        self.run.out.audit("step", ledger_lib.Ledger.from_dict(ledger_dict), step=step, loss=m["loss"])
+        self.run.out.audit("step", ledger_lib.PretrainCount.from_dict(ledger_dict), step=step, loss=m["loss"])
         self.run.bar.set_postfix(loss=f"{m['loss']:.3f}", tok_s=f"{tok_s:,.0f}",
                                  words=f"{ledger_dict['words_seen']:,.0f}")
 

@@ -90,10 +90,12 @@ def _permuted(values, rows, seed: int, step: int, salt: int):
     return out
 
 
-def story_rewards(reward: RewardConfig, scores_Bx3, words_B, seed: int = 0, step: int = 0) -> StoryRewards:
-    """Each story's reward under `reward` (its control included) for the batch of step `step`."""
+def story_rewards(reward: RewardConfig, scores_Bx3, words_B, seed: int = 0, step: int = 0,
+                  scored_B=None) -> StoryRewards:
+    """Each story's reward under `reward` (its control included) for the batch of step `step`; `scored_B`:
+    the graded stories, where the caller has decided them already."""
     scores_Bx3 = np.asarray(scores_Bx3, np.float32)
-    scored_B = scored(scores_Bx3)
+    scored_B = scored(scores_Bx3) if scored_B is None else np.asarray(scored_B, bool)
     rows = np.flatnonzero(scored_B)
     weights_3 = np.asarray(reward.weights, np.float32)
     weighted = lambda s_Bx3: np.where(scored_B, (s_Bx3 * weights_3).sum(-1) / (3.0 * weights_3.sum()), np.nan)

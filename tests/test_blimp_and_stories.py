@@ -23,6 +23,25 @@ def test_padded_batched_scores_equal_one_sequence_at_a_time(austen_dir):
     assert M.sequence_logprob._cache_size() <= 2  # one bucket shape per call size, no recompiles per text
 
 
+def test_validation_blocks_and_minimal_pairs_are_scored_by_one_path():
+    """evaluate's perplexity blocks and BLiMP's texts both go through likelihood.sequence_scores: a block's
+    score there equals its log-likelihood computed whole; lengths bucket up to the model's context."""
+    from storyjax import evaluate, likelihood
+    cfg = M.ModelConfig(vocab_size=97, num_layers=2, d_model=64, num_heads=4, max_len=48, dropout=0.0)
+    params = M.init_params(cfg, jax.random.key(1))
+    blocks = np.random.default_rng(0).integers(0, 97, (3, 48)).astype(np.int32)
+    logp = jax.nn.log_softmax(M.forward(cfg, params, jnp.asarray(blocks[:, :-1])))
+    want = float(jnp.take_along_axis(logp, jnp.asarray(blocks[:, 1:, None]), -1).sum())
+    assert abs(evaluate.score_blocks(cfg, params, blocks) - want) < 1e-4 * abs(want)
+    assert [likelihood.bucket(n, 48) for n in (5, 17, 40, 48)] == [16, 32, 48, 48]
+    try:
+        likelihood.bucket(49, 48)
+    except ValueError as e:
+        assert "49 tokens does not fit the model context 48" in str(e)
+    else:
+        raise AssertionError("a text longer than the context was scored")
+
+
 def test_minimal_pair_reader_names_a_bad_line(tmp_path):
     f = tmp_path / "p.jsonl"
     f.write_text('{"sentence_good": "A cat sleeps.", "sentence_bad": "A cat sleep."}\n{"good": "x"}\n')

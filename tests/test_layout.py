@@ -88,6 +88,38 @@ def test_no_import_circle():
     assert cycles(edges) == []
 
 
+def floors(edges: dict[str, set]) -> dict[str, int]:
+    """Each module's floor: 1 for a module importing no other, else one above the highest it imports."""
+    found: dict[str, int] = {}
+
+    def floor(module: str) -> int:
+        if module not in found:
+            found[module] = 1 + max((floor(t) for t in edges.get(module, ()) if t != module), default=0)
+        return found[module]
+
+    for module in edges:
+        floor(module)
+    return found
+
+
+def test_the_house_has_at_most_nine_floors_and_the_rl_core_no_teacher():
+    edges, _ = graph()
+    height = floors(edges)
+    top = max(height, key=height.get)
+    assert height[top] <= 9, f"{top} stands on {height[top]} floors"
+
+    def reached(module: str, seen: set) -> set:
+        for t in edges.get(module, ()):
+            if t not in seen:
+                seen.add(t)
+                reached(t, seen)
+        return seen
+
+    core = ("storyjax.reinforce", "storyjax.reward", "storyjax.rollout", "storyjax.step_record")
+    assert {m: sorted(t for t in reached(m, set()) if t.startswith("storyjax.teachers")) for m in core} == \
+        {m: [] for m in core}
+
+
 def test_package_imports_at_the_top_of_each_file():
     _, local = graph()
     assert local == []

@@ -3,7 +3,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from storyjax import bench_compiled, output_layer, pretrain_step
+from storyjax import bench_compiled, output_layer
 from storyjax import model as M
 
 CFG = M.ModelConfig(vocab_size=211, num_layers=2, d_model=32, num_heads=2, max_len=32, dropout=0.0)

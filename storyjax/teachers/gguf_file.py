@@ -135,3 +135,13 @@ class GGUFFile:
 
     def close(self) -> None:
         self.map.close()
+
+
+def check_gguf_magic(path: str) -> None:
+    """A file named .gguf that is not GGUF is refused at once (its first bytes); a truncated one is found when
+    its tensor table is read, as the teacher is built, still before any other work."""
+    with open(path, "rb") as f:
+        magic = f.read(4)
+    if magic != b"GGUF":
+        raise ValueError(f"the weights file {path} is not a GGUF file (it starts with {magic!r}, not b'GGUF'): point "
+                         "teacher.jax.weights / judge.jax.weights at the model's .gguf, or at a Hugging Face folder.")

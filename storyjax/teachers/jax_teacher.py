@@ -21,7 +21,6 @@ from __future__ import annotations
 import collections
 import hashlib
 import json
-import math
 import os
 import time
 from typing import NamedTuple
@@ -34,13 +33,13 @@ from absl import logging
 from storyjax import memory_plan
 from storyjax.profiling import planned_bytes
 from storyjax.teachers import lm_weights
+from storyjax.teachers.lm_batching import BUCKET, micro_batches, padded_shape
 from storyjax.teachers.lm_passes import PREFIX_BUCKET, passes, placer, resolve_cpu_kernels, teacher_mesh
+from storyjax.teachers.kinds.jax_kind import GRADINGS
 from storyjax.teachers.base import Grades, GradingCancelled, Preferences, Teacher
 from storyjax.teachers.prompt_templates import ANSWER, PAIRWISE_TEMPLATE, load_template
 
-GRADINGS = ("expected", "greedy", "sample")
 _STORY = "\u2063<storyjax-story>\u2063"  # where the story goes in the rendered chat prompt
-BUCKET = 32                               # suffix lengths are rounded up to a multiple of this
 CPU_MICRO = 32                            # stories a pass on CPU where teacher.jax.batch_size=0
 PREFIX_CACHE = 4                          # openings whose prefix K/V are kept
 
@@ -99,42 +98,6 @@ def prompt_parts(tok, template: str, prompt: str) -> PromptParts:
         text = content + "\n" + lead
     prefix, tail = text.split(_STORY)
     return PromptParts(prefix, tail)
-
-
-def padded_shape(rows: int, longest: int, step: int, bucket: int, cap: int, unit: int = 0) -> tuple:
-    """(rows, tokens) a micro-batch is padded to: a multiple of `step` rows, or, for fewer rows than that,
-    `unit` (the data devices) times the next power of two (an opening with 2 stories computes 2 rows, not 8:
-    a few more shapes to compile, no wasted rows); its longest story rounded up to `bucket` tokens but at
-    most `cap` (the teacher's context after the prefix and the answer)."""
-    unit = unit or step
-    if rows >= step:
-        padded = -(-rows // step) * step
-    else:
-        padded = unit * (1 << max(0, math.ceil(math.log2(-(-rows // unit)))))
-    return min(padded, -(-rows // step) * step), min(-(-longest // bucket) * bucket, cap)
-
-
-def micro_batches(lengths: list, most: int, step: int, bucket: int, cap: int, unit: int = 0) -> list:
-    """Slices cutting stories sorted by length (`lengths`, ascending) into consecutive micro-batches of at
-    most `most`, chosen to compute the fewest tokens: each micro-batch is padded to a multiple of `step`
-    rows and its longest story rounded up to `bucket` tokens (at most `cap`), and each costs as much again
-    as `2 * step * bucket` tokens (a call's fixed work: the digit passes, reading the weights; measured
-    on CPU as ~300 tokens' worth for SmolLM2), so stories of similar lengths stay together and only
-    ragged batches are split."""
-    n = len(lengths)
-    per_call = 2 * step * bucket
-    best, cut = [0.0] + [float("inf")] * n, [0] * (n + 1)
-    for end in range(1, n + 1):
-        for start in range(max(0, end - most), end):
-            B_pad, S = padded_shape(end - start, lengths[end - 1], step, bucket, cap, unit)
-            cost = best[start] + B_pad * S + per_call
-            if cost <= best[end]:  # on a tie (rows padded anyway) the later cut: short stories stay together
-                best[end], cut[end] = cost, start
-    parts, end = [], n
-    while end:
-        parts.append(slice(cut[end], end))
-        end = cut[end]
-    return parts[::-1]
 
 
 class JaxTeacher(Teacher):

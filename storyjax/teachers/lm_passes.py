@@ -14,6 +14,7 @@ import numpy as np
 from absl import logging
 
 from storyjax.teachers import lm
+from storyjax.teachers.kinds.jax_kind import CPU_KERNELS
 
 
 # Prefixes are padded to a multiple of this many tokens (their K/V slots), so openings of other lengths
@@ -85,7 +86,6 @@ class Passes(NamedTuple):
 # CPU with AMX; on an AMD EPYC (Zen 5, AVX-512) 96 stories were graded in 11.9-12.7 s with YNNPACK against
 # 12.8-13.7 s with XLA's (three runs each). `auto` follows these measurements. The option is per
 # compilation, so the student's programs keep XLA's defaults.
-CPU_KERNELS = ("auto", "xla", "ynnpack")
 _XLA_DOTS = {"xla_cpu_experimental_ynn_fusion_type": ""}
 
 

@@ -301,18 +301,8 @@ def param_shapes(cfg: lm.LMConfig) -> dict:
     return params
 
 
-def check_gguf_magic(path: str) -> None:
-    """A file named .gguf that is not GGUF is refused at once (its first bytes); a truncated one is found when
-    its tensor table is read, as the teacher is built, still before any other work."""
-    with open(path, "rb") as f:
-        magic = f.read(4)
-    if magic != b"GGUF":
-        raise ValueError(f"the weights file {path} is not a GGUF file (it starts with {magic!r}, not b'GGUF'): point "
-                         "teacher.jax.weights / judge.jax.weights at the model's .gguf, or at a Hugging Face folder.")
-
-
 def _load_gguf(path: str, compute_dtype: str, place=None):
-    check_gguf_magic(path)
+    gguf_file.check_gguf_magic(path)
     src = gguf_file.GGUFFile(path)
     meta = src.metadata
     arch = meta.get("general.architecture")

@@ -30,20 +30,13 @@ import numpy as np
 from absl import logging
 
 from storyjax.teachers.answer_log import answer_records
+from storyjax.teachers.kinds.openai_kind import CONSTRAINTS
 from storyjax.teachers.base import Grades, GradingCancelled, Teacher, scored
 from storyjax.teachers.prompt_templates import load_template
 
 _ANSWER = re.compile(r"\s*([0-3])\s+([0-3])\s+([0-3])\s*")
 BODY_HEAD = 200      # bytes of an unusable response body kept in the answer log
 CANCEL_POLL_S = 0.1  # how often grading looks for a cancellation (SIGTERM)
-# Constrained decoding, per server family: the answer grammar "d d d" with d in 0..3.
-_REGEX = r"[0-3] [0-3] [0-3]"
-CONSTRAINTS = {
-    "none": {},
-    "vllm": {"structured_outputs": {"regex": _REGEX}},
-    "vllm_legacy": {"guided_regex": _REGEX},
-    "llama_cpp": {"grammar": 'root ::= [0-3] " " [0-3] " " [0-3]'},
-}
 
 
 def parse_answer(text: str) -> np.ndarray:
@@ -205,3 +198,10 @@ def answer_of(response: httpx.Response) -> tuple[str, str]:
     if not isinstance(content, str):
         return "", f"choices[0].message.content is a {type(content).__name__}, not text"
     return content, ""
+
+
+def reachable_teacher(cfg, log_path: str = "") -> OpenAITeacher:
+    """The teacher of an `openai` section, its server asked once before any other work (not there: refused)."""
+    teacher = OpenAITeacher(cfg, log_path)
+    teacher.check_reachable()
+    return teacher

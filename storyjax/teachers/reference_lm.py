@@ -21,7 +21,7 @@ import jax
 import numpy as np
 
 from storyjax.teachers.base import GradingCancelled
-from storyjax.teachers.jax_teacher import BUCKET, JaxTeacher, padded_shape
+from storyjax.teachers.lm_batching import BUCKET, padded_shape
 from storyjax.teachers.rubric import sentences
 
 
@@ -30,7 +30,7 @@ def continuation(prompt: str, story: str) -> str:
     return story[len(prompt):] if story.startswith(prompt) else story
 
 
-def _ids(model: JaxTeacher, prompt: str, text: str, max_tokens: int = 0) -> tuple[list, int]:
+def _ids(model, prompt: str, text: str, max_tokens: int = 0) -> tuple[list, int]:
     """(token ids of opening + continuation, where the continuation starts), within the model's context (an
     opening too long for it loses its start, a continuation its end) and the continuation's first
     `max_tokens` (all with 0)."""
@@ -44,8 +44,9 @@ def _ids(model: JaxTeacher, prompt: str, text: str, max_tokens: int = 0) -> tupl
     return head + tail, len(head)
 
 
-def token_logprobs(model: JaxTeacher, prompts: list, texts: list, max_tokens: int = 0) -> list[np.ndarray]:
-    """Per text, log p of each of its tokens (its first `max_tokens`, all with 0) given the opening and the
+def token_logprobs(model, prompts: list, texts: list, max_tokens: int = 0) -> list[np.ndarray]:
+    """`model`: an in-process teacher (storyjax.teachers.jax_teacher.JaxTeacher: its tokenizer, passes and
+    weights). Per text, log p of each of its tokens (its first `max_tokens`, all with 0) given the opening and the
     tokens before it (float64). Texts run
     in micro-batches of `teacher.jax.batch_size`, sorted by length and padded to a bucket of rows and tokens,
     so a job compiles a handful of shapes."""

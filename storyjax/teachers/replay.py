@@ -50,3 +50,8 @@ def _graded_by_text(source: str) -> dict:
             details = {k: rec[k] for k in ("expected", "argmax", "digit_mass") if k in rec}
             graded[(rec["prompt"], rec["story"])] = (scores, rec.get("answer", ""), details)
     return graded
+
+
+def from_section(cfg, log_path: str = "") -> ReplayTeacher:
+    """The teacher of a `replay` section (its `answers` log, parsed as the openai section says)."""
+    return ReplayTeacher(cfg, cfg.answers, log_path)
