@@ -1,9 +1,9 @@
 """Interactive learning: the student writes stories, the teacher grades them, REINFORCE learns from the grades.
 
 One step, in phase order: sample a batch from the prompt (jitted sampler) → decode it to text → the
-teacher grades it [B,3] → the ledger charges what the student takes in → each story's reward from its
-grades (storyjax.reward, on the host) → the jitted REINFORCE step updates → the step's record
-(storyjax.step_record) is logged. The RNG of step k is `fold_in(key(seed), k)` and
+teacher grades it [B,3] → the step's record (storyjax.step_record): which stories were graded, their
+counted words and each story's reward (storyjax.reward, on the host) → the ledger charges what the
+student takes in → the jitted REINFORCE step updates → the record is logged. The RNG of step k is `fold_in(key(seed), k)` and
 everything else that evolves (params, optimizer, EMA baseline, KL coefficient, ledger) is in the
 checkpoint, so a killed run resumes exactly.
 """
@@ -272,8 +272,8 @@ class Loop:
         return state, step
 
     def step(self, state, step: int, extra: dict):
-        """sample → decode → grade → charge → reward → update → log; the new state, or None when SIGTERM
-        cancelled the grading."""
+        """sample → decode → grade → record (graded, words, reward) → charge → update → log; the new state,
+        or None when SIGTERM cancelled the grading."""
         c, clock = self.config, self.clock
         clock.start()
         rng = jax.random.fold_in(jax.random.key(c.seed), step)

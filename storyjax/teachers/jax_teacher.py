@@ -208,11 +208,11 @@ class JaxTeacher(Teacher):
 
     def _micro_batched(self, prompts: list, texts: list, template: str):
         """(prompt, its prefix, indices, their token ids, the (rows, tokens) to pad them to or None) per
-        micro-batch. Texts of
-        one opening share a prefix. Where the memory plan sizes the passes (`_planned`), an opening's texts
-        go in equal parts of one shape (the fewest passes over the weights, one compiled pass); otherwise,
-        sorted by length, they are cut into the micro-batches that compute the fewest padded tokens (ragged
-        texts are not padded to the longest). Stops at once when grading is cancelled."""
+        micro-batch. Texts of one opening share a prefix. Where the memory plan sizes the passes
+        (`_planned`), an opening's texts go in equal parts of one shape (the fewest passes over the weights,
+        one compiled pass); otherwise, sorted by length, they are cut into the micro-batches that compute the
+        fewest padded tokens (ragged texts are not padded to the longest). Stops at once when grading is
+        cancelled."""
         groups: dict = {}
         for i, prompt in enumerate(prompts):
             groups.setdefault(prompt, []).append(i)

@@ -459,8 +459,3 @@ class RubricTeacher(Teacher):
         sum_b = np.asarray([sum(grade_story(p, s)) for p, s in zip(prompts, stories_b)], np.float64)
         p_a = (np.sign(sum_a - sum_b) + 1) / 2
         return Preferences(p_a, p_a, p_a, [{"sum_a": float(a), "sum_b": float(b)} for a, b in zip(sum_a, sum_b)])
-
-
-def from_section(cfg=None, log_path: str = "") -> RubricTeacher:
-    """The teacher of its kind's settings: it has none, and keeps no log."""
-    return RubricTeacher()

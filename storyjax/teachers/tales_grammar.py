@@ -183,8 +183,3 @@ class TalesTeacher(Teacher):
         sum_b = np.asarray([sum(grade_story(p, s)) for p, s in zip(prompts, stories_b)], np.float64)
         p_a = (np.sign(sum_a - sum_b) + 1) / 2
         return Preferences(p_a, p_a, p_a)
-
-
-def from_section(cfg=None, log_path: str = "") -> TalesTeacher:
-    """The teacher of its kind's settings: it has none, and keeps no log."""
-    return TalesTeacher()

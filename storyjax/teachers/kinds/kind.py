@@ -44,12 +44,13 @@ class Kind:
     rewards_distribution: Callable[[ml_collections.ConfigDict], bool] = lambda cfg: False
 
     def make(self, cfg: ml_collections.ConfigDict, log_path: str = ""):
-        """A teacher of this kind from its merged settings (`teachers.config.flat`)."""
+        """A teacher of this kind from its merged settings (`teachers.config.flat`); a kind that reads no
+        settings (the offline graders) is built from none and keeps no log."""
         build = self.build
         if isinstance(build, str):
             module, _, name = build.partition(":")
             build = getattr(importlib.import_module(module), name)
-        return build(cfg, log_path)
+        return build(cfg, log_path) if self.reads else build()
 
     def needed(self, cfg: ml_collections.ConfigDict, key: str) -> str:
         return self.needs(cfg, key) if self.needs else self.name

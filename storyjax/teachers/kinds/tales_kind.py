@@ -2,5 +2,5 @@
 
 from storyjax.teachers.kinds.kind import Kind
 
-KIND = Kind(name="tales", build="storyjax.teachers.tales_grammar:from_section", identity=lambda cfg: {"the tales grammar"},
+KIND = Kind(name="tales", build="storyjax.teachers.tales_grammar:TalesTeacher", identity=lambda cfg: {"the tales grammar"},
             pairwise=True, fix_dead=lambda cfg, key: "the stories themselves (the tales grammar grades any text)")
