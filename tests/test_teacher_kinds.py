@@ -76,3 +76,12 @@ def test_the_judge_and_the_dry_run_read_a_new_kind_from_its_record(registered):
 def test_an_unknown_kind_is_refused_naming_the_registered_ones():
     with pytest.raises(ValueError, match=r"teacher.name='oracle' is unknown; choose one of \('rubric'"):
         make_teacher(teacher_config.defaults("oracle"))
+
+
+def test_a_kinds_own_checks_run_whichever_kind_is_chosen(tmp_path):
+    """The jax kind's pairwise template is a file: a missing one is refused before any work, naming the
+    setting, even while the section's chosen kind is another."""
+    judge = teacher_config.judge_defaults()
+    judge.jax.pairwise_template = str(tmp_path / "missing.txt")
+    with pytest.raises(ValueError, match="judge.jax.pairwise_template"):
+        check_settings(judge, "judge")

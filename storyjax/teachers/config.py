@@ -62,7 +62,7 @@ def update(cfg: ml_collections.ConfigDict, **settings) -> ml_collections.ConfigD
     """Sets each of `settings` where it lives in a teacher or judge section (`weights=` is jax.weights,
     `base_url=` openai.base_url, `allow_same=` the judge's own); returns `cfg`."""
     for key, value in settings.items():
-        homes = [section for section in sections() if key in cfg[section]]
+        homes = [section for section in sections() if section in cfg and key in cfg[section]]
         if key in cfg and key not in sections():
             cfg[key] = value
         elif homes:

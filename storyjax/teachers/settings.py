@@ -39,13 +39,13 @@ def check(cfg: ml_collections.ConfigDict, key: str = "teacher", weights: bool = 
     names = kinds.names() + ("auto",) * (key == "judge")
     problems = [] if cfg.get("name") in names else [f"{key}.name={cfg.get('name')!r}: choose one of {names}"]
     for section, name, ok, fix in rules():
-        where = cfg[section] if section else cfg
+        where = (cfg[section] if section in cfg else {}) if section else cfg
         if name in where and not ok(where[name]):
             problems.append(f"{key}.{section + '.' if section else ''}{name}={where[name]!r}: {fix}")
     if problems:
         raise ValueError("; ".join(problems) + ".")
     load_template(cfg.template, f"{key}.template")  # a missing file, or one without {prompt} and {story}
-    if cfg.jax.pairwise_template:
-        load_template(cfg.jax.pairwise_template, f"{key}.jax.pairwise_template")
+    for kind in kinds.KINDS.values():
+        kind.check_settings(cfg, key)
     if weights:
         kinds.get(kinds.resolve(cfg), key).check_files(cfg, key)

@@ -8,6 +8,7 @@ import os
 from storyjax.setting_checks import count, finite
 from storyjax.teachers.gguf_file import check_gguf_magic
 from storyjax.teachers.kinds.kind import Kind, fingerprint, model_name
+from storyjax.teachers.prompt_templates import load_template
 
 GRADINGS = ("expected", "greedy", "sample")  # how a grade is read off the logits (DEFAULTS below)
 CPU_KERNELS = ("auto", "xla", "ynnpack")     # the matmul kernels on CPU (teachers/lm_passes.py)
@@ -54,6 +55,11 @@ def check_files(cfg, key: str) -> None:
         check_gguf_magic(path)
 
 
+def check_settings(cfg, key: str) -> None:
+    if "jax" in cfg and cfg.jax.pairwise_template:
+        load_template(cfg.jax.pairwise_template, f"{key}.jax.pairwise_template")
+
+
 def needs(cfg, key: str) -> str:
     weights = cfg.jax.weights
     if not weights:
@@ -71,7 +77,8 @@ def identity(cfg) -> set:
 KIND = Kind(
     name="jax", build="storyjax.teachers.jax_teacher:JaxTeacher", section="jax", defaults=DEFAULTS,
     reads=("jax",), rules=RULES, grades_alike=("weights", "template", "grading", "min_digit_mass", "temperature"),
-    identity=identity, model=lambda cfg: cfg.jax.weights, needs=needs, check_files=check_files, pairwise=True,
+    identity=identity, model=lambda cfg: cfg.jax.weights, needs=needs, check_settings=check_settings,
+    check_files=check_files, pairwise=True,
     fix_dead=lambda cfg, key: (f"{key}.jax.weights={cfg.jax.weights} (an instruct model that answers in digits) "
                                f"and {key}.jax.min_digit_mass={cfg.jax.min_digit_mass}"),
     rewards_distribution=lambda cfg: cfg.jax.grading == "expected")

@@ -35,6 +35,8 @@ class Kind:
     model: Callable[[ml_collections.ConfigDict], str] = lambda cfg: ""  # the model it reads, in a word
     # (section, its key) → what a dry run reports the kind needs ("not set" / "not on this machine": missing)
     needs: Callable[[ml_collections.ConfigDict, str], str] | None = None
+    # (section, its key): refuses, in one line, what its rules cannot say (a template file it would read)
+    check_settings: Callable[[ml_collections.ConfigDict, str], None] = lambda cfg, key: None
     # (section, its key): refuses, in one line, files it reads that are missing (weights, a replayed log)
     check_files: Callable[[ml_collections.ConfigDict, str], None] = lambda cfg, key: None
     # (section, its key) → what to look at when a teacher of this kind stops grading
