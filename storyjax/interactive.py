@@ -255,10 +255,10 @@ class Loop:
                      desc="counted input words", enabled=c.progress_bar)
         while (self.ledger.can_afford(c.batch_size) and not run.preempted
                and (not c.max_steps or step < c.max_steps)):
-            state = self.step(state, step, extra)
-            if state is None:  # SIGTERM during grading: this batch is neither charged nor applied
+            stepped = self.step(state, step, extra)
+            if stepped is None:  # SIGTERM during grading: this batch is neither charged nor applied
                 break
-            step += 1
+            state, step = stepped, step + 1
             due = self.ledger.due_milestones()
             if due or step % c.checkpoint_every_steps == 0 or run.preempted:
                 run.reach_milestones(step, self.ledger, due, self.saved(state), extra,
