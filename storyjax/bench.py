@@ -19,7 +19,6 @@ import time
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 from absl import app, flags
 
@@ -122,9 +121,9 @@ def bench_rollout_storyjax(shape: dict, repeats: int, profile_dir: str = "") -> 
         profile = profiling.traced_top(os.path.join(profile_dir, "rollout"), rollout)
         print(profiling.describe("rollout", profile))
     out = rollout()
-    rl_cfg = ml_collections.ConfigDict(dict(lr=1e-6, grad_clip=1.0, baseline="ema", ema_decay=0.9, whiten=False,
-                                            kl_coef=0.2, kl_target=6.0, kl_horizon=10_000.0, kl_estimator="k1",
-                                            kl_mode="reward", entropy_coef=0.0))
+    rl_cfg = reinforce.RLConfig(lr=1e-6, grad_clip=1.0, baseline="ema", ema_decay=0.9, whiten=False, kl_coef=0.2,
+                                kl_target=6.0, kl_horizon=10_000.0, kl_estimator="k1", kl_mode="reward",
+                                entropy_coef=0.0)
     opt = reinforce.make_optimizer(rl_cfg)
     step = reinforce.make_step(cfg, rl_cfg, opt)
     scores = np.asarray(jax.random.randint(jax.random.key(2), (B, 3), 0, 4), np.float32)

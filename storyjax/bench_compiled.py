@@ -167,7 +167,7 @@ def _loop_state(cfg, params, prompt, valid, N: int) -> sampler.LoopState:
 
 def reinforce_row(shape: dict) -> dict:
     cfg = student_config(shape)
-    rl_cfg = ml_collections.ConfigDict(RL)
+    rl_cfg = reinforce.RLConfig(**RL)
     opt = reinforce.make_optimizer(rl_cfg)
     step = reinforce.make_step(cfg, rl_cfg, opt)
     params = jax.eval_shape(lambda: model_lib.init_params(cfg, jax.random.key(0)))

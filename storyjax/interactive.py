@@ -212,9 +212,10 @@ class Loop:
         heldout.check_openings_fit(student.model_cfg, student.tok,
                                    heldout_openings(config.heldout.num_openings, (config.prompt,)),
                                    config.sampling.max_new_tokens)
-        self.optimizer = reinforce.make_optimizer(config.rl)
+        self.rl = reinforce.RLConfig.from_config(config.rl)
+        self.optimizer = reinforce.make_optimizer(self.rl)
         self.reward = reward.RewardConfig.from_config(config.reward)
-        self.rl_step = reinforce.make_step(student.model_cfg, config.rl, self.optimizer)
+        self.rl_step = reinforce.make_step(student.model_cfg, self.rl, self.optimizer)
         self.sample = stories.make_sample_fn(config, student.model_cfg, student.tok)
         self.health = teacher_health.TeacherHealth.from_config(config.teacher)
         self.logs = RunLogs(run.out)
@@ -239,7 +240,7 @@ class Loop:
 
     def start(self):
         """(state, step, extra) of a fresh run (after its held-out score) or of the newest checkpoint."""
-        fresh = reinforce.init_state(self.student.params, self.optimizer, self.config.rl)
+        fresh = reinforce.init_state(self.student.params, self.optimizer, self.rl)
         start = self.run.start(jax.eval_shape(lambda: fresh), self.ledger)
         self.ledger = start.ledger
         self.logs.truncate_after(start.step)  # rows past the checkpoint are rewritten identically on resume

@@ -13,6 +13,7 @@ or follows trl's adaptive controller (target, horizon).
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Callable, NamedTuple
 
 import jax
@@ -122,38 +123,65 @@ def adaptive_kl(kl_coef, kl_mean, target: float, horizon: float, batch: int):
     return kl_coef * (1.0 + error * batch / horizon)
 
 
-def make_optimizer(rl_cfg: ml_collections.ConfigDict) -> optax.GradientTransformation:
-    return optax.chain(optax.clip_by_global_norm(rl_cfg.grad_clip),
-                       optax.adamw(rl_cfg.lr, b1=0.9, b2=0.999, eps=1e-8, weight_decay=0.0))
+@dataclasses.dataclass(frozen=True)
+class RLConfig:
+    """The `rl` section, parsed and checked once (`from_config`) before any work; the step, the optimizer
+    and the state read this record, never the ConfigDict."""
+    lr: float = 3e-5
+    grad_clip: float = 1.0
+    baseline: str = "ema"           # one of BASELINES
+    ema_decay: float = 0.9
+    whiten: bool = False
+    kl_coef: float = 0.05           # the KL penalty's starting coefficient β
+    kl_target: float = 0.0          # > 0: β follows trl's adaptive controller toward this KL
+    kl_horizon: float = 10_000.0
+    kl_estimator: str = "k3"        # one of KL_ESTIMATORS
+    kl_mode: str = "reward"         # one of KL_MODES
+    entropy_coef: float = 0.0
+
+    @classmethod
+    def from_config(cls, rl_cfg: ml_collections.ConfigDict) -> "RLConfig":
+        """The record of an `rl` section; refuses settings no run can use, one line naming the key and the fix."""
+        settings = cls(**{f.name: rl_cfg[f.name] for f in dataclasses.fields(cls)})
+        settings.check()
+        return settings
+
+    def check(self) -> None:
+        if self.baseline not in BASELINES:
+            raise ValueError(f"rl.baseline={self.baseline!r} is unknown; choose one of {BASELINES}.")
+        if self.kl_mode not in KL_MODES:
+            raise ValueError(f"rl.kl_mode={self.kl_mode!r}: use 'reward' (one penalty per story), 'reward_token' "
+                             "(a penalty per token, as trl's PPO) or 'loss'.")
+        # Names only: validation runs before jax.distributed.initialize, when no array may exist yet.
+        if self.kl_estimator not in KL_ESTIMATORS:
+            raise ValueError(f"rl.kl_estimator={self.kl_estimator!r}: use one of {KL_ESTIMATORS}.")
+        # The k1 term log π − log π_ref, differentiated through π on the student's own samples, has zero
+        # expected gradient (E_π[∇ log π] = 0): as a loss it would remove the penalty while reporting it.
+        if self.kl_mode == "loss" and self.kl_estimator == "k1":
+            raise ValueError("rl.kl_mode='loss' with rl.kl_estimator='k1' has zero expected gradient (no KL "
+                             "penalty at all): use rl.kl_estimator='k3' with the loss, or rl.kl_mode='reward'.")
+        problems = [f"rl.{name}={getattr(self, name)!r} must be {rule}" for name, ok, rule in (
+            ("ema_decay", finite(self.ema_decay) and 0 <= self.ema_decay < 1, "in [0, 1) (e.g. 0.9)"),
+            ("kl_coef", finite(self.kl_coef) and self.kl_coef >= 0, ">= 0 (paper: 0.2)"),
+            ("kl_target", finite(self.kl_target) and self.kl_target >= 0, ">= 0 (0: a fixed coefficient; paper: 6)"),
+            ("kl_horizon", finite(self.kl_horizon) and self.kl_horizon > 0, "> 0 (paper: 10000)"),
+            ("grad_clip", finite(self.grad_clip) and self.grad_clip > 0, "> 0 (a global norm, e.g. 1.0)"),
+            ("entropy_coef", finite(self.entropy_coef), "a finite number (0: no entropy bonus)")) if not ok]
+        if problems:
+            raise ValueError("; ".join(problems) + ".")
 
 
 def check(rl_cfg: ml_collections.ConfigDict) -> None:
     """Refuses `rl` settings no run can use, with one line naming the key and the fix."""
-    if rl_cfg.baseline not in BASELINES:
-        raise ValueError(f"rl.baseline={rl_cfg.baseline!r} is unknown; choose one of {BASELINES}.")
-    if rl_cfg.kl_mode not in KL_MODES:
-        raise ValueError(f"rl.kl_mode={rl_cfg.kl_mode!r}: use 'reward' (one penalty per story), 'reward_token' "
-                         "(a penalty per token, as trl's PPO) or 'loss'.")
-    # Names only: validation runs before jax.distributed.initialize, when no array may exist yet.
-    if rl_cfg.kl_estimator not in KL_ESTIMATORS:
-        raise ValueError(f"rl.kl_estimator={rl_cfg.kl_estimator!r}: use one of {KL_ESTIMATORS}.")
-    # The k1 term log π − log π_ref, differentiated through π on the student's own samples, has zero
-    # expected gradient (E_π[∇ log π] = 0): as a loss it would remove the penalty while reporting it.
-    if rl_cfg.kl_mode == "loss" and rl_cfg.kl_estimator == "k1":
-        raise ValueError("rl.kl_mode='loss' with rl.kl_estimator='k1' has zero expected gradient (no KL penalty "
-                         "at all): use rl.kl_estimator='k3' with the loss, or rl.kl_mode='reward'.")
-    problems = [f"rl.{name}={rl_cfg.get(name)!r} must be {rule}" for name, ok, rule in (
-        ("ema_decay", finite(rl_cfg.ema_decay) and 0 <= rl_cfg.ema_decay < 1, "in [0, 1) (e.g. 0.9)"),
-        ("kl_coef", finite(rl_cfg.kl_coef) and rl_cfg.kl_coef >= 0, ">= 0 (paper: 0.2)"),
-        ("kl_target", finite(rl_cfg.kl_target) and rl_cfg.kl_target >= 0, ">= 0 (0: a fixed coefficient; paper: 6)"),
-        ("kl_horizon", finite(rl_cfg.kl_horizon) and rl_cfg.kl_horizon > 0, "> 0 (paper: 10000)"),
-        ("grad_clip", finite(rl_cfg.grad_clip) and rl_cfg.grad_clip > 0, "> 0 (a global norm, e.g. 1.0)"),
-        ("entropy_coef", finite(rl_cfg.entropy_coef), "a finite number (0: no entropy bonus)")) if not ok]
-    if problems:
-        raise ValueError("; ".join(problems) + ".")
+    RLConfig.from_config(rl_cfg)
 
 
-def token_advantages(rl_cfg, rewards_B, log_ratio_BxT, mask_BxT, kl_coef, baseline):
+def make_optimizer(rl: RLConfig) -> optax.GradientTransformation:
+    return optax.chain(optax.clip_by_global_norm(rl.grad_clip),
+                       optax.adamw(rl.lr, b1=0.9, b2=0.999, eps=1e-8, weight_decay=0.0))
+
+
+def token_advantages(rl_cfg: RLConfig, rewards_B, log_ratio_BxT, mask_BxT, kl_coef, baseline):
     """(each response token's advantage, the rewards' new moving average) under `rl.kl_mode`: the KL
     penalty charged per token (reward_token), once per story (reward), or not in the reward (loss)."""
     if rl_cfg.kl_mode == "reward_token":
@@ -167,11 +195,13 @@ def token_advantages(rl_cfg, rewards_B, log_ratio_BxT, mask_BxT, kl_coef, baseli
     return adv_B[:, None] * mask_BxT, ema
 
 
-def make_step(cfg: model_lib.ModelConfig, rl_cfg: ml_collections.ConfigDict,
-              optimizer: optax.GradientTransformation) -> Callable:
+def make_step(cfg: model_lib.ModelConfig, rl_cfg: RLConfig, optimizer: optax.GradientTransformation) -> Callable:
     """Returns jit(step)(state, ref_params, rollout) → (state, metrics): the rollout carries each story's
     reward (storyjax.reward, computed on the host; NaN where unscorable), `metrics` the batch's scalars."""
-    check(rl_cfg)
+    if not isinstance(rl_cfg, RLConfig):
+        raise TypeError(f"make_step takes a reinforce.RLConfig, not {type(rl_cfg).__name__}: parse the `rl` "
+                        "section once with RLConfig.from_config.")
+    rl_cfg.check()
     kl_estimator = rl_cfg.kl_estimator
 
     def step(state: RLState, ref_params, rollout: rollout_lib.Rollout):
@@ -226,7 +256,7 @@ def make_step(cfg: model_lib.ModelConfig, rl_cfg: ml_collections.ConfigDict,
     return jax.jit(step, donate_argnums=(0,))
 
 
-def init_state(params, optimizer, rl_cfg) -> RLState:
+def init_state(params, optimizer, rl_cfg: RLConfig) -> RLState:
     """A fresh state on a *copy* of `params`: the step donates its state, the frozen reference must survive."""
     params = jax.tree.map(jnp.copy, params)
     return RLState(params, optimizer.init(params), jnp.asarray(np.nan, jnp.float32),

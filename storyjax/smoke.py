@@ -70,7 +70,7 @@ def rollout_check(shape: dict, stories: int, box: dict) -> dict:
 
 
 def reinforce_check(box: dict) -> dict:
-    rl_cfg = ml_collections.ConfigDict(RL)
+    rl_cfg = reinforce.RLConfig(**RL)
     opt = reinforce.make_optimizer(rl_cfg)
     step = reinforce.make_step(box["cfg"], rl_cfg, opt)
     out = box["out"]

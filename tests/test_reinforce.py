@@ -14,12 +14,16 @@ CFG = M.ModelConfig(vocab_size=64, num_layers=2, d_model=64, num_heads=4, max_le
 EOS, PAD = 2, 1
 
 
-def rl_cfg(**kw):
+def rl_section(**kw):
     c = ml_collections.ConfigDict(dict(lr=1e-2, grad_clip=1.0, baseline="batch_mean", ema_decay=0.9, whiten=False,
                                        kl_coef=0.0, kl_target=0.0, kl_horizon=10_000.0, kl_estimator="k3",
                                        kl_mode="loss", entropy_coef=0.0))
     c.update(kw)
     return c
+
+
+def rl_cfg(**kw):
+    return R.RLConfig.from_config(rl_section(**kw))
 
 
 def setup(**kw):
@@ -146,10 +150,15 @@ def test_tokens_after_end_of_text_do_not_move_the_gradient():
 
 
 def test_bad_settings_are_refused():
-    with pytest.raises(ValueError, match="rl.baseline"):
-        R.make_step(CFG, rl_cfg(baseline="median"), R.make_optimizer(rl_cfg()))
-    with pytest.raises(ValueError, match="rl.kl_estimator"):
-        R.make_step(CFG, rl_cfg(kl_estimator="k2"), R.make_optimizer(rl_cfg()))
+    """Parsed once into a typed record that checks itself; the step takes only that record."""
+    with pytest.raises(ValueError, match="rl.baseline='median' is unknown"):
+        R.RLConfig.from_config(rl_section(baseline="median"))
+    with pytest.raises(ValueError, match="rl.kl_estimator"):  # a record built by hand is checked by the step
+        R.make_step(CFG, R.RLConfig(kl_estimator="k2"), R.make_optimizer(rl_cfg()))
+    with pytest.raises(ValueError, match=r"rl.ema_decay=1.5 must be in \[0, 1\)"):
+        R.RLConfig.from_config(rl_section(ema_decay=1.5))
+    with pytest.raises(TypeError, match="RLConfig.from_config"):
+        R.make_step(CFG, rl_section(), R.make_optimizer(rl_cfg()))
     with pytest.raises(ValueError, match="reward.weights"):
         RW.RewardConfig.from_config(ml_collections.ConfigDict(dict(weights=(1, 1), length_bonus=0.4, length_norm=90,
                                                                    control="")))
@@ -238,12 +247,12 @@ def test_kl_penalty_pulls_a_drifted_student_back_to_its_reference(mode):
 
 def test_a_kl_loss_with_no_gradient_is_refused_in_one_line():
     with pytest.raises(ValueError, match="zero expected gradient") as err:
-        R.check(rl_cfg(kl_mode="loss", kl_estimator="k1"))
+        R.check(rl_section(kl_mode="loss", kl_estimator="k1"))
     assert "\n" not in str(err.value)
-    R.check(rl_cfg(kl_mode="loss", kl_estimator="k3"))
-    R.check(rl_cfg(kl_mode="reward", kl_estimator="k1"))
+    R.check(rl_section(kl_mode="loss", kl_estimator="k3"))
+    R.check(rl_section(kl_mode="reward", kl_estimator="k1"))
     with pytest.raises(ValueError, match="rl.kl_mode='bogus'"):
-        R.check(rl_cfg(kl_mode="bogus"))
+        R.check(rl_section(kl_mode="bogus"))
 
 
 def _target_probability_after(step, state, ref, params, reward_of, steps=6, target=9):
