@@ -30,6 +30,12 @@ def run(params, prompts, rng=0, temperature=1.0, top_k=0, top_p=1.0, n=12, eos=E
                     jnp.float32(top_p), max_new_tokens=n, eos_id=eos, pad_id=PAD)
 
 
+@jax.jit
+def _last_logits(params, toks_BxT, valid_BxT):
+    """The plain forward over the whole sequence so far (jitted whole: op by op it took a minute)."""
+    return M.forward(CFG, params, toks_BxT, valid_BxT=valid_BxT)[:, -1]
+
+
 def naive(params, prompts, rng=0, temperature=1.0, top_k=0, top_p=1.0, n=12, eos=EOS):
     """Recomputes the whole sequence every step: no cache, no loop state."""
     toks, valid = map(np.asarray, left_pad(prompts))
@@ -39,7 +45,7 @@ def naive(params, prompts, rng=0, temperature=1.0, top_k=0, top_p=1.0, n=12, eos
     for i in range(n):
         if done.all():
             break
-        logits = M.forward(CFG, params, jnp.asarray(toks), valid_BxT=jnp.asarray(valid))[:, -1]
+        logits = _last_logits(params, jnp.asarray(toks), jnp.asarray(valid))
         tok, lp = S.choose(logits, jax.random.fold_in(jax.random.key(rng), i), temperature, top_k, top_p)
         tok, lp = np.asarray(tok), np.asarray(lp)
         live = ~done
