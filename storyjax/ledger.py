@@ -4,7 +4,7 @@
   (tokens ÷ the tokens-per-word ratio measured on the training corpus); it decides milestones and when to
   stop (BabyLM's 10-epoch cap);
 - `WordBudget`: the interactive phase's counted input words against its budget (arXiv 2509.15714);
-- the audit log: one JSON line per event (`append_audit`) to the run's `ledger.jsonl`.
+- the audit log: one JSON line per event (`append_event`) to the run's `ledger.jsonl`.
 
 Both counts are saved inside every checkpoint.
 """
@@ -83,8 +83,9 @@ class PretrainCount:
         return cls(**{k: v for k, v in d.items() if k in fields})
 
 
-def append_audit(path: str, event: str, ledger: "PretrainCount | WordBudget", **extra) -> None:
-    """One audit line (`run_outputs.RunWriter.audit` decides which process writes it)."""
+def append_event(path: str, event: str, ledger: "PretrainCount | WordBudget", **extra) -> None:
+    """One JSON line: the event, the count at that moment, `extra` (an audit line of ledger.jsonl, or a
+    milestone evaluation's; `run_outputs.RunWriter` decides which process writes it)."""
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     record = {"time": time.time(), "event": event, **ledger.to_dict(), **extra}
     record.pop("milestones_done", None)

@@ -218,8 +218,8 @@ def plan_grad_accum(config, model_cfg, optimizer, schedule, mesh, block_len: int
 
 def fresh_ledger(config, data, block_len: int) -> ledger_lib.PretrainCount:
     return ledger_lib.PretrainCount(tokens_per_word=data.tokens_per_word,
-                             tokens_per_epoch=packing.num_blocks(data.train, block_len) * block_len,
-                             max_epochs=config.ledger.max_epochs)
+                                    tokens_per_epoch=packing.num_blocks(data.train, block_len) * block_len,
+                                    max_epochs=config.ledger.max_epochs)
 
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict:

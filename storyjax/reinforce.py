@@ -141,12 +141,11 @@ class RLConfig:
 
     @classmethod
     def from_config(cls, rl_cfg: ml_collections.ConfigDict) -> "RLConfig":
-        """The record of an `rl` section; refuses settings no run can use, one line naming the key and the fix."""
-        settings = cls(**{f.name: rl_cfg[f.name] for f in dataclasses.fields(cls)})
-        settings.check()
-        return settings
+        """The record of an `rl` section (refused as `__post_init__` says)."""
+        return cls(**{f.name: rl_cfg[f.name] for f in dataclasses.fields(cls)})
 
-    def check(self) -> None:
+    def __post_init__(self) -> None:
+        """Refuses settings no run can use, one line naming the key and the fix: a record that exists is valid."""
         if self.baseline not in BASELINES:
             raise ValueError(f"rl.baseline={self.baseline!r} is unknown; choose one of {BASELINES}.")
         if self.kl_mode not in KL_MODES:
@@ -201,7 +200,6 @@ def make_step(cfg: model_lib.ModelConfig, rl_cfg: RLConfig, optimizer: optax.Gra
     if not isinstance(rl_cfg, RLConfig):
         raise TypeError(f"make_step takes a reinforce.RLConfig, not {type(rl_cfg).__name__}: parse the `rl` "
                         "section once with RLConfig.from_config.")
-    rl_cfg.check()
     kl_estimator = rl_cfg.kl_estimator
 
     def step(state: RLState, ref_params, rollout: rollout_lib.Rollout):

@@ -47,12 +47,12 @@ class RunWriter:
     def audit(self, event: str, ledger, **extra) -> None:
         """One line of ledger.jsonl; a rerun after a crash appends a 'resume' line, never rewrites history."""
         if self.active:
-            ledger_lib.append_audit(self.path("ledger.jsonl"), event, ledger, **extra)
+            ledger_lib.append_event(self.path("ledger.jsonl"), event, ledger, **extra)
 
     def milestone_eval(self, ledger, step: int, name: str, words: float, record: dict) -> None:
         """One line of milestone_eval.jsonl (read by `storyjax.report`) and its scalars in TensorBoard."""
         if self.active:
-            ledger_lib.append_audit(self.path("milestone_eval.jsonl"), "milestone_eval", ledger,
+            ledger_lib.append_event(self.path("milestone_eval.jsonl"), "milestone_eval", ledger,
                                     step=step, name=name, words=words, **record)
         self.scalars(step, {f"milestone/{k}": v for k, v in record.items() if isinstance(v, (int, float))})
 

@@ -250,6 +250,86 @@ def test_smollm2_gguf_logits_match_transformers_on_a_whole_graded_prompt(smollm2
     assert (ours[-6:].argmax(-1) == ref[-6:].argmax(-1)).all()
 
 
+def _cut_by_length_grades_as_one_micro_batch(smollm2, stories):
+    """Ragged stories are cut into micro-batches by length (eight short ones and a long one: two micro-batches
+    of 8 rows, not 16 rows as long as the longest); the grades are those of one padded micro-batch."""
+    from storyjax.prompts import PAPER_PROMPT
+    ragged = [PAPER_PROMPT + f" a fox number {i} found a key." for i in range(8)] + [stories[0] * 6]
+    smollm2.micro = 16
+    cut, plans = jax_teacher.micro_batches, []
+    try:
+        with unittest.mock.patch.object(jax_teacher, "micro_batches", lambda *a: plans.append(cut(*a)) or plans[-1]):
+            planned = smollm2.grade_batch([PAPER_PROMPT] * 9, ragged)
+        with unittest.mock.patch.object(jax_teacher, "micro_batches", lambda lengths, *a: [slice(0, len(lengths))]):
+            whole = smollm2.grade_batch([PAPER_PROMPT] * 9, ragged)
+    finally:
+        smollm2.micro = 8
+    assert [[(p.start, p.stop) for p in plan] for plan in plans] == [[(0, 8), (8, 9)]]
+    # Other padded shapes compile to other float32 reductions: measured up to 1.5e-5 apart in expected grades.
+    np.testing.assert_allclose(planned.scores_Bx3, whole.scores_Bx3, atol=5e-5)
+
+
+def _split_over_devices_grades_alike(smollm2, stories, g):
+    """Run on one device (the CPU default) or split over this process's 8 (fake) devices, stories over 4 and
+    each weight matrix over 2: the same grades."""
+    from storyjax.prompts import PAPER_PROMPT
+    assert smollm2.mesh.size == 1 and len(jax.local_devices()) == 8
+    mesh, params = smollm2.mesh, smollm2.params
+    smollm2.mesh = lm_passes.teacher_mesh(8, model_parallel=2)
+    smollm2.params = lm_passes.shard_params(params, smollm2.mesh)
+    assert smollm2.params["layers"]["wq"].sharding.spec == jax.sharding.PartitionSpec(None, None, "model")
+    smollm2._prefixes.clear()  # cached prefix K/V live on the mesh they were computed on
+    try:
+        one = smollm2.grade_batch([PAPER_PROMPT] * 3, stories)
+    finally:
+        smollm2.mesh, smollm2.params = mesh, params
+        smollm2._prefixes.clear()
+    np.testing.assert_allclose(one.scores_Bx3, g.scores_Bx3, atol=5e-5)  # as above: other reductions
+
+
+def _opening_read_once_grades_alike(smollm2, stories, g):
+    """The opening every story starts with is read once, in the shared prefix: the same grades as with it read
+    again in every story, and the stories' own passes shorter by its tokens."""
+    from storyjax.prompts import PAPER_PROMPT
+    passes, lengths = smollm2.passes, []
+    smollm2.passes = passes._replace(suffix=lambda cfg, p, k, v, P, toks, valid: (
+        lengths.append(int(np.asarray(valid).sum(1).max())) or passes.suffix(cfg, p, k, v, P, toks, valid)))
+    try:
+        smollm2.share_opening = False
+        apart = smollm2.grade_batch([PAPER_PROMPT] * 3, stories)
+        smollm2.share_opening = True
+        shared = smollm2.grade_batch([PAPER_PROMPT] * 3, stories)
+    finally:
+        smollm2.passes, smollm2.share_opening = passes, True
+    np.testing.assert_allclose(shared.scores_Bx3, apart.scores_Bx3, atol=5e-5)
+    np.testing.assert_allclose(shared.scores_Bx3, g.scores_Bx3, atol=5e-5)
+    assert lengths[1] == lengths[0] - len(smollm2.tok.encode(PAPER_PROMPT, add_special_tokens=False))
+
+
+def _sampled_digits_follow_each_story(smollm2, stories):
+    """`sample` draws each story's digits with a key of its own text: the same grades in any batch or order."""
+    from storyjax.prompts import PAPER_PROMPT
+    smollm2.grading = "sample"
+    try:
+        drawn = smollm2.grade_batch([PAPER_PROMPT] * 3, stories)
+        redrawn = smollm2.grade_batch([PAPER_PROMPT] * 2, stories[:0:-1])
+    finally:
+        smollm2.grading = "expected"
+    assert set(np.unique(drawn.scores_Bx3)) <= {0.0, 1.0, 2.0, 3.0}
+    np.testing.assert_array_equal(redrawn.scores_Bx3, drawn.scores_Bx3[:0:-1])
+
+
+def _unmet_mass_leaves_every_story_unscorable(smollm2, stories):
+    """A mass threshold no answer meets makes every story unscorable (NaN), never a default."""
+    from storyjax.prompts import PAPER_PROMPT
+    strict = smollm2.min_mass
+    smollm2.min_mass = 1.01
+    try:
+        assert np.isnan(smollm2.grade_batch([PAPER_PROMPT], stories[:1]).scores_Bx3).all()
+    finally:
+        smollm2.min_mass = strict
+
+
 @pytest.mark.slow
 def test_grades_are_read_from_the_logits_with_their_digit_mass(smollm2, tmp_path):
     from storyjax.prompts import PAPER_PROMPT
@@ -267,66 +347,11 @@ def test_grades_are_read_from_the_logits_with_their_digit_mass(smollm2, tmp_path
     # The same stories in another batch shape and order give the same grades (padding never leaks in).
     again = smollm2.grade_batch([PAPER_PROMPT] * 2, stories[:0:-1])
     np.testing.assert_allclose(again.scores_Bx3, g.scores_Bx3[:0:-1], atol=1e-5)
-    # Ragged stories are cut into micro-batches by length (eight short ones and a long one: two micro-batches
-    # of 8 rows, not 16 rows as long as the longest); the grades are those of one padded micro-batch.
-    ragged = [PAPER_PROMPT + f" a fox number {i} found a key." for i in range(8)] + [stories[0] * 6]
-    smollm2.micro = 16
-    cut, plans = jax_teacher.micro_batches, []
-    try:
-        with unittest.mock.patch.object(jax_teacher, "micro_batches", lambda *a: plans.append(cut(*a)) or plans[-1]):
-            planned = smollm2.grade_batch([PAPER_PROMPT] * 9, ragged)
-        with unittest.mock.patch.object(jax_teacher, "micro_batches", lambda lengths, *a: [slice(0, len(lengths))]):
-            whole = smollm2.grade_batch([PAPER_PROMPT] * 9, ragged)
-    finally:
-        smollm2.micro = 8
-    assert [[(p.start, p.stop) for p in plan] for plan in plans] == [[(0, 8), (8, 9)]]
-    # Other padded shapes compile to other float32 reductions: measured up to 1.5e-5 apart in expected grades.
-    np.testing.assert_allclose(planned.scores_Bx3, whole.scores_Bx3, atol=5e-5)
-    # Run on one device (the CPU default) or split over this process's 8 (fake) devices, stories over 4 and
-    # each weight matrix over 2: the same grades.
-    assert smollm2.mesh.size == 1 and len(jax.local_devices()) == 8
-    mesh, params = smollm2.mesh, smollm2.params
-    smollm2.mesh = lm_passes.teacher_mesh(8, model_parallel=2)
-    smollm2.params = lm_passes.shard_params(params, smollm2.mesh)
-    assert smollm2.params["layers"]["wq"].sharding.spec == jax.sharding.PartitionSpec(None, None, "model")
-    smollm2._prefixes.clear()  # cached prefix K/V live on the mesh they were computed on
-    try:
-        one = smollm2.grade_batch([PAPER_PROMPT] * 3, stories)
-    finally:
-        smollm2.mesh, smollm2.params = mesh, params
-        smollm2._prefixes.clear()
-    np.testing.assert_allclose(one.scores_Bx3, g.scores_Bx3, atol=5e-5)  # as above: other reductions
-    # The opening every story starts with is read once, in the shared prefix: the same grades as with it read
-    # again in every story, and the stories' own passes shorter by its tokens.
-    passes, lengths = smollm2.passes, []
-    smollm2.passes = passes._replace(suffix=lambda cfg, p, k, v, P, toks, valid: (
-        lengths.append(int(np.asarray(valid).sum(1).max())) or passes.suffix(cfg, p, k, v, P, toks, valid)))
-    try:
-        smollm2.share_opening = False
-        apart = smollm2.grade_batch([PAPER_PROMPT] * 3, stories)
-        smollm2.share_opening = True
-        shared = smollm2.grade_batch([PAPER_PROMPT] * 3, stories)
-    finally:
-        smollm2.passes, smollm2.share_opening = passes, True
-    np.testing.assert_allclose(shared.scores_Bx3, apart.scores_Bx3, atol=5e-5)
-    np.testing.assert_allclose(shared.scores_Bx3, g.scores_Bx3, atol=5e-5)
-    assert lengths[1] == lengths[0] - len(smollm2.tok.encode(PAPER_PROMPT, add_special_tokens=False))
-    # `sample` draws each story's digits with a key of its own text: the same grades in any batch or order.
-    smollm2.grading = "sample"
-    try:
-        drawn = smollm2.grade_batch([PAPER_PROMPT] * 3, stories)
-        redrawn = smollm2.grade_batch([PAPER_PROMPT] * 2, stories[:0:-1])
-    finally:
-        smollm2.grading = "expected"
-    assert set(np.unique(drawn.scores_Bx3)) <= {0.0, 1.0, 2.0, 3.0}
-    np.testing.assert_array_equal(redrawn.scores_Bx3, drawn.scores_Bx3[:0:-1])
-    # A mass threshold no answer meets makes every story unscorable (NaN), never a default.
-    strict = smollm2.min_mass
-    smollm2.min_mass = 1.01
-    try:
-        assert np.isnan(smollm2.grade_batch([PAPER_PROMPT], stories[:1]).scores_Bx3).all()
-    finally:
-        smollm2.min_mass = strict
+    _cut_by_length_grades_as_one_micro_batch(smollm2, stories)
+    _split_over_devices_grades_alike(smollm2, stories, g)
+    _opening_read_once_grades_alike(smollm2, stories, g)
+    _sampled_digits_follow_each_story(smollm2, stories)
+    _unmet_mass_leaves_every_story_unscorable(smollm2, stories)
 
 
 

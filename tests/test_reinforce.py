@@ -153,7 +153,7 @@ def test_bad_settings_are_refused():
     """Parsed once into a typed record that checks itself; the step takes only that record."""
     with pytest.raises(ValueError, match="rl.baseline='median' is unknown"):
         R.RLConfig.from_config(rl_section(baseline="median"))
-    with pytest.raises(ValueError, match="rl.kl_estimator"):  # a record built by hand is checked by the step
+    with pytest.raises(ValueError, match="rl.kl_estimator"):  # a record built by hand checks itself too
         R.make_step(CFG, R.RLConfig(kl_estimator="k2"), R.make_optimizer(rl_cfg()))
     with pytest.raises(ValueError, match=r"rl.ema_decay=1.5 must be in \[0, 1\)"):
         R.RLConfig.from_config(rl_section(ema_decay=1.5))
