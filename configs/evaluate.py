@@ -18,14 +18,22 @@ from configs import pretrain as pretrain_config  # the data section: which corpu
 
 
 def get_config() -> ml_collections.ConfigDict:
-    c = ml_collections.ConfigDict()
+    c = run_config()
     c.job = "evaluate"
     c.checkpoint = ""
     c.init_from_hf = ""          # or: a transformers GPT-2 folder (config.json, model.safetensors, tokenizer.json)
+    c.data = pretrain_config.get_config("tiny").data  # the corpus whose validation split gives the perplexity
+    c.teacher = interactive_config.get_config("default").teacher  # who grades the stories
+    return c
+
+
+def run_config() -> ml_collections.ConfigDict:
+    """How a student is evaluated, without which student, its corpus and its grader: configs/experiment.py
+    starts from this and sets those per student."""
+    c = ml_collections.ConfigDict()
     c.blimp_dir = ""             # a directory of BLiMP-style .jsonl files (sentence_good / sentence_bad)
     c.perplexity = True          # validation perplexity on `data`
     c.max_val_blocks = 256
-    c.data = pretrain_config.get_config("tiny").data
     c.seed = 1234
     # Story evaluation: `num_openings` openings of the set `openings` (heldout: our 52, written for storyjax;
     # corpus: 52 in the tales corpus's words, comma-ended as the training prompt; training: the training
@@ -36,6 +44,5 @@ def get_config() -> ml_collections.ConfigDict:
                                                exclude=(), prompt=""))
     c.sampling = interactive_config.get_config("default").sampling
     c.sampling.max_new_tokens = 64
-    c.teacher = interactive_config.get_config("default").teacher
     c.progress_bar = True
     return c

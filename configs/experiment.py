@@ -126,7 +126,10 @@ def _interactive(preset: str) -> ml_collections.ConfigDict:
     """Every interactive run's settings (its milestone, seed, control and judge set per run)."""
     paper, cpu = preset == "paper", preset == "cpu"
     c = ml_collections.ConfigDict()
-    c.interactive = interactive_config.get_config("paper" if paper else "default")
+    # Set per run by the experiment itself, so not in this section: its starting milestone, seed, judge (the
+    # experiment's `judge` below) and control (`experiment.controls`); the runs never pretrain (the experiment's
+    # own pretraining does).
+    c.interactive = interactive_config.run_config("paper" if paper else "default")
     if not paper:
         c.interactive.budget_words = 3_000
         c.interactive.heldout.num_openings = 0       # the experiment evaluates every student itself
@@ -143,11 +146,6 @@ def _interactive(preset: str) -> ml_collections.ConfigDict:
     if paper:  # the paper's teacher in process, sampling its grades at 0.2 (set teacher.jax.weights)
         c.interactive.teacher.name, c.interactive.teacher.jax.weights = "jax", ""
         c.interactive.teacher.jax.grading, c.interactive.teacher.temperature = "sample", 0.2
-    # Set per run by the experiment itself, not here (so nothing in this file is silently ignored): its
-    # starting milestone, seed and held-out judge; the inner runs never pretrain (the experiment's does).
-    for key in ("judge", "init_checkpoint", "init_milestone", "pretrain", "auto_pretrain", "job", "seed"):
-        del c.interactive[key]
-    del c.interactive.reward["control"]  # each run's kind: rl, or one of experiment.controls
     return c.interactive
 
 
@@ -206,7 +204,9 @@ def _evaluation(c: ml_collections.ConfigDict, preset: str) -> None:
     paper, cpu = preset == "paper", preset == "cpu"
     # Every student is evaluated the same way; its held-out stories are graded by the judge, its perplexity
     # measured on `pretrain.data` (with init_checkpoint, point pretrain.data at that run's corpus).
-    c.evaluate = evaluate_config.get_config()
+    # Set by the experiment itself, so not in this section: each student's checkpoint, its grader (the judge
+    # below), its corpus (`pretrain.data`).
+    c.evaluate = evaluate_config.run_config()
     c.evaluate.stories.num_openings = 52
     c.evaluate.stories.per_opening = 4  # 208 held-out stories per student
     if cpu:  # E1: the training prompt itself, 256 stories at fixed keys
@@ -218,7 +218,3 @@ def _evaluation(c: ml_collections.ConfigDict, preset: str) -> None:
         c.judge.name, c.judge.mode = "tales", "absolute"
     if paper:
         c.judge.name, c.judge.mode, c.judge.jax.grading = "jax", "pairwise", "expected"
-    # Set by the experiment itself, not here: each student's checkpoint, its judge (`judge` above), its
-    # corpus (`pretrain.data`).
-    for key in ("teacher", "data", "checkpoint", "init_from_hf", "job"):
-        del c.evaluate[key]

@@ -45,68 +45,58 @@ from storyjax.teachers import config as teacher_config
 
 
 def get_config(preset: str = "default") -> ml_collections.ConfigDict:
+    c = run_config(preset)
+    _job(c, preset == "paper")
+    return c
+
+
+def run_config(preset: str = "default") -> ml_collections.ConfigDict:
+    """What every interactive run reads, without what a composing job sets per run (the experiment: its seed,
+    the student it starts from, its judge, its control): configs/experiment.py starts from this."""
     if preset not in ("default", "paper"):
         raise ValueError(f"unknown preset {preset!r}: use configs/interactive.py:default or :paper.")
     paper = preset == "paper"
     c = ml_collections.ConfigDict()
     _start(c, preset)
     _learning(c, paper)
-    _graders(c, paper)
+    # Who grades the stories (storyjax/teachers/config.py: every setting, its default and what it does):
+    # teacher.name = rubric (offline) | openai (a server) | jax (in process) | replay; each kind's settings in
+    # its own section, e.g. --config.teacher.openai.base_url=... or --config.teacher.jax.weights=FILE.gguf.
+    c.teacher = teacher_config.defaults("openai" if paper else "rubric")
     _budget(c, paper)
     return c
 
 
 def _start(c: ml_collections.ConfigDict, preset: str) -> None:
-    """The job, the student it starts from, its devices."""
+    """How the run reports, its devices and what it writes."""
     paper = preset == "paper"
-    c.job = "interactive"
     c.preset = preset
-    c.seed = 42 if paper else 0
     c.progress_bar = True
     c.log_every = 10
     c.ledger_only = False
-    c.init_checkpoint = ""       # a pretraining --workdir; empty: pretrain `pretrain` below first
-    c.init_milestone = ""        # e.g. chck_90M; empty: that run's latest checkpoint
     c.init_from_hf = ""          # or: a transformers GPT-2 folder (e.g. the paper's chck_90M), tokenizer included
     c.export_hf = paper          # also write each milestone as a transformers folder, WORKDIR/hf/chck_N
+    c.compute_dtype = "bfloat16" if paper else "float32"
+
+
+def _job(c: ml_collections.ConfigDict, paper: bool) -> None:
+    """The job's own: its seed, the student it starts from, its judge and its control."""
+    c.job = "interactive"
+    # Several processes (see configs/pretrain.py): each samples and updates the same student, process 0
+    # asks the teacher and broadcasts the scores. (An experiment's runs are one process, as the experiment.)
+    c.distributed = pretrain_config.get_config("tiny").distributed
+    c.seed = 42 if paper else 0
+    c.init_checkpoint = ""       # a pretraining --workdir; empty: pretrain `pretrain` below first
+    c.init_milestone = ""        # e.g. chck_90M; empty: that run's latest checkpoint
     c.auto_pretrain = not paper  # with no init_checkpoint: pretrain `pretrain` first (the CPU quickstart)
     c.pretrain = pretrain_config.get_config("tiny")
     c.pretrain.train.num_steps = 120
     c.pretrain.ledger.milestones = (100_000, 200_000)
-    c.compute_dtype = "bfloat16" if paper else "float32"
-    # Several processes (see configs/pretrain.py): each samples and updates the same student, process 0
-    # asks the teacher and broadcasts the scores.
-    c.distributed = pretrain_config.get_config("tiny").distributed
-
-
-def _learning(c: ml_collections.ConfigDict, paper: bool) -> None:
-    """What the student writes and how it learns from the grades."""
-    c.prompt = PAPER_PROMPT
-    c.batch_size = 360 if paper else 32
-    c.sampling = ml_collections.ConfigDict(dict(max_new_tokens=90 if paper else 64, temperature=1.0, top_k=0,
-                                                top_p=1.0))
     # control: "" (learn from the teacher) | grades_permuted (the teacher's grades permuted within each batch,
     # each story keeping its own length bonus) | reward_permuted (each story's whole reward permuted within its
     # batch: pure noise) | length_only (the reward's length term alone, at its strength in the real reward):
     # the experiment's control runs, same budget (storyjax/reward.py).
-    c.reward = ml_collections.ConfigDict(dict(weights=(1.0, 1.0, 1.0), length_bonus=0.4, length_norm=90.0,
-                                              control=""))
-    # rl.kl_mode: reward (the story's log-ratio subtracted from its reward) | reward_token (per token, as
-    # trl's PPO) | loss;
-    # rl.kl_estimator (k1 | k3): the KL reported and followed by the controller (kl_target > 0), and in
-    # loss mode the term added to the loss (k1 is refused there: its expected gradient is zero); a penalty in
-    # the reward is always the log-ratio (README).
-    c.rl = ml_collections.ConfigDict(dict(
-        lr=1e-6 if paper else 3e-5, grad_clip=1.0, baseline="ema", ema_decay=0.9, whiten=False,
-        kl_coef=0.2 if paper else 0.05, kl_target=6.0 if paper else 0.0, kl_horizon=10_000.0,
-        kl_estimator="k1" if paper else "k3", kl_mode="reward", entropy_coef=0.0))
-
-
-def _graders(c: ml_collections.ConfigDict, paper: bool) -> None:
-    # Who grades the stories (storyjax/teachers/config.py: every setting, its default and what it does):
-    # teacher.name = rubric (offline) | openai (a server) | jax (in process) | replay; each kind's settings in
-    # its own section, e.g. --config.teacher.openai.base_url=... or --config.teacher.jax.weights=FILE.gguf.
-    c.teacher = teacher_config.defaults("openai" if paper else "rubric")
+    c.reward.control = ""
     # The judge of held-out stories (storyjax/judge.py), reported beside the training teacher: the teacher's
     # shape; name "auto" = the in-process jax teacher when judge.jax.weights is given, else the rubric. A judge
     # the user chose (a kind, or weights) that is the teacher's own model is refused unless allow_same=True.
@@ -116,6 +106,24 @@ def _graders(c: ml_collections.ConfigDict, paper: bool) -> None:
     # written after learning or the one before (both orders, read off its logits; the rubric compares sums),
     # and reports the after-story's win rate with a 95% interval clustered by opening.
     c.judge = teacher_config.judge_defaults()
+
+
+def _learning(c: ml_collections.ConfigDict, paper: bool) -> None:
+    """What the student writes and how it learns from the grades."""
+    c.prompt = PAPER_PROMPT
+    c.batch_size = 360 if paper else 32
+    c.sampling = ml_collections.ConfigDict(dict(max_new_tokens=90 if paper else 64, temperature=1.0, top_k=0,
+                                                top_p=1.0))
+    c.reward = ml_collections.ConfigDict(dict(weights=(1.0, 1.0, 1.0), length_bonus=0.4, length_norm=90.0))
+    # rl.kl_mode: reward (the story's log-ratio subtracted from its reward) | reward_token (per token, as
+    # trl's PPO) | loss;
+    # rl.kl_estimator (k1 | k3): the KL reported and followed by the controller (kl_target > 0), and in
+    # loss mode the term added to the loss (k1 is refused there: its expected gradient is zero); a penalty in
+    # the reward is always the log-ratio (README).
+    c.rl = ml_collections.ConfigDict(dict(
+        lr=1e-6 if paper else 3e-5, grad_clip=1.0, baseline="ema", ema_decay=0.9, whiten=False,
+        kl_coef=0.2 if paper else 0.05, kl_target=6.0 if paper else 0.0, kl_horizon=10_000.0,
+        kl_estimator="k1" if paper else "k3", kl_mode="reward", entropy_coef=0.0))
 
 
 def _budget(c: ml_collections.ConfigDict, paper: bool) -> None:

@@ -21,12 +21,12 @@ import random
 import re
 from typing import Callable
 
-import ml_collections
 import numpy as np
 
 from storyjax.data.tales_generator import make_tale
 from storyjax.stats import position_bias
-from storyjax.teachers.jax_teacher import JaxTeacher
+from storyjax.teachers import config as teacher_config
+from storyjax.teachers import make_teacher
 from storyjax.teachers.rubric import RubricTeacher, sentences
 
 PRONOUNS = ("He", "She", "They", "Her", "His", "Their", "It", "We")
@@ -228,10 +228,8 @@ def main(argv=None) -> None:
 def judge_accuracy(weights: str, chosen: list[str], families: list[str], batch: int) -> None:
     """Per family, how often the judge ranks the real passage above its manipulation: absolute (expected
     sums) against pairwise (both orders), with the pairwise consistency across orders."""
-    judge = JaxTeacher(ml_collections.ConfigDict(dict(
-        name="jax", weights=weights, template="", pairwise_template="", grading="expected", min_digit_mass=0.0,
-        batch_size=batch, temperature=0.2, seed=0, compute_dtype="", devices=0, model_parallel=1,
-        cpu_kernels="auto")))
+    judge = make_teacher(teacher_config.configured("jax", weights=weights, grading="expected", min_digit_mass=0.0,
+                                                   batch_size=batch))
     prompts, real_ = stories("real", chosen)
     real_sum = judge.grade_batch(prompts, real_).scores_Bx3.sum(1)
     print(f"{'family':<26} {'absolute':>8} {'pairwise':>8} {'consistent':>10} {'first slot':>10}")

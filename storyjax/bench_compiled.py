@@ -20,13 +20,13 @@ import time
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import optax
 
 from storyjax import compiled, model as model_lib, pretrain_step, reinforce, sampler
 from storyjax import rollout as rollout_lib
 from storyjax.bench_pretrain import student_config
 from storyjax.teachers import jax_teacher, lm_passes, lm_weights
+from storyjax.pretrain_settings import TrainSettings
 
 TRAIN = dict(lr=5e-4, warmup_frac=0.01, b1=0.9, b2=0.999, eps=1e-8, weight_decay=0.0, grad_clip=1.0)
 RL = dict(lr=1e-6, grad_clip=1.0, baseline="ema", ema_decay=0.9, whiten=False, kl_coef=0.2, kl_target=6.0,
@@ -68,7 +68,7 @@ def _timed_compile(lowered) -> tuple:
 
 def _pretrain_parts(shape: dict, batch: int, attention: str, dropout: float):
     cfg = dataclasses.replace(student_config(shape, attention), dropout=dropout)
-    train_cfg = ml_collections.ConfigDict(TRAIN)
+    train_cfg = TrainSettings(**TRAIN)
     opt = pretrain_step.make_optimizer(train_cfg, 10_000)
     params = jax.eval_shape(lambda: model_lib.init_params(cfg, jax.random.key(0)))
     state = jax.eval_shape(lambda p: pretrain_step.TrainState(p, opt.init(p)), params)

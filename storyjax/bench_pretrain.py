@@ -14,12 +14,12 @@ import time
 from typing import Callable, NamedTuple
 
 import jax
-import ml_collections
 import numpy as np
 
 from storyjax import model as model_lib
 from storyjax import pretrain_step, profiling
 from storyjax.profiling import planned_bytes
+from storyjax.pretrain_settings import TrainSettings
 
 
 SHAPES = {
@@ -85,8 +85,8 @@ def storyjax_pretrain(shape: dict, batch: int, attention: str = "auto", profile_
     """storyjax's data-parallel train step at this shape, compiled and warmed up."""
     devices = jax.local_devices()
     cfg = student_config(shape, attention, dropout)
-    train_cfg = ml_collections.ConfigDict(dict(lr=5e-4, warmup_frac=0.01, b1=0.9, b2=0.999, eps=1e-8,
-                                               weight_decay=0.0, grad_clip=1.0))
+    train_cfg = TrainSettings(lr=5e-4, warmup_frac=0.01, b1=0.9, b2=0.999, eps=1e-8, weight_decay=0.0,
+                              grad_clip=1.0)
     opt = pretrain_step.make_optimizer(train_cfg, 10_000)
     params = model_lib.init_params(cfg, jax.random.key(0))
     mesh = pretrain_step.mesh_of(devices)

@@ -27,7 +27,6 @@ import time
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 
 from storyjax.data.tales_generator import make_tale
@@ -35,7 +34,9 @@ from storyjax.profiling import HostPeak, planned_bytes
 from storyjax.prompts import PAPER_PROMPT
 from storyjax.teachers import config as teacher_defaults
 from storyjax.teachers import jax_teacher, lm_passes, lm_weights, make_teacher
+from storyjax.teachers.grader_settings import GraderSettings
 from storyjax.teachers.prompt_templates import load_template
+from storyjax.teachers.settings import parse as parse_grader
 
 RANDOM_SHAPES = {  # transformers LlamaConfig fields
     "llama3_8b": dict(vocab_size=128_256, hidden_size=4096, intermediate_size=14_336, num_hidden_layers=32,
@@ -62,13 +63,13 @@ FLAG_KEYS = {"teacher_url": "openai.base_url", "teacher_model": "openai.model", 
              "teacher_temperature": "temperature"}
 
 
-def teacher_config(name: str, flag_values: dict) -> ml_collections.ConfigDict:
-    """The teacher section an interactive run would have with these bench flags set."""
+def teacher_config(name: str, flag_values: dict) -> GraderSettings:
+    """The teacher section an interactive run would have with these bench flags set, parsed as it parses it."""
     cfg = teacher_defaults.defaults(name)
     for flag, value in flag_values.items():
         section, _, key = FLAG_KEYS[flag].rpartition(".")
         (cfg[section] if section else cfg)[key] = value
-    return cfg
+    return parse_grader(cfg, "teacher", weights=False)
 
 
 def bench_client(cfg, stories: list) -> dict:

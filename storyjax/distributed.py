@@ -14,14 +14,13 @@ without auto-detection, the CPU test on 127.0.0.1); `distributed.auto=True` lets
 from __future__ import annotations
 
 import jax
-import ml_collections
 import numpy as np
 from absl import logging
 
 _INITIALIZED = False
 
 
-def check(cfg: ml_collections.ConfigDict) -> None:
+def check(cfg) -> None:
     """Refuses a `distributed` section no launch can use, before any work (initialize checks again)."""
     problems = []
     if cfg.coordinator and (":" not in cfg.coordinator or not cfg.num_processes
@@ -37,7 +36,7 @@ def check(cfg: ml_collections.ConfigDict) -> None:
         raise ValueError("; ".join(problems) + ".")
 
 
-def initialize(cfg: ml_collections.ConfigDict) -> None:
+def initialize(cfg) -> None:
     """Starts jax.distributed once, before any computation, when the config asks for several processes."""
     global _INITIALIZED
     if _INITIALIZED or cfg is None:

@@ -13,20 +13,20 @@ import os
 import tempfile
 
 import jax
-import ml_collections
 import numpy as np
 from absl import logging
 
-from storyjax import blimp, heldout, likelihood, run_outputs, sampler
+from storyjax import blimp, heldout, likelihood, run_outputs, sampler, settings_record
 from storyjax import student as student_lib
 from storyjax import checkpoint as ckpt_lib
 from storyjax import data as data_lib
 from storyjax.data import load_corpus, packing
 from storyjax.prompts import story_openings
-from storyjax.teachers.settings import check as check_settings
+from storyjax.evaluate_settings import EvaluateSettings
+from storyjax.teachers.settings import parse as parse_grader
 
 
-def perplexity(cfg, params, tok, data_cfg: ml_collections.ConfigDict, max_blocks: int) -> dict:
+def perplexity(cfg, params, tok, data_cfg: data_lib.DataSettings, max_blocks: int) -> dict:
     """Validation perplexity per token and per whitespace word on the configured corpus."""
     source = load_corpus(data_cfg)["validation"]
     with tempfile.TemporaryDirectory() as cache:
@@ -49,40 +49,49 @@ def score_blocks(cfg, params, blocks: np.ndarray) -> float:
     return float(likelihood.sequence_scores(cfg, params, list(blocks), batch=16).sum())
 
 
-def validate(config: ml_collections.ConfigDict, weights: bool = True, student: bool = True) -> None:
-    """Refuses, before any work, settings no evaluation can use (`weights=False`: a dry run, an LLM
-    teacher's weights need not be there yet; `student=False`: the student is written later, as in an
-    experiment)."""
-    if bool(config.checkpoint) == bool(config.init_from_hf):
+def parse(config, weights: bool = True, student: bool = True, **per_student) -> EvaluateSettings:
+    """The evaluation's settings as a checked record; refuses, before any work, settings no evaluation can use
+    (`weights=False`: a dry run, an LLM teacher's weights need not be there yet; `student=False`: the student is
+    written later, as in an experiment)."""
+    s = EvaluateSettings.from_config(config, **per_student)
+    if bool(s.checkpoint) == bool(s.init_from_hf):
         raise ValueError("give one student to evaluate: --config.checkpoint=RUN_WORKDIR (or "
                          "RUN_WORKDIR/milestones/chck_N), or --config.init_from_hf=HF_MODEL_DIR.")
-    if student and config.checkpoint:
-        ckpt_lib.check_student_path(config.checkpoint)
-    if student and config.init_from_hf and not os.path.isfile(os.path.join(config.init_from_hf, "config.json")):
-        raise ValueError(f"init_from_hf={config.init_from_hf!r} has no config.json; point it at a transformers model "
+    if student and s.checkpoint:
+        ckpt_lib.check_student_path(s.checkpoint)
+    if student and s.init_from_hf and not os.path.isfile(os.path.join(s.init_from_hf, "config.json")):
+        raise ValueError(f"init_from_hf={s.init_from_hf!r} has no config.json; point it at a transformers model "
                          "folder.")
-    if config.seed < 0:
-        raise ValueError(f"seed={config.seed}: use a seed >= 0.")
-    if config.stories.num_openings < 0:
-        raise ValueError(f"stories.num_openings={config.stories.num_openings}: use 0 (no stories) or more.")
-    if config.stories.num_openings:
-        story_openings(config.stories.openings, config.stories.num_openings, config.stories.exclude,
-                       config.stories.prompt)
-        if config.stories.per_opening < 1 or config.stories.batch < 1:
-            raise ValueError(f"stories.per_opening={config.stories.per_opening} and stories.batch="
-                             f"{config.stories.batch}: use 1 or more of each.")
-        problems = sampler.setting_problems(config.sampling)
-        if problems:
-            raise ValueError("; ".join(problems) + ".")
-        check_settings(config.teacher, "teacher", weights=weights)
-    if config.perplexity:
-        if config.max_val_blocks < 1:
-            raise ValueError(f"max_val_blocks={config.max_val_blocks}: measure perplexity on 1 block or more.")
-        data_lib.check(config.data)
-    blimp.check_dir(config.blimp_dir, "blimp_dir")
+    if s.seed < 0:
+        raise ValueError(f"seed={s.seed}: use a seed >= 0.")
+    if s.stories.num_openings < 0:
+        raise ValueError(f"stories.num_openings={s.stories.num_openings}: use 0 (no stories) or more.")
+    if s.stories.num_openings:
+        story_openings(s.stories.openings, s.stories.num_openings, s.stories.exclude, s.stories.prompt)
+        if s.stories.per_opening < 1 or s.stories.batch < 1:
+            raise ValueError(f"stories.per_opening={s.stories.per_opening} and stories.batch={s.stories.batch}: use "
+                             "1 or more of each.")
+        settings_record.problems([(False, why) for why in sampler.setting_problems(s.sampling)])
+        parse_grader(s.teacher, "teacher", weights=weights)
+    if s.perplexity:
+        if s.max_val_blocks < 1:
+            raise ValueError(f"max_val_blocks={s.max_val_blocks}: measure perplexity on 1 block or more.")
+        data_lib.check(s.data)
+    blimp.check_dir(s.blimp_dir, "blimp_dir")
+    return s
 
 
-def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
+def validate(config, weights: bool = True, student: bool = True) -> None:
+    parse(config, weights, student)
+
+
+def run(config, workdir: str) -> dict:
+    """The job's entry (configs/evaluate.py): its settings parsed, then `run_settings`."""
+    return run_settings(parse(config), workdir)
+
+
+def run_settings(config: EvaluateSettings, workdir: str) -> dict:
+    """One student's evaluation from its parsed settings (the job, or one student of an experiment)."""
     out_dir = os.path.join(os.path.abspath(workdir), "eval")
     os.makedirs(out_dir, exist_ok=True)
     loaded = student_lib.load(config.checkpoint, config.init_from_hf)

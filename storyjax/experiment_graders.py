@@ -67,7 +67,7 @@ class PairwiseJudge:
         """The judge, loaded on first use (gate 0 grades with it too)."""
         if self.judge is None:
             os.makedirs(os.path.join(self.workdir, "judge"), exist_ok=True)
-            self.judge = make_teacher(judge_lib.resolved(self.config), os.path.join(self.workdir, "judge"))
+            self.judge = make_teacher(judge_lib.resolved(self.config.judge), os.path.join(self.workdir, "judge"))
         return self.judge
 
     def close(self):
@@ -88,7 +88,7 @@ class TeacherView:
 
     def __init__(self, config, workdir: str):
         self.config, self.workdir, self.teacher = config, workdir, None
-        self.on = bool(config.experiment.get("teacher_view", False))
+        self.on = bool(config.experiment.teacher_view)
 
     def sums(self, student: analysis.Student, out: str):
         if not self.on:

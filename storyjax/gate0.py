@@ -20,7 +20,6 @@ import numpy as np
 from absl import logging
 
 from storyjax import adversarial, instruments, preemption, run_outputs, stats
-from storyjax import judge as judge_lib
 from storyjax.checkpoint import milestone_words
 from storyjax.grades import GradingCancelled
 
@@ -67,7 +66,7 @@ def measure(config, before: dict, texts, judge_fn, lm_fn) -> dict:
     for name in config.experiment.instruments:
         curve = stats.clustered_mean(instruments.paired_deltas(name, last, first, cap), first.clusters_N)
         shuffle = instruments.real_over_shuffled(name, texts, judge_fn, lm_fn) if texts else None
-        pairwise = last.pairwise if name == "judge" and judge_lib.resolved(config).name == "jax" else None
+        pairwise = last.pairwise if name == "judge" and config.judge.kind == "jax" else None
         consistency = pairwise["position"]["consistency"] if pairwise else None
         out[name] = {"curve_delta": curve["mean"], "curve_ci95": curve["ci95"],
                      "real_minus_shuffled": None if shuffle is None else shuffle["mean"],

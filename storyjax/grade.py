@@ -8,19 +8,20 @@ grading resumes after them (the teacher's own cache makes the `openai` teacher's
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
 
-import ml_collections
 import numpy as np
 from tqdm import tqdm
 
-from storyjax import run_outputs
+from storyjax import run_outputs, settings_record
 from storyjax.atomic import atomic_file
 from storyjax.stats import mean_ci, position_bias, win_rate
 from storyjax.teachers import kinds, make_teacher, reference_lm
-from storyjax.teachers.settings import check as check_settings
+from storyjax.teachers.grader_settings import GraderSettings
+from storyjax.teachers.settings import parse as parse_grader
 from storyjax.grades import CRITERIA, scored
 
 MODES = ("grades", "likelihood")
@@ -61,7 +62,23 @@ def read_pairs(path: str) -> tuple[list[str], list[str], list[str]]:
     return list(prompts), list(a), list(b)
 
 
-def validate(config: ml_collections.ConfigDict) -> None:
+@dataclasses.dataclass(frozen=True)
+class GradeSettings:
+    """configs/grade.py, parsed at the job's entry."""
+    stories: str = ""
+    pairs: str = ""
+    mode: str = "grades"
+    order_test: bool = True
+    batch: int = 64
+    teacher: GraderSettings = GraderSettings()
+    progress_bar: bool = True
+
+
+def parse(config) -> GradeSettings:
+    """The job's settings as a checked record, refused before any work in one line naming what is wrong."""
+    values = {k: v for k, v in settings_record.as_dict(config).items() if k != "job"}
+    teacher = parse_grader(values.pop("teacher", GraderSettings()), "teacher")
+    config = dataclasses.replace(settings_record.parse(GradeSettings, values, ""), teacher=teacher)
     if config.batch < 1:
         raise ValueError(f"batch={config.batch}: grade at least 1 story at a time.")
     if config.mode not in MODES:
@@ -71,22 +88,28 @@ def validate(config: ml_collections.ConfigDict) -> None:
         raise ValueError("mode=likelihood reads a language model's log-probabilities: give --config.teacher.name=jax "
                          "--config.teacher.jax.weights=MODEL (a .gguf file or Hugging Face folder) and "
                          "--config.stories=FILE.jsonl (not pairs).")
-    check_settings(config.teacher, "teacher")
-    if bool(config.stories) == bool(config.get("pairs")):
+    if bool(config.stories) == bool(config.pairs):
         raise ValueError("give one of --config.stories=FILE.jsonl (grade each story) or --config.pairs=FILE.jsonl "
                          "(judge which of two stories is the better), not " + ("both." if config.stories else
                                                                                  "neither."))
     if config.stories:
         read_stories(config.stories)
-        return
+        return config
     read_pairs(config.pairs)
     if config.teacher.name not in kinds.pairwise():
         raise ValueError(f"teacher.name={config.teacher.name!r} cannot judge pairs of stories: use "
                          "teacher.name=jax (an instruct model; its preference is read from its logits) or rubric "
                          "(the larger sum of grades).")
+    return config
 
 
-def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
+def validate(config) -> None:
+    parse(config)
+
+
+def run(config, workdir: str) -> dict:
+    """The job's entry (configs/grade.py): its settings parsed, then grades, pairs or likelihoods."""
+    config = parse(config)
     if config.pairs:
         return run_pairs(config, workdir)
     if config.mode == "likelihood":
@@ -111,7 +134,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     return summary
 
 
-def run_pairs(config: ml_collections.ConfigDict, workdir: str) -> dict:
+def run_pairs(config: GradeSettings, workdir: str) -> dict:
     """Judges every pair and writes DIR/pairs.jsonl (per pair: `p_a`, the judge's probability that a is the
     better story averaged over both orders, null when unscorable, and the two orders' values) and
     DIR/summary.json (the win rate of a with its 95% interval clustered by opening, and position bias)."""
@@ -139,7 +162,7 @@ def run_pairs(config: ml_collections.ConfigDict, workdir: str) -> dict:
     return summary
 
 
-def run_likelihood(config: ml_collections.ConfigDict, workdir: str) -> dict:
+def run_likelihood(config: GradeSettings, workdir: str) -> dict:
     """Writes DIR/likelihood.jsonl (per story, in order: `nll_per_token` of its continuation given its opening
     and the continuation's `tokens`; with `order_test`, `shuffled_nll_per_token` of the same continuation with
     its sentences reordered, null when it has fewer than two) and DIR/summary.json (the mean NLL per token and
@@ -180,7 +203,7 @@ def _finite(x: float):
     return float(x) if np.isfinite(x) else None
 
 
-def _resumable(out: str, n: int, config, teacher, ask, unit: str) -> tuple[list[dict], float | None]:
+def _resumable(out: str, n: int, config: GradeSettings, teacher, ask, unit: str) -> tuple[list[dict], float | None]:
     """Runs `ask` on the items `out` does not hold yet, `config.batch` at a time, appending its lines to
     `out` as each batch ends (a killed job loses at most one batch); (every line, items per second)."""
     done = _done(out)

@@ -29,12 +29,12 @@ def heldout_score(config, sample, params, tok, teacher, judge=None) -> dict:
     full, _, _, _ = sample_stories(sample, params, tok, openings, lambda _: jax.random.key(config.seed + 1),
                                    batch=len(openings))
     grades = grade(teacher, openings, full, config.teacher.shard_across_hosts)
-    independent = not judge_lib.same_model(config)
+    independent = not judge_lib.same_model(config.judge, config.teacher)
     judged = grade(judge, openings, full, False) if independent else grades
     if grades is None or judged is None:
         raise preemption.Preempted("SIGTERM while the held-out stories were being graded; rerun to resume.")
     return {**mean_grades(grades.scores_Bx3), "stories": len(full),
-            "judge": {"name": judge_lib.describe(config), "independent": independent,
+            "judge": {"name": judge_lib.describe(config.judge, config.teacher), "independent": independent,
                       **mean_grades(judged.scores_Bx3)},
             "texts": full}  # for judge.mode=pairwise: the same openings' stories after learning meet these
 
@@ -90,7 +90,7 @@ def report(config, cfg, params, tok, workdir: str) -> dict:
                               config.stories.prompt)
     prompts = [o for o in openings for _ in range(config.stories.per_opening)]
     check_openings_fit(cfg, tok, openings, config.sampling.max_new_tokens)
-    sample = make_sample_fn(config, cfg, tok)
+    sample = make_sample_fn(config.sampling, cfg, tok)
     teacher = make_teacher(config.teacher, workdir)
     try:
         full, texts, surprisal, n_tokens = sample_stories(

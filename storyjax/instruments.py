@@ -39,7 +39,7 @@ def label(config, which: str = "judge") -> str:
     if which == "reference_lm":
         lm = config.experiment.reference_lm
         return f"reference_lm:{os.path.basename(str(lm.weights).rstrip('/'))}:matched{lm.cap}"
-    name = teacher_config.kind(config.judge)
+    name = config.judge.kind
     return f"{name}:{config.judge.mode}" + (f":{VERSIONS[name]}" if name in VERSIONS else "")
 
 

@@ -18,12 +18,11 @@ import time
 from typing import Any, Callable, Optional
 
 import jax
-import ml_collections
 import numpy as np
 from absl import logging
 
-from storyjax import blimp, distributed, export, heldout, reinforce, reward, run_loop, run_outputs, sampler
-from storyjax import stats, step_record
+from storyjax import blimp, distributed, export, heldout, reinforce, run_loop, run_outputs, sampler
+from storyjax import settings_record, stats, step_record
 from storyjax import stories
 from storyjax import checkpoint as ckpt_lib
 from storyjax import judge as judge_lib
@@ -32,81 +31,91 @@ from storyjax import student as student_lib
 from storyjax import teacher_health
 from storyjax import tokenizer as tokenizer_lib
 from storyjax.interactive_logs import PhaseClock, RunLogs
+from storyjax.interactive_settings import InteractiveSettings
 from storyjax.prompts import heldout_openings
 from storyjax.setting_checks import finite
 from storyjax.teachers import kinds, make_teacher
-from storyjax.teachers.settings import check as check_settings
+from storyjax.teachers.grader_settings import GraderSettings
+from storyjax.teachers.settings import parse as parse_grader
 from storyjax.grades import CRITERIA
 
 
-def validate(config: ml_collections.ConfigDict) -> None:
-    """Refuses settings no run can use, before any work or any file is written."""
-    sp = config.sampling
+def parse(config, **per_run) -> InteractiveSettings:
+    """The run's settings as a checked record (`config`: configs/interactive.py's ConfigDict, or an
+    experiment's interactive section with `per_run` settings); refuses settings no run can use, before any
+    work or any file is written."""
+    if "distributed" in config:
+        distributed.check(config.distributed)
+    return check(InteractiveSettings.from_config(config, **per_run))
+
+
+def check(s: InteractiveSettings) -> InteractiveSettings:
+    """`s` if a run can use it (also a record composed with `dataclasses.replace`), else a one-line refusal."""
     checks = [
-        (config.batch_size >= 1, f"batch_size={config.batch_size}: give at least 1 story per step (paper: 360)"),
-        (bool(config.prompt.strip()), "prompt is empty: give the opening every story continues, e.g. the "
-                                      "paper's (storyjax.prompts.PAPER_PROMPT)"),
-        (config.budget_words >= 1, f"budget_words={config.budget_words}: give a positive word budget"),
-        (config.max_steps >= 0, f"max_steps={config.max_steps}: use 0 (until the budget is spent) or more"),
-        (config.checkpoint_every_steps >= 1, f"checkpoint_every_steps={config.checkpoint_every_steps}: use 1 or more"),
-        (config.log_every >= 1, f"log_every={config.log_every}: use 1 or more"),
-        (config.seed >= 0, f"seed={config.seed}: use a seed >= 0"),
-        (not config.init_from_hf or os.path.isdir(config.init_from_hf),
-         f"init_from_hf={config.init_from_hf!r} is not a folder: give a transformers GPT-2 folder"),
-        (not config.init_milestone or config.init_checkpoint,
-         f"init_milestone={config.init_milestone!r} needs --config.init_checkpoint=PRETRAIN_WORKDIR"),
-        (config.charge_prompt in ("once", "per_story"), f"charge_prompt={config.charge_prompt!r}: use 'once' (the "
-                                                        "paper: the prompt counted with the first batch) or 'per_story'"),
-        (config.compute_dtype in ("float32", "bfloat16"), f"compute_dtype={config.compute_dtype!r}: use float32 or "
-                                                          "bfloat16"),
-        (config.generated_words_cap >= 1, f"generated_words_cap={config.generated_words_cap}: use 1 or more words"),
-        (config.milestone_every_words >= 0, f"milestone_every_words={config.milestone_every_words}: use 0 (none) "
-                                            "or a word count"),
-        (config.heldout.num_openings >= 0 and config.heldout.stories_per_opening >= 1,
+        (s.batch_size >= 1, f"batch_size={s.batch_size}: give at least 1 story per step (paper: 360)"),
+        (bool(s.prompt.strip()), "prompt is empty: give the opening every story continues, e.g. the paper's "
+                                 "(storyjax.prompts.PAPER_PROMPT)"),
+        (s.budget_words >= 1, f"budget_words={s.budget_words}: give a positive word budget"),
+        (s.max_steps >= 0, f"max_steps={s.max_steps}: use 0 (until the budget is spent) or more"),
+        (s.checkpoint_every_steps >= 1, f"checkpoint_every_steps={s.checkpoint_every_steps}: use 1 or more"),
+        (s.log_every >= 1, f"log_every={s.log_every}: use 1 or more"),
+        (s.seed >= 0, f"seed={s.seed}: use a seed >= 0"),
+        (not s.init_from_hf or os.path.isdir(s.init_from_hf),
+         f"init_from_hf={s.init_from_hf!r} is not a folder: give a transformers GPT-2 folder"),
+        (not s.init_milestone or s.init_checkpoint,
+         f"init_milestone={s.init_milestone!r} needs --config.init_checkpoint=PRETRAIN_WORKDIR"),
+        (s.charge_prompt in ("once", "per_story"), f"charge_prompt={s.charge_prompt!r}: use 'once' (the paper: the "
+                                                   "prompt counted with the first batch) or 'per_story'"),
+        (s.compute_dtype in ("float32", "bfloat16"), f"compute_dtype={s.compute_dtype!r}: use float32 or bfloat16"),
+        (s.generated_words_cap >= 1, f"generated_words_cap={s.generated_words_cap}: use 1 or more words"),
+        (s.milestone_every_words >= 0, f"milestone_every_words={s.milestone_every_words}: use 0 (none) or a word "
+                                       "count"),
+        (s.heldout.num_openings >= 0 and s.heldout.stories_per_opening >= 1,
          "heldout.num_openings must be >= 0 and heldout.stories_per_opening >= 1"),
-        (finite(config.rl.lr) and config.rl.lr > 0, f"rl.lr={config.rl.lr}: use a positive learning rate"),
-        (config.judge.mode in ("absolute", "pairwise"),
-         f"judge.mode={config.judge.mode!r}: choose 'absolute' (grades on 0-3) or 'pairwise' (which of "
-         "the held-out stories before and after learning is the better)"),
-        (config.judge.mode != "pairwise" or (
-            judge_lib.resolved(config).name in kinds.pairwise() and config.heldout.num_openings > 0),
+        (finite(s.rl.lr) and s.rl.lr > 0, f"rl.lr={s.rl.lr}: use a positive learning rate"),
+        (s.judge.mode != "pairwise" or (s.judge.kind in kinds.pairwise() and s.heldout.num_openings > 0),
          "judge.mode=pairwise needs a judge that compares stories (judge.name=jax with judge.jax.weights, or rubric) "
          "and held-out stories to compare (heldout.num_openings > 0)"),
-        (not distribution_reward(config.teacher) or config.teacher.jax.allow_distribution_reward,
+        (not distribution_reward(s.teacher) or s.teacher.jax.allow_distribution_reward,
          "teacher.jax.grading='expected' rewards the student with the teacher's output distribution, which BabyLM's "
          "rules forbid: use teacher.jax.grading=sample (the paper's, at temperature 0.2) or greedy, or set "
          "teacher.jax.allow_distribution_reward=True to run it anyway (the summary will say so)"),
     ]
-    problems = [why for ok, why in checks if not ok] + sampler.setting_problems(sp)
-    if problems:
-        raise ValueError("; ".join(problems) + ".")
-    heldout_openings(config.heldout.num_openings, (config.prompt,))
-    if config.init_checkpoint:  # RUN/milestones/chck_N (as evaluate takes) names its milestone itself
-        named = ckpt_lib.check_student_path(config.init_checkpoint)[1]
-        if named and config.init_milestone and config.init_milestone != named:
-            raise ValueError(f"init_checkpoint={config.init_checkpoint} names milestone {named} "
-                             f"but init_milestone={config.init_milestone}: give one of them.")
-    check_settings(config.teacher, "teacher", weights=not config.ledger_only)
-    check_settings(config.judge, "judge", weights=not config.ledger_only)
-    distributed.check(config.distributed)
-    blimp.check_dir(config.milestone_eval.blimp_dir)
-    reward.RewardConfig.from_config(config.reward)
-    reinforce.check(config.rl)
-    judge_lib.check(config)
+    settings_record.problems(checks + [(False, why) for why in sampler.setting_problems(s.sampling)])
+    _check_start(s)
+    return s
 
 
-def distribution_reward(teacher: ml_collections.ConfigDict) -> bool:
+def validate(config) -> None:
+    parse(config)
+
+
+def _check_start(s: InteractiveSettings) -> None:
+    """The openings, the student named to start from, the judge and the BLiMP folder."""
+    heldout_openings(s.heldout.num_openings, (s.prompt,))
+    parse_grader(s.teacher, "teacher", weights=not s.ledger_only)
+    parse_grader(s.judge, "judge", weights=not s.ledger_only)
+    if s.init_checkpoint:  # RUN/milestones/chck_N (as evaluate takes) names its milestone itself
+        named = ckpt_lib.check_student_path(s.init_checkpoint)[1]
+        if named and s.init_milestone and s.init_milestone != named:
+            raise ValueError(f"init_checkpoint={s.init_checkpoint} names milestone {named} "
+                             f"but init_milestone={s.init_milestone}: give one of them.")
+    blimp.check_dir(s.milestone_eval.blimp_dir)
+    judge_lib.check(s.judge, s.teacher)
+
+
+def distribution_reward(teacher: GraderSettings) -> bool:
     """Whether the teacher's settings reward the student with its output distribution (its kind says)."""
-    return teacher.name in kinds.KINDS and kinds.KINDS[teacher.name].rewards_distribution(teacher)
+    return teacher.kind in kinds.KINDS and kinds.KINDS[teacher.kind].rewards_distribution(teacher)
 
 
-def needs_pretraining(config: ml_collections.ConfigDict) -> bool:
+def needs_pretraining(config) -> bool:
     """Whether the run starts by pretraining its student (the quickstart: `auto_pretrain` and no student
     named); `main` then hands `run` the pretraining job."""
     return not (config.init_checkpoint or config.init_from_hf) and bool(config.auto_pretrain)
 
 
-def student_source(config: ml_collections.ConfigDict, workdir: str,
+def student_source(config: InteractiveSettings, workdir: str,
                    pretrain: Optional[Callable[[str], Any]] = None) -> tuple[str, str]:
     """(run directory, milestone) of the student to start from: a storyjax run, an imported transformers
     folder, or, with none named, the embedded pretraining run `pretrain(directory)` (handed over by main)."""
@@ -128,13 +137,12 @@ def student_source(config: ml_collections.ConfigDict, workdir: str,
         raise ValueError("this run pretrains its student first (auto_pretrain, no init_checkpoint): start it with "
                          "`python -m storyjax.main`, or give --config.init_checkpoint=PRETRAIN_WORKDIR.")
     pre_dir = os.path.join(workdir, "pretrain")
-    logging.info("No init_checkpoint: pretraining a %s student on %s first (in %s).",
-                 config.pretrain.model.preset, config.pretrain.data.name, pre_dir)
+    logging.info("No init_checkpoint: pretraining the student first (config.pretrain, in %s).", pre_dir)
     pretrain(pre_dir)
     return pre_dir, ""
 
 
-def milestone_eval(config, student: student_lib.Student, sample, params, teacher, judge=None) -> dict:
+def milestone_eval(config: InteractiveSettings, student: student_lib.Student, sample, params, teacher, judge=None) -> dict:
     """The evaluations `config.milestone_eval` asks for at a milestone: held-out stories, BLiMP."""
     record = {}
     if config.milestone_eval.heldout and config.heldout.num_openings:  # every process takes part (broadcast)
@@ -145,7 +153,7 @@ def milestone_eval(config, student: student_lib.Student, sample, params, teacher
     return record
 
 
-def fresh_ledger(config: ml_collections.ConfigDict) -> ledger_lib.WordBudget:
+def fresh_ledger(config: InteractiveSettings) -> ledger_lib.WordBudget:
     ledger = ledger_lib.WordBudget(
         budget_words=config.budget_words, prompt_words=tokenizer_lib.count_words(config.prompt),
         charge_prompt=config.charge_prompt, generated_cap=config.generated_words_cap,
@@ -154,7 +162,7 @@ def fresh_ledger(config: ml_collections.ConfigDict) -> ledger_lib.WordBudget:
     return ledger
 
 
-def dry_run(config: ml_collections.ConfigDict, workdir: str) -> dict:
+def dry_run(config: InteractiveSettings, workdir: str) -> dict:
     """`ledger_only`: the word budget played out, nothing trained."""
     ledger = fresh_ledger(config)
     ledger_lib.dry_run(ledger, config.batch_size)
@@ -165,8 +173,14 @@ def dry_run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     return summary
 
 
-def run(config: ml_collections.ConfigDict, workdir: str, pretrain: Optional[Callable[[str], Any]] = None) -> dict:
-    """`pretrain(directory)`: the embedded pretraining job, for a run that starts by pretraining its student."""
+def run(config, workdir: str, pretrain: Optional[Callable[[str], Any]] = None) -> dict:
+    """The job's entry (configs/interactive.py): its settings parsed, then `run_settings`. `pretrain(directory)`:
+    the embedded pretraining job, for a run that starts by pretraining its student."""
+    return run_settings(parse(config), workdir, pretrain)
+
+
+def run_settings(config: InteractiveSettings, workdir: str, pretrain: Optional[Callable[[str], Any]] = None) -> dict:
+    """An interactive run from its parsed settings (the job, or one run of an experiment)."""
     workdir = os.path.abspath(workdir)
     os.makedirs(workdir, exist_ok=True)
     if config.ledger_only:
@@ -183,8 +197,8 @@ def run(config: ml_collections.ConfigDict, workdir: str, pretrain: Optional[Call
             stack.callback(teacher.close)
         # The judge grades held-out stories only: with none (an experiment judges its students itself) it is
         # not loaded.
-        judge = judge_lib.make(config, workdir, teacher, distributed.is_primary()) if config.heldout.num_openings \
-            else None
+        judge = judge_lib.make(config.judge, config.teacher, workdir, teacher, distributed.is_primary()) \
+            if config.heldout.num_openings else None
         if judge is not None and judge is not teacher:
             stack.callback(judge.close)
         student = student_lib.from_run(*student_source(config, workdir, pretrain), compute_dtype=config.compute_dtype)
@@ -202,7 +216,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, pretrain: Optional[Call
 class Loop:
     """Interactive learning in a run: steps, their logs, checkpoints, milestones, held-out scores."""
 
-    def __init__(self, config, student: student_lib.Student, teacher, judge, run: run_loop.Run,
+    def __init__(self, config: InteractiveSettings, student: student_lib.Student, teacher, judge, run: run_loop.Run,
                  ledger: ledger_lib.WordBudget):
         self.config, self.student, self.teacher, self.judge, self.run = config, student, teacher, judge, run
         B = config.batch_size
@@ -212,11 +226,11 @@ class Loop:
         heldout.check_openings_fit(student.model_cfg, student.tok,
                                    heldout_openings(config.heldout.num_openings, (config.prompt,)),
                                    config.sampling.max_new_tokens)
-        self.rl = reinforce.RLConfig.from_config(config.rl)
+        self.rl = config.rl
         self.optimizer = reinforce.make_optimizer(self.rl)
-        self.reward = reward.RewardConfig.from_config(config.reward)
+        self.reward = config.reward
         self.rl_step = reinforce.make_step(student.model_cfg, self.rl, self.optimizer)
-        self.sample = stories.make_sample_fn(config, student.model_cfg, student.tok)
+        self.sample = stories.make_sample_fn(config.sampling, student.model_cfg, student.tok)
         self.health = teacher_health.TeacherHealth.from_config(config.teacher)
         self.logs = RunLogs(run.out)
         self.clock = PhaseClock()
@@ -309,7 +323,7 @@ class Loop:
         raise teacher_health.TeacherUnhealthy(
             f"{unhealthy}; last teacher status: {last or 'answers that are not three grades 0-3'}. "
             f"Checkpoint of step {step} written and nothing charged for the failed batch. Fix the teacher "
-            f"({kinds.get(self.config.teacher.name).fix_dead(self.config.teacher, 'teacher')}; see "
+            f"({kinds.get(self.config.teacher.kind).fix_dead(self.config.teacher, 'teacher')}; see "
             f"{self.run.workdir}/answers.jsonl) and rerun the same command to resume.")
 
     def save_latest_once(self, step: int, state, extra: dict) -> None:
@@ -352,7 +366,7 @@ class Loop:
         if pairwise:
             run_outputs.write_text(os.path.join(self.run.workdir, "heldout_pairs.jsonl"),
                                    "".join(json.dumps(p) + "\n" for p in pairwise["pairs"]))
-            pairwise = {"judge": judge_lib.describe(c), **{k: v for k, v in pairwise.items() if k != "pairs"}}
+            pairwise = {"judge": judge_lib.describe(c.judge, c.teacher), **{k: v for k, v in pairwise.items() if k != "pairs"}}
         summary = {
             "job": "interactive", "steps": step, "stories": ledger.stories, "input_words": ledger.input_words,
             "generated_words": ledger.generated_words, "unscorable": ledger.unscorable,
@@ -362,7 +376,7 @@ class Loop:
             "reward_control": c.reward.control or None,
             "heldout_score_start": start.get("score"), "heldout_score_end": heldout_end.get("score"),
             "heldout_start": start, "heldout_end": heldout_end,
-            "judge": judge_lib.describe(c),
+            "judge": judge_lib.describe(c.judge, c.teacher),
             "judge_score_start": start.get("judge", {}).get("score"),
             "judge_score_end": heldout_end.get("judge", {}).get("score"),
             # judge.mode=pairwise: how often the judge preferred the story after learning to the one before

@@ -24,7 +24,6 @@ from typing import Any, NamedTuple, Optional
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import ml_collections
 
 from storyjax import output_layer
 
@@ -83,17 +82,17 @@ class ModelConfig:
         return self
 
 
-def model_config_from(cfg: ml_collections.ConfigDict, vocab_size: int) -> ModelConfig:
-    """Builds the model config from the `model` section of a run config."""
+def model_config_from(cfg, vocab_size: int) -> ModelConfig:
+    """Builds the model config from the `model` section of a run's parsed settings."""
     if cfg.preset not in PRESETS:
         raise ValueError(f"model.preset={cfg.preset!r} is unknown; choose one of {sorted(PRESETS)}.")
     shape = dict(PRESETS[cfg.preset])
     for key in ("num_layers", "d_model", "num_heads", "max_len"):
-        override = cfg.get(key)
+        override = getattr(cfg, key)
         if override:
             shape[key] = override
     return ModelConfig(vocab_size=vocab_size, dropout=cfg.dropout, compute_dtype=cfg.compute_dtype,
-                       attention=cfg.get("attention", "auto"), **shape).validate()
+                       attention=cfg.attention, **shape).validate()
 
 
 class KVCache(NamedTuple):

@@ -16,7 +16,6 @@ from typing import Any, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 from absl import logging
 
@@ -29,11 +28,21 @@ from storyjax import student as student_lib
 from storyjax.setting_checks import share
 from storyjax.data import packing, source_identity
 from storyjax.data.prepare import prepare
+from storyjax.pretrain_settings import PretrainSettings, TrainSettings
 
 
 
-def validate(config: ml_collections.ConfigDict) -> None:
-    """Refuses settings no run can use, before any work or any file is written."""
+def parse(config) -> PretrainSettings:
+    """The run's settings as a checked record; refuses settings no run can use, before any work or any file
+    is written."""
+    return check(PretrainSettings.from_config(config))
+
+
+def validate(config) -> None:
+    parse(config)
+
+
+def check(config: PretrainSettings) -> PretrainSettings:
     t, m = config.train, config.model
     checks = [
         (t.batch_size >= 1, f"train.batch_size={t.batch_size}: give at least 1 block per step"),
@@ -60,7 +69,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
         (share(t.weight_decay, math.inf), f"train.weight_decay={t.weight_decay}: use 0 or more"),
         (share(t.grad_clip, math.inf), f"train.grad_clip={t.grad_clip}: use 0 (none) or a positive norm"),
         (t.grad_reduce in ("mean", "ordered"), f"train.grad_reduce={t.grad_reduce!r}: use 'mean' or 'ordered'"),
-        (all(m[k] >= 0 for k in ("num_layers", "d_model", "num_heads", "max_len")),
+        (all(getattr(m, k) >= 0 for k in ("num_layers", "d_model", "num_heads", "max_len")),
          "model.num_layers, d_model, num_heads and max_len must be 0 (the preset's) or positive"),
         (share(m.dropout), f"model.dropout={m.dropout}: use a rate in [0, 1)"),
         (share(config.ledger.max_epochs, math.inf), f"ledger.max_epochs={config.ledger.max_epochs}: use 0 (no cap) "
@@ -77,9 +86,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
     data_lib.check(config.data)
     distributed.check(config.distributed)
     blimp.check_dir(config.milestone_eval.blimp_dir)
+    return config
 
 
-def batch_layout(train_cfg: ml_collections.ConfigDict, n_devices: int, n_processes: int,
+def batch_layout(train_cfg: TrainSettings, n_devices: int, n_processes: int,
                  grad_accum: int = 0) -> tuple[int, int]:
     """Returns (grad_accum, rows per device per micro-batch), or a clear error. `grad_accum`: the count
     chosen by the memory plan where the config leaves it to it (train.grad_accum=0)."""
@@ -93,7 +103,7 @@ def batch_layout(train_cfg: ml_collections.ConfigDict, n_devices: int, n_process
     return A, B // unit
 
 
-def total_steps(train_cfg, ledger: ledger_lib.Ledger, tokens_per_step: int) -> int:
+def total_steps(train_cfg: TrainSettings, ledger: ledger_lib.Ledger, tokens_per_step: int) -> int:
     if train_cfg.num_steps:
         steps = int(train_cfg.num_steps)
     elif train_cfg.max_words:
@@ -130,7 +140,7 @@ def eval_loss(eval_step, params, stream: packing.TokenStream, block_len: int, n_
     return sum(l * w for l, w in losses) / sum(w for _, w in losses)
 
 
-def import_hf(config: ml_collections.ConfigDict) -> Optional[ImportedStudent]:
+def import_hf(config: PretrainSettings) -> Optional[ImportedStudent]:
     """The transformers checkpoint to start from (`init_from_hf`), or None to train from scratch."""
     if not config.init_from_hf:
         return None
@@ -163,7 +173,7 @@ class Setup(NamedTuple):
     schedule: Any
 
 
-def setup(config: ml_collections.ConfigDict, workdir: str, imported: Optional[ImportedStudent]) -> Setup:
+def setup(config: PretrainSettings, workdir: str, imported: Optional[ImportedStudent]) -> Setup:
     devices, all_devices = distributed.train_devices(config.distributed.local_devices)
     batch_layout(config.train, len(devices), jax.process_count())  # a batch the devices cannot share: refused now
     # A workdir of another corpus is refused before its tokenizer or token cache is touched.
@@ -194,7 +204,7 @@ def setup(config: ml_collections.ConfigDict, workdir: str, imported: Optional[Im
                  num_steps, tokens_per_step, optimizer, schedule)
 
 
-def plan_grad_accum(config, model_cfg, optimizer, schedule, mesh, block_len: int) -> int:
+def plan_grad_accum(config: PretrainSettings, model_cfg, optimizer, schedule, mesh, block_len: int) -> int:
     """train.grad_accum, or where it is 0 the fewest micro-batches whose compiled step fits the device
     (storyjax/memory_plan.py); a given count whose plan does not fit is refused here, before any step."""
     # this process's first device (another process's cannot be asked; on a multi-host mesh they are alike)
@@ -216,13 +226,19 @@ def plan_grad_accum(config, model_cfg, optimizer, schedule, mesh, block_len: int
     return grad_accum
 
 
-def fresh_ledger(config, data, block_len: int) -> ledger_lib.PretrainCount:
+def fresh_ledger(config: PretrainSettings, data, block_len: int) -> ledger_lib.PretrainCount:
     return ledger_lib.PretrainCount(tokens_per_word=data.tokens_per_word,
                                     tokens_per_epoch=packing.num_blocks(data.train, block_len) * block_len,
                                     max_epochs=config.ledger.max_epochs)
 
 
-def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
+def run(config, workdir: str) -> dict:
+    """The job's entry (configs/pretrain.py): its settings parsed, then `run_settings`."""
+    return run_settings(parse(config), workdir)
+
+
+def run_settings(config: PretrainSettings, workdir: str) -> dict:
+    """A pretraining run from its parsed settings (the job, the quickstart's first phase, an experiment's)."""
     workdir = os.path.abspath(workdir)
     os.makedirs(workdir, exist_ok=True)
     blimp.check_dir(config.milestone_eval.blimp_dir)
@@ -262,7 +278,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
 class Loop:
     """The pretraining loop in a run: steps, their metrics one step late, checkpoints and milestones."""
 
-    def __init__(self, config, su: Setup, run: run_loop.Run, ledger: ledger_lib.Ledger, extra: dict):
+    def __init__(self, config: PretrainSettings, su: Setup, run: run_loop.Run, ledger: ledger_lib.Ledger, extra: dict):
         self.config, self.su, self.run, self.ledger, self.extra = config, su, run, ledger, extra
         self.milestones = sorted(config.ledger.milestones or ledger_lib.BABYLM_MILESTONES)
         self.train_step = pretrain_step.make_train_step(

@@ -18,7 +18,6 @@ from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import optax
 from jax.sharding import PartitionSpec as P
@@ -37,7 +36,7 @@ class TrainState(NamedTuple):
     opt_state: Any
 
 
-def lr_schedule(train_cfg: ml_collections.ConfigDict, total_steps: int) -> optax.Schedule:
+def lr_schedule(train_cfg, total_steps: int) -> optax.Schedule:
     """Linear warmup to `lr`, then linear decay to zero at `total_steps` (the paper's schedule)."""
     warmup = max(1, int(round(train_cfg.warmup_frac * total_steps)))
     return optax.join_schedules(
@@ -51,7 +50,7 @@ def _decay_mask(params):
         lambda path, _: getattr(path[-1], "key", "") in ("kernel", "embedding"), params)
 
 
-def make_optimizer(train_cfg: ml_collections.ConfigDict, total_steps: int) -> optax.GradientTransformation:
+def make_optimizer(train_cfg, total_steps: int) -> optax.GradientTransformation:
     """Clipping, then AdamW as optax builds it (Adam's moments, decoupled decay on matrices and embeddings,
     the schedule). With `weight_decay` 0 the decay stage keeps its (empty) state, so checkpoints keep their
     structure, but computes nothing: optax's `g + 0·p` is a full pass over every parameter per step."""

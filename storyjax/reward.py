@@ -26,13 +26,13 @@ Permutations are drawn from (seed, step), so a resumed run replays a step exactl
 from __future__ import annotations
 
 import dataclasses
-import math
 from typing import NamedTuple
 
 import ml_collections
 import numpy as np
 
 from storyjax.grades import scored
+from storyjax.setting_checks import finite
 
 CONTROLS = ("", "grades_permuted", "reward_permuted", "length_only")  # "": learn from the teacher's grades
 # Names used before the controls were made honest, and what each became (refused with the new name).
@@ -49,20 +49,25 @@ class RewardConfig:
 
     @classmethod
     def from_config(cls, reward_cfg: ml_collections.ConfigDict) -> "RewardConfig":
-        weights = tuple(float(w) for w in reward_cfg.weights)
+        return cls(tuple(float(w) for w in reward_cfg.weights), reward_cfg.length_bonus, reward_cfg.length_norm,
+                   reward_cfg.control)
+
+    def __post_init__(self) -> None:
+        """Refuses settings no run can use, one line naming the key: a record that exists is valid (a copy made
+        with `dataclasses.replace` is checked again)."""
+        weights = tuple(self.weights)
         if len(weights) != 3 or min(weights) < 0 or sum(weights) <= 0:
-            raise ValueError(f"reward.weights={reward_cfg.weights}: give three non-negative weights (readability, "
+            raise ValueError(f"reward.weights={self.weights}: give three non-negative weights (readability, "
                              "coherence, creativity) that do not all vanish; the paper's are (1, 1, 1).")
-        if not (math.isfinite(reward_cfg.length_norm) and reward_cfg.length_norm > 0):
-            raise ValueError(f"reward.length_norm={reward_cfg.length_norm}: give a positive word count (paper: 90).")
-        if not (math.isfinite(reward_cfg.length_bonus) and reward_cfg.length_bonus >= 0):
-            raise ValueError(f"reward.length_bonus={reward_cfg.length_bonus}: use 0 (none) or a positive weight "
+        if not (finite(self.length_norm) and self.length_norm > 0):
+            raise ValueError(f"reward.length_norm={self.length_norm}: give a positive word count (paper: 90).")
+        if not (finite(self.length_bonus) and self.length_bonus >= 0):
+            raise ValueError(f"reward.length_bonus={self.length_bonus}: use 0 (none) or a positive weight "
                              "(paper: 0.4).")
-        control = check_control(reward_cfg.control, "reward.control")
-        if control == "length_only" and reward_cfg.length_bonus == 0:
+        check_control(self.control, "reward.control")
+        if self.control == "length_only" and self.length_bonus == 0:
             raise ValueError("reward.control='length_only' rewards the real reward's length term, and "
                              "reward.length_bonus=0 leaves none: set reward.length_bonus (paper: 0.4).")
-        return cls(weights, float(reward_cfg.length_bonus), float(reward_cfg.length_norm), control)
 
 
 def check_control(control: str, key: str) -> str:

@@ -14,6 +14,7 @@ policy the REINFORCE step differentiates), not under the temperature/top-k/top-p
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from typing import NamedTuple
 
@@ -76,7 +77,16 @@ def choose(logits_BxV, rng, temperature, top_k, top_p, filtered: bool = True):
     return token_B.astype(jnp.int32), logprob_B
 
 
-def setting_problems(sp) -> list[str]:
+@dataclasses.dataclass(frozen=True)
+class Sampling:
+    """A run's `sampling` section, parsed."""
+    max_new_tokens: int = 64
+    temperature: float = 1.0
+    top_k: int = 0
+    top_p: float = 1.0
+
+
+def setting_problems(sp: Sampling) -> list[str]:
     """What is wrong with a `sampling` section (max_new_tokens, temperature, top_k, top_p), one line each."""
     checks = [
         (sp.max_new_tokens >= 1, f"sampling.max_new_tokens={sp.max_new_tokens}: the student must write at least "

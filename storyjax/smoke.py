@@ -18,7 +18,6 @@ import traceback
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 from absl import app, flags
 
@@ -29,6 +28,7 @@ from storyjax import rollout as rollout_lib
 from storyjax import bench_teacher
 from storyjax.bench_compiled import RL, TRAIN
 from storyjax.bench_pretrain import SHAPES, student_config
+from storyjax.pretrain_settings import TrainSettings
 
 flags.DEFINE_enum("preset", "gpt2_small", sorted(SHAPES), "Student shape.")
 flags.DEFINE_enum("attention", "auto", ["auto", "xla", "cudnn"], "Pretraining attention (model.attention); "
@@ -40,7 +40,7 @@ flags.DEFINE_string("out", "", "Write each check's result to this JSON file as i
 
 def pretrain_check(shape: dict, attention: str, batch: int) -> dict:
     cfg = student_config(shape, attention)
-    train_cfg = ml_collections.ConfigDict(TRAIN)
+    train_cfg = TrainSettings(**TRAIN)
     opt = pretrain_step.make_optimizer(train_cfg, 100)
     mesh = pretrain_step.mesh_of(jax.local_devices()[:1])
     params = model_lib.init_params(cfg, jax.random.key(0))

@@ -10,7 +10,6 @@ from typing import Callable, Optional
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 
 from storyjax import distributed, sampler
@@ -38,12 +37,13 @@ def decode(tok, prompts: list[str], prompt_BxP, valid_BxP, samples: sampler.Samp
     return stories, [s[len(p):] for s, p in zip(stories, prompts)]
 
 
-def make_sample_fn(config: ml_collections.ConfigDict, model_cfg: model_lib.ModelConfig, tok) -> Callable:
-    """sample(params, prompt_BxP, valid_BxP, rng) → sampler.Samples at the config's sampling settings."""
+def make_sample_fn(sampling, model_cfg: model_lib.ModelConfig, tok) -> Callable:
+    """sample(params, prompt_BxP, valid_BxP, rng) → sampler.Samples at these `sampling` settings (a run's
+    parsed `sampling` section: temperature, top_k, top_p, max_new_tokens)."""
     def sample(params, prompt_BxP, valid_BxP, rng):
         return sampler.sample(model_cfg, params, jnp.asarray(prompt_BxP), jnp.asarray(valid_BxP), rng,
-                              jnp.float32(config.sampling.temperature), jnp.int32(config.sampling.top_k),
-                              jnp.float32(config.sampling.top_p), max_new_tokens=config.sampling.max_new_tokens,
+                              jnp.float32(sampling.temperature), jnp.int32(sampling.top_k),
+                              jnp.float32(sampling.top_p), max_new_tokens=sampling.max_new_tokens,
                               eos_id=tok.eos_id, pad_id=tok.pad_id)
     return sample
 

@@ -10,7 +10,6 @@ import time
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import optax
 import pytest
@@ -18,6 +17,7 @@ import pytest
 from storyjax import bench_compiled, compiled, pretrain_step
 from storyjax import model as M
 from storyjax.bench_teacher import RANDOM_SHAPES
+from storyjax.pretrain_settings import TrainSettings
 
 SHAPE = dict(vocab=512, preset="tiny", seq=64, batches=[8], steps=2, dtype="float32", stories=8, prompt_len=8,
              new_tokens=12)
@@ -55,10 +55,10 @@ def test_the_state_copy_count_sees_a_copied_state():
 def test_no_decay_pass_at_weight_decay_zero_and_checkpoints_keep_their_structure():
     cfg = dict(lr=1e-3, warmup_frac=0.1, b1=0.9, b2=0.999, eps=1e-8, weight_decay=0.0, grad_clip=1.0)
     params = {"dense": {"kernel": jnp.ones((4, 4)), "bias": jnp.ones((4,))}}
-    ours = pretrain_step.make_optimizer(ml_collections.ConfigDict(cfg), 100)
+    ours = pretrain_step.make_optimizer(TrainSettings(**cfg), 100)
     # what earlier runs checkpointed: optax.adamw with weight_decay=0 inside the same chain
     theirs = optax.chain(optax.clip_by_global_norm(1.0),
-                         optax.adamw(pretrain_step.lr_schedule(ml_collections.ConfigDict(cfg), 100), b1=0.9, b2=0.999,
+                         optax.adamw(pretrain_step.lr_schedule(TrainSettings(**cfg), 100), b1=0.9, b2=0.999,
                                      eps=1e-8, weight_decay=0.0, mask=pretrain_step._decay_mask))
     s_ours, s_theirs = ours.init(params), theirs.init(params)
     assert jax.tree.structure(s_ours) == jax.tree.structure(s_theirs)
@@ -71,8 +71,8 @@ def test_no_decay_pass_at_weight_decay_zero_and_checkpoints_keep_their_structure
 
 def test_a_non_finite_loss_marks_the_state_unfit_to_keep():
     cfg = M.ModelConfig(vocab_size=64, num_layers=1, d_model=32, num_heads=2, max_len=16, dropout=0.0)
-    train = ml_collections.ConfigDict(dict(lr=1e-3, warmup_frac=0.1, b1=0.9, b2=0.999, eps=1e-8, weight_decay=0.0,
-                                           grad_clip=1.0))
+    train = TrainSettings(lr=1e-3, warmup_frac=0.1, b1=0.9, b2=0.999, eps=1e-8, weight_decay=0.0,
+                             grad_clip=1.0)
     opt = pretrain_step.make_optimizer(train, 10)
     mesh = pretrain_step.mesh_of(jax.local_devices()[:2])
     step = pretrain_step.make_train_step(cfg, opt, pretrain_step.lr_schedule(train, 10), 0, mesh, dropout=False)

@@ -1,9 +1,9 @@
 import jax
-import ml_collections
 import pytest
 
 from storyjax import memory_plan, pretrain, pretrain_step, profiling
 from storyjax import model as M
+from storyjax.pretrain_settings import PretrainSettings, TrainSettings
 
 CFG = M.ModelConfig(vocab_size=256, num_layers=1, d_model=32, num_heads=2, max_len=64, dropout=0.0)
 
@@ -20,10 +20,10 @@ def test_choose_takes_the_fewest_micro_batches_that_fit_and_refuses_a_given_coun
 
 
 def test_the_plan_of_the_real_step_shrinks_with_accumulation_and_picks_a_count_that_fits():
-    train = ml_collections.ConfigDict(dict(lr=1e-3, warmup_frac=0.1, b1=0.9, b2=0.999, eps=1e-8, weight_decay=0.0,
-                                           grad_clip=1.0, batch_size=32, grad_accum=0, device_memory_gb=0.0,
-                                           grad_reduce="mean"))
-    config = ml_collections.ConfigDict(dict(train=train, seed=0))
+    train = TrainSettings(lr=1e-3, warmup_frac=0.1, b1=0.9, b2=0.999, eps=1e-8, weight_decay=0.0,
+                             grad_clip=1.0, batch_size=32, grad_accum=0, device_memory_gb=0.0,
+                             grad_reduce="mean")
+    config = PretrainSettings(train=train, seed=0)
     opt = pretrain_step.make_optimizer(train, 10)
     mesh = pretrain_step.mesh_of(jax.local_devices()[:1])
     sched = pretrain_step.lr_schedule(train, 10)

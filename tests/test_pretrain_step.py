@@ -1,13 +1,13 @@
 import jax
-import ml_collections
 import numpy as np
 import pytest
 
 from storyjax import model as M
 from storyjax import pretrain_step as P
+from storyjax.pretrain_settings import TrainSettings
 
-TRAIN = ml_collections.ConfigDict(dict(lr=1e-3, warmup_frac=0.1, b1=0.9, b2=0.999, eps=1e-8, weight_decay=0.01,
-                                       grad_clip=1.0))
+TRAIN = TrainSettings(lr=1e-3, warmup_frac=0.1, b1=0.9, b2=0.999, eps=1e-8, weight_decay=0.01,
+                      grad_clip=1.0)
 CFG = M.ModelConfig(vocab_size=256, num_layers=2, d_model=64, num_heads=4, max_len=32, dropout=0.0)
 
 

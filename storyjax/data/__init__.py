@@ -6,12 +6,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from typing import Iterator
 
-import ml_collections
 import tensorflow_datasets as tfds
 
+from storyjax import settings_record
 from storyjax.data import babylm, common, tales, text_files, tinystories
 
 BUILDERS = {
@@ -23,7 +24,29 @@ BUILDERS = {
 }
 
 
-def check(data_cfg: ml_collections.ConfigDict) -> None:
+@dataclasses.dataclass(frozen=True)
+class DataSettings:
+    """A `data` section (configs/pretrain.py says what each setting does), parsed at a job's entry."""
+    name: str = "tales"
+    path: str = ""
+    tfds_dir: str = "~/tensorflow_datasets"
+    validation_files: tuple = ()
+    validation_fraction: float = 0.05
+    unwrap_lines: bool = True
+    on_bad_file: str = "error"
+    num_docs: int = 20_000
+    seed: int = 0
+    register_checksums: bool = False
+
+
+def parse(section) -> DataSettings:
+    """The checked record of a `data` section (a ConfigDict, or a record already parsed)."""
+    data = settings_record.parse(DataSettings, section, "data")
+    check(data)
+    return data
+
+
+def check(data_cfg: DataSettings) -> None:
     """Refuses a `data` section no corpus can be built from, in one line naming the setting and the fix;
     touches no file (a job's validate calls it before any work)."""
     if data_cfg.name not in BUILDERS:
@@ -43,8 +66,8 @@ def check(data_cfg: ml_collections.ConfigDict) -> None:
                          "or more stories and a seed >= 0.")
 
 
-def make_builder(data_cfg: ml_collections.ConfigDict) -> tfds.core.DatasetBuilder:
-    check(data_cfg)
+def make_builder(data_cfg: DataSettings) -> tfds.core.DatasetBuilder:
+    data_cfg = parse(data_cfg)
     config = common.source_config(
         data_cfg.path, validation_files=tuple(data_cfg.validation_files),
         validation_fraction=float(data_cfg.validation_fraction), unwrap_lines=bool(data_cfg.unwrap_lines),
@@ -53,7 +76,7 @@ def make_builder(data_cfg: ml_collections.ConfigDict) -> tfds.core.DatasetBuilde
     return BUILDERS[data_cfg.name](config=config, data_dir=tfds_dir, file_format="array_record")
 
 
-def source_identity(data_cfg: ml_collections.ConfigDict) -> dict:
+def source_identity(data_cfg: DataSettings) -> dict:
     """What a run's corpus is: the builder, its path and the name tfds gives its config (a hash of the
     source settings and of the files' sizes and times), so a changed corpus is told apart from the old one."""
     builder = make_builder(data_cfg)
@@ -61,7 +84,7 @@ def source_identity(data_cfg: ml_collections.ConfigDict) -> dict:
             "config": builder.builder_config.name}
 
 
-def load_corpus(data_cfg: ml_collections.ConfigDict) -> dict:
+def load_corpus(data_cfg: DataSettings) -> dict:
     builder = make_builder(data_cfg)
     download_config = tfds.download.DownloadConfig(register_checksums=bool(data_cfg.register_checksums))
     builder.download_and_prepare(download_config=download_config)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import os
 
-import ml_collections
 from absl import logging
 
 from storyjax import export
@@ -21,8 +20,8 @@ class RunData:
     tokens_per_word: float
 
 
-def prepare(config: ml_collections.ConfigDict, workdir: str, source_key: str, imported=None) -> RunData:
-    """`source_key`: names the corpus in the token cache (`data.source_identity(...)["config"]`);
+def prepare(config, workdir: str, source_key: str, imported=None) -> RunData:
+    """`config`: a pretraining run's parsed settings (storyjax.pretrain_settings); `source_key`: names the corpus in the token cache (`data.source_identity(...)["config"]`);
     `imported`: (HFTokenizer, its tokenizer.json bytes, source) of an `init_from_hf` checkpoint, used
     instead of training one."""
     sources = load_corpus(config.data)

@@ -21,13 +21,17 @@ storyjax/teachers/rubric.py and storyjax/teachers/tales_grammar.py. Each kind's 
 and its rules live in its file under storyjax/teachers/kinds/.
 
 `flat(cfg)` is what a teacher of the chosen kind reads: the shared settings and its own section's, merged.
+A job parses its sections into records (`storyjax.teachers.settings.parse`) before it uses them.
 """
 
 from __future__ import annotations
 
+import dataclasses
+
 import ml_collections
 
 from storyjax.teachers import kinds
+from storyjax.teachers.grader_settings import GraderSettings
 
 SHARED = kinds.SHARED
 kind = kinds.resolve
@@ -41,10 +45,9 @@ def sections() -> tuple:
 
 def defaults(name: str = "rubric") -> ml_collections.ConfigDict:
     """The teacher section with every default: the shared settings, then each kind's own section."""
-    return ml_collections.ConfigDict(dict(
-        name=name, template="", temperature=0.2, seed=0, shard_across_hosts=False,
-        max_failed_batches=3, max_unscorable_rate=0.9, health_window=10,
-        **{k.section: dict(k.defaults) for k in kinds.KINDS.values() if k.section}))
+    shared = {k: v for k, v in dataclasses.asdict(GraderSettings()).items() if k in SHARED}
+    return ml_collections.ConfigDict(dict(shared, name=name, **{k.section: k.defaults for k in kinds.KINDS.values()
+                                                                if k.section}))
 
 
 def judge_defaults() -> ml_collections.ConfigDict:
@@ -53,8 +56,8 @@ def judge_defaults() -> ml_collections.ConfigDict:
     teacher's model, reported as judge = teacher) and `mode` (absolute | pairwise)."""
     judge = defaults("auto")
     judge.jax.grading = "greedy"
-    judge.allow_same = False
-    judge.mode = "absolute"
+    judge.allow_same = GraderSettings.allow_same
+    judge.mode = GraderSettings.mode
     return judge
 
 
@@ -72,7 +75,7 @@ def update(cfg: ml_collections.ConfigDict, **settings) -> ml_collections.ConfigD
     return cfg
 
 
-def configured(name: str, **settings) -> ml_collections.ConfigDict:
-    """`defaults(name)` with `settings` set where each lives: for code and tests that build a teacher
-    without a config file."""
-    return update(defaults(name), **settings)
+def configured(name: str, **settings) -> GraderSettings:
+    """The record of `defaults(name)` with `settings` set where each lives: for code and tests that build a
+    teacher without a config file (the teacher checks its settings when it is built)."""
+    return kinds.record(update(defaults(name), **settings))

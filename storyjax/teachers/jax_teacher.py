@@ -111,7 +111,7 @@ class JaxTeacher(Teacher):
         self.cfg, self.grading = cfg, grading
         self.min_mass = float(cfg.min_digit_mass)
         self.micro = int(cfg.batch_size)  # 0: planned per opening (_planned_micro)
-        self.memory_gb = float(cfg.get("memory_gb", 0.0))
+        self.memory_gb = float(cfg.memory_gb)
         self._plans: dict = {}
         self.share_opening = True  # the opening's tokens join the shared prefix (_shared_opening)
         if self.micro < 0 or not 0.0 <= self.min_mass <= 1.0:

@@ -52,8 +52,8 @@ class OpenAITeacher(Teacher):
         if cfg.constrain not in CONSTRAINTS:
             raise ValueError(f"teacher.openai.constrain={cfg.constrain!r}: choose one of {sorted(CONSTRAINTS)}.")
         for field in ("concurrency", "timeout_s"):
-            if not cfg[field] > 0:
-                raise ValueError(f"teacher.{field}={cfg[field]!r} must be positive.")
+            if not getattr(cfg, field) > 0:
+                raise ValueError(f"teacher.{field}={getattr(cfg, field)!r} must be positive.")
         if cfg.retries < 0 or cfg.backoff_s < 0:
             raise ValueError(f"teacher.openai.retries={cfg.retries} and teacher.openai.backoff_s={cfg.backoff_s} must "
                              "be >= 0.")

@@ -6,10 +6,9 @@ value is refused before pretraining or a tokenizer starts.
 
 from __future__ import annotations
 
-import ml_collections
-
 from storyjax.setting_checks import count, finite
 from storyjax.teachers import kinds
+from storyjax.teachers.grader_settings import JUDGE_MODES, GraderSettings
 from storyjax.teachers.prompt_templates import load_template
 
 
@@ -33,19 +32,30 @@ def rules() -> tuple:
     return SHARED_RULES + tuple(rule for k in kinds.KINDS.values() for rule in k.rules)
 
 
-def check(cfg: ml_collections.ConfigDict, key: str = "teacher", weights: bool = True) -> None:
+def parse(section, key: str = "teacher", weights: bool = True) -> GraderSettings:
+    """A teacher or judge section (a ConfigDict, or a record already parsed) as its checked record: each kind's
+    sub-section parsed into that kind's settings record, then `check`."""
+    section = kinds.record(section, key)
+    check(section, key, weights)
+    return section
+
+
+def check(cfg: GraderSettings, key: str = "teacher", weights: bool = True) -> None:
     """Refuses, in one line naming `key.setting`, the value and the fix, whatever no teacher could use;
     `weights=False` (a dry run, which reports what is missing) leaves the files a kind reads alone."""
     names = kinds.names() + ("auto",) * (key == "judge")
-    problems = [] if cfg.get("name") in names else [f"{key}.name={cfg.get('name')!r}: choose one of {names}"]
+    problems = [] if cfg.name in names else [f"{key}.name={cfg.name!r} is unknown; choose one of {names}"]
+    if cfg.mode not in JUDGE_MODES:
+        problems.append(f"{key}.mode={cfg.mode!r}: choose 'absolute' (grades on 0-3) or 'pairwise' (which of two "
+                        "stories is the better)")
     for section, name, ok, fix in rules():
-        where = (cfg[section] if section in cfg else {}) if section else cfg
-        if name in where and not ok(where[name]):
-            problems.append(f"{key}.{section + '.' if section else ''}{name}={where[name]!r}: {fix}")
+        where = cfg.section(section) if section else cfg
+        if where is not None and hasattr(where, name) and not ok(getattr(where, name)):
+            problems.append(f"{key}.{section + '.' if section else ''}{name}={getattr(where, name)!r}: {fix}")
     if problems:
         raise ValueError("; ".join(problems) + ".")
     load_template(cfg.template, f"{key}.template")  # a missing file, or one without {prompt} and {story}
     for kind in kinds.KINDS.values():
         kind.check_settings(cfg, key)
     if weights:
-        kinds.get(kinds.resolve(cfg), key).check_files(cfg, key)
+        kinds.get(cfg.kind, key).check_files(cfg, key)

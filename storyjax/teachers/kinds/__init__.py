@@ -3,11 +3,13 @@ what a kind holds). Everything that depends on what a teacher is reads it from h
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
-import ml_collections
-
+from storyjax import settings_record
+from storyjax.teachers import grader_settings
 from storyjax.teachers.answer_log import answers_file
+from storyjax.teachers.grader_settings import Flat, GraderSettings
 from storyjax.teachers.kinds import jax_kind, openai_kind, replay_kind, rubric_kind, tales_kind
 from storyjax.teachers.kinds.kind import Kind
 
@@ -41,29 +43,40 @@ def pairwise() -> tuple:
     return tuple(name for name, k in KINDS.items() if k.pairwise)
 
 
-def resolve(cfg: ml_collections.ConfigDict) -> str:
+def resolve(cfg: GraderSettings) -> str:
     """The kind a section names; a judge's "auto" is the in-process jax teacher when it has weights, else
     the rubric."""
-    if cfg.name == "auto":
-        return "jax" if cfg.jax.weights else "rubric"
-    return cfg.name
+    return cfg.kind
 
 
-def flat(cfg: ml_collections.ConfigDict, name: str | None = None) -> ml_collections.ConfigDict:
-    """The settings a teacher of kind `name` (default: `cfg.name`) reads: the shared ones and its sections'."""
-    name = name or cfg.name
-    merged = {k: cfg[k] for k in SHARED if k in cfg}
-    for section in KINDS[name].reads if name in KINDS else ():
-        merged.update(cfg[section].to_dict() if section in cfg else {})
-    merged["name"] = name
-    return ml_collections.ConfigDict(merged)
+def flat(cfg: GraderSettings, name: str | None = None) -> Flat:
+    """The settings a teacher of kind `name` (default: the section's) reads: the shared ones and its sections'."""
+    name = name or cfg.kind
+    return grader_settings.flat(dataclasses.replace(cfg, name=name), KINDS[name].reads if name in KINDS else ())
 
 
-def make_teacher(cfg: ml_collections.ConfigDict, workdir: str = "", process_index: int = 0):
+def record(section, key: str = "teacher") -> GraderSettings:
+    """A teacher or judge section (a ConfigDict or dict; a record passes through) as its record, each kind's
+    sub-section parsed into that kind's settings record; its values are checked by
+    `storyjax.teachers.settings.parse`, which a job calls at its entry."""
+    if isinstance(section, GraderSettings):
+        return section
+    values = settings_record.as_dict(section)
+    subs = {k.section: k.settings for k in KINDS.values() if k.section}
+    sections = tuple((name, settings_record.parse(record, values.get(name, {}), f"{key}.{name}"))
+                     for name, record in subs.items())
+    top = {k: v for k, v in values.items() if k not in subs}
+    return dataclasses.replace(settings_record.parse(GraderSettings, top, key), sections=sections)
+
+
+def make_teacher(cfg: GraderSettings, workdir: str = "", process_index: int = 0):
     """Builds the configured teacher; one that cannot work is refused here, before any other work.
 
     It logs to `answers_file(process_index)` in `workdir` and remembers the answers of all the run's logs,
-    so a resumed run gets every answer it already had, whichever process asked. `cfg` is a teacher section
-    (storyjax/teachers/config.py); each kind reads its shared and own settings."""
+    so a resumed run gets every answer it already had, whichever process asked. `cfg` is a parsed teacher
+    section (`storyjax.teachers.settings.parse`, or `teachers.config.configured` in code)."""
+    if not isinstance(cfg, GraderSettings):
+        raise TypeError(f"make_teacher takes a parsed teacher section (storyjax.teachers.settings.parse), not "
+                        f"{type(cfg).__name__}.")
     log_path = os.path.join(workdir, answers_file(process_index)) if workdir else ""
-    return get(cfg.name).make(flat(cfg), log_path)
+    return get(cfg.kind).make(flat(cfg), log_path)

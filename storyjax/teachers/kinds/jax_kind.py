@@ -3,6 +3,7 @@ file, its grades read off its logits."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 from storyjax.setting_checks import count, finite
@@ -10,26 +11,29 @@ from storyjax.teachers.gguf_file import check_gguf_magic
 from storyjax.teachers.kinds.kind import Kind, fingerprint, model_name
 from storyjax.teachers.prompt_templates import load_template
 
-GRADINGS = ("expected", "greedy", "sample")  # how a grade is read off the logits (DEFAULTS below)
+GRADINGS = ("expected", "greedy", "sample")  # how a grade is read off the logits (JaxSettings below)
 CPU_KERNELS = ("auto", "xla", "ynnpack")     # the matmul kernels on CPU (teachers/lm_passes.py)
 COMPUTE_DTYPES = ("", "float32", "bfloat16")
 
-DEFAULTS = dict(
-    weights="",                    # a Hugging Face folder or a .gguf file
+@dataclasses.dataclass(frozen=True)
+class JaxSettings:
+    weights: str = ""                # a Hugging Face folder or a .gguf file
     # Grades are read off its logits: sample (a digit drawn at `temperature`: the paper's teacher) |
     # greedy | expected (the mean of its distribution over 0-3: the teacher's output distribution as
     # the reward, which BabyLM's rules forbid; a training teacher refuses it unless
     # allow_distribution_reward=True, and the run's summary then says so; a judge may use it).
-    grading="sample", allow_distribution_reward=False,
-    min_digit_mass=0.1,            # less of its probability on the digits 0-3 at any grade: unscorable
-    batch_size=32,                 # stories per teacher pass; 0: as many of an opening's as the device's
-                                   # memory plan allows (accelerators; 32 on CPU)
-    memory_gb=0.0,                 # the device memory that plan may fill (0: what the device reports)
-    compute_dtype="",              # "" = float32 on CPU, bfloat16 elsewhere
-    devices=0,                     # local devices the stories are split over (0: all accelerators, or one CPU)
-    model_parallel=1,              # devices each weight matrix is split over (a teacher larger than one)
-    cpu_kernels="auto",            # auto | xla | ynnpack: the matmul kernels on CPU (teachers/lm_passes.py)
-    pairwise_template="")          # for pairs: "" = templates/pairwise_prompt.txt
+    grading: str = "sample"
+    allow_distribution_reward: bool = False
+    min_digit_mass: float = 0.1      # less of its probability on the digits 0-3 at any grade: unscorable
+    batch_size: int = 32             # stories per teacher pass; 0: as many of an opening's as the device's
+                                     # memory plan allows (accelerators; 32 on CPU)
+    memory_gb: float = 0.0           # the device memory that plan may fill (0: what the device reports)
+    compute_dtype: str = ""          # "" = float32 on CPU, bfloat16 elsewhere
+    devices: int = 0                 # local devices the stories are split over (0: all accelerators, or one CPU)
+    model_parallel: int = 1          # devices each weight matrix is split over (a teacher larger than one)
+    cpu_kernels: str = "auto"        # auto | xla | ynnpack: the matmul kernels on CPU (teachers/lm_passes.py)
+    pairwise_template: str = ""      # for pairs: "" = templates/pairwise_prompt.txt
+
 
 RULES = (
     ("jax", "grading", lambda x: x in GRADINGS, f"choose one of {GRADINGS}"),
@@ -56,7 +60,7 @@ def check_files(cfg, key: str) -> None:
 
 
 def check_settings(cfg, key: str) -> None:
-    if "jax" in cfg and cfg.jax.pairwise_template:
+    if cfg.section("jax") is not None and cfg.jax.pairwise_template:
         load_template(cfg.jax.pairwise_template, f"{key}.jax.pairwise_template")
 
 
@@ -75,7 +79,7 @@ def identity(cfg) -> set:
 
 
 KIND = Kind(
-    name="jax", build="storyjax.teachers.jax_teacher:JaxTeacher", section="jax", defaults=DEFAULTS,
+    name="jax", build="storyjax.teachers.jax_teacher:JaxTeacher", section="jax", settings=JaxSettings,
     reads=("jax",), rules=RULES, grades_alike=("weights", "template", "grading", "min_digit_mass", "temperature"),
     identity=identity, model=lambda cfg: cfg.jax.weights, needs=needs, check_settings=check_settings,
     check_files=check_files, pairwise=True,

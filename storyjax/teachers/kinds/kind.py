@@ -12,18 +12,20 @@ import os
 import re
 from typing import Callable
 
-import ml_collections
+
 
 
 @dataclasses.dataclass(frozen=True)
 class Kind:
+    """The callables below take a parsed teacher section (storyjax.teachers.grader_settings.GraderSettings),
+    read as `cfg.jax.weights`, and where they say so the key it sits under ("teacher", "judge")."""
     name: str
     # (settings the kind reads: the shared ones and those of `reads`, merged; where its log goes) → a Teacher;
     # or "module:function" naming it, imported when a teacher of this kind is built (the registry loads no
     # teacher's code: the rubric's run never imports the in-process LLM's)
-    build: Callable[[ml_collections.ConfigDict, str], object] | str
+    build: Callable[..., object] | str
     section: str = ""                 # its own settings' sub-section ("": it has none)
-    defaults: dict = dataclasses.field(default_factory=dict)  # that sub-section's settings and defaults
+    settings: type | None = None      # that sub-section's frozen record: its settings, types and defaults
     reads: tuple = ()                 # the sub-sections it reads (its own, and any it shares with another kind)
     # (sub-section, setting, acceptable, the fix): its enumerated and numeric settings, checked before any work
     rules: tuple = ()
@@ -31,22 +33,27 @@ class Kind:
     # teacher's grades); () for a kind without settings: any two grade alike
     grades_alike: tuple = ()
     # what names the model behind a grader of this kind (a judge sharing one with the teacher is the teacher)
-    identity: Callable[[ml_collections.ConfigDict], set] = lambda cfg: set()
-    model: Callable[[ml_collections.ConfigDict], str] = lambda cfg: ""  # the model it reads, in a word
+    identity: Callable[..., set] = lambda cfg: set()
+    model: Callable[..., str] = lambda cfg: ""  # the model it reads, in a word
     # (section, its key) → what a dry run reports the kind needs ("not set" / "not on this machine": missing)
-    needs: Callable[[ml_collections.ConfigDict, str], str] | None = None
+    needs: Callable[..., str] | None = None
     # (section, its key): refuses, in one line, what its rules cannot say (a template file it would read)
-    check_settings: Callable[[ml_collections.ConfigDict, str], None] = lambda cfg, key: None
+    check_settings: Callable[..., None] = lambda cfg, key: None
     # (section, its key): refuses, in one line, files it reads that are missing (weights, a replayed log)
-    check_files: Callable[[ml_collections.ConfigDict, str], None] = lambda cfg, key: None
+    check_files: Callable[..., None] = lambda cfg, key: None
     # (section, its key) → what to look at when a teacher of this kind stops grading
-    fix_dead: Callable[[ml_collections.ConfigDict, str], str] = lambda cfg, key: "the teacher's settings"
+    fix_dead: Callable[..., str] = lambda cfg, key: "the teacher's settings"
     pairwise: bool = False            # can say which of two stories is the better (Teacher.prefer)
     # whether these settings reward the student with the teacher's output distribution (not BabyLM-compliant)
-    rewards_distribution: Callable[[ml_collections.ConfigDict], bool] = lambda cfg: False
+    rewards_distribution: Callable[..., bool] = lambda cfg: False
 
-    def make(self, cfg: ml_collections.ConfigDict, log_path: str = ""):
-        """A teacher of this kind from its merged settings (`teachers.config.flat`); a kind that reads no
+    @property
+    def defaults(self) -> dict:
+        """Its sub-section's settings and their defaults (what the config files start from)."""
+        return dataclasses.asdict(self.settings()) if self.settings else {}
+
+    def make(self, cfg, log_path: str = ""):
+        """A teacher of this kind from its merged settings (`grader_settings.flat`); a kind that reads no
         settings (the offline graders) is built from none and keeps no log."""
         build = self.build
         if isinstance(build, str):
@@ -54,7 +61,7 @@ class Kind:
             build = getattr(importlib.import_module(module), name)
         return build(cfg, log_path) if self.reads else build()
 
-    def needed(self, cfg: ml_collections.ConfigDict, key: str) -> str:
+    def needed(self, cfg, key: str) -> str:
         return self.needs(cfg, key) if self.needs else self.name
 
 

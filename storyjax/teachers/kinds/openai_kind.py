@@ -3,6 +3,8 @@ where it is and how it is asked."""
 
 from __future__ import annotations
 
+import dataclasses
+
 from storyjax.setting_checks import count, finite
 from storyjax.teachers.kinds.kind import Kind, model_name
 
@@ -15,12 +17,18 @@ CONSTRAINTS = {
     "llama_cpp": {"grammar": 'root ::= [0-3] " " [0-3] " " [0-3]'},
 }
 
-DEFAULTS = dict(
-    base_url="http://127.0.0.1:8000/v1", model="meta-llama/Llama-3.1-8B-Instruct",
-    api_key_env="OPENAI_API_KEY",  # the key is read from this variable, never logged
-    max_tokens=6,                  # the paper's teacher answers three digits
-    constrain="none",              # none | vllm | vllm_legacy | llama_cpp: the server's grammar for them
-    concurrency=16, timeout_s=60.0, retries=3, backoff_s=1.0)
+@dataclasses.dataclass(frozen=True)
+class OpenAISettings:
+    base_url: str = "http://127.0.0.1:8000/v1"
+    model: str = "meta-llama/Llama-3.1-8B-Instruct"
+    api_key_env: str = "OPENAI_API_KEY"  # the key is read from this variable, never logged
+    max_tokens: int = 6                  # the paper's teacher answers three digits
+    constrain: str = "none"              # none | vllm | vllm_legacy | llama_cpp: the server's grammar for them
+    concurrency: int = 16
+    timeout_s: float = 60.0
+    retries: int = 3
+    backoff_s: float = 1.0
+
 
 RULES = (
     ("openai", "base_url", lambda x: str(x).startswith(("http://", "https://")),
@@ -40,7 +48,7 @@ def identity(cfg) -> set:
 
 
 KIND = Kind(
-    name="openai", build="storyjax.teachers.openai_teacher:reachable_teacher", section="openai", defaults=DEFAULTS,
+    name="openai", build="storyjax.teachers.openai_teacher:reachable_teacher", section="openai", settings=OpenAISettings,
     reads=("openai",), rules=RULES,
     grades_alike=("base_url", "model", "template", "temperature", "constrain"), identity=identity,
     model=lambda cfg: cfg.openai.model,

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 from storyjax.teachers.kinds.kind import Kind
+
+
+@dataclasses.dataclass(frozen=True)
+class ReplaySettings:
+    answers: str = ""  # a run's answers.jsonl
 
 
 def check_files(cfg, key: str) -> None:
@@ -14,7 +20,7 @@ def check_files(cfg, key: str) -> None:
 
 KIND = Kind(
     name="replay", build="storyjax.teachers.replay:from_section", section="replay",
-    defaults=dict(answers=""), reads=("openai", "replay"), grades_alike=("answers",),
+    settings=ReplaySettings, reads=("openai", "replay"), grades_alike=("answers",),
     identity=lambda cfg: {f"replayed answers {os.path.realpath(cfg.replay.answers)}"},
     model=lambda cfg: cfg.replay.answers, check_files=check_files,
     fix_dead=lambda cfg, key: f"{key}.replay.answers={cfg.replay.answers} (stories it never graded are unscorable)")

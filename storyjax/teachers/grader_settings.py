@@ -1,0 +1,86 @@
+"""A teacher or judge section as a frozen record: the settings every kind shares as fields, each kind's own
+sub-section as that kind's settings record (`grader.jax.weights`). Parsed once at a job's entry
+(`storyjax.teachers.kinds.parse`); the factory, the judge and the kinds read this, never the ConfigDict."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+JUDGE_MODES = ("absolute", "pairwise")
+
+
+@dataclasses.dataclass(frozen=True)
+class GraderSettings:
+    name: str = "rubric"               # a kind (storyjax/teachers/kinds/), or "auto" for a judge
+    template: str = ""                 # the rubric prompt ("" = templates/rubric_prompt.txt)
+    temperature: float = 0.2           # how an LLM teacher's answer is sampled (paper: 0.2)
+    seed: int = 0                      # -1 sends none to a server
+    shard_across_hosts: bool = False   # several processes: each grades its share of every batch
+    max_failed_batches: int = 3        # teacher health: batches in a row with nothing graded before stopping
+    max_unscorable_rate: float = 0.9   # ... or this share of the last window's stories unscorable
+    health_window: int = 10
+    allow_same: bool = False           # a judge's own: run even when it is the training teacher's model
+    mode: str = "absolute"             # a judge's own: absolute (grades 0-3) | pairwise (which is better)
+    sections: tuple = ()               # ((kind section name, its settings record), ...)
+
+    def __getattr__(self, name: str) -> Any:
+        # Reached only when no field has the name: a kind's sub-section, read as `grader.jax.weights`.
+        for section, record in self.__dict__.get("sections", ()):
+            if section == name:
+                return record
+        raise AttributeError(f"a teacher section has no setting or sub-section {name!r}")
+
+    def section(self, name: str, default: Any = None) -> Any:
+        return next((record for section, record in self.sections if section == name), default)
+
+    @property
+    def kind(self) -> str:
+        """The kind it grades with: a judge's "auto" is the in-process jax teacher when it has weights, else
+        the rubric."""
+        if self.name == "auto":
+            jax_section = self.section("jax")
+            return "jax" if jax_section is not None and jax_section.weights else "rubric"
+        return self.name
+
+    def replace(self, **settings) -> "GraderSettings":
+        """A copy with `settings` set where each lives: a shared field, or the sub-section that has it."""
+        top = {k: v for k, v in settings.items() if k in _FIELDS}
+        sections = dict(self.sections)
+        for key, value in settings.items():
+            if key in top:
+                continue
+            homes = [s for s, record in sections.items() if key in _field_names(record)]
+            if not homes:
+                raise KeyError(f"{key!r} is not a teacher setting (see storyjax/teachers/config.py).")
+            sections[homes[0]] = dataclasses.replace(sections[homes[0]], **{key: value})
+        return dataclasses.replace(self, **top, sections=tuple(sections.items()))
+
+
+_FIELDS = tuple(f.name for f in dataclasses.fields(GraderSettings) if f.name != "sections")
+
+
+def _field_names(record) -> tuple:
+    return tuple(f.name for f in dataclasses.fields(record))
+
+
+def flat(grader: GraderSettings, reads: tuple) -> "Flat":
+    """What a teacher of one kind reads: the shared settings and those of the sub-sections it `reads`,
+    merged into one read-only record (`flat.weights`, `flat.temperature`)."""
+    merged = {k: getattr(grader, k) for k in _FIELDS}
+    for section in reads:
+        record = grader.section(section)
+        merged.update(dataclasses.asdict(record) if record is not None else {})
+    merged["name"] = grader.kind
+    return Flat(tuple(merged.items()))
+
+
+@dataclasses.dataclass(frozen=True)
+class Flat:
+    items: tuple
+
+    def __getattr__(self, name: str) -> Any:
+        for key, value in self.__dict__.get("items", ()):
+            if key == name:
+                return value
+        raise AttributeError(f"this teacher reads no setting {name!r}")
