@@ -72,7 +72,7 @@ class ExperimentSettings:
         pretrain, and a dry run's graders need no weights yet (not yet checked: `experiment.parse` checks)."""
         values = {k: v for k, v in settings_record.as_dict(config).items() if k != "job"}
         dry = bool(values.get("ledger_only", False))
-        judge = parse_grader(values.pop("judge"), "judge", weights=not dry)
+        judge = parse_grader(values.pop("judge"), "judge", weights=False)  # files: checked with each run
         interactive = InteractiveSettings.from_config(
             values.pop("interactive"), judge=judge, auto_pretrain=False, ledger_only=dry,
             progress_bar=bool(values.get("progress_bar", False)))

@@ -68,6 +68,7 @@ class InteractiveSettings:
         job gives itself (the experiment: seed, start, judge); not yet checked (`interactive.parse` checks)."""
         values = {k: v for k, v in settings_record.as_dict(config).items() if k not in ENTRY_KEYS}
         values.update(per_run)
-        weights = not values.get("ledger_only", False)
-        graders = {key: parse_grader(values.pop(key), key, weights) for key in ("teacher", "judge") if key in values}
+        # values only here: the files they read are checked after every other setting (`interactive.check`)
+        graders = {key: parse_grader(values.pop(key), key, weights=False) for key in ("teacher", "judge")
+                   if key in values}
         return dataclasses.replace(settings_record.parse(cls, values, ""), **graders)

@@ -9,13 +9,13 @@ import re
 import signal
 import time
 
-import ml_collections
 import numpy as np
 import pytest
 
 from conftest import BLIMP
 from storyjax import monitor, stats
 from storyjax import experiment_analysis as analysis
+from storyjax.experiment_settings import ExperimentSettings
 from test_main import run_main, start_main
 
 TINY = ["--config=configs/experiment.py:tiny", "--config.pretrain.data.num_docs=2000",
@@ -148,14 +148,14 @@ def synthetic_student(sums_N, rng, n_openings=13, template=False, pairwise=None)
     return analysis.Student(records, row, pairwise)
 
 
-def analysis_config(seeds=(0, 1, 2)):
-    return ml_collections.ConfigDict({
-        "experiment": {"seeds": seeds, "kl_band": 0.5, "bootstrap": 400, "instruments": ("judge",),
-                       "reference_lm": {"cap": 64, "weights": ""},
-                       "monitor": {"max_distinct2_drop": 0.2, "max_repeat_rise": 0.1, "max_skeleton_rise": 0.2,
-                                   "max_length_drop": 0.5, "max_empty_rise": 0.1}},
-        "interactive": {"rl": {"kl_target": 0.0}, "teacher": {"name": "rubric"}},
-        "judge": {"name": "auto", "mode": "absolute", "jax": {"weights": ""}}})
+def analysis_config(seeds=(0, 1, 2), instruments=("judge",), reference_lm=""):
+    """The tiny experiment's settings record (rubric teacher, judge auto: the rubric), as the analysis reads it."""
+    from configs import experiment as experiment_config
+    c = experiment_config.get_config("tiny")
+    c.experiment.seeds, c.experiment.kl_band, c.experiment.bootstrap = seeds, 0.5, 400
+    c.experiment.instruments, c.experiment.reference_lm.weights = instruments, reference_lm
+    c.interactive.rl.kl_target = 0.0
+    return ExperimentSettings.from_config(c)
 
 
 def synthetic_run(kind, milestone, seed, sums_N, rng, teacher=(4.0, 4.0), **kw):
@@ -321,7 +321,7 @@ def test_gate0_passes_instruments_that_see_and_fails_a_blind_one(tmp_path):
     from configs import experiment as experiment_config
     from storyjax import gate0, instruments
     from storyjax.teachers.rubric import RubricTeacher
-    config = experiment_config.get_config("cpu")
+    config = ExperimentSettings.from_config(experiment_config.get_config("cpu"))
     texts = gate0.known_texts(config, 64)
     assert [len(t) for t in texts] == [64, 64, 64] and texts[1] != texts[2]
     rising = {"mean": 0.5, "ci95": 0.2}
@@ -372,9 +372,8 @@ def test_every_instrument_gets_its_own_rows_and_short_pairs_are_counted_apart():
     runs = [analysis.Run("rl", "chck_10K", 10_000, s, {"steps": 1, "input_words": 10, "train_teacher_sum_first10": 4,
                                                         "train_teacher_sum_last10": 4}, [0.1], after(s))
             for s in range(3)]
-    config = analysis_config()
-    config.experiment.instruments = ("judge", "tales", "reference_lm")
-    config.experiment.reference_lm.weights = "/models/SmolLM2-135M-Instruct.Q4_1.gguf"
+    config = analysis_config(instruments=("judge", "tales", "reference_lm"),
+                             reference_lm="/models/SmolLM2-135M-Instruct.Q4_1.gguf")
     table, _ = analysis.rows([(10_000, 4.0)], {"chck_10K": before}, runs, config)
     judge, tales_row, lm_row = table
     assert judge["instrument"].startswith("rubric:absolute:") and tales_row["instrument"].startswith("tales:")

@@ -1,3 +1,5 @@
+import dataclasses
+
 import jax
 import pytest
 
@@ -35,9 +37,10 @@ def test_the_plan_of_the_real_step_shrinks_with_accumulation_and_picks_a_count_t
     one, eight = plan(1), plan(8)
     assert eight < 0.6 * one
     assert pretrain.plan_grad_accum(config, CFG, opt, sched, mesh, 64) == 1  # no limit known on CPU
-    train.device_memory_gb = (one + eight) / 2 / 0.9 / 2**30  # room for 8 micro-batches, not for 1
+    train = dataclasses.replace(train, device_memory_gb=(one + eight) / 2 / 0.9 / 2**30)  # room for 8, not 1
+    config = dataclasses.replace(config, train=train)
     chosen = pretrain.plan_grad_accum(config, CFG, opt, sched, mesh, 64)
     assert 1 < chosen <= 8 and plan(chosen) <= 0.9 * train.device_memory_gb * 2**30
-    train.grad_accum = 1
+    config = dataclasses.replace(config, train=dataclasses.replace(train, grad_accum=1))
     with pytest.raises(ValueError, match="train.grad_accum=1: the compiled step plans"):
         pretrain.plan_grad_accum(config, CFG, opt, sched, mesh, 64)
