@@ -33,10 +33,10 @@ def resolved(judge: GraderSettings) -> GraderSettings:
 def is_teacher(judge: GraderSettings, teacher: GraderSettings) -> bool:
     """Whether the judge grades exactly as the training teacher does (then the teacher's grades are reused):
     the same kind, equal in the settings that kind grades by (Kind.grades_alike; none: one of each)."""
-    j, t = kinds.flat(judge), kinds.flat(teacher)
-    if j.name != t.name:
+    if judge.kind != teacher.kind:
         return False
-    return all(getattr(j, k, None) == getattr(t, k, None) for k in kinds.get(j.name, "judge").grades_alike)
+    alike = kinds.get(judge.kind, "judge").grades_alike
+    return all(kinds.setting(judge, k) == kinds.setting(teacher, k) for k in alike)
 
 
 def _identity(cfg: GraderSettings) -> set[str]:

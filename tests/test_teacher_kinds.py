@@ -28,7 +28,7 @@ class ConstantTeacher(Teacher):
     name = "constant"
 
     def __init__(self, cfg):
-        self.level = float(cfg.level)
+        self.level = float(cfg.constant.level)
 
     def grade_batch(self, prompts, stories):
         return Grades(np.full((len(stories), 3), self.level, np.float32), [f"{self.level:g}"] * len(stories))

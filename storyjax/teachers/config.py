@@ -20,7 +20,7 @@ The rubric and the tales grammar have no settings: they are the offline graders 
 storyjax/teachers/rubric.py and storyjax/teachers/tales_grammar.py. Each kind's own section, its defaults
 and its rules live in its file under storyjax/teachers/kinds/.
 
-`flat(cfg)` is what a teacher of the chosen kind reads: the shared settings and its own section's, merged.
+A teacher reads its settings under the names the command line gives them (`cfg.jax.weights`).
 A job parses its sections into records (`storyjax.teachers.settings.parse`) before it uses them.
 """
 
@@ -35,7 +35,6 @@ from storyjax.teachers.grader_settings import GraderSettings
 
 SHARED = kinds.SHARED
 kind = kinds.resolve
-flat = kinds.flat
 
 
 def sections() -> tuple:

@@ -45,7 +45,7 @@ class GraderSettings:
 
     def replace(self, **settings) -> "GraderSettings":
         """A copy with `settings` set where each lives: a shared field, or the sub-section that has it."""
-        top = {k: v for k, v in settings.items() if k in _FIELDS}
+        top = {k: v for k, v in settings.items() if k in SHARED_FIELDS}
         sections = dict(self.sections)
         for key, value in settings.items():
             if key in top:
@@ -57,30 +57,8 @@ class GraderSettings:
         return dataclasses.replace(self, **top, sections=tuple(sections.items()))
 
 
-_FIELDS = tuple(f.name for f in dataclasses.fields(GraderSettings) if f.name != "sections")
+SHARED_FIELDS = tuple(f.name for f in dataclasses.fields(GraderSettings) if f.name != "sections")
 
 
 def _field_names(record) -> tuple:
     return tuple(f.name for f in dataclasses.fields(record))
-
-
-def flat(grader: GraderSettings, reads: tuple) -> "Flat":
-    """What a teacher of one kind reads: the shared settings and those of the sub-sections it `reads`,
-    merged into one read-only record (`flat.weights`, `flat.temperature`)."""
-    merged = {k: getattr(grader, k) for k in _FIELDS}
-    for section in reads:
-        record = grader.section(section)
-        merged.update(dataclasses.asdict(record) if record is not None else {})
-    merged["name"] = grader.kind
-    return Flat(tuple(merged.items()))
-
-
-@dataclasses.dataclass(frozen=True)
-class Flat:
-    items: tuple
-
-    def __getattr__(self, name: str) -> Any:
-        for key, value in self.__dict__.get("items", ()):
-            if key == name:
-                return value
-        raise AttributeError(f"this teacher reads no setting {name!r}")

@@ -104,39 +104,41 @@ class JaxTeacher(Teacher):
     name = "jax"
 
     def __init__(self, cfg, log_path: str = ""):
-        """`cfg`: the settings `teachers.config.flat` gives a jax teacher (every one; defaults live there)."""
-        grading = cfg.grading
+        """`cfg`: a parsed teacher section (GraderSettings); its own settings are `cfg.jax.*`, as on the command
+        line (`teacher.jax.grading`)."""
+        own = cfg.jax
+        grading = own.grading
         if grading not in GRADINGS:
             raise ValueError(f"teacher.jax.grading={grading!r}: choose one of {GRADINGS}.")
         self.cfg, self.grading = cfg, grading
-        self.min_mass = float(cfg.min_digit_mass)
-        self.micro = int(cfg.batch_size)  # 0: planned per opening (_planned_micro)
-        self.memory_gb = float(cfg.memory_gb)
+        self.min_mass = float(own.min_digit_mass)
+        self.micro = int(own.batch_size)  # 0: planned per opening (_planned_micro)
+        self.memory_gb = float(own.memory_gb)
         self._plans: dict = {}
         self.share_opening = True  # the opening's tokens join the shared prefix (_shared_opening)
         if self.micro < 0 or not 0.0 <= self.min_mass <= 1.0:
             raise ValueError(f"teacher.jax.batch_size={self.micro} must be >= 0 and teacher.jax.min_digit_mass="
                              f"{self.min_mass} in 0..1.")
         self.template = load_template(cfg.template)
-        self.pairwise_template = load_template(cfg.pairwise_template or PAIRWISE_TEMPLATE)
-        kernels = resolve_cpu_kernels(cfg.cpu_kernels)  # settings first, then seconds of loading
-        self.mesh = teacher_mesh(int(cfg.devices), int(cfg.model_parallel))
+        self.pairwise_template = load_template(own.pairwise_template or PAIRWISE_TEMPLATE)
+        kernels = resolve_cpu_kernels(own.cpu_kernels)  # settings first, then seconds of loading
+        self.mesh = teacher_mesh(int(own.devices), int(own.model_parallel))
         platform = self.mesh.devices.flat[0].platform
         self.kernels = kernels if platform == "cpu" else platform
-        dtype = cfg.compute_dtype or ("float32" if jax.default_backend() == "cpu" else "bfloat16")
+        dtype = own.compute_dtype or ("float32" if jax.default_backend() == "cpu" else "bfloat16")
         t0 = time.time()
-        self.lm_cfg, self.params, self.tok = lm_weights.load(cfg.weights, dtype, placer(self.mesh))
+        self.lm_cfg, self.params, self.tok = lm_weights.load(own.weights, dtype, placer(self.mesh))
         self.passes = passes(platform, kernels)
         self.memory_logged = False
         self.answer = answer_format(self.tok)
-        self.weights_id = _weights_id(cfg.weights)
+        self.weights_id = _weights_id(own.weights)
         self.log_path = log_path
         self._prefixes: collections.OrderedDict = collections.OrderedDict()
         self._rng = jax.random.key(int(cfg.seed))
         self.truncated = 0
         self.last_problem = ""
         logging.info("JAX teacher: %s (%s, %d layers, %s, %s kernels) loaded in %.1f s; grades read as %s.",
-                     cfg.weights, self.lm_cfg.family, self.lm_cfg.num_layers, dtype, self.kernels, time.time() - t0,
+                     own.weights, self.lm_cfg.family, self.lm_cfg.num_layers, dtype, self.kernels, time.time() - t0,
                      grading)
         if grading == "expected":
             logging.warning("grading='expected': as a training teacher it rewards the student with its output "
@@ -399,7 +401,7 @@ class JaxTeacher(Teacher):
             for p, s, sc, a, d, st in zip(prompts, stories, scores, answers, details, statuses):
                 f.write(json.dumps({"time": time.time(), "key": self.key(p, s), "status": st, "answer": a,
                                     "scores": [None if np.isnan(x) else float(x) for x in sc], **d,
-                                    "model": self.cfg.weights, "prompt": p, "story": s}) + "\n")
+                                    "model": self.cfg.jax.weights, "prompt": p, "story": s}) + "\n")
 
 
 def _pair(first: str, second: str) -> str:

@@ -49,18 +49,21 @@ class OpenAITeacher(Teacher):
     name = "openai"
 
     def __init__(self, cfg, log_path: str = ""):
-        if cfg.constrain not in CONSTRAINTS:
-            raise ValueError(f"teacher.openai.constrain={cfg.constrain!r}: choose one of {sorted(CONSTRAINTS)}.")
+        """`cfg`: a parsed teacher section (GraderSettings); the server's settings are `cfg.openai.*`, as on the
+        command line (`teacher.openai.base_url`)."""
+        server = cfg.openai
+        if server.constrain not in CONSTRAINTS:
+            raise ValueError(f"teacher.openai.constrain={server.constrain!r}: choose one of {sorted(CONSTRAINTS)}.")
         for field in ("concurrency", "timeout_s"):
-            if not getattr(cfg, field) > 0:
-                raise ValueError(f"teacher.{field}={getattr(cfg, field)!r} must be positive.")
-        if cfg.retries < 0 or cfg.backoff_s < 0:
-            raise ValueError(f"teacher.openai.retries={cfg.retries} and teacher.openai.backoff_s={cfg.backoff_s} must "
+            if not getattr(server, field) > 0:
+                raise ValueError(f"teacher.openai.{field}={getattr(server, field)!r} must be positive.")
+        if server.retries < 0 or server.backoff_s < 0:
+            raise ValueError(f"teacher.openai.retries={server.retries} and teacher.openai.backoff_s={server.backoff_s} must "
                              "be >= 0.")
         self.cfg = cfg
         self.template = load_template(cfg.template)
-        self.base_url = cfg.base_url.rstrip("/")
-        key = os.environ.get(cfg.api_key_env, "") if cfg.api_key_env else ""
+        self.base_url = cfg.openai.base_url.rstrip("/")
+        key = os.environ.get(cfg.openai.api_key_env, "") if cfg.openai.api_key_env else ""
         self.headers = {"Authorization": f"Bearer {key}"} if key else {}
         self.log_path = log_path
         self.cache = self._load_cache(log_path)
@@ -72,7 +75,7 @@ class OpenAITeacher(Teacher):
     def check_reachable(self) -> None:
         """Fails before any work if the server does not answer (a clear error beats 1,000 NaN batches)."""
         try:
-            r = httpx.get(f"{self.base_url}/models", headers=self.headers, timeout=min(self.cfg.timeout_s, 10.0))
+            r = httpx.get(f"{self.base_url}/models", headers=self.headers, timeout=min(self.cfg.openai.timeout_s, 10.0))
             r.raise_for_status()
         except httpx.HTTPError as e:
             raise ValueError(f"teacher.openai.base_url={self.base_url} is unreachable ({type(e).__name__}: {e}). Start "
@@ -102,11 +105,11 @@ class OpenAITeacher(Teacher):
         return [{"role": "user", "content": self.template.format(prompt=prompt, story=story, answer="")}]
 
     def _body(self, prompt: str, story: str) -> dict:
-        body = {"model": self.cfg.model, "messages": self._messages(prompt, story),
-                "temperature": self.cfg.temperature, "max_tokens": self.cfg.max_tokens}
+        body = {"model": self.cfg.openai.model, "messages": self._messages(prompt, story),
+                "temperature": self.cfg.temperature, "max_tokens": self.cfg.openai.max_tokens}
         if self.cfg.seed >= 0:
             body["seed"] = self.cfg.seed
-        body.update(CONSTRAINTS[self.cfg.constrain])
+        body.update(CONSTRAINTS[self.cfg.openai.constrain])
         return body
 
     def key(self, prompt: str, story: str) -> str:
@@ -117,9 +120,9 @@ class OpenAITeacher(Teacher):
         errors, timeouts, 429, 5xx) with exponential backoff. Statuses: "ok", "unparsable" (an answer that
         is not three grades), "bad response: ..." (not retried), "failed after N attempts: ..."."""
         error, head = "", ""
-        for attempt in range(self.cfg.retries + 1):
+        for attempt in range(self.cfg.openai.retries + 1):
             if attempt:
-                await asyncio.sleep(self.cfg.backoff_s * 2 ** (attempt - 1))
+                await asyncio.sleep(self.cfg.openai.backoff_s * 2 ** (attempt - 1))
             try:
                 r = await client.post(f"{self.base_url}/chat/completions", json=self._body(prompt, story))
             except (httpx.TimeoutException, httpx.TransportError) as e:
@@ -135,7 +138,7 @@ class OpenAITeacher(Teacher):
             if problem:
                 return "", f"bad response: {problem}", head
             return answer, "ok" if not np.isnan(parse_answer(answer)).any() else "unparsable", ""
-        return "", f"failed after {self.cfg.retries + 1} attempts: {error}", head
+        return "", f"failed after {self.cfg.openai.retries + 1} attempts: {error}", head
 
     async def _grade_one(self, client, limit: asyncio.Semaphore, prompt: str, story: str) -> tuple[str, str]:
         key = self.key(prompt, story)
@@ -150,7 +153,7 @@ class OpenAITeacher(Teacher):
             self.failures += status != "unparsable"
         if self.log_path:
             record = {"time": time.time(), "key": key, "status": status, "answer": answer,
-                      "model": self.cfg.model, "prompt": prompt, "story": story}
+                      "model": self.cfg.openai.model, "prompt": prompt, "story": story}
             if head:
                 record["body_head"] = head
             with open(self.log_path, "a") as f:
@@ -158,8 +161,8 @@ class OpenAITeacher(Teacher):
         return answer, status
 
     async def _grade_all(self, prompts: list, stories: list) -> list[tuple[str, str]]:
-        limit = asyncio.Semaphore(self.cfg.concurrency)
-        async with httpx.AsyncClient(headers=self.headers, timeout=self.cfg.timeout_s) as client:
+        limit = asyncio.Semaphore(self.cfg.openai.concurrency)
+        async with httpx.AsyncClient(headers=self.headers, timeout=self.cfg.openai.timeout_s) as client:
             jobs = asyncio.gather(*(self._grade_one(client, limit, p, s) for p, s in zip(prompts, stories)))
             while not self._cancel.is_set():
                 done, _ = await asyncio.wait({jobs}, timeout=CANCEL_POLL_S)

@@ -54,4 +54,4 @@ def _graded_by_text(source: str) -> dict:
 
 def from_section(cfg, log_path: str = "") -> ReplayTeacher:
     """The teacher of a `replay` section (its `answers` log, parsed as the openai section says)."""
-    return ReplayTeacher(cfg, cfg.answers, log_path)
+    return ReplayTeacher(cfg, cfg.replay.answers, log_path)

@@ -9,7 +9,7 @@ import os
 from storyjax import settings_record
 from storyjax.teachers import grader_settings
 from storyjax.teachers.answer_log import answers_file
-from storyjax.teachers.grader_settings import Flat, GraderSettings
+from storyjax.teachers.grader_settings import GraderSettings
 from storyjax.teachers.kinds import jax_kind, openai_kind, replay_kind, rubric_kind, tales_kind
 from storyjax.teachers.kinds.kind import Kind
 
@@ -49,10 +49,13 @@ def resolve(cfg: GraderSettings) -> str:
     return cfg.kind
 
 
-def flat(cfg: GraderSettings, name: str | None = None) -> Flat:
-    """The settings a teacher of kind `name` (default: the section's) reads: the shared ones and its sections'."""
-    name = name or cfg.kind
-    return grader_settings.flat(dataclasses.replace(cfg, name=name), KINDS[name].reads if name in KINDS else ())
+def setting(cfg: GraderSettings, name: str):
+    """A setting a grader of its kind reads, by its name in a section: a shared one, or one of the sub-sections
+    its kind reads (`weights` of a jax teacher is `cfg.jax.weights`); None where it has none."""
+    if name in grader_settings.SHARED_FIELDS:
+        return getattr(cfg, name)
+    sections = [cfg.section(s) for s in (KINDS[cfg.kind].reads if cfg.kind in KINDS else ())]
+    return next((getattr(s, name) for s in sections if s is not None and hasattr(s, name)), None)
 
 
 def record(section, key: str = "teacher") -> GraderSettings:
@@ -79,4 +82,4 @@ def make_teacher(cfg: GraderSettings, workdir: str = "", process_index: int = 0)
         raise TypeError(f"make_teacher takes a parsed teacher section (storyjax.teachers.settings.parse), not "
                         f"{type(cfg).__name__}.")
     log_path = os.path.join(workdir, answers_file(process_index)) if workdir else ""
-    return get(cfg.kind).make(flat(cfg), log_path)
+    return get(cfg.kind).make(dataclasses.replace(cfg, name=cfg.kind), log_path)

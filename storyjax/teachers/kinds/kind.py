@@ -20,7 +20,7 @@ class Kind:
     """The callables below take a parsed teacher section (storyjax.teachers.grader_settings.GraderSettings),
     read as `cfg.jax.weights`, and where they say so the key it sits under ("teacher", "judge")."""
     name: str
-    # (settings the kind reads: the shared ones and those of `reads`, merged; where its log goes) → a Teacher;
+    # (its parsed section, read as `cfg.jax.weights`; where its log goes) → a Teacher;
     # or "module:function" naming it, imported when a teacher of this kind is built (the registry loads no
     # teacher's code: the rubric's run never imports the in-process LLM's)
     build: Callable[..., object] | str
@@ -53,8 +53,8 @@ class Kind:
         return dataclasses.asdict(self.settings()) if self.settings else {}
 
     def make(self, cfg, log_path: str = ""):
-        """A teacher of this kind from its merged settings (`grader_settings.flat`); a kind that reads no
-        settings (the offline graders) is built from none and keeps no log."""
+        """A teacher of this kind from its parsed section; a kind that reads no settings (the offline graders)
+        is built from none and keeps no log."""
         build = self.build
         if isinstance(build, str):
             module, _, name = build.partition(":")
