@@ -57,8 +57,6 @@ def check(config: ExperimentSettings) -> ExperimentSettings:
     if config.init_checkpoint and not os.path.isdir(config.init_checkpoint):
         raise ValueError(f"init_checkpoint={config.init_checkpoint!r} is not a folder: give the pretraining run's "
                          "--workdir, or leave it empty to pretrain here.")
-    if config.judge.mode not in ("absolute", "pairwise"):
-        raise ValueError(f"judge.mode={config.judge.mode!r}: choose 'absolute' or 'pairwise'.")
     if not ex.milestones or not ex.seeds:
         raise ValueError("experiment.milestones and experiment.seeds must each name at least one (e.g. "
                          "--config.experiment.milestones='(\"chck_50K\",)' --config.experiment.seeds='(0,)').")

@@ -18,7 +18,6 @@ from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import optax
 
@@ -140,8 +139,8 @@ class RLConfig:
     entropy_coef: float = 0.0
 
     @classmethod
-    def from_config(cls, rl_cfg: ml_collections.ConfigDict) -> "RLConfig":
-        """The record of an `rl` section (refused as `__post_init__` says)."""
+    def from_config(cls, rl_cfg) -> "RLConfig":
+        """The record of an `rl` section, a ConfigDict or dict (refused as `__post_init__` says)."""
         return cls(**{f.name: rl_cfg[f.name] for f in dataclasses.fields(cls)})
 
     def __post_init__(self) -> None:
@@ -168,11 +167,6 @@ class RLConfig:
             ("entropy_coef", finite(self.entropy_coef), "a finite number (0: no entropy bonus)")) if not ok]
         if problems:
             raise ValueError("; ".join(problems) + ".")
-
-
-def check(rl_cfg: ml_collections.ConfigDict) -> None:
-    """Refuses `rl` settings no run can use, with one line naming the key and the fix."""
-    RLConfig.from_config(rl_cfg)
 
 
 def make_optimizer(rl: RLConfig) -> optax.GradientTransformation:

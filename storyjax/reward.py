@@ -28,7 +28,6 @@ from __future__ import annotations
 import dataclasses
 from typing import NamedTuple
 
-import ml_collections
 import numpy as np
 
 from storyjax.grades import scored
@@ -48,7 +47,8 @@ class RewardConfig:
     control: str = ""  # one of CONTROLS
 
     @classmethod
-    def from_config(cls, reward_cfg: ml_collections.ConfigDict) -> "RewardConfig":
+    def from_config(cls, reward_cfg) -> "RewardConfig":
+        """The record of a `reward` section (a ConfigDict; refused as `__post_init__` says)."""
         return cls(tuple(float(w) for w in reward_cfg.weights), reward_cfg.length_bonus, reward_cfg.length_norm,
                    reward_cfg.control)
 

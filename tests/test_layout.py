@@ -131,6 +131,21 @@ def test_jobs_are_peers():
     assert crossing == []
 
 
+def test_config_dicts_stop_at_the_entries():
+    """Settings reach the code below a job's entry as typed records: only the entry (main), the config files'
+    loader and defaults, and the parser that turns a section into a record know what a ConfigDict is."""
+    allowed = {"storyjax.main", "storyjax.config_file", "storyjax.settings_record", "storyjax.teachers.config"}
+    knowing = set()
+    for module, path in modules().items():
+        tree = ast.parse(open(path).read())
+        for node in ast.walk(tree):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            if any(n.split(".")[0] == "ml_collections" for n in names):
+                knowing.add(module)
+    assert knowing <= allowed, sorted(knowing - allowed)
+
+
 def test_every_function_reads_in_60_lines():
     """Every function of the package and of configs/ (the loops included) fits a screen."""
     root = os.path.dirname(PACKAGE)

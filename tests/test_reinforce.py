@@ -247,12 +247,12 @@ def test_kl_penalty_pulls_a_drifted_student_back_to_its_reference(mode):
 
 def test_a_kl_loss_with_no_gradient_is_refused_in_one_line():
     with pytest.raises(ValueError, match="zero expected gradient") as err:
-        R.check(rl_section(kl_mode="loss", kl_estimator="k1"))
+        R.RLConfig.from_config(rl_section(kl_mode="loss", kl_estimator="k1"))
     assert "\n" not in str(err.value)
-    R.check(rl_section(kl_mode="loss", kl_estimator="k3"))
-    R.check(rl_section(kl_mode="reward", kl_estimator="k1"))
+    R.RLConfig.from_config(rl_section(kl_mode="loss", kl_estimator="k3"))
+    R.RLConfig.from_config(rl_section(kl_mode="reward", kl_estimator="k1"))
     with pytest.raises(ValueError, match="rl.kl_mode='bogus'"):
-        R.check(rl_section(kl_mode="bogus"))
+        R.RLConfig.from_config(rl_section(kl_mode="bogus"))
 
 
 def _target_probability_after(step, state, ref, params, reward_of, steps=6, target=9):
