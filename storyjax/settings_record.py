@@ -38,6 +38,7 @@ def frozen(value: Any) -> Any:
 
 
 def as_dict(section: Any) -> dict:
+    """A section's settings as a plain dict (nested sections as dicts)."""
     if hasattr(section, "to_dict"):
         return section.to_dict()
     if isinstance(section, Mapping):

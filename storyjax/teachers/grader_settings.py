@@ -1,6 +1,7 @@
 """A teacher or judge section as a frozen record: the settings every kind shares as fields, each kind's own
-sub-section as that kind's settings record (`grader.jax.weights`). Parsed once at a job's entry
-(`storyjax.teachers.kinds.parse`); the factory, the judge and the kinds read this, never the ConfigDict."""
+sub-section as that kind's settings record (`grader.jax.weights`). Parsed and checked once at a job's entry
+(`storyjax.teachers.settings.parse`); the factory, the teachers, the judge and the kinds read this, never the
+ConfigDict."""
 
 from __future__ import annotations
 
