@@ -2,8 +2,9 @@
 
 The loop, the held-out score, the sampler and the judge read these records; the experiment composes its
 runs from one of them with `dataclasses.replace` (a milestone, a seed, a control, a teacher), so what a run
-reads is what its record holds. `from_config` refuses, before any work and in one line naming the key, a
-setting no run can use.
+reads is what its record holds. `from_config` builds the record (refusing, in one line naming the key, a
+setting it does not have and the bad values of the rl, reward and grader sections); `storyjax.interactive.check`
+refuses the rest, before any work.
 """
 
 from __future__ import annotations

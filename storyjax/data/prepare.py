@@ -21,9 +21,9 @@ class RunData:
 
 
 def prepare(config, workdir: str, source_key: str, imported=None) -> RunData:
-    """`config`: a pretraining run's parsed settings (storyjax.pretrain_settings); `source_key`: names the corpus in the token cache (`data.source_identity(...)["config"]`);
-    `imported`: (HFTokenizer, its tokenizer.json bytes, source) of an `init_from_hf` checkpoint, used
-    instead of training one."""
+    """`config`: a pretraining run's parsed settings (storyjax.pretrain_settings); `source_key`: names the
+    corpus in the token cache (`data.source_identity(...)["config"]`); `imported`: (HFTokenizer, its
+    tokenizer.json bytes, source) of an `init_from_hf` checkpoint, used instead of training one."""
     sources = load_corpus(config.data)
     tok_dir = os.path.join(workdir, "tokenizer")
     if imported is not None and not tokenizer_lib.exists(tok_dir):

@@ -48,8 +48,8 @@ def identity(cfg) -> set:
 
 
 KIND = Kind(
-    name="openai", build="storyjax.teachers.openai_teacher:reachable_teacher", section="openai", settings=OpenAISettings,
-    reads=("openai",), rules=RULES,
+    name="openai", build="storyjax.teachers.openai_teacher:reachable_teacher", section="openai",
+    settings=OpenAISettings, reads=("openai",), rules=RULES,
     grades_alike=("base_url", "model", "template", "temperature", "constrain"), identity=identity,
     model=lambda cfg: cfg.openai.model,
     needs=lambda cfg, key: f"OpenAI-compatible server {cfg.openai.base_url} serving {cfg.openai.model}",
