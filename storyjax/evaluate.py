@@ -81,10 +81,6 @@ def parse(config, weights: bool = True, student: bool = True, **per_student) -> 
     return s
 
 
-def validate(config, weights: bool = True, student: bool = True) -> None:
-    parse(config, weights, student)
-
-
 def run(config, workdir: str) -> dict:
     """The job's entry (configs/evaluate.py): its settings parsed, then `run_settings`."""
     return run_settings(parse(config), workdir)

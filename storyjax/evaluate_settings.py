@@ -8,8 +8,8 @@ import dataclasses
 from storyjax import settings_record
 from storyjax.data import DataSettings
 from storyjax.sampler import Sampling
+from storyjax.teachers import kinds
 from storyjax.teachers.grader_settings import GraderSettings
-from storyjax.teachers.settings import parse as parse_grader
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,14 +39,14 @@ class EvaluateSettings:
     @classmethod
     def from_config(cls, config, **per_student) -> "EvaluateSettings":
         """The record of an evaluation section (or a record, passed through) with `per_student` settings a
-        composing job gives itself; the grader's values checked (`evaluate.parse` checks the rest)."""
+        composing job gives itself (`evaluate.parse` checks it)."""
         if isinstance(config, cls):
             return dataclasses.replace(config, **per_student)
         values = {k: v for k, v in settings_record.as_dict(config).items() if k != "job"}
         values.update(per_student)
         parsed = {}
         if "teacher" in values:
-            parsed["teacher"] = parse_grader(values.pop("teacher"), "teacher", weights=False)
+            parsed["teacher"] = kinds.record(values.pop("teacher"), "teacher")  # checked by `evaluate.parse`
         if "data" in values:
             parsed["data"] = settings_record.parse(DataSettings, values.pop("data"), "data")
         return dataclasses.replace(settings_record.parse(cls, values, ""), **parsed)

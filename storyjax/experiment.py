@@ -48,9 +48,6 @@ def parse(config) -> ExperimentSettings:
     return check(ExperimentSettings.from_config(config))
 
 
-def validate(config) -> None:
-    parse(config)
-
 
 def check(config: ExperimentSettings) -> ExperimentSettings:
     ex = config.experiment

@@ -103,13 +103,14 @@ def parse(config) -> GradeSettings:
     return config
 
 
-def validate(config) -> None:
-    parse(config)
-
 
 def run(config, workdir: str) -> dict:
-    """The job's entry (configs/grade.py): its settings parsed, then grades, pairs or likelihoods."""
-    config = parse(config)
+    """The job's entry (configs/grade.py): its settings parsed, then `run_settings`."""
+    return run_settings(parse(config), workdir)
+
+
+def run_settings(config: GradeSettings, workdir: str) -> dict:
+    """Grades, judged pairs or likelihoods, as the parsed settings ask."""
     if config.pairs:
         return run_pairs(config, workdir)
     if config.mode == "likelihood":

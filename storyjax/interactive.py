@@ -86,9 +86,6 @@ def check(s: InteractiveSettings) -> InteractiveSettings:
     return s
 
 
-def validate(config) -> None:
-    parse(config)
-
 
 def _check_start(s: InteractiveSettings) -> None:
     """The openings, the student named to start from, the judge and the BLiMP folder."""
@@ -128,7 +125,7 @@ def student_source(config: InteractiveSettings, workdir: str,
             export.import_as_run(config.init_from_hf, run_dir)
         distributed.barrier("imported")
         return run_dir, ""
-    if config.init_checkpoint:  # student.from_run splits RUN/milestones/chck_N (validate checked it agrees)
+    if config.init_checkpoint:  # student.from_run splits RUN/milestones/chck_N (`check` made sure it agrees)
         return config.init_checkpoint, config.init_milestone
     if not needs_pretraining(config):
         raise ValueError("this preset starts from a pretraining run: give --config.init_checkpoint=PRETRAIN_WORKDIR "

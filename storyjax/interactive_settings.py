@@ -3,7 +3,7 @@
 The loop, the held-out score, the sampler and the judge read these records; the experiment composes its
 runs from one of them with `dataclasses.replace` (a milestone, a seed, a control, a teacher), so what a run
 reads is what its record holds. `from_config` builds the record (refusing, in one line naming the key, a
-setting it does not have and the bad values of the rl, reward and grader sections); `storyjax.interactive.check`
+setting it does not have and the bad values of the rl and reward sections); `storyjax.interactive.check`
 refuses the rest, before any work.
 """
 
@@ -15,8 +15,8 @@ from storyjax import settings_record
 from storyjax.reinforce import RLConfig
 from storyjax.reward import RewardConfig
 from storyjax.sampler import Sampling
+from storyjax.teachers import kinds
 from storyjax.teachers.grader_settings import GraderSettings
-from storyjax.teachers.settings import parse as parse_grader
 
 # Keys of configs/interactive.py read by `storyjax.main` (which job, the pretraining recipe of a run that
 # pretrains its student first, the processes), not by the run itself.
@@ -69,7 +69,6 @@ class InteractiveSettings:
         job gives itself (the experiment: seed, start, judge); not yet checked (`interactive.parse` checks)."""
         values = {k: v for k, v in settings_record.as_dict(config).items() if k not in ENTRY_KEYS}
         values.update(per_run)
-        # values only here: the files they read are checked after every other setting (`interactive.check`)
-        graders = {key: parse_grader(values.pop(key), key, weights=False) for key in ("teacher", "judge")
-                   if key in values}
+        # structure only: their values and files are checked after every other setting (`interactive.check`)
+        graders = {key: kinds.record(values.pop(key), key) for key in ("teacher", "judge") if key in values}
         return dataclasses.replace(settings_record.parse(cls, values, ""), **graders)

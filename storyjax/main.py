@@ -83,11 +83,13 @@ def main(argv):
     if config.job not in JOBS:
         raise app.UsageError(f"config.job={config.job!r} is unknown; this build runs {tuple(JOBS)}.")
     job, shown = JOBS[config.job]
-    _one_line_errors(lambda: validate(config))  # bad settings are refused before the workdir is touched
-    run = job.run
-    if job is interactive and interactive.needs_pretraining(config):
+    # Bad settings are refused before the workdir is touched; the job then runs from the records parsed here.
+    settings, pretrain_settings = _one_line_errors(lambda: validate(config))
+    run = job.run_settings
+    if pretrain_settings is not None:
         # The quickstart: the interactive run pretrains its student first, with main's pretraining job.
-        run = functools.partial(interactive.run, pretrain=functools.partial(pretrain.run, config.pretrain))
+        run = functools.partial(interactive.run_settings,
+                                pretrain=functools.partial(pretrain.run_settings, pretrain_settings))
     distributed.initialize(config.get("distributed"))  # before any computation touches a device
     compilation_cache(flags.FLAGS.workdir)
     lock = workdir_lock.WorkdirLock(flags.FLAGS.workdir)
@@ -95,7 +97,7 @@ def main(argv):
         _one_line_errors(lock.acquire)
         logging.vlog(1, "Config:\n%s", config)  # shown with -v 1
     try:
-        summary = _one_line_errors(lambda: run(config, flags.FLAGS.workdir))
+        summary = _one_line_errors(lambda: run(settings, flags.FLAGS.workdir))
     except preemption.Preempted as e:
         logging.warning("%s", e)
         sys.exit(143)
@@ -119,15 +121,17 @@ def compilation_cache(workdir: str) -> None:
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
 
 
-def validate(config) -> None:
+def validate(config) -> tuple:
     """Every setting the job will use, checked before any work: the job's own, and for an interactive run
-    that pretrains its student first (the quickstart), the pretraining section too."""
+    that pretrains its student first (the quickstart), the pretraining section too. Returns their parsed
+    records: (the job's, the pretraining's or None)."""
     if config.job not in JOBS:
         raise ValueError(f"config.job={config.job!r} is unknown; this build runs {tuple(JOBS)}.")
     job = JOBS[config.job][0]
-    job.validate(config)
+    settings = job.parse(config)
     if job is interactive and interactive.needs_pretraining(config):
-        pretrain.validate(config.pretrain)
+        return settings, pretrain.parse(config.pretrain)
+    return settings, None
 
 
 def _one_line_errors(fn):

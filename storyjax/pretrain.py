@@ -38,9 +38,6 @@ def parse(config) -> PretrainSettings:
     return check(PretrainSettings.from_config(config))
 
 
-def validate(config) -> None:
-    parse(config)
-
 
 def check(config: PretrainSettings) -> PretrainSettings:
     t, m = config.train, config.model

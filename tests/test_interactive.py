@@ -282,7 +282,7 @@ def test_every_enumerated_and_numeric_setting_is_refused_by_validation_naming_it
         section[name] = value
         start = time.time()
         with pytest.raises(ValueError) as refused:
-            interactive.validate(config)
+            interactive.parse(config)
         named = name if key != "heldout.num_openings" else "heldout.num_openings"
         assert named in str(refused.value) and time.time() - start < 1.0, (key, str(refused.value))
 
@@ -290,7 +290,7 @@ def test_every_enumerated_and_numeric_setting_is_refused_by_validation_naming_it
 def test_validation_touches_no_device_so_a_multi_host_run_can_still_initialize(student):
     """jax.distributed.initialize must come before any array exists: validating the config may not create one."""
     code = ("import sys; from absl import flags; from storyjax import main, interactive; "
-            "main.parse_flags(sys.argv); interactive.validate(flags.FLAGS.config); "
+            "main.parse_flags(sys.argv); interactive.parse(flags.FLAGS.config); "
             "from jax._src import xla_bridge; assert not xla_bridge._backends, 'a backend was initialized'")
     proc = subprocess.run([sys.executable, "-c", code, *interactive_args(student), "--workdir=unused"], cwd=ROOT,
                           env=ENV, capture_output=True, text=True, timeout=300)

@@ -503,7 +503,7 @@ def test_unusable_weights_are_refused_with_the_fix(tmp_path):
     cfg = teacher_config.configured("jax", grading="mean")
     with pytest.raises(ValueError, match="teacher.jax.grading='mean': choose one of"):
         make_teacher(cfg)
-    cfg = cfg.replace(grading="greedy", cpu_kernels="mkl")  # refused before any weights are read
+    cfg = teacher_config.configured("jax", grading="greedy", cpu_kernels="mkl")  # refused before weights are read
     with pytest.raises(ValueError, match="teacher.jax.cpu_kernels='mkl': choose one of"):
         make_teacher(cfg)
 

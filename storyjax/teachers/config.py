@@ -31,10 +31,8 @@ import dataclasses
 import ml_collections
 
 from storyjax.teachers import kinds
-from storyjax.teachers.grader_settings import GraderSettings
+from storyjax.teachers.grader_settings import SHARED, GraderSettings
 
-SHARED = kinds.SHARED
-kind = kinds.resolve
 
 
 def sections() -> tuple:
@@ -44,7 +42,7 @@ def sections() -> tuple:
 
 def defaults(name: str = "rubric") -> ml_collections.ConfigDict:
     """The teacher section with every default: the shared settings, then each kind's own section."""
-    shared = {k: v for k, v in dataclasses.asdict(GraderSettings()).items() if k in SHARED}
+    shared = {k: v for k, v in dataclasses.asdict(GraderSettings()).items() if k in SHARED}  # no judge-only ones
     return ml_collections.ConfigDict(dict(shared, name=name, **{k.section: k.defaults for k in kinds.KINDS.values()
                                                                 if k.section}))
 

@@ -44,22 +44,8 @@ class GraderSettings:
             return "jax" if jax_section is not None and jax_section.weights else "rubric"
         return self.name
 
-    def replace(self, **settings) -> "GraderSettings":
-        """A copy with `settings` set where each lives: a shared field, or the sub-section that has it."""
-        top = {k: v for k, v in settings.items() if k in SHARED_FIELDS}
-        sections = dict(self.sections)
-        for key, value in settings.items():
-            if key in top:
-                continue
-            homes = [s for s, record in sections.items() if key in _field_names(record)]
-            if not homes:
-                raise KeyError(f"{key!r} is not a teacher setting (see storyjax/teachers/config.py).")
-            sections[homes[0]] = dataclasses.replace(sections[homes[0]], **{key: value})
-        return dataclasses.replace(self, **top, sections=tuple(sections.items()))
 
-
+JUDGE_ONLY = ("allow_same", "mode")
 SHARED_FIELDS = tuple(f.name for f in dataclasses.fields(GraderSettings) if f.name != "sections")
+SHARED = tuple(f for f in SHARED_FIELDS if f not in JUDGE_ONLY)  # a teacher section's top level
 
-
-def _field_names(record) -> tuple:
-    return tuple(f.name for f in dataclasses.fields(record))

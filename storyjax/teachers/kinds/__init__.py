@@ -22,11 +22,6 @@ KINDS = {k.name: k for k in (
 )}
 
 
-# the settings every kind reads, at the top of a teacher section; each kind's own live in its sub-section
-SHARED = ("name", "template", "temperature", "seed", "shard_across_hosts", "max_failed_batches",
-          "max_unscorable_rate", "health_window")
-
-
 def names() -> tuple:
     return tuple(KINDS)
 
@@ -41,12 +36,6 @@ def get(name: str, key: str = "teacher") -> Kind:
 def pairwise() -> tuple:
     """The kinds that can say which of two stories is the better."""
     return tuple(name for name, k in KINDS.items() if k.pairwise)
-
-
-def resolve(cfg: GraderSettings) -> str:
-    """The kind a section names; a judge's "auto" is the in-process jax teacher when it has weights, else
-    the rubric."""
-    return cfg.kind
 
 
 def setting(cfg: GraderSettings, name: str):
