@@ -70,6 +70,7 @@ flags.DEFINE_bool("compile_only", False, "Compile every GPU path at the preset's
 flags.DEFINE_string("profile_dir", "", "Also write a JAX profiler trace (TensorBoard + Perfetto) of a few "
                     "pretraining steps and one rollout here, to see where device time goes.")
 
+
 def flops_per_token(num_layers: int, d_model: int, seq: int, n_matmul_params: int) -> float:
     """Training FLOPs per token: 6·N for the matmuls (tied output layer included) + 12·L·d·T for attention."""
     return 6 * n_matmul_params + 12 * num_layers * d_model * seq

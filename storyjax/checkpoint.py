@@ -191,7 +191,6 @@ def milestone_words(name: str) -> int:
     return int(n.rstrip("MK")) * scale
 
 
-
 def check_run_meta(workdir: str, meta: dict, partial: bool = False) -> None:
     """Refuses a workdir that holds a different run (another corpus, model, tokenizer, prompt, seed or
     starting point), naming each difference; records `meta` otherwise. A setting the workdir's file

@@ -48,7 +48,6 @@ def parse(config) -> ExperimentSettings:
     return check(ExperimentSettings.from_config(config))
 
 
-
 def check(config: ExperimentSettings) -> ExperimentSettings:
     ex = config.experiment
     if config.init_checkpoint and not os.path.isdir(config.init_checkpoint):

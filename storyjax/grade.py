@@ -103,7 +103,6 @@ def parse(config) -> GradeSettings:
     return config
 
 
-
 def run(config, workdir: str) -> dict:
     """The job's entry (configs/grade.py): its settings parsed, then `run_settings`."""
     return run_settings(parse(config), workdir)

@@ -86,7 +86,6 @@ def check(s: InteractiveSettings) -> InteractiveSettings:
     return s
 
 
-
 def _check_start(s: InteractiveSettings) -> None:
     """The openings, the student named to start from, the judge and the BLiMP folder."""
     heldout_openings(s.heldout.num_openings, (s.prompt,))

@@ -31,12 +31,10 @@ from storyjax.data.prepare import prepare
 from storyjax.pretrain_settings import PretrainSettings, TrainSettings
 
 
-
 def parse(config) -> PretrainSettings:
     """The run's settings as a checked record; refuses settings no run can use, before any work or any file
     is written."""
     return check(PretrainSettings.from_config(config))
-
 
 
 def check(config: PretrainSettings) -> PretrainSettings:

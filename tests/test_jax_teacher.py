@@ -354,7 +354,6 @@ def test_grades_are_read_from_the_logits_with_their_digit_mass(smollm2, tmp_path
     _unmet_mass_leaves_every_story_unscorable(smollm2, stories)
 
 
-
 @pytest.mark.slow
 def test_grading_job_with_the_jax_teacher_writes_what_it_read_off_the_logits(tmp_path):
     import json

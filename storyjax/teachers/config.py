@@ -34,7 +34,6 @@ from storyjax.teachers import kinds
 from storyjax.teachers.grader_settings import SHARED, GraderSettings
 
 
-
 def sections() -> tuple:
     """The kinds' own sub-sections (the rubric and the tales grammar have none)."""
     return tuple(k.section for k in kinds.KINDS.values() if k.section)

@@ -15,6 +15,7 @@ GRADINGS = ("expected", "greedy", "sample")  # how a grade is read off the logit
 CPU_KERNELS = ("auto", "xla", "ynnpack")     # the matmul kernels on CPU (teachers/lm_passes.py)
 COMPUTE_DTYPES = ("", "float32", "bfloat16")
 
+
 @dataclasses.dataclass(frozen=True)
 class JaxSettings:
     weights: str = ""                # a Hugging Face folder or a .gguf file

@@ -13,8 +13,6 @@ import re
 from typing import Callable
 
 
-
-
 @dataclasses.dataclass(frozen=True)
 class Kind:
     """The callables below take a parsed teacher section (storyjax.teachers.grader_settings.GraderSettings),

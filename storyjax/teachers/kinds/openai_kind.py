@@ -17,6 +17,7 @@ CONSTRAINTS = {
     "llama_cpp": {"grammar": 'root ::= [0-3] " " [0-3] " " [0-3]'},
 }
 
+
 @dataclasses.dataclass(frozen=True)
 class OpenAISettings:
     base_url: str = "http://127.0.0.1:8000/v1"
